@@ -1,0 +1,103 @@
+# rewind: one Makefile, no other build system. See README.md.
+#   make            build build/rewind and build/guests/*.elf
+#   make test       every test (units, integration, conformance, layering)
+#   make demo       install what is missing, build, show the main job
+#   make test-asan  the tests under AddressSanitizer + UBSan
+#   make bench      benchmarks (bench/README.md)
+#   make linux      fetch Debian's stock kernel for the Linux boot test
+
+CC      ?= cc
+B       ?= build
+DEPS    := $(B)/deps
+UCLIB   := $(DEPS)/usr/lib/x86_64-linux-gnu
+SAN     ?=
+OPT     ?= -O2 -g
+CFLAGS  := -std=c17 -Wall -Wextra -Wshadow -Werror $(OPT) -D_GNU_SOURCE -I. \
+           -isystem $(DEPS)/usr/include $(SAN) -MMD -MP
+LDFLAGS := $(SAN) -L$(UCLIB) -Wl,-rpath,'$$ORIGIN/deps/usr/lib/x86_64-linux-gnu' \
+           -Wl,-rpath,$(abspath $(UCLIB))
+LIBS    := -lunicorn -lpthread -lm
+
+# Guests: freestanding, 64-bit code with a 32-bit PVH entry stub.
+GCFLAGS := -std=c17 -Wall -Wextra -Wshadow -Werror -O2 -g -ffreestanding -fno-pic \
+           -fno-stack-protector -mno-red-zone -mgeneral-regs-only -mcmodel=small \
+           -fasynchronous-unwind-tables -fno-omit-frame-pointer -I. -Iguests/lib -MMD -MP
+GLDFLAGS := -nostdlib -static -no-pie -Wl,--build-id=none -Wl,-T,guests/lib/guest.ld \
+           -Wl,-z,max-page-size=4096 -Wl,--eh-frame-hdr
+
+VMM_SRC   := $(wildcard vmm/*.c)
+TOOL_SRC  := $(wildcard tools/*.c)
+GLIB_SRC  := $(wildcard guests/lib/*.c guests/lib/*.S)
+GUEST_SRC := $(wildcard guests/*.c)
+UNIT_SRC  := $(wildcard tests/vmm/test_*.c)
+INTEG_SRC := $(wildcard tests/integration/test_*.c)
+
+VMM_OBJ   := $(VMM_SRC:%.c=$(B)/obj/%.o)
+TOOL_OBJ  := $(TOOL_SRC:%.c=$(B)/obj/%.o)
+GLIB_OBJ  := $(patsubst %,$(B)/gobj/%.o,$(basename $(GLIB_SRC)))
+GUESTS    := $(GUEST_SRC:guests/%.c=$(B)/guests/%.elf)
+UNITS     := $(UNIT_SRC:tests/%.c=$(B)/tests/%)
+INTEGS    := $(INTEG_SRC:tests/%.c=$(B)/tests/%)
+
+.PHONY: all deps test test-unit test-integ test-layering demo test-asan bench linux clean format
+all: $(B)/rewind $(GUESTS)
+
+deps: $(DEPS)/.unicorn-2.1.1
+$(DEPS)/.unicorn-2.1.1:
+	@tools/check-deps.sh
+	@tools/fetch-unicorn.sh $(DEPS)
+
+$(B)/obj/%.o: %.c | $(DEPS)/.unicorn-2.1.1
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(B)/libvmm.a: $(VMM_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/rewind: $(TOOL_OBJ) $(B)/libvmm.a
+	$(CC) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(B)/libvmm.a $(LIBS)
+
+$(B)/gobj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(GCFLAGS) -c $< -o $@
+$(B)/gobj/%.o: %.S
+	@mkdir -p $(dir $@)
+	$(CC) $(GCFLAGS) -c $< -o $@
+
+$(B)/guests/%.elf: $(B)/gobj/guests/%.o $(GLIB_OBJ) guests/lib/guest.ld
+	@mkdir -p $(dir $@)
+	$(CC) $(GCFLAGS) $(GLDFLAGS) -o $@ $< $(GLIB_OBJ)
+
+$(B)/tests/%: tests/%.c $(B)/libvmm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libvmm.a $(LIBS) -lcriterion
+
+test: all $(UNITS) $(INTEGS) test-layering
+	@tools/run-tests.sh $(B) $(UNITS) $(INTEGS)
+
+test-layering:
+	@tools/check-layering.sh
+
+test-asan:
+	$(MAKE) B=build/asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" \
+		DEPS=$(abspath $(DEPS)) test
+
+demo:
+	@tools/check-deps.sh --install
+	@$(MAKE) --no-print-directory all
+	@tools/demo.sh $(B)
+
+bench: all
+	@bench/run.sh $(B)
+
+linux:
+	@tools/fetch-linux.sh $(B)/linux
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(B)/obj $(B)/gobj $(B)/guests $(B)/tests $(B)/rewind $(B)/libvmm.a $(B)/asan
+
+-include $(shell find $(B)/obj $(B)/gobj -name '*.d' 2>/dev/null)

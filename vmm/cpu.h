@@ -1,0 +1,117 @@
+/*
+ * cpu.h: the vCPU backend interface. Two implementations: kvm (vmm/kvm.c, /dev/kvm
+ * without in-kernel irqchip or PIT) and emu (vmm/emu.c, Unicorn 2.1.1). One conformance
+ * suite (tests/integration/test_conformance.c) runs over both.
+ *
+ * Port I/O is dispatched by the backend to vmm_pio() while the guest is stopped at the
+ * I/O instruction (vmm_machine_pos() is exact there). Interrupts come from the machine's
+ * interrupt controller: whenever the guest can take one (IF=1, no STI/MOV-SS shadow) and
+ * vmm_intr_pending() is true, the backend calls vmm_intr_ack() for the vector and
+ * delivers it through the guest IDT before the next instruction.
+ */
+#ifndef REWIND_VMM_CPU_H
+#define REWIND_VMM_CPU_H
+
+#include "vmm.h"
+
+struct vmm_machine;
+struct vmm_cpu;
+
+struct vmm_seg {
+	uint16_t sel;
+	uint64_t base;
+	uint32_t limit;
+	uint32_t attr; /* access rights as in the descriptor: type, S, DPL, P, AVL, L, D/B, G */
+};
+
+struct vmm_dtable {
+	uint64_t base;
+	uint16_t limit;
+};
+
+/* The architectural state the backends agree on (what gdb, dumps and tests see). */
+struct vmm_regs {
+	uint64_t rax, rbx, rcx, rdx, rsi, rdi, rbp, rsp;
+	uint64_t r8, r9, r10, r11, r12, r13, r14, r15;
+	uint64_t rip, rflags;
+	struct vmm_seg cs, ds, es, fs, gs, ss, tr, ldt;
+	struct vmm_dtable gdt, idt;
+	uint64_t cr0, cr2, cr3, cr4, cr8, efer;
+	uint64_t fs_base, gs_base, kernel_gs_base;
+};
+
+/* Why vmm_cpu_ops.run returned. */
+enum vmm_exit_reason {
+	VMM_EXIT_BUDGET = 1,   /* the budget given to run() is used up exactly */
+	VMM_EXIT_KICK,         /* vmm_machine_kick() or a port access asked for a stop */
+	VMM_EXIT_HLT,          /* HLT retired; RIP is after it */
+	VMM_EXIT_SHUTDOWN,     /* triple fault */
+	VMM_EXIT_POWEROFF,     /* a device asked the machine to power off or reset */
+};
+
+struct vmm_exit {
+	enum vmm_exit_reason reason;
+	/* For VMM_EXIT_SHUTDOWN: the vector of the exception that could not be delivered. */
+	int vector;
+};
+
+struct vmm_cpu_ops {
+	const char *name; /* "emu" or "kvm" */
+
+	/*
+	 * Can this backend run here? 0, or -VMM_ENOKVM with a detail message saying why.
+	 * Must not be NULL.
+	 */
+	int (*probe)(void);
+	/* Create the vCPU over the machine's RAM. Must not be NULL. */
+	int (*create)(struct vmm_machine *m, struct vmm_cpu **out);
+	void (*destroy)(struct vmm_cpu *cpu);
+
+	/*
+	 * Put the vCPU in the PVH entry state: 32-bit protected mode, paging off, flat
+	 * 4 GiB CS/DS, EBX = start_info, EIP = entry; position 0 is the first guest
+	 * instruction.
+	 */
+	int (*reset_pvh)(struct vmm_cpu *cpu, uint32_t entry, uint32_t start_info);
+
+	/*
+	 * Run until an exit (see enum vmm_exit_reason). budget: at most this many more
+	 * positions (instructions on emu, exits on kvm) are retired; UINT64_MAX for none.
+	 * Returns 0 with *exit filled, or a negative vmm_err.
+	 */
+	int (*run)(struct vmm_cpu *cpu, uint64_t budget, struct vmm_exit *exit);
+
+	/*
+	 * Make a running (or the next) run() return VMM_EXIT_KICK soon, at an instruction
+	 * boundary. Safe to call from any thread and from inside a port access.
+	 */
+	void (*kick)(struct vmm_cpu *cpu);
+
+	/* The current position (exact, also inside a port access). */
+	vmm_pos_t (*pos)(struct vmm_cpu *cpu);
+
+	int (*get_regs)(struct vmm_cpu *cpu, struct vmm_regs *r);
+	int (*set_regs)(struct vmm_cpu *cpu, const struct vmm_regs *r);
+
+	/*
+	 * Tell the backend the interrupt controller's output (INTR) may have changed, so it
+	 * re-checks before the next instruction. Called from inside port accesses and from
+	 * the run loop. May be NULL if the backend checks at every stop anyway.
+	 */
+	void (*intr_changed)(struct vmm_cpu *cpu);
+
+	/*
+	 * Save the complete vCPU state (registers, MSRs, pending events, position) into a
+	 * malloc'd blob; load restores it exactly. Memory is saved by the machine.
+	 */
+	int (*save)(struct vmm_cpu *cpu, void **blob, size_t *len);
+	int (*load)(struct vmm_cpu *cpu, const void *blob, size_t len);
+
+	/* Read guest memory at a virtual address through the guest's page tables. */
+	int (*read_virt)(struct vmm_cpu *cpu, uint64_t va, void *buf, size_t len);
+};
+
+extern const struct vmm_cpu_ops emu_cpu_ops;
+extern const struct vmm_cpu_ops kvm_cpu_ops;
+
+#endif

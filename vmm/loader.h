@@ -1,0 +1,50 @@
+/*
+ * loader.h: the PVH ELF loader (DESIGN.md §2.2).
+ *
+ * Accepts an ELF64 x86-64 executable with a XEN_ELFNOTE_PHYS32_ENTRY note (name "Xen",
+ * type 18) in a PT_NOTE segment, copies its PT_LOAD segments into guest RAM at their
+ * physical addresses, and writes struct hvm_start_info (version 1), the command line
+ * and an E820-style memory map into a reserved low area. Every malformed input is an
+ * error with a detail message (vmm_errdetail()), never a crash.
+ *
+ * Guest-physical layout:
+ *   0x0000_0000 - 0x0000_0FFF  real-mode IVT/BDA area: left zero
+ *   0x0000_1000 - 0x0000_1FFF  VMM area (emu trampoline and GDT)
+ *   0x0000_6000 - 0x0000_6FFF  hvm_start_info, memory map
+ *   0x0000_7000 - 0x0000_7FFF  command line (at most 4095 bytes + NUL)
+ *   0x0009_FC00 - 0x000F_FFFF  reserved (EBDA, VGA, BIOS: as on a PC)
+ *   0x0010_0000 - mem_size     usable RAM; kernels load here
+ * Segments may not overlap 0x0000-0x7FFF or 0x9FC00-0xFFFFF, nor extend past RAM.
+ */
+#ifndef REWIND_VMM_LOADER_H
+#define REWIND_VMM_LOADER_H
+
+#include "vmm.h"
+
+#define VMM_LOW_RESERVED_END 0x8000u
+#define VMM_VMM_AREA 0x1000u
+#define VMM_START_INFO 0x6000u
+#define VMM_CMDLINE 0x7000u
+#define VMM_CMDLINE_MAX 4095u
+#define VMM_HOLE_START 0x9FC00u
+#define VMM_HOLE_END 0x100000u
+#define VMM_MEM_MIN (2u << 20) /* smallest --mem accepted */
+#define VMM_MEM_MAX (64ull << 30)
+
+struct vmm_load_result {
+	uint32_t entry;      /* PVH 32-bit entry point */
+	uint32_t start_info; /* guest-physical address of hvm_start_info (EBX) */
+	uint64_t lowest, highest; /* guest-physical extent of the loaded segments */
+};
+
+/*
+ * Load elf (len bytes) into ram (ram_size bytes); cmdline may be NULL.
+ * Returns 0 or -VMM_EBADELF / -VMM_ENOPVH / -VMM_ELAYOUT / -VMM_EINVAL.
+ */
+int vmm_load_pvh(uint8_t *ram, uint64_t ram_size, const void *elf, size_t len,
+		 const char *cmdline, struct vmm_load_result *res) VMM_WUR;
+
+/* Read a whole file into a malloc'd buffer (at most max bytes). */
+int vmm_read_file(const char *path, size_t max, void **buf, size_t *len) VMM_WUR;
+
+#endif

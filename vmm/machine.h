@@ -1,0 +1,141 @@
+/*
+ * machine.h: the PC subset of DESIGN.md §2.2 and the run loop.
+ *
+ * Three audiences: tools (create, load, run, stop), devices (irq lines, clock, timers),
+ * and backends (memory, port dispatch, interrupt acknowledge).
+ */
+#ifndef REWIND_VMM_MACHINE_H
+#define REWIND_VMM_MACHINE_H
+
+#include "cpu.h"
+#include "input.h"
+#include "vmm.h"
+
+struct vmm_machine;
+
+/* ---- for tools ---------------------------------------------------------------- */
+
+struct vmm_config {
+	uint64_t mem_size;                  /* bytes of guest RAM */
+	const struct vmm_cpu_ops *backend;  /* &emu_cpu_ops or &kvm_cpu_ops */
+	const struct vmm_input_ops *input;  /* live, record or replay */
+	void *input_opaque;
+};
+
+/* How a run ended. */
+enum vmm_stop_reason {
+	VMM_STOP_DEBUG_EXIT = 1, /* guest wrote V to isa-debug-exit (0xF4): status (V<<1)|1 */
+	VMM_STOP_RESET,          /* reset request (0xCF9, keyboard controller 0xFE) */
+	VMM_STOP_TRIPLE_FAULT,   /* shutdown: an exception could not be delivered */
+	VMM_STOP_HALTED,         /* HLT with interrupts disabled: nothing can wake it */
+	VMM_STOP_USER,           /* the user asked to stop (Ctrl-A x, SIGINT) */
+};
+
+struct vmm_stop {
+	enum vmm_stop_reason reason;
+	uint32_t exit_value; /* VMM_STOP_DEBUG_EXIT: the value V written */
+	int vector;          /* VMM_STOP_TRIPLE_FAULT: the exception that was not delivered */
+	vmm_pos_t pos;       /* where it stopped */
+};
+
+int vmm_machine_create(const struct vmm_config *cfg, struct vmm_machine **out) VMM_WUR;
+void vmm_machine_destroy(struct vmm_machine *m);
+
+/* Host pointer to guest RAM and its size. */
+uint8_t *vmm_machine_ram(struct vmm_machine *m);
+uint64_t vmm_machine_ram_size(struct vmm_machine *m);
+struct vmm_cpu *vmm_machine_cpu(struct vmm_machine *m);
+const struct vmm_cpu_ops *vmm_machine_backend(struct vmm_machine *m);
+
+/*
+ * Load a PVH ELF image (bytes in memory) with a command line; build hvm_start_info and
+ * the memory map; put the vCPU in the PVH entry state. See loader.h.
+ */
+int vmm_machine_load(struct vmm_machine *m, const void *elf, size_t len,
+		     const char *cmdline) VMM_WUR;
+
+/* Run the guest until it stops (see enum vmm_stop_reason). */
+int vmm_machine_run(struct vmm_machine *m, struct vmm_stop *stop) VMM_WUR;
+
+/* Stop a running machine soon: any thread, async-signal-safe. */
+void vmm_machine_kick(struct vmm_machine *m);
+
+/* The current position on the timeline. */
+vmm_pos_t vmm_machine_pos(struct vmm_machine *m);
+
+/* Port accesses that hit no device: count of reads and writes, per port. */
+struct vmm_unhandled {
+	uint16_t port;
+	uint64_t reads, writes;
+};
+/* Fills up to cap entries sorted by port; returns how many ports were touched. */
+size_t vmm_machine_unhandled(struct vmm_machine *m, struct vmm_unhandled *out, size_t cap);
+
+/*
+ * Save the whole machine (RAM, every device in array order, the vCPU) into a malloc'd
+ * blob; load restores it exactly into a machine created with the same config.
+ */
+int vmm_machine_save(struct vmm_machine *m, void **blob, size_t *len) VMM_WUR;
+int vmm_machine_load_state(struct vmm_machine *m, const void *blob, size_t len) VMM_WUR;
+
+/* ---- for devices ---------------------------------------------------------------- */
+
+/* Drive ISA interrupt line 0..15 (into the 8259 pair) to level 0 or 1. */
+void vmm_irq_set(struct vmm_machine *m, unsigned line, int level);
+
+/* The machine clock in ns since the epoch; crosses the input boundary. */
+uint64_t vmm_clock_ns(struct vmm_machine *m);
+
+/*
+ * Device timers. Each has a fixed id (its index in the machine's timer table, assigned
+ * in registration order at machine creation, so the same in every run). A timer fires
+ * when the input boundary says so (live: the clock passed the deadline); its callback
+ * runs on the vCPU thread and must not read the clock to compute its next deadline.
+ */
+struct vmm_timer {
+	void (*fire)(void *opaque);
+	void *opaque;
+	const char *name;
+	int id;
+	bool armed;
+	uint64_t deadline; /* machine-clock ns */
+};
+/* Register a timer; returns its id or a negative vmm_err. */
+int vmm_timer_register(struct vmm_machine *m, struct vmm_timer *t, const char *name,
+		       void (*fire)(void *), void *opaque);
+void vmm_timer_arm(struct vmm_machine *m, struct vmm_timer *t, uint64_t deadline_ns);
+void vmm_timer_cancel(struct vmm_machine *m, struct vmm_timer *t);
+
+/* Ask the machine to power off (debug-exit) or reset at the current instruction. */
+void vmm_machine_request_stop(struct vmm_machine *m, enum vmm_stop_reason why,
+			      uint32_t value);
+
+/* ---- for the input boundary implementations ----------------------------------- */
+
+/* Number of timers, and timer i (for polling deadlines). */
+unsigned vmm_timer_count(struct vmm_machine *m);
+struct vmm_timer *vmm_timer_get(struct vmm_machine *m, unsigned id);
+/* The earliest armed deadline, or UINT64_MAX. */
+uint64_t vmm_timer_next_deadline(struct vmm_machine *m);
+/* Run timer id's callback now (it is disarmed first; the callback may re-arm). */
+void vmm_timer_fire(struct vmm_machine *m, unsigned id);
+
+/* How many bytes the UART's receiver can take now (FIFO room). */
+size_t vmm_serial_rx_room(struct vmm_machine *m);
+/* Hand bytes from the host to the UART receiver; n <= vmm_serial_rx_room(). */
+void vmm_serial_rx(struct vmm_machine *m, const uint8_t *buf, size_t n);
+/* Used by the UART: a byte leaves the guest. */
+void vmm_serial_tx(struct vmm_machine *m, uint8_t byte);
+
+/* ---- for backends ---------------------------------------------------------------- */
+
+/* A port access from the guest. *val is read or written; size 1, 2 or 4. */
+void vmm_pio(struct vmm_machine *m, uint16_t port, unsigned size, bool write, uint32_t *val);
+/* Is the interrupt controller's INTR output asserted? */
+bool vmm_intr_pending(struct vmm_machine *m);
+/* Acknowledge INTR (the INTA cycle): returns the vector (spurious 7/15 included). */
+uint8_t vmm_intr_ack(struct vmm_machine *m);
+/* Set when a device has requested a stop; backends check it after each port access. */
+bool vmm_machine_stop_requested(struct vmm_machine *m);
+
+#endif
