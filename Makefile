@@ -69,9 +69,13 @@ $(B)/guests/%.elf: $(B)/gobj/guests/%.o $(GLIB_OBJ) guests/lib/guest.ld
 	@mkdir -p $(dir $@)
 	$(CC) $(GCFLAGS) $(GLDFLAGS) -o $@ $< $(GLIB_OBJ)
 
+# Tests whose first line is /* standalone */ include the unit under test themselves
+# (device tests over a fake machine) and are linked without libvmm.a.
+STANDALONE := $(shell grep -l '^/\* standalone \*/' $(UNIT_SRC) 2>/dev/null)
 $(B)/tests/%: tests/%.c $(B)/libvmm.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libvmm.a $(LIBS) -lcriterion
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< \
+		$(if $(filter tests/$*.c,$(STANDALONE)),,$(B)/libvmm.a) $(LIBS) -lcriterion
 
 test: all $(UNITS) $(INTEGS) test-layering
 	@tools/run-tests.sh $(B) $(UNITS) $(INTEGS)
@@ -101,3 +105,4 @@ clean:
 	rm -rf $(B)/obj $(B)/gobj $(B)/guests $(B)/tests $(B)/rewind $(B)/libvmm.a $(B)/asan
 
 -include $(shell find $(B)/obj $(B)/gobj -name '*.d' 2>/dev/null)
+.SECONDARY:

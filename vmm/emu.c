@@ -1,0 +1,1795 @@
+/*
+ * emu.c: the software vCPU backend, on Unicorn 2.1.1 (QEMU's TCG as a library).
+ *
+ * Unicorn executes guest code; this file supplies what it lacks for a whole machine
+ * (DESIGN.md §2.3, docs/emu-backend.md):
+ *  - exact instruction count: a block hook charges each translated block with its
+ *    instruction count, decoded once with x86dec and cached; a stop inside a block is
+ *    corrected to the exact instruction;
+ *  - exact stops: Unicorn's own `count` is not honoured by blocks already translated, so
+ *    a stop at count N is a code hook placed on the instruction at N (retranslating
+ *    that block), which stops before the instruction executes;
+ *  - "special" instructions are emulated here at an exact position, through code hooks
+ *    placed on each such site the first time its block is seen: port I/O (whose
+ *    Unicorn hook neither knows RIP nor can stop after the instruction), RDTSC/RDTSCP
+ *    and RDMSR/WRMSR of the TSC (virtual TSC from icount), HLT;
+ *  - paging with exact #PF error codes: the TLB is filled by our own page walker;
+ *  - exception and interrupt delivery through the guest IDT, with the STI/MOV SS
+ *    shadow and double/triple fault rules;
+ *  - CPUID: a fixed baseline x86-64 table (guest contract, DESIGN.md §2.4).
+ * Left out: SYSCALL/SYSRET and SYSENTER semantics (Unicorn replaces them by hooks),
+ * user mode (CPL 3) privilege changes in delivery beyond the stack switch, task gates,
+ * virtual-8086 mode, real mode.
+ */
+#include "cpu.h"
+#include "loader.h"
+#include "machine.h"
+#include "x86dec.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unicorn/unicorn.h>
+
+#define EMU_BLOCK_BUCKETS (1u << 16)
+#define EMU_SITE_BUCKETS (1u << 12)
+
+#define MSR_TSC 0x10
+#define MSR_EFER 0xc0000080u
+#define MSR_TSC_AUX 0xc0000103u
+
+/* CR0, CR4, EFER and RFLAGS bits used here. */
+#define CR0_PE (1ull << 0)
+#define CR0_WP (1ull << 16)
+#define CR0_PG (1ull << 31)
+#define CR4_PSE (1ull << 4)
+#define CR4_PAE (1ull << 5)
+#define EFER_LME (1ull << 8)
+#define EFER_LMA (1ull << 10)
+#define EFER_NXE (1ull << 11)
+#define RFLAGS_TF (1ull << 8)
+#define RFLAGS_IF (1ull << 9)
+#define RFLAGS_DF (1ull << 10)
+#define RFLAGS_NT (1ull << 14)
+#define RFLAGS_RF (1ull << 16)
+#define RFLAGS_VM (1ull << 17)
+
+#define PTE_P (1ull << 0)
+#define PTE_RW (1ull << 1)
+#define PTE_US (1ull << 2)
+#define PTE_A (1ull << 5)
+#define PTE_D (1ull << 6)
+#define PTE_PS (1ull << 7)
+#define PTE_NX (1ull << 63)
+#define PTE_ADDR 0x000ffffffffff000ull
+
+#define PF_P (1u << 0)
+#define PF_W (1u << 1)
+#define PF_U (1u << 2)
+#define PF_I (1u << 4)
+
+
+/* A translated block as the block hook sees it, decoded once. */
+struct emu_block {
+	struct emu_block *next;
+	uint64_t addr;
+	uint32_t size;
+	uint16_t n;        /* instructions in the block */
+	uint8_t bits;      /* code size it was decoded for */
+	uint8_t last_kind; /* enum x86_kind of the last instruction */
+	uint8_t has_special;
+	uint16_t offs[];   /* offs[i]: byte offset of instruction i; offs[n] == size */
+};
+
+/* An instruction this file emulates itself, with the code hook placed on it. */
+struct emu_site {
+	struct emu_site *next;
+	uint64_t addr;
+	struct x86_insn insn;
+	uint8_t bits;
+	uc_hook hook;
+};
+
+enum emu_stop {
+	ES_NONE = 0,
+	ES_KICK,        /* kick flag seen in a block hook */
+	ES_BUDGET,      /* the target position was reached */
+	ES_RETRANSLATE, /* hooks were placed on a block: restart at the same RIP */
+	ES_HLT,         /* HLT with nothing deliverable */
+	ES_IO_STOP,     /* a port access asked the machine to stop */
+	ES_IO_INTR,     /* a port access made an interrupt deliverable */
+	ES_EXC,         /* an exception (intr hook or refused TLB fill) */
+	ES_ERROR,       /* unrecoverable (bad site emulation) */
+};
+
+struct vmm_cpu {
+	uc_engine *uc;
+	struct vmm_machine *m;
+	uint8_t *ram;
+	uint64_t ram_size;
+
+	/* Exact position: instructions retired before the current block started, plus
+	 * the block's count once charged. */
+	uint64_t icount;
+	struct emu_block *cur; /* block being executed, charged in full; NULL if closed */
+	uint64_t cur_start;    /* icount when cur started */
+	uint8_t prev_kind;     /* last kind of the block fully executed before this stop */
+	uint64_t target;       /* stop when icount reaches this; UINT64_MAX: never */
+	uc_hook budget_hook;
+	uint64_t budget_addr;  /* address the budget hook is on, 0 if none */
+
+	enum emu_stop stop;
+	bool exc_stop;  /* Unicorn stopped on its own for an exception we know */
+	atomic_int kick;
+	int bits;              /* current code size: 16, 32, 64 */
+	bool bits_dirty;       /* re-derive bits at the next block */
+
+	/* Exception waiting to be delivered. */
+	int exc_vector;
+	bool exc_soft;     /* INT n / INT3 / INTO: return after the instruction */
+	uint8_t exc_len;   /* its length */
+	bool exc_has_err;
+	uint32_t exc_err;
+	bool pf_pending;   /* our TLB fill refused an access */
+	bool gp_pending;   /* ... because the address was not canonical */
+	uint64_t pf_addr;
+	uint32_t pf_err;
+
+	uint64_t tsc_offset;   /* guest TSC = icount + tsc_offset */
+	uint64_t tsc_aux;
+	bool efer_lme_shadow;  /* the guest's view of EFER.LME before paging */
+
+	struct calib { int err_off, oldexc_off; } calib; /* offsets in a context blob */
+	uc_context *ctx;
+
+	struct emu_block *blocks[EMU_BLOCK_BUCKETS];
+	struct emu_site *sites[EMU_SITE_BUCKETS];
+	uint64_t nblocks, nsites;
+	uc_hook hooks[6];
+};
+
+static int uc_fail(uc_err e, const char *what)
+{
+	return vmm_fail(VMM_EBACKEND, "unicorn: %s: %s", what, uc_strerror(e));
+}
+
+static uint64_t rreg(struct vmm_cpu *c, int reg)
+{
+	uint64_t v = 0;
+	uc_reg_read(c->uc, reg, &v);
+	return v;
+}
+
+static void wreg(struct vmm_cpu *c, int reg, uint64_t v)
+{
+	uc_reg_write(c->uc, reg, &v);
+}
+
+static uint64_t rmsr(struct vmm_cpu *c, uint32_t msr)
+{
+	uc_x86_msr m = {.rid = msr};
+	uc_reg_read(c->uc, UC_X86_REG_MSR, &m);
+	return m.value;
+}
+
+/* ---- guest memory and paging ------------------------------------------------------ */
+
+static bool long_mode(struct vmm_cpu *c)
+{
+	/* Unicorn keeps EFER.LMA set from our 64-bit start; the guest's own view is PG+LME. */
+	return (rreg(c, UC_X86_REG_CR0) & CR0_PG) && (rmsr(c, MSR_EFER) & EFER_LME) &&
+	       c->efer_lme_shadow;
+}
+
+static uint8_t *ram_ptr(struct vmm_cpu *c, uint64_t pa, uint64_t len)
+{
+	if (pa >= c->ram_size || len > c->ram_size - pa)
+		return NULL;
+	return c->ram + pa;
+}
+
+static bool pte_read(struct vmm_cpu *c, uint64_t pa, int size, uint64_t *v)
+{
+	uint8_t *p = ram_ptr(c, pa, size);
+	if (!p)
+		return false;
+	*v = 0;
+	memcpy(v, p, size);
+	return true;
+}
+
+static void pte_set(struct vmm_cpu *c, uint64_t pa, int size, uint64_t bits)
+{
+	uint8_t *p = ram_ptr(c, pa, size);
+	uint64_t v = 0;
+	if (!p)
+		return;
+	memcpy(&v, p, size);
+	if ((v & bits) != bits) {
+		v |= bits;
+		memcpy(p, &v, size);
+	}
+}
+
+enum { ACC_READ = 0, ACC_WRITE = 1, ACC_FETCH = 2 };
+
+/*
+ * Translate va for an access; sets accessed/dirty bits when set_ad. On success *pa and
+ * *perm_write / *perm_exec (what a TLB entry may allow). On failure returns false with
+ * the #PF error code.
+ */
+static bool walk(struct vmm_cpu *c, uint64_t va, int acc, bool user, bool set_ad, uint64_t *pa,
+		 bool *perm_write, bool *perm_exec, uint32_t *pferr)
+{
+	uint64_t cr0 = rreg(c, UC_X86_REG_CR0);
+	uint64_t cr4 = rreg(c, UC_X86_REG_CR4);
+	uint64_t efer = rmsr(c, MSR_EFER);
+	bool nxe = efer & EFER_NXE;
+	uint32_t ecode = (acc == ACC_WRITE ? PF_W : 0) | (user ? PF_U : 0) |
+			 (acc == ACC_FETCH && nxe ? PF_I : 0);
+
+	if (!(cr0 & CR0_PG)) {
+		*pa = va & 0xffffffffull;
+		*perm_write = *perm_exec = true;
+		return true;
+	}
+	uint64_t cr3 = rreg(c, UC_X86_REG_CR3);
+	bool rw = true, us = true, nx = false;
+	uint64_t entry_pa[5];
+	int entry_size = 8, levels, nent = 0;
+	uint64_t table, e = 0, page_mask;
+
+	if (long_mode(c)) {
+		levels = 4;
+		table = cr3 & PTE_ADDR;
+	} else if (cr4 & CR4_PAE) {
+		uint64_t pdpte;
+		if (!pte_read(c, (cr3 & 0xffffffe0ull) + ((va >> 30) & 3) * 8, 8, &pdpte) ||
+		    !(pdpte & PTE_P))
+			goto fault_np;
+		levels = 2;
+		table = pdpte & PTE_ADDR;
+	} else {
+		levels = 2;
+		entry_size = 4;
+		table = cr3 & 0xfffff000ull;
+	}
+
+	for (int lvl = levels; lvl >= 1; lvl--) {
+		int shift = entry_size == 4 ? 12 + 10 * (lvl - 1) : 12 + 9 * (lvl - 1);
+		uint64_t idx = (va >> shift) & (entry_size == 4 ? 0x3ff : 0x1ff);
+		uint64_t epa = table + idx * entry_size;
+		if (!pte_read(c, epa, entry_size, &e) || !(e & PTE_P))
+			goto fault_np;
+		entry_pa[nent++] = epa;
+		rw = rw && (e & PTE_RW);
+		us = us && (e & PTE_US);
+		if (nxe && entry_size == 8 && (e & PTE_NX))
+			nx = true;
+		bool large = (e & PTE_PS) && lvl > 1 &&
+			     (entry_size == 8 ? lvl <= 3 : (cr4 & CR4_PSE) != 0);
+		if (lvl == 1 || large) {
+			page_mask = (1ull << shift) - 1;
+			uint64_t base;
+			if (entry_size == 4 && large)
+				base = (e & 0xffc00000ull) | ((e & 0x1fe000ull) << 19);
+			else
+				base = e & PTE_ADDR & ~page_mask;
+			/* Access rights. */
+			if (user && !us)
+				goto fault_prot;
+			if (acc == ACC_WRITE && !rw && (user || (cr0 & CR0_WP)))
+				goto fault_prot;
+			if (acc == ACC_FETCH && nx)
+				goto fault_prot;
+			if (set_ad) {
+				for (int i = 0; i < nent - 1; i++)
+					pte_set(c, entry_pa[i], entry_size, PTE_A);
+				pte_set(c, epa, entry_size,
+					PTE_A | (acc == ACC_WRITE ? PTE_D : 0));
+				if (acc == ACC_WRITE)
+					e |= PTE_D;
+			}
+			*pa = base | (va & page_mask);
+			bool writable = rw || (!user && !(cr0 & CR0_WP));
+			/* Allow writes in the TLB only once D is set, so the first write
+			 * comes back here to set it. */
+			*perm_write = writable && (e & PTE_D);
+			*perm_exec = !nx;
+			return true;
+		}
+		table = e & PTE_ADDR;
+	}
+fault_np:
+	*pferr = ecode;
+	return false;
+fault_prot:
+	*pferr = ecode | PF_P;
+	return false;
+}
+
+static bool cpl3(struct vmm_cpu *c)
+{
+	return (rreg(c, UC_X86_REG_CS) & 3) == 3;
+}
+
+static bool tlb_fill_hook(uc_engine *uc, uint64_t va, uc_mem_type type, uc_tlb_entry *res,
+			  void *opaque)
+{
+	struct vmm_cpu *c = opaque;
+	(void)uc;
+	int acc = type == UC_MEM_WRITE ? ACC_WRITE : (type == UC_MEM_FETCH ? ACC_FETCH : ACC_READ);
+	uint64_t pa;
+	bool w, x;
+	uint32_t err;
+	/* After a stop Unicorn probes the page of `until`: not a guest access. Only the
+	 * first refusal of a run is the guest's. */
+	bool record = c->stop == ES_NONE && !c->exc_stop && !c->pf_pending && !c->gp_pending;
+	if (long_mode(c) && (uint64_t)((int64_t)(va << 16) >> 16) != va) {
+		/* Non-canonical: #GP(0), which our walker must raise since it replaced QEMU's. */
+		if (record)
+			c->gp_pending = true;
+		return false;
+	}
+	if (!walk(c, va, acc, cpl3(c), true, &pa, &w, &x, &err)) {
+		if (!record)
+			return false;
+		c->pf_pending = true;
+		c->pf_addr = va;
+		c->pf_err = err;
+		return false;
+	}
+	res->paddr = pa & ~0xfffull;
+	res->perms = UC_PROT_READ | (w ? UC_PROT_WRITE : 0) | (x ? UC_PROT_EXEC : 0);
+	return true;
+}
+
+/* Read guest-virtual memory as the supervisor would (no A/D updates). */
+static int read_virt_raw(struct vmm_cpu *c, uint64_t va, void *buf, size_t len, bool fetch)
+{
+	uint8_t *out = buf;
+	while (len) {
+		uint64_t pa;
+		bool w, x;
+		uint32_t err;
+		if (!walk(c, va, fetch ? ACC_FETCH : ACC_READ, false, false, &pa, &w, &x, &err))
+			return -VMM_EGUEST;
+		size_t chunk = 0x1000 - (va & 0xfff);
+		if (chunk > len)
+			chunk = len;
+		uint8_t *p = ram_ptr(c, pa, chunk);
+		if (!p)
+			return -VMM_EGUEST;
+		memcpy(out, p, chunk);
+		out += chunk;
+		va += chunk;
+		len -= chunk;
+	}
+	return 0;
+}
+
+static int write_virt_raw(struct vmm_cpu *c, uint64_t va, const void *buf, size_t len,
+			  uint32_t *pferr, uint64_t *fault_va)
+{
+	const uint8_t *in = buf;
+	while (len) {
+		uint64_t pa;
+		bool w, x;
+		uint32_t err;
+		if (!walk(c, va, ACC_WRITE, cpl3(c), true, &pa, &w, &x, &err)) {
+			*pferr = err;
+			*fault_va = va;
+			return -VMM_EGUEST;
+		}
+		size_t chunk = 0x1000 - (va & 0xfff);
+		if (chunk > len)
+			chunk = len;
+		uint8_t *p = ram_ptr(c, pa, chunk);
+		if (p)
+			memcpy(p, in, chunk);
+		/* Unicorn caches translated code per page; a write through us must drop it. */
+		uc_ctl_remove_cache(c->uc, va, va + chunk);
+		in += chunk;
+		va += chunk;
+		len -= chunk;
+	}
+	return 0;
+}
+
+/* ---- code size and blocks ----------------------------------------------------------- */
+
+/* Re-derive 16/32/64-bit code from the CS descriptor in the GDT (after far transfers). */
+static void update_bits(struct vmm_cpu *c)
+{
+	c->bits_dirty = false;
+	uint64_t sel = rreg(c, UC_X86_REG_CS);
+	uc_x86_mmr gdtr = {0};
+	uc_reg_read(c->uc, UC_X86_REG_GDTR, &gdtr);
+	uint64_t desc = 0;
+	if ((sel & ~7ull) + 7 > gdtr.limit ||
+	    read_virt_raw(c, gdtr.base + (sel & ~7ull), &desc, 8, false) < 0)
+		return; /* keep what we had */
+	bool l = (desc >> 53) & 1, d = (desc >> 54) & 1;
+	if (long_mode(c) && l)
+		c->bits = 64;
+	else
+		c->bits = d ? 32 : 16;
+}
+
+static bool far_transfer(const uint8_t *code, size_t avail)
+{
+	/* Skip prefixes and REX. */
+	size_t i = 0;
+	while (i < avail && (code[i] == 0x66 || code[i] == 0x67 || code[i] == 0xF2 ||
+			     code[i] == 0xF3 || code[i] == 0xF0 || (code[i] & 0xF0) == 0x40 ||
+			     code[i] == 0x2E || code[i] == 0x3E || code[i] == 0x26 ||
+			     code[i] == 0x36 || code[i] == 0x64 || code[i] == 0x65))
+		i++;
+	if (i >= avail)
+		return false;
+	uint8_t op = code[i];
+	if (op == 0xEA || op == 0x9A || op == 0xCA || op == 0xCB || op == 0xCF)
+		return true;
+	if (op == 0xFF && i + 1 < avail) {
+		int reg = (code[i + 1] >> 3) & 7;
+		return reg == 3 || reg == 5;
+	}
+	if (op == 0x0F && i + 1 < avail)
+		return code[i + 1] == 0x05 || code[i + 1] == 0x07 || code[i + 1] == 0x34 ||
+		       code[i + 1] == 0x35;
+	return false;
+}
+
+static unsigned block_hash(uint64_t addr, uint32_t size)
+{
+	uint64_t h = (addr ^ ((uint64_t)size << 40)) * 0x9E3779B97F4A7C15ull;
+	return (unsigned)(h >> 48) & (EMU_BLOCK_BUCKETS - 1);
+}
+
+static unsigned site_hash(uint64_t addr)
+{
+	return (unsigned)((addr * 0x9E3779B97F4A7C15ull) >> 52) & (EMU_SITE_BUCKETS - 1);
+}
+
+static struct emu_site *site_find(struct vmm_cpu *c, uint64_t addr)
+{
+	for (struct emu_site *s = c->sites[site_hash(addr)]; s; s = s->next)
+		if (s->addr == addr)
+			return s;
+	return NULL;
+}
+
+static void site_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *opaque);
+
+static bool is_special(uint8_t kind)
+{
+	return kind == X86_IN || kind == X86_OUT || kind == X86_INS || kind == X86_OUTS ||
+	       kind == X86_RDTSC || kind == X86_RDTSCP || kind == X86_RDMSR ||
+	       kind == X86_WRMSR || kind == X86_HLT;
+}
+
+/* Decode a new block; place site hooks on its special instructions. NULL on failure. */
+static struct emu_block *block_decode(struct vmm_cpu *c, uint64_t addr, uint32_t size,
+				      bool *placed)
+{
+	uint8_t code[8192 + 16];
+	*placed = false;
+	if (size == 0 || size > 8192 || read_virt_raw(c, addr, code, size, true) < 0)
+		return NULL;
+	uint16_t offs[8193];
+	uint32_t off = 0;
+	unsigned n = 0;
+	uint8_t last = X86_OTHER, special = 0;
+	bool last_far = false;
+	while (off < size) {
+		struct x86_insn in;
+		if (x86_decode(code + off, size - off, c->bits, &in) < 0 || off + in.len > size)
+			return NULL;
+		offs[n++] = (uint16_t)off;
+		last = in.kind;
+		last_far = far_transfer(code + off, in.len);
+		if (is_special(in.kind)) {
+			special = 1;
+			uint64_t a = addr + off;
+			if (!site_find(c, a)) {
+				struct emu_site *s = calloc(1, sizeof(*s));
+				if (!s)
+					return NULL;
+				s->addr = a;
+				s->insn = in;
+				s->bits = (uint8_t)c->bits;
+				if (uc_hook_add(c->uc, &s->hook, UC_HOOK_CODE, (void *)site_hook, c, a,
+						a) != UC_ERR_OK) {
+					free(s);
+					return NULL;
+				}
+				unsigned h = site_hash(a);
+				s->next = c->sites[h];
+				c->sites[h] = s;
+				c->nsites++;
+				*placed = true;
+			}
+		}
+		off += in.len;
+	}
+	struct emu_block *b = malloc(sizeof(*b) + (n + 1) * sizeof(uint16_t));
+	if (!b)
+		return NULL;
+	b->addr = addr;
+	b->size = size;
+	b->n = (uint16_t)n;
+	b->bits = (uint8_t)c->bits;
+	b->last_kind = last_far ? 0xFF : last;
+	b->has_special = special;
+	memcpy(b->offs, offs, n * sizeof(uint16_t));
+	b->offs[n] = (uint16_t)size;
+	unsigned h = block_hash(addr, size);
+	b->next = c->blocks[h];
+	c->blocks[h] = b;
+	c->nblocks++;
+	return b;
+}
+
+static struct emu_block *block_find(struct vmm_cpu *c, uint64_t addr, uint32_t size)
+{
+	for (struct emu_block *b = c->blocks[block_hash(addr, size)]; b; b = b->next)
+		if (b->addr == addr && b->size == size && b->bits == c->bits)
+			return b;
+	return NULL;
+}
+
+/* Index of the instruction at addr inside b, or -1. */
+static int block_index(const struct emu_block *b, uint64_t addr)
+{
+	if (addr < b->addr || addr >= b->addr + b->size)
+		return -1;
+	uint32_t off = (uint32_t)(addr - b->addr);
+	int lo = 0, hi = b->n - 1;
+	while (lo <= hi) {
+		int mid = (lo + hi) / 2;
+		if (b->offs[mid] == off)
+			return mid;
+		if (b->offs[mid] < off)
+			lo = mid + 1;
+		else
+			hi = mid - 1;
+	}
+	return -1;
+}
+
+static void budget_hook_cb(uc_engine *uc, uint64_t addr, uint32_t size, void *opaque);
+
+static void budget_clear(struct vmm_cpu *c)
+{
+	if (c->budget_addr) {
+		uc_hook_del(c->uc, c->budget_hook);
+		uc_ctl_remove_cache(c->uc, c->budget_addr, c->budget_addr + 1);
+		c->budget_addr = 0;
+	}
+}
+
+static void stop_now(struct vmm_cpu *c, enum emu_stop why)
+{
+	c->stop = why;
+	uc_emu_stop(c->uc);
+}
+
+static void block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *opaque)
+{
+	struct vmm_cpu *c = opaque;
+	(void)uc;
+	if (c->stop)
+		return; /* a stop is already on its way */
+	uint8_t prev = c->cur ? c->cur->last_kind : X86_OTHER;
+	if (prev == 0xFF)
+		c->bits_dirty = true;
+	c->prev_kind = prev;
+	c->cur = NULL;
+	if (atomic_load_explicit(&c->kick, memory_order_relaxed)) {
+		stop_now(c, ES_KICK);
+		return;
+	}
+	if (c->bits_dirty)
+		update_bits(c);
+	struct emu_block *b = block_find(c, addr, size);
+	if (!b) {
+		bool placed;
+		b = block_decode(c, addr, size, &placed);
+		if (!b) {
+			stop_now(c, ES_ERROR);
+			vmm_fail(VMM_EBACKEND, "cannot decode the guest block at %#llx (%u bytes)",
+				 (unsigned long long)addr, size);
+			return;
+		}
+		if (placed) {
+			/* Hooks take effect only in code translated after they exist. */
+			uc_ctl_remove_cache(c->uc, addr, addr + size);
+			stop_now(c, ES_RETRANSLATE);
+			return;
+		}
+	}
+	if (c->target != UINT64_MAX && c->icount + b->n > c->target) {
+		uint64_t k = c->target - c->icount;
+		if (k == 0) {
+			stop_now(c, ES_BUDGET);
+			return;
+		}
+		uint64_t at = addr + b->offs[k];
+		if (c->budget_addr != at) {
+			budget_clear(c);
+			if (uc_hook_add(c->uc, &c->budget_hook, UC_HOOK_CODE, (void *)budget_hook_cb,
+					c, at, at) != UC_ERR_OK) {
+				stop_now(c, ES_ERROR);
+				vmm_fail(VMM_EBACKEND, "cannot place a stop at %#llx",
+					 (unsigned long long)at);
+				return;
+			}
+			c->budget_addr = at;
+			uc_ctl_remove_cache(c->uc, addr, addr + size);
+			stop_now(c, ES_RETRANSLATE);
+			return;
+		}
+	}
+	c->cur = b;
+	c->cur_start = c->icount;
+	c->icount += b->n;
+}
+
+/* Position of the instruction at addr in the current block (exact), and close the
+ * block there: it will be left at this instruction. */
+static bool settle_at(struct vmm_cpu *c, uint64_t addr)
+{
+	if (!c->cur)
+		return false;
+	int i = block_index(c->cur, addr);
+	if (i < 0)
+		return false;
+	c->icount = c->cur_start + (uint64_t)i;
+	return true;
+}
+
+static void budget_hook_cb(uc_engine *uc, uint64_t addr, uint32_t size, void *opaque)
+{
+	struct vmm_cpu *c = opaque;
+	(void)uc;
+	(void)size;
+	if (c->stop || !c->cur)
+		return;
+	int i = block_index(c->cur, addr);
+	if (i < 0 || c->cur_start + (uint64_t)i != c->target)
+		return;
+	c->icount = c->target;
+	c->prev_kind = X86_OTHER;
+	c->cur = NULL;
+	stop_now(c, ES_BUDGET);
+}
+
+/* ---- special instructions ------------------------------------------------------------ */
+
+static uint64_t vtsc(struct vmm_cpu *c)
+{
+	return c->icount + c->tsc_offset;
+}
+
+static bool intr_deliverable(struct vmm_cpu *c)
+{
+	return (rreg(c, UC_X86_REG_EFLAGS) & RFLAGS_IF) && vmm_intr_pending(c->m);
+}
+
+static uint64_t mask_for(int size)
+{
+	return size == 8 ? ~0ull : ((1ull << (size * 8)) - 1);
+}
+
+/* One iteration of INS/OUTS; returns false if a #PF must be raised instead. */
+static bool string_io(struct vmm_cpu *c, const struct x86_insn *in, uint16_t port)
+{
+	uint64_t amask = mask_for(in->addrsize);
+	int df = (rreg(c, UC_X86_REG_EFLAGS) & RFLAGS_DF) ? -1 : 1;
+	uint32_t val = 0;
+	if (in->kind == X86_OUTS) {
+		/* Segment bases are zero in the flat modes our guests use (FS/GS aside). */
+		uint64_t base = in->seg == 0x64 ? rreg(c, UC_X86_REG_FS_BASE)
+				: in->seg == 0x65 ? rreg(c, UC_X86_REG_GS_BASE)
+						  : 0;
+		uint64_t rsi = rreg(c, UC_X86_REG_RSI);
+		if (read_virt_raw(c, base + (rsi & amask), &val, in->width, false) < 0) {
+			c->pf_pending = true;
+			c->pf_addr = base + (rsi & amask);
+			c->pf_err = cpl3(c) ? PF_U : 0;
+			return false;
+		}
+		vmm_pio(c->m, port, in->width, true, &val);
+		rsi = (rsi & ~amask) | ((rsi + (uint64_t)(df * in->width)) & amask);
+		wreg(c, UC_X86_REG_RSI, rsi);
+	} else {
+		uint64_t rdi = rreg(c, UC_X86_REG_RDI);
+		vmm_pio(c->m, port, in->width, false, &val);
+		uint32_t err;
+		uint64_t fva;
+		if (write_virt_raw(c, rdi & amask, &val, in->width, &err, &fva) < 0) {
+			c->pf_pending = true;
+			c->pf_addr = fva;
+			c->pf_err = err;
+			return false;
+		}
+		rdi = (rdi & ~amask) | ((rdi + (uint64_t)(df * in->width)) & amask);
+		wreg(c, UC_X86_REG_RDI, rdi);
+	}
+	return true;
+}
+
+static void site_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *opaque)
+{
+	struct vmm_cpu *c = opaque;
+	(void)uc;
+	(void)size;
+	if (c->stop)
+		return;
+	struct emu_site *s = site_find(c, addr);
+	int idx = (s && c->cur) ? block_index(c->cur, addr) : -1;
+	if (idx < 0)
+		return; /* not reached through a block we know: let Unicorn run it */
+	const struct x86_insn *in = &s->insn;
+	if (in->kind == X86_RDMSR || in->kind == X86_WRMSR) {
+		uint32_t msr = (uint32_t)rreg(c, UC_X86_REG_RCX);
+		if (msr != MSR_TSC && msr != MSR_TSC_AUX && msr != MSR_EFER)
+			return; /* Unicorn's own RDMSR/WRMSR; the block goes on */
+	}
+	c->icount = c->cur_start + (uint64_t)idx;
+	if (c->icount == c->target) {
+		c->cur = NULL;
+		c->prev_kind = X86_OTHER;
+		stop_now(c, ES_BUDGET);
+		return;
+	}
+	uint64_t next = addr + in->len;
+	enum emu_stop after = ES_NONE;
+	uint32_t val;
+	uint64_t rax;
+
+	switch (in->kind) {
+	case X86_IN:
+	case X86_OUT: {
+		uint16_t port = in->port_imm ? in->imm8 : (uint16_t)rreg(c, UC_X86_REG_RDX);
+		rax = rreg(c, UC_X86_REG_RAX);
+		if (in->kind == X86_OUT) {
+			val = (uint32_t)(rax & mask_for(in->width));
+			vmm_pio(c->m, port, in->width, true, &val);
+		} else {
+			val = 0;
+			vmm_pio(c->m, port, in->width, false, &val);
+			if (in->width == 4)
+				rax = val; /* 32-bit results zero-extend */
+			else
+				rax = (rax & ~mask_for(in->width)) | (val & mask_for(in->width));
+			wreg(c, UC_X86_REG_RAX, rax);
+		}
+		break;
+	}
+	case X86_INS:
+	case X86_OUTS: {
+		uint16_t port = (uint16_t)rreg(c, UC_X86_REG_RDX);
+		uint64_t amask = mask_for(in->addrsize);
+		if (in->rep) {
+			uint64_t rcx = rreg(c, UC_X86_REG_RCX);
+			if ((rcx & amask) == 0)
+				break;
+			if (!string_io(c, in, port)) {
+				c->cur = NULL;
+				stop_now(c, ES_EXC);
+				c->exc_vector = 14;
+				return;
+			}
+			rcx = (rcx & ~amask) | ((rcx - 1) & amask);
+			wreg(c, UC_X86_REG_RCX, rcx);
+			if (rcx & amask)
+				next = addr; /* one iteration retires per position */
+		} else if (!string_io(c, in, port)) {
+			c->cur = NULL;
+			stop_now(c, ES_EXC);
+			c->exc_vector = 14;
+			return;
+		}
+		break;
+	}
+	case X86_RDTSC:
+	case X86_RDTSCP: {
+		uint64_t t = vtsc(c);
+		wreg(c, UC_X86_REG_RAX, t & 0xffffffffull);
+		wreg(c, UC_X86_REG_RDX, t >> 32);
+		if (in->kind == X86_RDTSCP)
+			wreg(c, UC_X86_REG_RCX, c->tsc_aux & 0xffffffffull);
+		break;
+	}
+	case X86_RDMSR: {
+		uint32_t msr = (uint32_t)rreg(c, UC_X86_REG_RCX);
+		uint64_t v;
+		if (msr == MSR_TSC) {
+			v = vtsc(c);
+		} else if (msr == MSR_TSC_AUX) {
+			v = c->tsc_aux;
+		} else if (msr == MSR_EFER) {
+			v = rmsr(c, MSR_EFER);
+			if (!c->efer_lme_shadow)
+				v &= ~EFER_LME;
+			if (!long_mode(c))
+				v &= ~EFER_LMA;
+		} else {
+			v = 0; /* not reached: filtered above */
+		}
+		wreg(c, UC_X86_REG_RAX, v & 0xffffffffull);
+		wreg(c, UC_X86_REG_RDX, v >> 32);
+		break;
+	}
+	case X86_WRMSR: {
+		uint32_t msr = (uint32_t)rreg(c, UC_X86_REG_RCX);
+		uint64_t v = (rreg(c, UC_X86_REG_RAX) & 0xffffffffull) |
+			     (rreg(c, UC_X86_REG_RDX) << 32);
+		if (msr == MSR_TSC) {
+			c->tsc_offset = v - c->icount;
+		} else if (msr == MSR_TSC_AUX) {
+			c->tsc_aux = v;
+		} else if (msr == MSR_EFER) {
+			c->efer_lme_shadow = v & EFER_LME;
+			/* Unicorn must keep LME|LMA (it runs compatibility mode as long mode). */
+			uc_x86_msr m = {.rid = MSR_EFER, .value = v | EFER_LME | EFER_LMA};
+			uc_reg_write(c->uc, UC_X86_REG_MSR, &m);
+			c->bits_dirty = true;
+		}
+		break;
+	}
+	case X86_HLT:
+		/* With an interrupt deliverable HLT retires and the interrupt is taken at once. */
+		after = intr_deliverable(c) ? ES_IO_INTR : ES_HLT;
+		break;
+	default:
+		return;
+	}
+
+	c->icount++;
+	c->cur = NULL;
+	c->prev_kind = in->kind;
+	if (after == ES_NONE) {
+		if (vmm_machine_stop_requested(c->m))
+			after = ES_IO_STOP;
+		else if ((in->kind == X86_IN || in->kind == X86_OUT || in->kind == X86_INS ||
+			  in->kind == X86_OUTS) &&
+			 intr_deliverable(c))
+			after = ES_IO_INTR;
+		else if (c->icount == c->target)
+			after = ES_BUDGET;
+		else if (atomic_load_explicit(&c->kick, memory_order_relaxed))
+			after = ES_KICK;
+	}
+	/* Writing RIP in a code hook leaves the translated block here. */
+	wreg(c, UC_X86_REG_RIP, next);
+	if (after != ES_NONE)
+		stop_now(c, after);
+}
+
+/* ---- CPUID ---------------------------------------------------------------------- */
+
+/*
+ * The guest contract (DESIGN.md §2.4): a baseline x86-64 like QEMU's qemu64 without the
+ * local APIC: SSE2/SSE3, CX16, NX, LM, SYSCALL, FXSR; no RDRAND/RDSEED, XSAVE, AVX,
+ * RDTSCP, RDPID, TSC-deadline, x2APIC, hypervisor leaves or PV clocks.
+ */
+static void cpuid_values(uint32_t leaf, uint32_t sub, uint32_t r[4])
+{
+	(void)sub;
+	memset(r, 0, 16);
+	switch (leaf) {
+	case 0:
+		r[0] = 0xd;
+		memcpy(&r[1], "Auth", 4); /* EBX */
+		memcpy(&r[3], "enti", 4); /* EDX */
+		memcpy(&r[2], "cAMD", 4); /* ECX */
+		break;
+	case 1:
+		r[0] = 0x000f6b1;       /* family 15, model 107, stepping 1 (qemu64) */
+		r[1] = 0x00000800;      /* CLFLUSH line 8*8 bytes, 1 logical CPU, APIC id 0 */
+		r[2] = (1u << 0) | (1u << 13) | (1u << 23); /* SSE3, CX16, POPCNT */
+		r[3] = 0x078bfbfdu & ~(1u << 9);            /* qemu64 EDX without APIC */
+		break;
+	case 0x80000000:
+		r[0] = 0x80000008;
+		memcpy(&r[1], "Auth", 4);
+		memcpy(&r[3], "enti", 4);
+		memcpy(&r[2], "cAMD", 4);
+		break;
+	case 0x80000001:
+		r[0] = 0x000f6b1;
+		r[2] = (1u << 0);  /* LAHF/SAHF in long mode */
+		r[3] = (1u << 11) | (1u << 20) | (1u << 29) | (0x078bfbfdu & 0x0183f3ffu & ~(1u << 9));
+		break;
+	case 0x80000002:
+	case 0x80000003:
+	case 0x80000004: {
+		static const char brand[48] = "QEMU Virtual CPU version 2.5+";
+		memcpy(r, brand + (leaf - 0x80000002) * 16, 16);
+		break;
+	}
+	case 0x80000005:
+		r[0] = 0x01ff01ff;
+		r[1] = 0x01ff01ff;
+		r[2] = 0x40020140;
+		r[3] = 0x40020140;
+		break;
+	case 0x80000006:
+		r[0] = 0;
+		r[1] = 0x42004200;
+		r[2] = 0x02008140;
+		r[3] = 0x00808140;
+		break;
+	case 0x80000008:
+		r[0] = 0x00003028; /* 40-bit physical, 48-bit virtual */
+		break;
+	default:
+		break;
+	}
+}
+
+static int cpuid_hook(uc_engine *uc, void *opaque)
+{
+	struct vmm_cpu *c = opaque;
+	(void)uc;
+	uint32_t r[4];
+	cpuid_values((uint32_t)rreg(c, UC_X86_REG_RAX), (uint32_t)rreg(c, UC_X86_REG_RCX), r);
+	wreg(c, UC_X86_REG_RAX, r[0]);
+	wreg(c, UC_X86_REG_RBX, r[1]);
+	wreg(c, UC_X86_REG_RCX, r[2]);
+	wreg(c, UC_X86_REG_RDX, r[3]);
+	return 1;
+}
+
+/* ---- exceptions and interrupts ----------------------------------------------------- */
+
+static void intr_hook(uc_engine *uc, uint32_t intno, void *opaque)
+{
+	struct vmm_cpu *c = opaque;
+	(void)uc;
+	if (c->stop)
+		return;
+	uint64_t rip = rreg(c, UC_X86_REG_RIP);
+	if (getenv("REWIND_DEBUG_EXC"))
+		fprintf(stderr, "intr hook %u rip %#llx pf_pending %d pf_addr %#llx\n", intno, (unsigned long long)rip, c->pf_pending, (unsigned long long)c->pf_addr);
+	c->exc_vector = (int)intno;
+	c->exc_soft = false;
+	c->exc_has_err = false;
+	c->exc_err = 0;
+	/*
+	 * INT n, INT3 and INTO are traps: Unicorn leaves RIP after them, and they end
+	 * their block. #BP and #OF only come from those; vectors 32 and up only from INT
+	 * n; INT n below 32 is told by its bytes before RIP.
+	 */
+	uint8_t b[2] = {0, 0};
+	bool intn = rip >= 2 && read_virt_raw(c, rip - 2, b, 2, true) == 0 && b[0] == 0xCD &&
+		    b[1] == intno;
+	c->exc_soft = intno == 3 || intno == 4 || intno >= 32 || intn;
+	c->exc_len = 0;
+	if (c->cur)
+		settle_at(c, rip); /* outside the block: it ran to its end */
+	c->cur = NULL;
+	c->prev_kind = X86_OTHER;
+	stop_now(c, ES_EXC);
+}
+
+static bool insn_invalid_hook(uc_engine *uc, void *opaque)
+{
+	struct vmm_cpu *c = opaque;
+	(void)uc;
+	if (c->stop)
+		return false;
+	if (c->cur)
+		settle_at(c, rreg(c, UC_X86_REG_RIP));
+	c->cur = NULL;
+	c->prev_kind = X86_OTHER;
+	c->exc_vector = 6;
+	c->exc_soft = false;
+	c->exc_stop = true;
+	c->stop = ES_EXC;
+	return false; /* Unicorn stops with UC_ERR_INSN_INVALID */
+}
+
+static bool has_error_code(int v)
+{
+	return v == 8 || (v >= 10 && v <= 14) || v == 17 || v == 21;
+}
+
+static bool contributory(int v)
+{
+	return v == 0 || (v >= 10 && v <= 13);
+}
+
+struct gate {
+	uint64_t offset;
+	uint16_t sel;
+	uint8_t type, dpl, ist;
+	bool present;
+};
+
+static int read_gate(struct vmm_cpu *c, int vec, bool lm, struct gate *g)
+{
+	uc_x86_mmr idtr = {0};
+	uc_reg_read(c->uc, UC_X86_REG_IDTR, &idtr);
+	unsigned esz = lm ? 16 : 8;
+	if ((uint64_t)vec * esz + esz - 1 > idtr.limit)
+		return -1;
+	uint8_t d[16];
+	if (read_virt_raw(c, idtr.base + (uint64_t)vec * esz, d, esz, false) < 0)
+		return -1;
+	uint32_t lo, hi, hi2 = 0;
+	memcpy(&lo, d, 4);
+	memcpy(&hi, d + 4, 4);
+	if (lm)
+		memcpy(&hi2, d + 8, 4);
+	g->offset = (lo & 0xffff) | (hi & 0xffff0000u) | ((uint64_t)hi2 << 32);
+	g->sel = (uint16_t)(lo >> 16);
+	g->type = (hi >> 8) & 0xf;
+	g->dpl = (hi >> 13) & 3;
+	g->present = (hi >> 15) & 1;
+	g->ist = lm ? (hi & 7) : 0;
+	return 0;
+}
+
+/* Read an RSP from the 64-bit TSS: rsp0 (index 0) or ist1..7 (index 4+n). */
+static int tss_rsp(struct vmm_cpu *c, int ist, uint64_t *rsp)
+{
+	uc_x86_mmr tr = {0};
+	uc_reg_read(c->uc, UC_X86_REG_TR, &tr);
+	uint64_t off = ist ? 0x24 + 8 * (uint64_t)(ist - 1) : 4;
+	if (off + 7 > tr.limit)
+		return -1;
+	return read_virt_raw(c, tr.base + off, rsp, 8, false);
+}
+
+/*
+ * Deliver vector vec through the guest IDT. Returns 0, or the vector of the fault
+ * raised while delivering (#GP, #NP, #PF, #SS) with *err set.
+ */
+static int deliver_once(struct vmm_cpu *c, int vec, bool has_err, uint32_t err, bool soft,
+			uint64_t ret_rip, uint32_t *ferr)
+{
+	bool lm = long_mode(c);
+	struct gate g;
+	uint32_t ext = soft ? 0 : 1;
+	if (read_gate(c, vec, lm, &g) < 0) {
+		*ferr = (uint32_t)vec * 8 + 2 + ext;
+		return 13;
+	}
+	if (!g.present) {
+		*ferr = (uint32_t)vec * 8 + 2 + ext;
+		return 11;
+	}
+	bool intgate = (g.type & 7) == 6;
+	bool trapgate = (g.type & 7) == 7;
+	if (!intgate && !trapgate) {
+		*ferr = (uint32_t)vec * 8 + 2 + ext; /* task gates are not supported */
+		return 13;
+	}
+	uint64_t cs = rreg(c, UC_X86_REG_CS), ss = rreg(c, UC_X86_REG_SS);
+	uint64_t rsp = rreg(c, UC_X86_REG_RSP), rflags = rreg(c, UC_X86_REG_EFLAGS);
+	int cpl = cs & 3;
+	if (soft && g.dpl < cpl) {
+		*ferr = (uint32_t)vec * 8 + 2;
+		return 13;
+	}
+	int newcpl = g.sel & 3; /* the target code segment's DPL, for flat kernels */
+	uint64_t nrsp = rsp;
+	bool stack_switch = false;
+	if (lm) {
+		if (g.ist) {
+			if (tss_rsp(c, g.ist, &nrsp) < 0) {
+				*ferr = 0;
+				return 10;
+			}
+			stack_switch = true;
+		} else if (newcpl < cpl) {
+			if (tss_rsp(c, 0, &nrsp) < 0) {
+				*ferr = 0;
+				return 10;
+			}
+			stack_switch = true;
+		}
+		nrsp &= ~0xfull;
+		uint64_t frame[6];
+		int n = 0;
+		if (has_err)
+			frame[n++] = err;
+		frame[n++] = ret_rip;
+		frame[n++] = cs;
+		frame[n++] = rflags;
+		frame[n++] = rsp;
+		frame[n++] = ss;
+		/* Push in order: SS, RSP, RFLAGS, CS, RIP, error. */
+		uint64_t base = nrsp - (uint64_t)n * 8;
+		uint64_t mem[6];
+		for (int i = 0; i < n; i++)
+			mem[i] = frame[i];
+		uint32_t pferr;
+		uint64_t fva;
+		if (write_virt_raw(c, base, mem, (size_t)n * 8, &pferr, &fva) < 0) {
+			c->pf_addr = fva;
+			*ferr = pferr;
+			return 14;
+		}
+		nrsp = base;
+		(void)stack_switch;
+		if (newcpl != cpl)
+			wreg(c, UC_X86_REG_SS, 0); /* null SS in 64-bit mode at CPL change */
+	} else {
+		uint32_t frame[4];
+		int n = 0;
+		if (has_err)
+			frame[n++] = err;
+		frame[n++] = (uint32_t)ret_rip;
+		frame[n++] = (uint32_t)cs;
+		frame[n++] = (uint32_t)rflags;
+		uint64_t base = (rsp - (uint64_t)n * 4) & 0xffffffffull;
+		uint32_t pferr;
+		uint64_t fva;
+		if (write_virt_raw(c, base, frame, (size_t)n * 4, &pferr, &fva) < 0) {
+			c->pf_addr = fva;
+			*ferr = pferr;
+			return 14;
+		}
+		nrsp = base;
+	}
+	if (g.sel != cs) {
+		if (uc_reg_write(c->uc, UC_X86_REG_CS, &(uint64_t){g.sel}) != UC_ERR_OK) {
+			*ferr = g.sel & 0xfffc;
+			return 13;
+		}
+		c->bits_dirty = true;
+	}
+	rflags &= ~(RFLAGS_TF | RFLAGS_NT | RFLAGS_RF | RFLAGS_VM);
+	if (intgate)
+		rflags &= ~RFLAGS_IF;
+	wreg(c, UC_X86_REG_EFLAGS, rflags);
+	wreg(c, UC_X86_REG_RSP, nrsp);
+	wreg(c, UC_X86_REG_RIP, lm ? g.offset : (g.offset & 0xffffffffull));
+	return 0;
+}
+
+/*
+ * Our TLB fill sees only the page of a refused access; CR2 must hold the exact address.
+ * Find it among the addresses the faulting instruction can touch: its ModRM operand
+ * (with an FS/GS base), RSI/RDI for string instructions, the stack for pushes and pops.
+ * An access that starts on the page before and crosses into the refused page faults at
+ * the page's first byte.
+ */
+static uint64_t exact_fault_addr(struct vmm_cpu *c, uint64_t page)
+{
+	uint8_t code[16];
+	struct x86_insn in;
+	uint64_t rip = rreg(c, UC_X86_REG_RIP);
+	if (read_virt_raw(c, rip, code, sizeof(code), true) < 0 ||
+	    x86_decode(code, sizeof(code), c->bits, &in) < 0)
+		return page;
+	static const int ids[16] = {UC_X86_REG_RAX, UC_X86_REG_RCX, UC_X86_REG_RDX, UC_X86_REG_RBX,
+				    UC_X86_REG_RSP, UC_X86_REG_RBP, UC_X86_REG_RSI, UC_X86_REG_RDI,
+				    UC_X86_REG_R8,  UC_X86_REG_R9,  UC_X86_REG_R10, UC_X86_REG_R11,
+				    UC_X86_REG_R12, UC_X86_REG_R13, UC_X86_REG_R14, UC_X86_REG_R15};
+	uint64_t gpr[16];
+	for (int i = 0; i < 16; i++)
+		gpr[i] = rreg(c, ids[i]);
+	uint64_t cand[6];
+	int n = 0;
+	uint64_t ea;
+	if (x86_modrm_ea(code, &in, gpr, rip + in.len, &ea) == 0) {
+		if (in.seg == 0x64)
+			ea += rreg(c, UC_X86_REG_FS_BASE);
+		else if (in.seg == 0x65)
+			ea += rreg(c, UC_X86_REG_GS_BASE);
+		cand[n++] = ea;
+	}
+	cand[n++] = gpr[6];     /* RSI */
+	cand[n++] = gpr[7];     /* RDI */
+	cand[n++] = gpr[4] - (c->bits == 64 ? 8 : 4); /* a push */
+	cand[n++] = gpr[4];     /* a pop or return */
+	uint64_t pmask = ~0xfffull;
+	for (int i = 0; i < n; i++)
+		if ((cand[i] & pmask) == page)
+			return cand[i];
+	for (int i = 0; i < n; i++)
+		if (((cand[i] + 15) & pmask) == page && (cand[i] & pmask) + 0x1000 == page)
+			return page; /* crosses into the page */
+	return page;
+}
+
+/* Unicorn 2.1.1 writes CR3 too when CR2 is written (measured): put CR3 back. */
+static void write_cr2(struct vmm_cpu *c, uint64_t v)
+{
+	uint64_t cr3 = rreg(c, UC_X86_REG_CR3);
+	wreg(c, UC_X86_REG_CR2, v);
+	if (rreg(c, UC_X86_REG_CR3) != cr3)
+		wreg(c, UC_X86_REG_CR3, cr3);
+}
+
+/*
+ * Deliver an event with the double- and triple-fault rules. Returns 0, or 1 when the
+ * processor shuts down (triple fault) with *shutdown_vec set.
+ */
+static int deliver(struct vmm_cpu *c, int vec, bool has_err, uint32_t err, bool soft,
+		   uint64_t ret_rip, int *shutdown_vec)
+{
+	int first = vec;
+	for (int round = 0; round < 3; round++) {
+		uint32_t ferr = 0;
+		if (vec == 14)
+			write_cr2(c, c->pf_addr);
+		int f = deliver_once(c, vec, has_err, err, soft, ret_rip, &ferr);
+		if (f == 0)
+			return 0;
+		/* A fault while delivering: combine as the SDM's table 6-5 says. */
+		if (vec == 8) {
+			*shutdown_vec = first;
+			return 1;
+		}
+		bool df = (contributory(vec) && contributory(f)) ||
+			  (vec == 14 && (contributory(f) || f == 14));
+		if (df) {
+			vec = 8;
+			has_err = true;
+			err = 0;
+		} else {
+			vec = f; /* for #PF, deliver_once left the address in pf_addr */
+			has_err = true;
+			err = ferr;
+		}
+		soft = false;
+		ret_rip = rreg(c, UC_X86_REG_RIP);
+	}
+	*shutdown_vec = first;
+	return 1;
+}
+
+/* ---- the ops ------------------------------------------------------------------------ */
+
+static int emu_probe(void)
+{
+	return 0;
+}
+
+/*
+ * Unicorn delivers no exception itself, so two fields of its CPU state must be reached
+ * through a saved context: env->error_code (the error code of #GP/#TS/#NP/#SS, which the
+ * intr hook does not give) and env->old_exception (never cleared without its own
+ * delivery, so a second #GP would become #DF). Find their offsets by raising #GP with two
+ * selectors and #DE in scratch engines and comparing the blobs.
+ */
+static void calib_intr(uc_engine *uc, uint32_t intno, void *opaque)
+{
+	(void)intno;
+	(void)opaque;
+	uc_emu_stop(uc);
+}
+
+static uint8_t *calib_run(const uint8_t *code, size_t n, size_t *sz)
+{
+	uc_engine *uc;
+	uint8_t *blob = NULL;
+	if (uc_open(UC_ARCH_X86, UC_MODE_64, &uc) != UC_ERR_OK)
+		return NULL;
+	uc_mem_map(uc, 0, 0x10000, UC_PROT_ALL);
+	uc_mem_write(uc, 0x1000, code, n);
+	uc_x86_mmr gdtr = {.base = 0x2000, .limit = 0x17};
+	uc_reg_write(uc, UC_X86_REG_GDTR, &gdtr);
+	uc_hook h;
+	uc_hook_add(uc, &h, UC_HOOK_INTR, (void *)calib_intr, NULL, 1, 0);
+	uc_emu_start(uc, 0x1000, 0x1100, 0, 0);
+	*sz = uc_context_size(uc);
+	uc_context *ctx;
+	if (uc_context_alloc(uc, &ctx) == UC_ERR_OK) {
+		uc_context_save(uc, ctx);
+		blob = malloc(*sz);
+		if (blob)
+			memcpy(blob, ctx, *sz);
+		uc_context_free(ctx);
+	}
+	uc_close(uc);
+	return blob;
+}
+
+static struct calib calibrate(void)
+{
+	static struct calib cached;
+	static bool done;
+	if (done)
+		return cached;
+	struct calib r = {-1, -1};
+	/* mov ax, sel; mov ds, ax -> #GP(sel): the GDT limit is tiny. */
+	static const uint8_t gp1[] = {0x66, 0xb8, 0x30, 0x12, 0x8e, 0xd8, 0xf4};
+	static const uint8_t gp2[] = {0x66, 0xb8, 0x68, 0x24, 0x8e, 0xd8, 0xf4};
+	/* xor ecx, ecx; div ecx -> #DE */
+	static const uint8_t de[] = {0x31, 0xc9, 0xf7, 0xf1, 0xf4};
+	size_t s1 = 0, s2 = 0, s3 = 0;
+	uint8_t *a = calib_run(gp1, sizeof(gp1), &s1), *b = calib_run(gp2, sizeof(gp2), &s2),
+		*d = calib_run(de, sizeof(de), &s3);
+	int nold = 0;
+	if (a && b && d && s1 == s2 && s2 == s3) {
+		for (size_t off = 0; off + 4 <= s1; off += 4) {
+			int32_t x, y, z;
+			memcpy(&x, a + off, 4);
+			memcpy(&y, b + off, 4);
+			memcpy(&z, d + off, 4);
+			if (x == 0x1230 && y == 0x2468 && z == 0)
+				r.err_off = (int)off; /* the last one is inside the CPU state */
+			else if (x == 13 && y == 13 && z == 0) {
+				r.oldexc_off = (int)off;
+				nold++;
+			}
+		}
+	}
+	if (nold != 1)
+		r.oldexc_off = -1;
+	free(a);
+	free(b);
+	free(d);
+	cached = r;
+	done = true;
+	return r;
+}
+
+/* After an exception: read Unicorn's error code and clear its exception in flight. */
+static uint32_t exc_settle(struct vmm_cpu *c)
+{
+	uint32_t v = 0;
+	if (c->calib.err_off < 0 || uc_context_save(c->uc, c->ctx) != UC_ERR_OK)
+		return 0;
+	memcpy(&v, (uint8_t *)c->ctx + c->calib.err_off, 4);
+	if (c->calib.oldexc_off >= 0) {
+		int32_t none = -1;
+		memcpy((uint8_t *)c->ctx + c->calib.oldexc_off, &none, 4);
+		uc_context_restore(c->uc, c->ctx);
+	}
+	return v;
+}
+
+static void emu_destroy(struct vmm_cpu *c);
+
+static int emu_create(struct vmm_machine *m, struct vmm_cpu **out)
+{
+	struct vmm_cpu *c = calloc(1, sizeof(*c));
+	uc_err e;
+	int rc;
+	if (!c)
+		return -VMM_ENOMEM;
+	c->m = m;
+	c->ram = vmm_machine_ram(m);
+	c->ram_size = vmm_machine_ram_size(m);
+	c->target = UINT64_MAX;
+	c->bits = 32;
+	c->calib = calibrate();
+	e = uc_open(UC_ARCH_X86, UC_MODE_64, &c->uc);
+	if (e != UC_ERR_OK) {
+		free(c);
+		return uc_fail(e, "uc_open");
+	}
+	if ((e = uc_ctl_tlb_mode(c->uc, UC_TLB_VIRTUAL)) != UC_ERR_OK) {
+		rc = uc_fail(e, "TLB mode");
+		goto fail;
+	}
+	if ((e = uc_mem_map_ptr(c->uc, 0, c->ram_size, UC_PROT_ALL, c->ram)) != UC_ERR_OK) {
+		rc = uc_fail(e, "mapping guest RAM");
+		goto fail;
+	}
+	if ((e = uc_context_alloc(c->uc, &c->ctx)) != UC_ERR_OK) {
+		rc = uc_fail(e, "context");
+		goto fail;
+	}
+	if ((e = uc_hook_add(c->uc, &c->hooks[0], UC_HOOK_BLOCK, (void *)block_hook, c, 1, 0)) ||
+	    (e = uc_hook_add(c->uc, &c->hooks[1], UC_HOOK_INTR, (void *)intr_hook, c, 1, 0)) ||
+	    (e = uc_hook_add(c->uc, &c->hooks[2], UC_HOOK_TLB_FILL, (void *)tlb_fill_hook, c, 1,
+			     0)) ||
+	    (e = uc_hook_add(c->uc, &c->hooks[3], UC_HOOK_INSN, (void *)cpuid_hook, c, 1, 0,
+			     UC_X86_INS_CPUID)) ||
+	    (e = uc_hook_add(c->uc, &c->hooks[4], UC_HOOK_INSN_INVALID, (void *)insn_invalid_hook,
+			     c, 1, 0))) {
+		rc = uc_fail(e, "adding hooks");
+		goto fail;
+	}
+	*out = c;
+	return 0;
+fail:
+	emu_destroy(c);
+	return rc;
+}
+
+static void emu_destroy(struct vmm_cpu *c)
+{
+	if (!c)
+		return;
+	if (c->ctx)
+		uc_context_free(c->ctx);
+	if (c->uc)
+		uc_close(c->uc);
+	for (unsigned i = 0; i < EMU_BLOCK_BUCKETS; i++)
+		for (struct emu_block *b = c->blocks[i], *n; b; b = n) {
+			n = b->next;
+			free(b);
+		}
+	for (unsigned i = 0; i < EMU_SITE_BUCKETS; i++)
+		for (struct emu_site *s = c->sites[i], *n; s; s = n) {
+			n = s->next;
+			free(s);
+		}
+	free(c);
+}
+
+/*
+ * The VMM trampoline at VMM_VMM_AREA: a GDT (null, 32-bit code 0x08, data 0x10) and
+ * code that loads the data segments and far-returns into the guest's 32-bit entry in
+ * compatibility mode. Its instructions are not counted.
+ */
+static int emu_reset_pvh(struct vmm_cpu *c, uint32_t entry, uint32_t start_info)
+{
+	uint8_t *area = ram_ptr(c, VMM_VMM_AREA, 0x100);
+	if (!area)
+		return vmm_fail(VMM_EINTERNAL, "VMM area outside RAM");
+	static const uint64_t gdt[3] = {0, 0x00cf9b000000ffffull, 0x00cf93000000ffffull};
+	memcpy(area, gdt, sizeof(gdt));
+	uint8_t code[] = {
+		0x66, 0xb8, 0x10, 0x00, /* mov ax, 0x10 */
+		0x8e, 0xd8, 0x8e, 0xc0, 0x8e, 0xe0, 0x8e, 0xe8, 0x8e, 0xd0, /* ds es fs gs ss */
+		0x6a, 0x08,             /* push 8 */
+		0x68, 0, 0, 0, 0,       /* push entry (sign-extended imm32: patched below) */
+		0x48, 0xcb,             /* retfq */
+	};
+	memcpy(code + 17, &entry, 4);
+	if (entry & 0x80000000u)
+		return vmm_fail(VMM_ELAYOUT, "PVH entry %#x above 2 GiB is not supported", entry);
+	memcpy(area + 0x40, code, sizeof(code));
+	uc_x86_mmr gdtr = {.base = VMM_VMM_AREA, .limit = sizeof(gdt) - 1};
+	uc_x86_mmr idtr = {.base = 0, .limit = 0xffff};
+	uc_reg_write(c->uc, UC_X86_REG_GDTR, &gdtr);
+	uc_reg_write(c->uc, UC_X86_REG_IDTR, &idtr);
+	static const int gprs[] = {UC_X86_REG_RAX, UC_X86_REG_RCX, UC_X86_REG_RDX,
+				   UC_X86_REG_RSI, UC_X86_REG_RDI, UC_X86_REG_RBP,
+				   UC_X86_REG_R8,  UC_X86_REG_R9,  UC_X86_REG_R10,
+				   UC_X86_REG_R11, UC_X86_REG_R12, UC_X86_REG_R13,
+				   UC_X86_REG_R14, UC_X86_REG_R15};
+	for (size_t i = 0; i < sizeof(gprs) / sizeof(gprs[0]); i++)
+		wreg(c, gprs[i], 0);
+	wreg(c, UC_X86_REG_RSP, VMM_VMM_AREA + 0x1000);
+	wreg(c, UC_X86_REG_CR0, CR0_PE | (1ull << 4));
+	wreg(c, UC_X86_REG_CR4, 0);
+	wreg(c, UC_X86_REG_EFLAGS, 2);
+	c->efer_lme_shadow = false;
+	/* The trampoline runs uncounted, with no block accounting. */
+	uc_hook_del(c->uc, c->hooks[0]);
+	uc_err e = uc_emu_start(c->uc, VMM_VMM_AREA + 0x40, entry, 0, 0);
+	uc_hook_add(c->uc, &c->hooks[0], UC_HOOK_BLOCK, (void *)block_hook, c, 1, 0);
+	if (e != UC_ERR_OK)
+		return uc_fail(e, "PVH entry trampoline");
+	uc_ctl_flush_tb(c->uc);
+	wreg(c, UC_X86_REG_RSP, 0);
+	wreg(c, UC_X86_REG_RBX, start_info);
+	wreg(c, UC_X86_REG_RIP, entry);
+	c->icount = 0;
+	c->cur = NULL;
+	c->prev_kind = X86_OTHER;
+	c->bits = 32;
+	c->bits_dirty = false;
+	c->tsc_offset = 0;
+	return 0;
+}
+
+static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
+{
+	uint64_t target = budget == UINT64_MAX ? UINT64_MAX : c->icount + budget;
+	for (;;) {
+		if (atomic_exchange(&c->kick, 0)) {
+			exit->reason = VMM_EXIT_KICK;
+			return 0;
+		}
+		if (c->icount >= target) {
+			exit->reason = VMM_EXIT_BUDGET;
+			return 0;
+		}
+		bool shadow = c->prev_kind == X86_STI || c->prev_kind == X86_MOVSS;
+		c->target = target;
+		if (intr_deliverable(c)) {
+			if (shadow) {
+				/* One more instruction, then the interrupt. */
+				if (c->target > c->icount + 1)
+					c->target = c->icount + 1;
+			} else {
+				uint8_t vec = vmm_intr_ack(c->m);
+				int sv;
+				if (deliver(c, vec, false, 0, false, rreg(c, UC_X86_REG_RIP), &sv)) {
+					exit->reason = VMM_EXIT_SHUTDOWN;
+					exit->vector = sv;
+					return 0;
+				}
+				c->prev_kind = X86_OTHER;
+				continue;
+			}
+		}
+		c->stop = ES_NONE;
+		c->exc_stop = false;
+		c->pf_pending = false;
+		c->gp_pending = false;
+		c->cur = NULL;
+		uint64_t rip = rreg(c, UC_X86_REG_RIP);
+		uc_err e = uc_emu_start(c->uc, rip, UINT64_MAX, 0, 0);
+		enum emu_stop why = c->stop;
+		c->stop = ES_NONE;
+		c->exc_stop = false;
+		if (getenv("REWIND_DEBUG_EXC") && e != UC_ERR_OK)
+			fprintf(stderr, "uc_emu_start: %s why=%d pf_pending=%d pf_addr=%#llx\n", uc_strerror(e), why, c->pf_pending, (unsigned long long)c->pf_addr);
+		if (e == UC_ERR_EXCEPTION && (c->pf_pending || c->gp_pending) && why == ES_NONE) {
+			/* A refused TLB fill: RIP is on the faulting instruction. */
+			uint64_t frip = rreg(c, UC_X86_REG_RIP);
+			if (c->cur)
+				settle_at(c, frip);
+			c->cur = NULL;
+			c->exc_vector = c->gp_pending ? 13 : 14;
+			c->exc_soft = false;
+			why = ES_EXC;
+		} else if (e != UC_ERR_OK && why == ES_NONE) {
+			return vmm_fail(VMM_EGUEST, "guest stopped the software CPU at %#llx: %s",
+					(unsigned long long)rreg(c, UC_X86_REG_RIP),
+					uc_strerror(e));
+		}
+		if (why == ES_NONE && c->cur) {
+			/* Returned by itself (e.g. `until`): if RIP is inside the block, settle. */
+			settle_at(c, rreg(c, UC_X86_REG_RIP));
+		}
+		if (c->cur) {
+			c->prev_kind = c->cur->last_kind == 0xFF ? X86_OTHER : c->cur->last_kind;
+			if (c->cur->last_kind == 0xFF)
+				c->bits_dirty = true;
+			c->cur = NULL;
+		}
+		switch (why) {
+		case ES_NONE:
+		case ES_RETRANSLATE:
+		case ES_IO_INTR:
+			continue;
+		case ES_EXC: {
+			int v = c->exc_vector;
+			bool soft = c->exc_soft;
+			uint64_t rip2 = rreg(c, UC_X86_REG_RIP);
+			uint64_t ret = soft ? rip2 + c->exc_len : rip2;
+			bool he = !soft && has_error_code(v);
+			uint32_t err = 0;
+			uint32_t uerr = exc_settle(c);
+			if (c->gp_pending)
+				uerr = 0;
+			if (v == 14 && c->pf_pending) {
+				err = c->pf_err;
+				if (!(err & PF_I))
+					c->pf_addr = exact_fault_addr(c, c->pf_addr & ~0xfffull);
+			} else if (v == 14) {
+				c->pf_addr = rreg(c, UC_X86_REG_CR2);
+			} else if (he && v != 8) {
+				err = uerr;
+			}
+			if (v == 14 && c->pf_pending)
+				c->pf_pending = false;
+			int sv;
+			c->prev_kind = X86_OTHER;
+			if (getenv("REWIND_DEBUG_EXC"))
+				fprintf(stderr, "exc %d soft=%d err=%#x rip=%#llx ret=%#llx icount=%llu cr3=%#llx cr2=%#llx\n", v, soft, err,
+					(unsigned long long)rip2, (unsigned long long)ret, (unsigned long long)c->icount,
+					(unsigned long long)rreg(c, UC_X86_REG_CR3), (unsigned long long)rreg(c, UC_X86_REG_CR2));
+			if (deliver(c, v, he, err, soft, ret, &sv)) {
+				exit->reason = VMM_EXIT_SHUTDOWN;
+				exit->vector = sv;
+				return 0;
+			}
+			continue;
+		}
+		case ES_HLT:
+			exit->reason = VMM_EXIT_HLT;
+			return 0;
+		case ES_BUDGET:
+			if (c->icount >= target) {
+				exit->reason = VMM_EXIT_BUDGET;
+				return 0;
+			}
+			continue; /* a shadow step ended: deliver now */
+		case ES_KICK:
+			atomic_store(&c->kick, 0);
+			exit->reason = VMM_EXIT_KICK;
+			return 0;
+		case ES_IO_STOP:
+			exit->reason = vmm_machine_stop_requested(c->m) ? VMM_EXIT_POWEROFF
+									: VMM_EXIT_KICK;
+			return 0;
+		case ES_ERROR:
+			return -VMM_EBACKEND;
+		}
+	}
+}
+
+static void emu_kick(struct vmm_cpu *c)
+{
+	atomic_store(&c->kick, 1);
+}
+
+static vmm_pos_t emu_pos(struct vmm_cpu *c)
+{
+	return c->icount;
+}
+
+/* Segment state beyond the selector is not readable through Unicorn's API; report the
+ * selector and, where known, the descriptor from the GDT. */
+static void seg_from_gdt(struct vmm_cpu *c, uint16_t sel, struct vmm_seg *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->sel = sel;
+	uc_x86_mmr gdtr = {0};
+	uc_reg_read(c->uc, UC_X86_REG_GDTR, &gdtr);
+	uint64_t d = 0;
+	if (sel < 4 || (uint32_t)(sel & ~7) + 7 > gdtr.limit ||
+	    read_virt_raw(c, gdtr.base + (sel & ~7u), &d, 8, false) < 0)
+		return;
+	s->base = ((d >> 16) & 0xffffff) | (((d >> 56) & 0xff) << 24);
+	s->limit = (uint32_t)((d & 0xffff) | (((d >> 48) & 0xf) << 16));
+	if ((d >> 55) & 1)
+		s->limit = (s->limit << 12) | 0xfff;
+	s->attr = (uint32_t)((d >> 40) & 0xff) | (uint32_t)(((d >> 52) & 0xf) << 12);
+}
+
+static int emu_get_regs(struct vmm_cpu *c, struct vmm_regs *r)
+{
+	memset(r, 0, sizeof(*r));
+	static const int ids[] = {
+		UC_X86_REG_RAX, UC_X86_REG_RBX, UC_X86_REG_RCX, UC_X86_REG_RDX,
+		UC_X86_REG_RSI, UC_X86_REG_RDI, UC_X86_REG_RBP, UC_X86_REG_RSP,
+		UC_X86_REG_R8,  UC_X86_REG_R9,  UC_X86_REG_R10, UC_X86_REG_R11,
+		UC_X86_REG_R12, UC_X86_REG_R13, UC_X86_REG_R14, UC_X86_REG_R15,
+		UC_X86_REG_RIP, UC_X86_REG_EFLAGS};
+	uint64_t *dst[] = {&r->rax, &r->rbx, &r->rcx, &r->rdx, &r->rsi, &r->rdi,
+			   &r->rbp, &r->rsp, &r->r8,  &r->r9,  &r->r10, &r->r11,
+			   &r->r12, &r->r13, &r->r14, &r->r15, &r->rip, &r->rflags};
+	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
+		*dst[i] = rreg(c, ids[i]);
+	seg_from_gdt(c, (uint16_t)rreg(c, UC_X86_REG_CS), &r->cs);
+	seg_from_gdt(c, (uint16_t)rreg(c, UC_X86_REG_DS), &r->ds);
+	seg_from_gdt(c, (uint16_t)rreg(c, UC_X86_REG_ES), &r->es);
+	seg_from_gdt(c, (uint16_t)rreg(c, UC_X86_REG_FS), &r->fs);
+	seg_from_gdt(c, (uint16_t)rreg(c, UC_X86_REG_GS), &r->gs);
+	seg_from_gdt(c, (uint16_t)rreg(c, UC_X86_REG_SS), &r->ss);
+	uc_x86_mmr m = {0};
+	uc_reg_read(c->uc, UC_X86_REG_GDTR, &m);
+	r->gdt.base = m.base;
+	r->gdt.limit = (uint16_t)m.limit;
+	uc_reg_read(c->uc, UC_X86_REG_IDTR, &m);
+	r->idt.base = m.base;
+	r->idt.limit = (uint16_t)m.limit;
+	uc_reg_read(c->uc, UC_X86_REG_TR, &m);
+	r->tr.sel = m.selector;
+	r->tr.base = m.base;
+	r->tr.limit = m.limit;
+	r->tr.attr = m.flags;
+	uc_reg_read(c->uc, UC_X86_REG_LDTR, &m);
+	r->ldt.sel = m.selector;
+	r->ldt.base = m.base;
+	r->ldt.limit = m.limit;
+	r->ldt.attr = m.flags;
+	r->cr0 = rreg(c, UC_X86_REG_CR0);
+	r->cr2 = rreg(c, UC_X86_REG_CR2);
+	r->cr3 = rreg(c, UC_X86_REG_CR3);
+	r->cr4 = rreg(c, UC_X86_REG_CR4);
+	r->cr8 = rreg(c, UC_X86_REG_CR8);
+	r->efer = rmsr(c, MSR_EFER);
+	if (!c->efer_lme_shadow)
+		r->efer &= ~EFER_LME;
+	if (!long_mode(c))
+		r->efer &= ~EFER_LMA;
+	r->fs_base = rreg(c, UC_X86_REG_FS_BASE);
+	r->gs_base = rreg(c, UC_X86_REG_GS_BASE);
+	uc_x86_msr kgs = {.rid = 0xc0000102};
+	uc_reg_read(c->uc, UC_X86_REG_MSR, &kgs);
+	r->kernel_gs_base = kgs.value;
+	return 0;
+}
+
+static int emu_set_regs(struct vmm_cpu *c, const struct vmm_regs *r)
+{
+	static const int ids[] = {
+		UC_X86_REG_RAX, UC_X86_REG_RBX, UC_X86_REG_RCX, UC_X86_REG_RDX,
+		UC_X86_REG_RSI, UC_X86_REG_RDI, UC_X86_REG_RBP, UC_X86_REG_RSP,
+		UC_X86_REG_R8,  UC_X86_REG_R9,  UC_X86_REG_R10, UC_X86_REG_R11,
+		UC_X86_REG_R12, UC_X86_REG_R13, UC_X86_REG_R14, UC_X86_REG_R15,
+		UC_X86_REG_RIP, UC_X86_REG_EFLAGS};
+	const uint64_t *src[] = {&r->rax, &r->rbx, &r->rcx, &r->rdx, &r->rsi, &r->rdi,
+				 &r->rbp, &r->rsp, &r->r8,  &r->r9,  &r->r10, &r->r11,
+				 &r->r12, &r->r13, &r->r14, &r->r15, &r->rip, &r->rflags};
+	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
+		wreg(c, ids[i], *src[i]);
+	return 0;
+}
+
+/* Saved state: a header, Unicorn's CPU context, and our own counters. */
+struct emu_state_hdr {
+	uint32_t magic, version;
+	uint64_t icount, tsc_offset, tsc_aux;
+	uint32_t bits, efer_lme_shadow, prev_kind, ctx_size;
+};
+#define EMU_STATE_MAGIC 0x454d5543u /* "EMUC" */
+
+static int emu_save(struct vmm_cpu *c, void **blob, size_t *len)
+{
+	size_t csz = uc_context_size(c->uc);
+	uc_err e = uc_context_save(c->uc, c->ctx);
+	if (e != UC_ERR_OK)
+		return uc_fail(e, "saving the CPU context");
+	uint8_t *b = malloc(sizeof(struct emu_state_hdr) + csz);
+	if (!b)
+		return -VMM_ENOMEM;
+	struct emu_state_hdr h = {.magic = EMU_STATE_MAGIC,
+				  .version = 1,
+				  .icount = c->icount,
+				  .tsc_offset = c->tsc_offset,
+				  .tsc_aux = c->tsc_aux,
+				  .bits = (uint32_t)c->bits,
+				  .efer_lme_shadow = c->efer_lme_shadow,
+				  .prev_kind = c->prev_kind,
+				  .ctx_size = (uint32_t)csz};
+	memcpy(b, &h, sizeof(h));
+	memcpy(b + sizeof(h), c->ctx, csz);
+	*blob = b;
+	*len = sizeof(h) + csz;
+	return 0;
+}
+
+static int emu_load(struct vmm_cpu *c, const void *blob, size_t len)
+{
+	struct emu_state_hdr h;
+	size_t csz = uc_context_size(c->uc);
+	if (len < sizeof(h))
+		return vmm_fail(VMM_ESTATE, "emu state: %zu bytes is too short", len);
+	memcpy(&h, blob, sizeof(h));
+	if (h.magic != EMU_STATE_MAGIC || h.version != 1 || h.ctx_size != csz ||
+	    len != sizeof(h) + csz || (h.bits != 16 && h.bits != 32 && h.bits != 64))
+		return vmm_fail(VMM_ESTATE, "emu state: bad header or size");
+	/* The context starts with a header holding this engine's own pointers (its first
+	 * member is the size of the CPU data that ends it): keep ours, copy the data. */
+	uc_context_save(c->uc, c->ctx);
+	size_t data;
+	memcpy(&data, c->ctx, sizeof(data));
+	if (data > csz)
+		return vmm_fail(VMM_EINTERNAL, "unexpected Unicorn context layout");
+	memcpy((uint8_t *)c->ctx + (csz - data), (const uint8_t *)blob + sizeof(h) + (csz - data),
+	       data);
+	uc_err e = uc_context_restore(c->uc, c->ctx);
+	if (e != UC_ERR_OK)
+		return uc_fail(e, "restoring the CPU context");
+	uc_ctl_flush_tlb(c->uc);
+	c->icount = h.icount;
+	c->tsc_offset = h.tsc_offset;
+	c->tsc_aux = h.tsc_aux;
+	c->bits = (int)h.bits;
+	c->efer_lme_shadow = h.efer_lme_shadow;
+	c->prev_kind = (uint8_t)h.prev_kind;
+	c->cur = NULL;
+	return 0;
+}
+
+static int emu_read_virt(struct vmm_cpu *c, uint64_t va, void *buf, size_t len)
+{
+	return read_virt_raw(c, va, buf, len, false);
+}
+
+const struct vmm_cpu_ops emu_cpu_ops = {
+	.name = "emu",
+	.probe = emu_probe,
+	.create = emu_create,
+	.destroy = emu_destroy,
+	.reset_pvh = emu_reset_pvh,
+	.run = emu_run,
+	.kick = emu_kick,
+	.pos = emu_pos,
+	.get_regs = emu_get_regs,
+	.set_regs = emu_set_regs,
+	.intr_changed = NULL,
+	.save = emu_save,
+	.load = emu_load,
+	.read_virt = emu_read_virt,
+};

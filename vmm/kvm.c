@@ -1,0 +1,1420 @@
+/*
+ * kvm.c: the KVM vCPU backend (kvm_cpu_ops, DESIGN.md §2.3).
+ *
+ * Owns /dev/kvm, one VM with one vCPU, the vCPU's kvm_run area and the CPUID table the
+ * guest sees. There is no in-kernel irqchip or PIT: every interrupt comes from the
+ * machine's 8259 (vmm_intr_pending/vmm_intr_ack) and is injected with KVM_INTERRUPT, so
+ * every interrupt source is ours to record. Guest RAM is the machine's, mapped straight
+ * at guest-physical 0 in one memory slot (no PCI hole: there are no MMIO devices yet).
+ *
+ * Positions (DESIGN.md §2.5) are counts of guest-initiated exits: one per port access
+ * (each element of a string I/O batch counts), one per MMIO access, one per HLT and one
+ * per interrupt window that opened. Every port/MMIO exit is completed at once (KVM_RUN
+ * with immediate_exit) so that the vCPU state at every position is architecturally
+ * consistent; interrupt injection is decided from that state alone, so stopping at a
+ * position and going on gives the same future as not stopping. docs/kvm-backend.md has
+ * the CPUID the guest sees and the rules for kick and injection.
+ */
+#include "vmm/cpu.h"
+#include "vmm/machine.h"
+#include "vmm/vmm.h"
+
+#if defined(__x86_64__)
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define KVM_DEV "/dev/kvm"
+#define KVM_API 12
+/* Intel without unrestricted guest needs these two areas below 4 GiB (as QEMU places them). */
+#define KVM_IDENT_ADDR 0xfffbc000u
+#define KVM_TSS_ADDR 0xfffbd000u
+#define KVM_KICK_SIGNAL SIGUSR1
+#define KVM_PAGE 4096u
+
+/* MSRs (Intel SDM vol. 4). */
+#define RW_MSR_TSC 0x00000010u
+#define RW_MSR_SYSENTER_CS 0x00000174u
+#define RW_MSR_SYSENTER_ESP 0x00000175u
+#define RW_MSR_SYSENTER_EIP 0x00000176u
+#define RW_MSR_MISC_ENABLE 0x000001a0u
+#define RW_MSR_PAT 0x00000277u
+#define RW_MSR_STAR 0xc0000081u
+#define RW_MSR_LSTAR 0xc0000082u
+#define RW_MSR_CSTAR 0xc0000083u
+#define RW_MSR_SFMASK 0xc0000084u
+#define RW_MSR_KERNEL_GS_BASE 0xc0000102u
+
+/* Control-register and EFER bits used by the page walker and reset. */
+#define CR0_PE (1ull << 0)
+#define CR0_ET (1ull << 4)
+#define CR0_PG (1ull << 31)
+#define CR4_PSE (1ull << 4)
+#define CR4_PAE (1ull << 5)
+#define CR4_LA57 (1ull << 12)
+#define EFER_LMA (1ull << 10)
+#define RFLAGS_FIXED 0x2ull
+#define RFLAGS_IF (1ull << 9)
+
+/*
+ * The MSRs save/load carry besides what sregs holds (EFER, FS/GS base). Not every host
+ * has every one; create() keeps those KVM_GET_MSRS answers for, and the blob records
+ * which, so a blob loads only where the same set exists.
+ */
+static const uint32_t kvm_state_msrs[] = {
+	RW_MSR_STAR,         RW_MSR_LSTAR,        RW_MSR_CSTAR,        RW_MSR_SFMASK,
+	RW_MSR_KERNEL_GS_BASE, RW_MSR_SYSENTER_CS, RW_MSR_SYSENTER_ESP, RW_MSR_SYSENTER_EIP,
+	RW_MSR_PAT,          RW_MSR_MISC_ENABLE,  RW_MSR_TSC,
+};
+#define KVM_NMSRS (sizeof(kvm_state_msrs) / sizeof(kvm_state_msrs[0]))
+
+/*
+ * Can an interrupt be injected before the next instruction? Known from the kvm_run
+ * fields after every KVM_RUN; after we inject one it is "no" until the next KVM_RUN;
+ * after registers or state were set from outside, it is read back from the vCPU.
+ */
+enum kvm_ready_src { KVM_READY_ASK, KVM_READY_RUN, KVM_READY_NO };
+
+struct vmm_cpu {
+	struct vmm_machine *m;
+	int kvm_fd, vm_fd, vcpu_fd;
+	struct kvm_run *run;
+	size_t run_size;
+	uint8_t *ram;
+	uint64_t ram_size;
+	bool has_xsave;
+	uint32_t msrs[KVM_NMSRS]; /* the subset of kvm_state_msrs this host has */
+	uint32_t nmsrs;
+	enum kvm_ready_src ready_src;
+
+	_Atomic uint64_t pos;  /* guest-initiated exits since reset_pvh */
+	atomic_bool kicked;    /* kick() asked for a stop */
+	atomic_bool in_run;    /* the vCPU thread is inside run(); thread is valid */
+	pthread_t thread;      /* written by run() before in_run is set */
+	bool thread_known;     /* thread holds a thread that has unblocked the signal */
+};
+
+/* ---- small helpers -------------------------------------------------------------- */
+
+static int kvm_ioerr(const char *what)
+{
+	return vmm_fail(VMM_EBACKEND, "%s: %s", what, strerror(errno));
+}
+
+static void kvm_pos_inc(struct vmm_cpu *cpu)
+{
+	/* Only the vCPU thread writes pos; other threads may read it. */
+	uint64_t p = atomic_load_explicit(&cpu->pos, memory_order_relaxed);
+	atomic_store_explicit(&cpu->pos, p + 1, memory_order_relaxed);
+}
+
+static void kvm_set_immediate_exit(struct vmm_cpu *cpu, uint8_t v)
+{
+	__atomic_store_n(&cpu->run->immediate_exit, v, __ATOMIC_SEQ_CST);
+}
+
+/* Clear immediate_exit without losing a kick that raced with us. */
+static void kvm_clear_immediate_exit(struct vmm_cpu *cpu)
+{
+	kvm_set_immediate_exit(cpu, 0);
+	if (atomic_load(&cpu->kicked))
+		kvm_set_immediate_exit(cpu, 1);
+}
+
+/* ---- probe ------------------------------------------------------------------------ */
+
+struct kvm_cap_need {
+	int cap;
+	const char *name;
+};
+
+static const struct kvm_cap_need kvm_caps_needed[] = {
+	{KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
+	{KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR"},
+	{KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
+	{KVM_CAP_VCPU_EVENTS, "KVM_CAP_VCPU_EVENTS"},
+	{KVM_CAP_DEBUGREGS, "KVM_CAP_DEBUGREGS"},
+	{KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"},
+};
+
+/* Open /dev/kvm and check the API version and capabilities; *fd on success. */
+static int kvm_open_checked(int *out)
+{
+	int fd = open(KVM_DEV, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		int e = errno;
+		if (e == ENOENT || e == ENODEV || e == ENXIO)
+			return vmm_fail(VMM_ENOKVM,
+					KVM_DEV ": %s: this host has no KVM (no kvm module, "
+					"no hardware virtualisation, or not passed into this "
+					"container); use --backend emu",
+					strerror(e));
+		if (e == EACCES || e == EPERM)
+			return vmm_fail(VMM_ENOKVM,
+					KVM_DEV ": %s: add your user to the 'kvm' group "
+					"(sudo usermod -aG kvm $USER, then log in again) or "
+					"use --backend emu",
+					strerror(e));
+		return vmm_fail(VMM_ENOKVM, KVM_DEV ": %s; use --backend emu", strerror(e));
+	}
+	int api = ioctl(fd, KVM_GET_API_VERSION, 0);
+	if (api != KVM_API) {
+		int e = errno;
+		close(fd);
+		if (api < 0)
+			return vmm_fail(VMM_ENOKVM, KVM_DEV ": KVM_GET_API_VERSION: %s; use "
+					"--backend emu", strerror(e));
+		return vmm_fail(VMM_ENOKVM,
+				KVM_DEV ": KVM API version %d, rewind needs %d; use --backend emu",
+				api, KVM_API);
+	}
+	char missing[256] = "";
+	size_t used = 0;
+	for (size_t i = 0; i < sizeof(kvm_caps_needed) / sizeof(kvm_caps_needed[0]); i++) {
+		if (ioctl(fd, KVM_CHECK_EXTENSION, kvm_caps_needed[i].cap) > 0)
+			continue;
+		int n = snprintf(missing + used, sizeof(missing) - used, "%s%s",
+				 used ? ", " : "", kvm_caps_needed[i].name);
+		if (n > 0 && (size_t)n < sizeof(missing) - used)
+			used += (size_t)n;
+	}
+	if (used) {
+		close(fd);
+		return vmm_fail(VMM_ENOKVM,
+				KVM_DEV ": this kernel's KVM lacks %s (rewind needs Linux 4.11 "
+				"or later); use --backend emu",
+				missing);
+	}
+	*out = fd;
+	return 0;
+}
+
+static int kvm_probe(void)
+{
+	int fd;
+	int err = kvm_open_checked(&fd);
+	if (err)
+		return err;
+	close(fd);
+	return 0;
+}
+
+/* ---- CPUID --------------------------------------------------------------------- */
+
+/*
+ * The guest contract (DESIGN.md §2.4) and the emu backend decide what the guest sees:
+ * an x86-64-v2 CPU without LAPIC, XSAVE/AVX, RDRAND/RDSEED, TSC-deadline, RDTSCP/RDPID,
+ * PV clocks or a hypervisor signature. Whitelists, so a newer host adds nothing.
+ * docs/kvm-backend.md lists the bits by name.
+ */
+#define BIT(n) (1u << (n))
+/* Leaf 1 EDX: FPU VME DE PSE TSC MSR PAE CX8 SEP MTRR PGE CMOV PAT PSE36 CLFSH MMX FXSR
+ * SSE SSE2. Not: MCE(7) APIC(9) MCA(14) PSN DS ACPI SS HTT TM PBE. */
+#define L1_EDX_KEEP                                                                        \
+	(BIT(0) | BIT(1) | BIT(2) | BIT(3) | BIT(4) | BIT(5) | BIT(6) | BIT(8) | BIT(11) |  \
+	 BIT(12) | BIT(13) | BIT(15) | BIT(16) | BIT(17) | BIT(19) | BIT(23) | BIT(24) |    \
+	 BIT(25) | BIT(26))
+/* Leaf 1 ECX: SSE3 SSSE3 CX16 SSE4.1 SSE4.2 POPCNT. */
+#define L1_ECX_KEEP (BIT(0) | BIT(9) | BIT(13) | BIT(19) | BIT(20) | BIT(23))
+/* Leaf 0x80000001 EDX: the AMD copies of kept leaf-1 bits, SYSCALL NX LM. */
+#define E1_EDX_KEEP ((L1_EDX_KEEP & 0x0183f3ffu) | BIT(11) | BIT(20) | BIT(29))
+/* Leaf 0x80000001 ECX: LAHF/SAHF in long mode. */
+#define E1_ECX_KEEP BIT(0)
+#define KVM_MAX_BASIC_LEAF 0x7u
+#define KVM_MAX_EXT_LEAF 0x80000008u
+
+/* Filter one supported entry into the guest's table; false to drop it. */
+static bool kvm_cpuid_filter(struct kvm_cpuid_entry2 *e)
+{
+	switch (e->function) {
+	case 0x0:
+		if (e->eax > KVM_MAX_BASIC_LEAF)
+			e->eax = KVM_MAX_BASIC_LEAF;
+		return true;
+	case 0x1:
+		e->ebx &= 0xffffu; /* brand index, CLFLUSH size; APIC ID 0, no HTT count */
+		e->ecx &= L1_ECX_KEEP;
+		e->edx &= L1_EDX_KEEP;
+		return true;
+	case 0x2:
+		return true;
+	case 0x4:
+		e->eax &= ~0xffffc000u; /* one core, one thread per cache */
+		return true;
+	case 0x7:
+		if (e->index != 0)
+			return false;
+		e->eax = 0; /* no subleaves */
+		e->ebx = e->ecx = e->edx = 0;
+		return true;
+	case 0x80000000:
+		if (e->eax > KVM_MAX_EXT_LEAF)
+			e->eax = KVM_MAX_EXT_LEAF;
+		return true;
+	case 0x80000001:
+		e->ecx &= E1_ECX_KEEP;
+		e->edx &= E1_EDX_KEEP;
+		return true;
+	case 0x80000002:
+	case 0x80000003:
+	case 0x80000004:
+	case 0x80000005:
+	case 0x80000006:
+		return true;
+	case 0x80000007: /* no invariant TSC, no power management */
+		e->eax = e->ebx = e->ecx = e->edx = 0;
+		return true;
+	case 0x80000008: /* address sizes only */
+		e->ebx = e->ecx = e->edx = 0;
+		return true;
+	default: /* 0x40000000+ (KVM PV, kvmclock), 0xb, 0xd (XSAVE), PMU, ... */
+		return false;
+	}
+}
+
+static int kvm_setup_cpuid(struct vmm_cpu *cpu)
+{
+	struct kvm_cpuid2 *c = NULL;
+	int err = 0;
+	for (uint32_t n = 64;; n *= 2) {
+		free(c);
+		c = calloc(1, sizeof(*c) + n * sizeof(c->entries[0]));
+		if (!c)
+			return vmm_fail(VMM_ENOMEM, "CPUID table: out of memory");
+		c->nent = n;
+		if (ioctl(cpu->kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0)
+			break;
+		if (errno != E2BIG || n >= 4096) {
+			err = kvm_ioerr("KVM_GET_SUPPORTED_CPUID");
+			goto out;
+		}
+	}
+	uint32_t kept = 0;
+	for (uint32_t i = 0; i < c->nent; i++) {
+		struct kvm_cpuid_entry2 e = c->entries[i];
+		if (kvm_cpuid_filter(&e))
+			c->entries[kept++] = e;
+	}
+	c->nent = kept;
+	if (ioctl(cpu->vcpu_fd, KVM_SET_CPUID2, c) < 0)
+		err = kvm_ioerr("KVM_SET_CPUID2");
+out:
+	free(c);
+	return err;
+}
+
+/* ---- MSR helpers ---------------------------------------------------------------- */
+
+/* struct kvm_msrs with room for our entries (same layout, no flexible member). */
+struct kvm_msr_buf {
+	uint32_t nmsrs, pad;
+	struct kvm_msr_entry e[KVM_NMSRS];
+};
+_Static_assert(offsetof(struct kvm_msr_buf, e) == offsetof(struct kvm_msrs, entries),
+	       "kvm_msr_buf must match struct kvm_msrs");
+
+static int kvm_get_msrs(struct vmm_cpu *cpu, struct kvm_msr_buf *b, uint32_t n)
+{
+	b->nmsrs = n;
+	b->pad = 0;
+	int r = ioctl(cpu->vcpu_fd, KVM_GET_MSRS, b);
+	if (r < 0)
+		return kvm_ioerr("KVM_GET_MSRS");
+	if ((uint32_t)r != n)
+		return vmm_fail(VMM_EBACKEND, "KVM_GET_MSRS: MSR 0x%x not readable",
+				b->e[r].index);
+	return 0;
+}
+
+static int kvm_set_msrs(struct vmm_cpu *cpu, struct kvm_msr_buf *b, uint32_t n)
+{
+	b->nmsrs = n;
+	b->pad = 0;
+	int r = ioctl(cpu->vcpu_fd, KVM_SET_MSRS, b);
+	if (r < 0)
+		return kvm_ioerr("KVM_SET_MSRS");
+	if ((uint32_t)r != n)
+		return vmm_fail(VMM_EBACKEND, "KVM_SET_MSRS: MSR 0x%x refused value 0x%llx",
+				b->e[r].index, (unsigned long long)b->e[r].data);
+	return 0;
+}
+
+/* Keep those of kvm_state_msrs this host's KVM can read. */
+static void kvm_find_msrs(struct vmm_cpu *cpu)
+{
+	cpu->nmsrs = 0;
+	for (size_t i = 0; i < KVM_NMSRS; i++) {
+		struct kvm_msr_buf b;
+		memset(&b, 0, sizeof(b));
+		b.nmsrs = 1;
+		b.e[0].index = kvm_state_msrs[i];
+		if (ioctl(cpu->vcpu_fd, KVM_GET_MSRS, &b) == 1)
+			cpu->msrs[cpu->nmsrs++] = kvm_state_msrs[i];
+	}
+}
+
+/* ---- signals and kick ---------------------------------------------------------- */
+
+static void kvm_kick_handler(int sig)
+{
+	(void)sig; /* its only job is to make KVM_RUN return EINTR */
+}
+
+static pthread_once_t kvm_sig_once = PTHREAD_ONCE_INIT;
+static int kvm_sig_errno;
+
+static void kvm_sig_install(void)
+{
+	struct sigaction old;
+	if (sigaction(KVM_KICK_SIGNAL, NULL, &old) < 0) {
+		kvm_sig_errno = errno;
+		return;
+	}
+	/* A handler someone else installed interrupts KVM_RUN just as well. */
+	if (!(old.sa_flags & SA_SIGINFO) &&
+	    (old.sa_handler == SIG_DFL || old.sa_handler == SIG_IGN)) {
+		struct sigaction sa;
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = kvm_kick_handler;
+		sigemptyset(&sa.sa_mask);
+		sa.sa_flags = 0; /* no SA_RESTART */
+		if (sigaction(KVM_KICK_SIGNAL, &sa, NULL) < 0)
+			kvm_sig_errno = errno;
+	}
+}
+
+static void kvm_kick(struct vmm_cpu *cpu)
+{
+	/* Async-signal-safe: atomics, a store into kvm_run, pthread_kill. */
+	atomic_store(&cpu->kicked, true);
+	kvm_set_immediate_exit(cpu, 1);
+	if (atomic_load(&cpu->in_run)) {
+		pthread_t t = cpu->thread;
+		if (!pthread_equal(t, pthread_self()))
+			pthread_kill(t, KVM_KICK_SIGNAL);
+	}
+}
+
+/* ---- create / destroy ------------------------------------------------------------ */
+
+static void kvm_destroy(struct vmm_cpu *cpu)
+{
+	if (!cpu)
+		return;
+	if (cpu->run)
+		munmap(cpu->run, cpu->run_size);
+	if (cpu->vcpu_fd >= 0)
+		close(cpu->vcpu_fd);
+	if (cpu->vm_fd >= 0)
+		close(cpu->vm_fd);
+	if (cpu->kvm_fd >= 0)
+		close(cpu->kvm_fd);
+	free(cpu);
+}
+
+static int kvm_create(struct vmm_machine *m, struct vmm_cpu **out)
+{
+	*out = NULL;
+	pthread_once(&kvm_sig_once, kvm_sig_install);
+	if (kvm_sig_errno)
+		return vmm_fail(VMM_EBACKEND, "sigaction(SIGUSR1): %s", strerror(kvm_sig_errno));
+
+	struct vmm_cpu *cpu = calloc(1, sizeof(*cpu));
+	if (!cpu)
+		return vmm_fail(VMM_ENOMEM, "KVM vCPU: out of memory");
+	cpu->m = m;
+	cpu->kvm_fd = cpu->vm_fd = cpu->vcpu_fd = -1;
+	cpu->ram = vmm_machine_ram(m);
+	cpu->ram_size = vmm_machine_ram_size(m);
+	cpu->ready_src = KVM_READY_ASK;
+	atomic_init(&cpu->pos, 0);
+	atomic_init(&cpu->kicked, false);
+	atomic_init(&cpu->in_run, false);
+
+	int err;
+	if ((uintptr_t)cpu->ram % KVM_PAGE || cpu->ram_size % KVM_PAGE || !cpu->ram_size) {
+		err = vmm_fail(VMM_EINVAL,
+			       "KVM needs page-aligned guest RAM (host 0x%llx, %llu bytes)",
+			       (unsigned long long)(uintptr_t)cpu->ram,
+			       (unsigned long long)cpu->ram_size);
+		goto fail;
+	}
+	err = kvm_open_checked(&cpu->kvm_fd);
+	if (err)
+		goto fail;
+
+	cpu->vm_fd = ioctl(cpu->kvm_fd, KVM_CREATE_VM, 0);
+	if (cpu->vm_fd < 0) {
+		err = kvm_ioerr("KVM_CREATE_VM");
+		goto fail;
+	}
+	/* No KVM_CREATE_IRQCHIP, no KVM_CREATE_PIT2: the 8259/8254/RTC are the machine's. */
+
+	if (ioctl(cpu->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_SET_IDENTITY_MAP_ADDR) > 0) {
+		uint64_t ident = KVM_IDENT_ADDR;
+		if (ioctl(cpu->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &ident) < 0) {
+			err = kvm_ioerr("KVM_SET_IDENTITY_MAP_ADDR");
+			goto fail;
+		}
+	}
+	struct kvm_userspace_memory_region region = {
+		.slot = 0,
+		.flags = 0,
+		.guest_phys_addr = 0,
+		.memory_size = cpu->ram_size,
+		.userspace_addr = (uint64_t)(uintptr_t)cpu->ram,
+	};
+	if (ioctl(cpu->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0) {
+		err = kvm_ioerr("KVM_SET_USER_MEMORY_REGION");
+		goto fail;
+	}
+	/* Only Intel hosts without unrestricted guest use it; they refuse RAM over it. */
+	if (ioctl(cpu->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)KVM_TSS_ADDR) < 0) {
+		err = vmm_fail(VMM_EBACKEND,
+			       "KVM_SET_TSS_ADDR: %s (this host needs 0x%x-0x%x free of RAM: "
+			       "use less than 4 GiB of --mem)",
+			       strerror(errno), KVM_IDENT_ADDR, KVM_TSS_ADDR + 3 * KVM_PAGE);
+		goto fail;
+	}
+
+	cpu->vcpu_fd = ioctl(cpu->vm_fd, KVM_CREATE_VCPU, 0);
+	if (cpu->vcpu_fd < 0) {
+		if (errno == EEXIST) /* the identity-map page collides with RAM */
+			err = vmm_fail(VMM_EBACKEND,
+				       "KVM_CREATE_VCPU: %s (this host needs 0x%x-0x%x free "
+				       "of RAM: use less than 4 GiB of --mem)",
+				       strerror(errno), KVM_IDENT_ADDR,
+				       KVM_TSS_ADDR + 3 * KVM_PAGE);
+		else
+			err = kvm_ioerr("KVM_CREATE_VCPU");
+		goto fail;
+	}
+	int sz = ioctl(cpu->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (sz < (int)sizeof(struct kvm_run)) {
+		err = sz < 0 ? kvm_ioerr("KVM_GET_VCPU_MMAP_SIZE")
+			     : vmm_fail(VMM_EBACKEND, "KVM_GET_VCPU_MMAP_SIZE: %d is too small",
+					sz);
+		goto fail;
+	}
+	void *run = mmap(NULL, (size_t)sz, PROT_READ | PROT_WRITE, MAP_SHARED, cpu->vcpu_fd, 0);
+	if (run == MAP_FAILED) {
+		err = kvm_ioerr("mmap(kvm_run)");
+		goto fail;
+	}
+	cpu->run = run;
+	cpu->run_size = (size_t)sz;
+
+	err = kvm_setup_cpuid(cpu);
+	if (err)
+		goto fail;
+	/* With the PV leaves hidden, also refuse the PV MSRs (kvmclock) to a guest that tries. */
+	if (ioctl(cpu->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_ENFORCE_PV_FEATURE_CPUID) > 0) {
+		struct kvm_enable_cap cap = {.cap = KVM_CAP_ENFORCE_PV_FEATURE_CPUID, .args = {1}};
+		if (ioctl(cpu->vcpu_fd, KVM_ENABLE_CAP, &cap) < 0) {
+			err = kvm_ioerr("KVM_ENABLE_CAP(ENFORCE_PV_FEATURE_CPUID)");
+			goto fail;
+		}
+	}
+	cpu->has_xsave = ioctl(cpu->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE) > 0;
+	kvm_find_msrs(cpu);
+
+	*out = cpu;
+	return 0;
+fail:
+	kvm_destroy(cpu);
+	return err;
+}
+
+/* ---- segments and registers ------------------------------------------------------ */
+
+static uint32_t kvm_seg_attr(const struct kvm_segment *s)
+{
+	return (uint32_t)(s->type & 0xf) | (uint32_t)(s->s & 1) << 4 |
+	       (uint32_t)(s->dpl & 3) << 5 | (uint32_t)(s->present & 1) << 7 |
+	       (uint32_t)(s->avl & 1) << 12 | (uint32_t)(s->l & 1) << 13 |
+	       (uint32_t)(s->db & 1) << 14 | (uint32_t)(s->g & 1) << 15 |
+	       (uint32_t)(s->unusable & 1) << 16;
+}
+
+static void kvm_seg_to_vmm(const struct kvm_segment *k, struct vmm_seg *v)
+{
+	v->sel = k->selector;
+	v->base = k->base;
+	v->limit = k->limit;
+	v->attr = kvm_seg_attr(k);
+}
+
+static void kvm_seg_from_vmm(const struct vmm_seg *v, struct kvm_segment *k)
+{
+	memset(k, 0, sizeof(*k));
+	k->selector = v->sel;
+	k->base = v->base;
+	k->limit = v->limit;
+	k->type = v->attr & 0xf;
+	k->s = (v->attr >> 4) & 1;
+	k->dpl = (v->attr >> 5) & 3;
+	k->present = (v->attr >> 7) & 1;
+	k->avl = (v->attr >> 12) & 1;
+	k->l = (v->attr >> 13) & 1;
+	k->db = (v->attr >> 14) & 1;
+	k->g = (v->attr >> 15) & 1;
+	k->unusable = (v->attr >> 16) & 1;
+}
+
+static struct kvm_segment kvm_flat(uint16_t sel, uint8_t type)
+{
+	struct kvm_segment s = {
+		.base = 0, .limit = 0xffffffffu, .selector = sel, .type = type,
+		.present = 1, .dpl = 0, .db = 1, .s = 1, .l = 0, .g = 1,
+	};
+	return s;
+}
+
+/* KVM reloads CR8 from kvm_run at every KVM_RUN without an in-kernel LAPIC. */
+static int kvm_put_sregs(struct vmm_cpu *cpu, const struct kvm_sregs *s)
+{
+	if (ioctl(cpu->vcpu_fd, KVM_SET_SREGS, s) < 0)
+		return kvm_ioerr("KVM_SET_SREGS");
+	cpu->run->cr8 = s->cr8;
+	return 0;
+}
+
+static int kvm_reset_pvh(struct vmm_cpu *cpu, uint32_t entry, uint32_t start_info)
+{
+	struct kvm_sregs s;
+	cpu->ready_src = KVM_READY_ASK;
+	if (ioctl(cpu->vcpu_fd, KVM_GET_SREGS, &s) < 0) /* keeps apic_base as KVM has it */
+		return kvm_ioerr("KVM_GET_SREGS");
+	s.cs = kvm_flat(0x8, 0xb);
+	s.ds = s.es = s.fs = s.gs = s.ss = kvm_flat(0x10, 0x3);
+	memset(&s.tr, 0, sizeof(s.tr));
+	s.tr.selector = 0x18;
+	s.tr.limit = 0x67;
+	s.tr.type = 0xb; /* busy 32-bit TSS, as VM entry demands */
+	s.tr.present = 1;
+	memset(&s.ldt, 0, sizeof(s.ldt));
+	s.ldt.type = 0x2;
+	s.ldt.unusable = 1;
+	memset(&s.gdt, 0, sizeof(s.gdt));
+	memset(&s.idt, 0, sizeof(s.idt));
+	s.cr0 = CR0_PE | CR0_ET;
+	s.cr2 = s.cr3 = s.cr4 = s.cr8 = 0;
+	s.efer = 0;
+	memset(s.interrupt_bitmap, 0, sizeof(s.interrupt_bitmap));
+	int err = kvm_put_sregs(cpu, &s);
+	if (err)
+		return err;
+
+	struct kvm_regs r;
+	memset(&r, 0, sizeof(r));
+	r.rip = entry;
+	r.rbx = start_info;
+	r.rflags = RFLAGS_FIXED;
+	if (ioctl(cpu->vcpu_fd, KVM_SET_REGS, &r) < 0)
+		return kvm_ioerr("KVM_SET_REGS");
+
+	struct kvm_fpu f;
+	memset(&f, 0, sizeof(f));
+	f.fcw = 0x37f;
+	f.mxcsr = 0x1f80;
+	if (ioctl(cpu->vcpu_fd, KVM_SET_FPU, &f) < 0)
+		return kvm_ioerr("KVM_SET_FPU");
+
+	struct kvm_vcpu_events ev;
+	memset(&ev, 0, sizeof(ev));
+	ev.flags = KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SHADOW;
+	if (ioctl(cpu->vcpu_fd, KVM_SET_VCPU_EVENTS, &ev) < 0)
+		return kvm_ioerr("KVM_SET_VCPU_EVENTS");
+
+	struct kvm_debugregs d;
+	memset(&d, 0, sizeof(d));
+	d.dr6 = 0xffff0ff0;
+	d.dr7 = 0x400;
+	if (ioctl(cpu->vcpu_fd, KVM_SET_DEBUGREGS, &d) < 0)
+		return kvm_ioerr("KVM_SET_DEBUGREGS");
+
+	struct kvm_msr_buf b;
+	memset(&b, 0, sizeof(b));
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < cpu->nmsrs; i++) {
+		if (cpu->msrs[i] == RW_MSR_MISC_ENABLE)
+			continue; /* KVM's reset value stands */
+		b.e[n].index = cpu->msrs[i];
+		b.e[n].data = cpu->msrs[i] == RW_MSR_PAT ? 0x0007040600070406ull : 0;
+		n++;
+	}
+	err = kvm_set_msrs(cpu, &b, n);
+	if (err)
+		return err;
+
+	atomic_store(&cpu->pos, 0);
+	return 0;
+}
+
+static int kvm_get_regs(struct vmm_cpu *cpu, struct vmm_regs *out)
+{
+	struct kvm_regs r;
+	struct kvm_sregs s;
+	if (ioctl(cpu->vcpu_fd, KVM_GET_REGS, &r) < 0)
+		return kvm_ioerr("KVM_GET_REGS");
+	if (ioctl(cpu->vcpu_fd, KVM_GET_SREGS, &s) < 0)
+		return kvm_ioerr("KVM_GET_SREGS");
+	struct kvm_msr_buf b;
+	memset(&b, 0, sizeof(b));
+	b.e[0].index = RW_MSR_KERNEL_GS_BASE;
+	int err = kvm_get_msrs(cpu, &b, 1);
+	if (err)
+		return err;
+
+	memset(out, 0, sizeof(*out));
+	out->rax = r.rax, out->rbx = r.rbx, out->rcx = r.rcx, out->rdx = r.rdx;
+	out->rsi = r.rsi, out->rdi = r.rdi, out->rbp = r.rbp, out->rsp = r.rsp;
+	out->r8 = r.r8, out->r9 = r.r9, out->r10 = r.r10, out->r11 = r.r11;
+	out->r12 = r.r12, out->r13 = r.r13, out->r14 = r.r14, out->r15 = r.r15;
+	out->rip = r.rip, out->rflags = r.rflags;
+	kvm_seg_to_vmm(&s.cs, &out->cs);
+	kvm_seg_to_vmm(&s.ds, &out->ds);
+	kvm_seg_to_vmm(&s.es, &out->es);
+	kvm_seg_to_vmm(&s.fs, &out->fs);
+	kvm_seg_to_vmm(&s.gs, &out->gs);
+	kvm_seg_to_vmm(&s.ss, &out->ss);
+	kvm_seg_to_vmm(&s.tr, &out->tr);
+	kvm_seg_to_vmm(&s.ldt, &out->ldt);
+	out->gdt.base = s.gdt.base, out->gdt.limit = s.gdt.limit;
+	out->idt.base = s.idt.base, out->idt.limit = s.idt.limit;
+	out->cr0 = s.cr0, out->cr2 = s.cr2, out->cr3 = s.cr3, out->cr4 = s.cr4;
+	out->cr8 = s.cr8, out->efer = s.efer;
+	out->fs_base = s.fs.base;
+	out->gs_base = s.gs.base;
+	out->kernel_gs_base = b.e[0].data;
+	return 0;
+}
+
+/* fs_base/gs_base win over fs.base/gs.base: they are the same register. */
+static int kvm_set_regs(struct vmm_cpu *cpu, const struct vmm_regs *in)
+{
+	struct kvm_sregs s;
+	cpu->ready_src = KVM_READY_ASK;
+	if (ioctl(cpu->vcpu_fd, KVM_GET_SREGS, &s) < 0) /* apic_base, pending interrupt */
+		return kvm_ioerr("KVM_GET_SREGS");
+	kvm_seg_from_vmm(&in->cs, &s.cs);
+	kvm_seg_from_vmm(&in->ds, &s.ds);
+	kvm_seg_from_vmm(&in->es, &s.es);
+	kvm_seg_from_vmm(&in->fs, &s.fs);
+	kvm_seg_from_vmm(&in->gs, &s.gs);
+	kvm_seg_from_vmm(&in->ss, &s.ss);
+	kvm_seg_from_vmm(&in->tr, &s.tr);
+	kvm_seg_from_vmm(&in->ldt, &s.ldt);
+	s.fs.base = in->fs_base;
+	s.gs.base = in->gs_base;
+	s.gdt.base = in->gdt.base, s.gdt.limit = in->gdt.limit;
+	s.idt.base = in->idt.base, s.idt.limit = in->idt.limit;
+	s.cr0 = in->cr0, s.cr2 = in->cr2, s.cr3 = in->cr3, s.cr4 = in->cr4;
+	s.cr8 = in->cr8, s.efer = in->efer;
+	int err = kvm_put_sregs(cpu, &s);
+	if (err)
+		return err;
+
+	struct kvm_regs r = {
+		.rax = in->rax, .rbx = in->rbx, .rcx = in->rcx, .rdx = in->rdx,
+		.rsi = in->rsi, .rdi = in->rdi, .rbp = in->rbp, .rsp = in->rsp,
+		.r8 = in->r8, .r9 = in->r9, .r10 = in->r10, .r11 = in->r11,
+		.r12 = in->r12, .r13 = in->r13, .r14 = in->r14, .r15 = in->r15,
+		.rip = in->rip, .rflags = in->rflags,
+	};
+	if (ioctl(cpu->vcpu_fd, KVM_SET_REGS, &r) < 0)
+		return kvm_ioerr("KVM_SET_REGS");
+
+	struct kvm_msr_buf b;
+	memset(&b, 0, sizeof(b));
+	b.e[0].index = RW_MSR_KERNEL_GS_BASE;
+	b.e[0].data = in->kernel_gs_base;
+	return kvm_set_msrs(cpu, &b, 1);
+}
+
+/* ---- interrupts ----------------------------------------------------------------- */
+
+/* Could an external interrupt be taken before the next guest instruction? */
+static int kvm_ready(struct vmm_cpu *cpu, bool *ready)
+{
+	switch (cpu->ready_src) {
+	case KVM_READY_RUN:
+		*ready = cpu->run->ready_for_interrupt_injection && cpu->run->if_flag;
+		return 0;
+	case KVM_READY_NO:
+		*ready = false;
+		return 0;
+	case KVM_READY_ASK:
+		break;
+	}
+	/* The same test KVM makes for ready_for_interrupt_injection. */
+	struct kvm_regs r;
+	struct kvm_vcpu_events ev;
+	if (ioctl(cpu->vcpu_fd, KVM_GET_REGS, &r) < 0)
+		return kvm_ioerr("KVM_GET_REGS");
+	if (ioctl(cpu->vcpu_fd, KVM_GET_VCPU_EVENTS, &ev) < 0)
+		return kvm_ioerr("KVM_GET_VCPU_EVENTS");
+	*ready = (r.rflags & RFLAGS_IF) && !ev.interrupt.shadow && !ev.interrupt.injected &&
+		 !ev.nmi.injected && !ev.exception.injected && !ev.exception.pending;
+	return 0;
+}
+
+/*
+ * Before every KVM_RUN and before run() returns with BUDGET or KICK: if the 8259 has an
+ * interrupt and the guest can take it, acknowledge and inject it; otherwise ask KVM to
+ * exit when the guest can. It depends only on vCPU and machine state, and is idempotent
+ * at one position, so a stop at a position does not change what follows.
+ */
+static int kvm_prepare(struct vmm_cpu *cpu)
+{
+	bool pending = vmm_intr_pending(cpu->m);
+	if (pending) {
+		bool ready;
+		int err = kvm_ready(cpu, &ready);
+		if (err)
+			return err;
+		if (ready) {
+			struct kvm_interrupt irq = {.irq = vmm_intr_ack(cpu->m)};
+			if (ioctl(cpu->vcpu_fd, KVM_INTERRUPT, &irq) < 0)
+				return kvm_ioerr("KVM_INTERRUPT");
+			cpu->ready_src = KVM_READY_NO;
+			pending = vmm_intr_pending(cpu->m);
+		}
+	}
+	cpu->run->request_interrupt_window = pending ? 1 : 0;
+	return 0;
+}
+
+static void kvm_intr_changed(struct vmm_cpu *cpu)
+{
+	/* kvm_prepare() asks the 8259 before every KVM_RUN; nothing to remember. */
+	(void)cpu;
+}
+
+/* ---- exits ------------------------------------------------------------------------ */
+
+/* Dispatch the port accesses of a KVM_EXIT_IO; *stop once a device asked for a stop. */
+static int kvm_do_io(struct vmm_cpu *cpu, bool *stop)
+{
+	struct kvm_run *run = cpu->run;
+	unsigned size = run->io.size;
+	uint32_t count = run->io.count;
+	bool write = run->io.direction == KVM_EXIT_IO_OUT;
+	if ((size != 1 && size != 2 && size != 4) ||
+	    run->io.data_offset > cpu->run_size ||
+	    (uint64_t)count * size > cpu->run_size - run->io.data_offset)
+		return vmm_fail(VMM_EBACKEND,
+				"KVM_EXIT_IO: bad access (port 0x%x, size %u, count %u, "
+				"offset %llu)",
+				run->io.port, size, count,
+				(unsigned long long)run->io.data_offset);
+	uint8_t *p = (uint8_t *)run + run->io.data_offset;
+	for (uint32_t i = 0; i < count; i++, p += size) {
+		if (*stop) {
+			/* The machine stops at the access that asked; the rest is dropped. */
+			if (!write)
+				memset(p, 0xff, size);
+			continue;
+		}
+		uint32_t val = 0xffffffffu;
+		if (write) {
+			val = 0;
+			memcpy(&val, p, size);
+		}
+		vmm_pio(cpu->m, run->io.port, size, write, &val); /* pos = exits before it */
+		if (!write)
+			memcpy(p, &val, size);
+		kvm_pos_inc(cpu);
+		if (vmm_machine_stop_requested(cpu->m))
+			*stop = true;
+	}
+	return 0;
+}
+
+static void kvm_do_mmio(struct vmm_cpu *cpu)
+{
+	struct kvm_run *run = cpu->run;
+	/* No MMIO devices yet: reads float high, writes vanish. */
+	if (!run->mmio.is_write)
+		memset(run->mmio.data, 0xff,
+		       run->mmio.len < sizeof(run->mmio.data) ? run->mmio.len
+							       : sizeof(run->mmio.data));
+	kvm_pos_inc(cpu);
+}
+
+/* A detail for exits that mean KVM or the hardware gave up. */
+static int kvm_exit_error(struct vmm_cpu *cpu)
+{
+	struct kvm_run *run = cpu->run;
+	unsigned long long rip = 0;
+	struct kvm_regs r;
+	if (ioctl(cpu->vcpu_fd, KVM_GET_REGS, &r) == 0)
+		rip = r.rip;
+	switch (run->exit_reason) {
+	case KVM_EXIT_FAIL_ENTRY:
+		return vmm_fail(VMM_EBACKEND,
+				"KVM_RUN: VM entry failed, hardware reason 0x%llx (cpu %u), "
+				"rip 0x%llx",
+				(unsigned long long)run->fail_entry.hardware_entry_failure_reason,
+				run->fail_entry.cpu, rip);
+	case KVM_EXIT_INTERNAL_ERROR: {
+		static const char *const sub[] = {"", "emulation failed",
+						  "exception during exception delivery",
+						  "event delivery failed", "unexpected exit"};
+		uint32_t s = run->internal.suberror;
+		uint32_t nd = run->internal.ndata < 4 ? run->internal.ndata : 4;
+		unsigned long long d[4] = {0, 0, 0, 0};
+		for (uint32_t i = 0; i < nd; i++)
+			d[i] = run->internal.data[i];
+		return vmm_fail(VMM_EBACKEND,
+				"KVM_RUN: internal error, suberror %u (%s), rip 0x%llx, "
+				"data [%u] 0x%llx 0x%llx 0x%llx 0x%llx",
+				s, s < sizeof(sub) / sizeof(sub[0]) ? sub[s] : "?", rip,
+				run->internal.ndata, d[0], d[1], d[2], d[3]);
+	}
+	case KVM_EXIT_UNKNOWN:
+		return vmm_fail(VMM_EBACKEND,
+				"KVM_RUN: unknown exit, hardware reason 0x%llx, rip 0x%llx",
+				(unsigned long long)run->hw.hardware_exit_reason, rip);
+	case KVM_EXIT_EXCEPTION:
+		return vmm_fail(VMM_EBACKEND,
+				"KVM_RUN: exception %u (error code 0x%x), rip 0x%llx",
+				run->ex.exception, run->ex.error_code, rip);
+	default:
+		return vmm_fail(VMM_EBACKEND, "KVM_RUN: unexpected exit reason %u, rip 0x%llx",
+				run->exit_reason, rip);
+	}
+}
+
+/*
+ * Finish the instruction behind a port/MMIO exit without running the guest further
+ * (KVM_RUN with immediate_exit), so registers and memory are consistent at every
+ * position. A string instruction may need more accesses; they are dispatched too.
+ */
+static int kvm_complete(struct vmm_cpu *cpu, bool *stop)
+{
+	for (;;) {
+		kvm_set_immediate_exit(cpu, 1);
+		int r = ioctl(cpu->vcpu_fd, KVM_RUN, 0);
+		int e = errno;
+		kvm_clear_immediate_exit(cpu);
+		cpu->ready_src = KVM_READY_RUN;
+		if (r < 0) {
+			if (e == EINTR || e == EAGAIN)
+				return 0;
+			errno = e;
+			return kvm_ioerr("KVM_RUN (completing I/O)");
+		}
+		int err = 0;
+		switch (cpu->run->exit_reason) {
+		case KVM_EXIT_IO:
+			err = kvm_do_io(cpu, stop);
+			break;
+		case KVM_EXIT_MMIO:
+			kvm_do_mmio(cpu);
+			break;
+		default:
+			return kvm_exit_error(cpu);
+		}
+		if (err)
+			return err;
+	}
+}
+
+static int kvm_run(struct vmm_cpu *cpu, uint64_t budget, struct vmm_exit *exit)
+{
+	int err = 0;
+	exit->vector = -1;
+	pthread_t self = pthread_self();
+	if (!cpu->thread_known || !pthread_equal(cpu->thread, self)) {
+		sigset_t set;
+		sigemptyset(&set);
+		sigaddset(&set, KVM_KICK_SIGNAL);
+		pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+		cpu->thread = self;
+		cpu->thread_known = true;
+	}
+	atomic_store(&cpu->in_run, true);
+
+	err = kvm_prepare(cpu);
+	if (err)
+		goto out;
+	if (atomic_exchange(&cpu->kicked, false)) {
+		kvm_set_immediate_exit(cpu, 0);
+		exit->reason = VMM_EXIT_KICK;
+		goto out;
+	}
+	uint64_t pos = atomic_load(&cpu->pos);
+	uint64_t limit = budget > UINT64_MAX - pos ? UINT64_MAX : pos + budget;
+	if (pos >= limit) {
+		exit->reason = VMM_EXIT_BUDGET;
+		goto out;
+	}
+
+	for (;;) {
+		int r = ioctl(cpu->vcpu_fd, KVM_RUN, 0);
+		int e = errno;
+		cpu->ready_src = KVM_READY_RUN;
+		if (r < 0 || cpu->run->exit_reason == KVM_EXIT_INTR) {
+			if (r < 0 && e != EINTR && e != EAGAIN) {
+				errno = e;
+				err = kvm_ioerr("KVM_RUN");
+				goto out;
+			}
+			kvm_set_immediate_exit(cpu, 0);
+			err = kvm_prepare(cpu);
+			if (err)
+				goto out;
+			if (atomic_exchange(&cpu->kicked, false)) {
+				exit->reason = VMM_EXIT_KICK;
+				goto out;
+			}
+			continue; /* some other signal */
+		}
+
+		bool stop = false;
+		switch (cpu->run->exit_reason) {
+		case KVM_EXIT_IO:
+			err = kvm_do_io(cpu, &stop);
+			if (!err)
+				err = kvm_complete(cpu, &stop);
+			if (err)
+				goto out;
+			if (stop) {
+				exit->reason = VMM_EXIT_KICK;
+				goto out;
+			}
+			break;
+		case KVM_EXIT_MMIO:
+			kvm_do_mmio(cpu);
+			err = kvm_complete(cpu, &stop);
+			if (err)
+				goto out;
+			if (stop) {
+				exit->reason = VMM_EXIT_KICK;
+				goto out;
+			}
+			break;
+		case KVM_EXIT_HLT:
+			kvm_pos_inc(cpu);
+			exit->reason = VMM_EXIT_HLT;
+			goto out;
+		case KVM_EXIT_IRQ_WINDOW_OPEN:
+			kvm_pos_inc(cpu);
+			break;
+		case KVM_EXIT_SHUTDOWN:
+			exit->reason = VMM_EXIT_SHUTDOWN;
+			exit->vector = -1; /* KVM does not say which exception it was */
+			goto out;
+		default:
+			err = kvm_exit_error(cpu);
+			goto out;
+		}
+
+		err = kvm_prepare(cpu);
+		if (err)
+			goto out;
+		if (atomic_load(&cpu->pos) >= limit) {
+			exit->reason = VMM_EXIT_BUDGET;
+			goto out;
+		}
+	}
+out:
+	atomic_store(&cpu->in_run, false);
+	return err;
+}
+
+static vmm_pos_t kvm_pos(struct vmm_cpu *cpu)
+{
+	return atomic_load_explicit(&cpu->pos, memory_order_relaxed);
+}
+
+/* ---- save / load ---------------------------------------------------------------- */
+
+#define KVM_STATE_MAGIC 0x314d564bu /* "KVM1" */
+#define KVM_STATE_VERSION 1u
+#define KVM_STATE_XSAVE 1u
+
+/* The blob: this header, then the structs in this order, each at its sizeof. */
+struct kvm_state_hdr {
+	uint32_t magic;
+	uint32_t version;
+	uint32_t flags; /* KVM_STATE_XSAVE */
+	uint32_t nmsrs;
+	uint64_t pos;
+	uint32_t sz_regs, sz_sregs, sz_fpu, sz_xsave, sz_events, sz_debugregs;
+	uint32_t msr_index[KVM_NMSRS];
+};
+
+static size_t kvm_state_size(uint32_t flags, uint32_t nmsrs)
+{
+	return sizeof(struct kvm_state_hdr) + sizeof(struct kvm_regs) +
+	       sizeof(struct kvm_sregs) + sizeof(struct kvm_fpu) +
+	       ((flags & KVM_STATE_XSAVE) ? sizeof(struct kvm_xsave) : 0) +
+	       nmsrs * sizeof(uint64_t) + sizeof(struct kvm_vcpu_events) +
+	       sizeof(struct kvm_debugregs);
+}
+
+static int kvm_save(struct vmm_cpu *cpu, void **blob, size_t *len)
+{
+	uint32_t flags = cpu->has_xsave ? KVM_STATE_XSAVE : 0;
+	size_t size = kvm_state_size(flags, cpu->nmsrs);
+	uint8_t *buf = calloc(1, size);
+	if (!buf)
+		return vmm_fail(VMM_ENOMEM, "KVM state: out of memory");
+	struct kvm_state_hdr h;
+	memset(&h, 0, sizeof(h));
+	h.magic = KVM_STATE_MAGIC;
+	h.version = KVM_STATE_VERSION;
+	h.flags = flags;
+	h.nmsrs = cpu->nmsrs;
+	h.pos = atomic_load(&cpu->pos);
+	h.sz_regs = sizeof(struct kvm_regs);
+	h.sz_sregs = sizeof(struct kvm_sregs);
+	h.sz_fpu = sizeof(struct kvm_fpu);
+	h.sz_xsave = (flags & KVM_STATE_XSAVE) ? sizeof(struct kvm_xsave) : 0;
+	h.sz_events = sizeof(struct kvm_vcpu_events);
+	h.sz_debugregs = sizeof(struct kvm_debugregs);
+	memcpy(h.msr_index, cpu->msrs, cpu->nmsrs * sizeof(uint32_t));
+
+	int err = 0;
+	uint8_t *p = buf + sizeof(h);
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	struct kvm_fpu fpu;
+	struct kvm_vcpu_events ev;
+	struct kvm_debugregs dbg;
+	struct kvm_msr_buf b;
+	if (ioctl(cpu->vcpu_fd, KVM_GET_REGS, &regs) < 0) {
+		err = kvm_ioerr("KVM_GET_REGS");
+		goto fail;
+	}
+	if (ioctl(cpu->vcpu_fd, KVM_GET_SREGS, &sregs) < 0) {
+		err = kvm_ioerr("KVM_GET_SREGS");
+		goto fail;
+	}
+	if (ioctl(cpu->vcpu_fd, KVM_GET_FPU, &fpu) < 0) {
+		err = kvm_ioerr("KVM_GET_FPU");
+		goto fail;
+	}
+	memcpy(p, &regs, sizeof(regs)), p += sizeof(regs);
+	memcpy(p, &sregs, sizeof(sregs)), p += sizeof(sregs);
+	memcpy(p, &fpu, sizeof(fpu)), p += sizeof(fpu);
+	if (flags & KVM_STATE_XSAVE) {
+		struct kvm_xsave *xs = calloc(1, sizeof(*xs));
+		if (!xs) {
+			err = vmm_fail(VMM_ENOMEM, "KVM state: out of memory");
+			goto fail;
+		}
+		if (ioctl(cpu->vcpu_fd, KVM_GET_XSAVE, xs) < 0) {
+			err = kvm_ioerr("KVM_GET_XSAVE");
+			free(xs);
+			goto fail;
+		}
+		memcpy(p, xs, sizeof(*xs)), p += sizeof(*xs);
+		free(xs);
+	}
+	memset(&b, 0, sizeof(b));
+	for (uint32_t i = 0; i < cpu->nmsrs; i++)
+		b.e[i].index = cpu->msrs[i];
+	err = kvm_get_msrs(cpu, &b, cpu->nmsrs);
+	if (err)
+		goto fail;
+	for (uint32_t i = 0; i < cpu->nmsrs; i++)
+		memcpy(p, &b.e[i].data, sizeof(uint64_t)), p += sizeof(uint64_t);
+	if (ioctl(cpu->vcpu_fd, KVM_GET_VCPU_EVENTS, &ev) < 0) {
+		err = kvm_ioerr("KVM_GET_VCPU_EVENTS");
+		goto fail;
+	}
+	if (ioctl(cpu->vcpu_fd, KVM_GET_DEBUGREGS, &dbg) < 0) {
+		err = kvm_ioerr("KVM_GET_DEBUGREGS");
+		goto fail;
+	}
+	memcpy(p, &ev, sizeof(ev)), p += sizeof(ev);
+	memcpy(p, &dbg, sizeof(dbg)), p += sizeof(dbg);
+	memcpy(buf, &h, sizeof(h));
+	if ((size_t)(p - buf) != size) {
+		err = vmm_fail(VMM_EINTERNAL, "KVM state: wrote %zu of %zu bytes",
+			       (size_t)(p - buf), size);
+		goto fail;
+	}
+	*blob = buf;
+	*len = size;
+	return 0;
+fail:
+	free(buf);
+	return err;
+}
+
+static int kvm_load(struct vmm_cpu *cpu, const void *blob, size_t len)
+{
+	struct kvm_state_hdr h;
+	if (!blob || len < sizeof(h))
+		return vmm_fail(VMM_ESTATE, "KVM state: %zu bytes, too short for a header", len);
+	memcpy(&h, blob, sizeof(h));
+	if (h.magic != KVM_STATE_MAGIC)
+		return vmm_fail(VMM_ESTATE, "KVM state: bad magic 0x%08x", h.magic);
+	if (h.version != KVM_STATE_VERSION)
+		return vmm_fail(VMM_ESTATE, "KVM state: version %u, this build reads %u",
+				h.version, KVM_STATE_VERSION);
+	uint32_t want_flags = cpu->has_xsave ? KVM_STATE_XSAVE : 0;
+	if (h.flags != want_flags)
+		return vmm_fail(VMM_ESTATE, "KVM state: flags 0x%x, this host needs 0x%x",
+				h.flags, want_flags);
+	if (h.sz_regs != sizeof(struct kvm_regs) || h.sz_sregs != sizeof(struct kvm_sregs) ||
+	    h.sz_fpu != sizeof(struct kvm_fpu) ||
+	    h.sz_xsave != ((h.flags & KVM_STATE_XSAVE) ? sizeof(struct kvm_xsave) : 0) ||
+	    h.sz_events != sizeof(struct kvm_vcpu_events) ||
+	    h.sz_debugregs != sizeof(struct kvm_debugregs))
+		return vmm_fail(VMM_ESTATE, "KVM state: struct sizes differ from this build");
+	if (h.nmsrs != cpu->nmsrs || memcmp(h.msr_index, cpu->msrs, h.nmsrs * sizeof(uint32_t)))
+		return vmm_fail(VMM_ESTATE, "KVM state: saved MSR set differs from this host's");
+	size_t want = kvm_state_size(h.flags, h.nmsrs);
+	if (len != want)
+		return vmm_fail(VMM_ESTATE, "KVM state: %zu bytes, expected %zu", len, want);
+
+	const uint8_t *p = (const uint8_t *)blob + sizeof(h);
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	struct kvm_fpu fpu;
+	struct kvm_vcpu_events ev;
+	struct kvm_debugregs dbg;
+	struct kvm_msr_buf b;
+	memcpy(&regs, p, sizeof(regs)), p += sizeof(regs);
+	memcpy(&sregs, p, sizeof(sregs)), p += sizeof(sregs);
+	memcpy(&fpu, p, sizeof(fpu)), p += sizeof(fpu);
+	const uint8_t *xsave = NULL;
+	if (h.flags & KVM_STATE_XSAVE)
+		xsave = p, p += sizeof(struct kvm_xsave);
+	memset(&b, 0, sizeof(b));
+	for (uint32_t i = 0; i < h.nmsrs; i++) {
+		b.e[i].index = h.msr_index[i];
+		memcpy(&b.e[i].data, p, sizeof(uint64_t)), p += sizeof(uint64_t);
+	}
+	memcpy(&ev, p, sizeof(ev)), p += sizeof(ev);
+	memcpy(&dbg, p, sizeof(dbg)), p += sizeof(dbg);
+
+	/* Mode first, then registers; events last, as they override sregs' pending vector. */
+	cpu->ready_src = KVM_READY_ASK;
+	int err = kvm_put_sregs(cpu, &sregs);
+	if (err)
+		return err;
+	if (ioctl(cpu->vcpu_fd, KVM_SET_REGS, &regs) < 0)
+		return kvm_ioerr("KVM_SET_REGS");
+	if (ioctl(cpu->vcpu_fd, KVM_SET_FPU, &fpu) < 0)
+		return kvm_ioerr("KVM_SET_FPU");
+	if (xsave) {
+		struct kvm_xsave *xs = calloc(1, sizeof(*xs));
+		if (!xs)
+			return vmm_fail(VMM_ENOMEM, "KVM state: out of memory");
+		memcpy(xs, xsave, sizeof(*xs));
+		int r = ioctl(cpu->vcpu_fd, KVM_SET_XSAVE, xs);
+		free(xs);
+		if (r < 0)
+			return kvm_ioerr("KVM_SET_XSAVE");
+	}
+	err = kvm_set_msrs(cpu, &b, h.nmsrs);
+	if (err)
+		return err;
+	if (ioctl(cpu->vcpu_fd, KVM_SET_VCPU_EVENTS, &ev) < 0)
+		return kvm_ioerr("KVM_SET_VCPU_EVENTS");
+	dbg.flags = 0;
+	if (ioctl(cpu->vcpu_fd, KVM_SET_DEBUGREGS, &dbg) < 0)
+		return kvm_ioerr("KVM_SET_DEBUGREGS");
+	atomic_store(&cpu->pos, h.pos);
+	return 0;
+}
+
+/* ---- guest virtual memory ------------------------------------------------------- */
+
+#define PTE_P 1ull
+#define PTE_PS 0x80ull
+#define PTE_ADDR 0x000ffffffffff000ull
+
+static int kvm_phys_u64(struct vmm_cpu *cpu, uint64_t pa, uint64_t va, uint64_t *out)
+{
+	if (pa > cpu->ram_size || cpu->ram_size - pa < 8)
+		return vmm_fail(VMM_EGUEST,
+				"page table entry at 0x%llx (for va 0x%llx) is outside RAM",
+				(unsigned long long)pa, (unsigned long long)va);
+	memcpy(out, cpu->ram + pa, 8);
+	return 0;
+}
+
+static int kvm_phys_u32(struct vmm_cpu *cpu, uint64_t pa, uint64_t va, uint32_t *out)
+{
+	if (pa > cpu->ram_size || cpu->ram_size - pa < 4)
+		return vmm_fail(VMM_EGUEST,
+				"page table entry at 0x%llx (for va 0x%llx) is outside RAM",
+				(unsigned long long)pa, (unsigned long long)va);
+	memcpy(out, cpu->ram + pa, 4);
+	return 0;
+}
+
+static int kvm_not_present(uint64_t va)
+{
+	return vmm_fail(VMM_EGUEST, "va 0x%llx: page not present", (unsigned long long)va);
+}
+
+/* Translate va; *left is how many bytes from va stay in the same page. */
+static int kvm_translate(struct vmm_cpu *cpu, const struct kvm_sregs *s, uint64_t va,
+			 uint64_t *pa, uint64_t *left)
+{
+	int err;
+	if (!(s->cr0 & CR0_PG)) {
+		*pa = va;
+		*left = KVM_PAGE - (va & (KVM_PAGE - 1));
+		return 0;
+	}
+	if (s->efer & EFER_LMA) {
+		unsigned levels = (s->cr4 & CR4_LA57) ? 5 : 4;
+		unsigned vbits = 12 + 9 * levels;
+		/* Canonical: bits vbits-1..63 all equal. */
+		uint64_t top = va >> (vbits - 1);
+		if (top != 0 && top != (UINT64_MAX >> (vbits - 1)))
+			return vmm_fail(VMM_EGUEST, "va 0x%llx is not canonical",
+					(unsigned long long)va);
+		uint64_t table = s->cr3 & PTE_ADDR;
+		for (unsigned lvl = levels; lvl >= 1; lvl--) {
+			unsigned shift = 12 + 9 * (lvl - 1);
+			uint64_t e = 0;
+			err = kvm_phys_u64(cpu, table + ((va >> shift) & 511) * 8, va, &e);
+			if (err)
+				return err;
+			if (!(e & PTE_P))
+				return kvm_not_present(va);
+			if (lvl == 1 || ((lvl == 2 || lvl == 3) && (e & PTE_PS))) {
+				uint64_t size = 1ull << shift;
+				*pa = (e & PTE_ADDR & ~(size - 1)) | (va & (size - 1));
+				*left = size - (va & (size - 1));
+				return 0;
+			}
+			table = e & PTE_ADDR;
+		}
+		return vmm_fail(VMM_EINTERNAL, "page walk fell through");
+	}
+	va &= 0xffffffffu;
+	if (s->cr4 & CR4_PAE) {
+		uint64_t pdpte = 0, pde = 0, pte = 0;
+		err = kvm_phys_u64(cpu, (s->cr3 & 0xffffffe0u) + ((va >> 30) & 3) * 8, va, &pdpte);
+		if (err)
+			return err;
+		if (!(pdpte & PTE_P))
+			return kvm_not_present(va);
+		err = kvm_phys_u64(cpu, (pdpte & PTE_ADDR) + ((va >> 21) & 511) * 8, va, &pde);
+		if (err)
+			return err;
+		if (!(pde & PTE_P))
+			return kvm_not_present(va);
+		if (pde & PTE_PS) {
+			*pa = (pde & PTE_ADDR & ~0x1fffffull) | (va & 0x1fffff);
+			*left = 0x200000 - (va & 0x1fffff);
+			return 0;
+		}
+		err = kvm_phys_u64(cpu, (pde & PTE_ADDR) + ((va >> 12) & 511) * 8, va, &pte);
+		if (err)
+			return err;
+		if (!(pte & PTE_P))
+			return kvm_not_present(va);
+		*pa = (pte & PTE_ADDR) | (va & 0xfff);
+		*left = KVM_PAGE - (va & 0xfff);
+		return 0;
+	}
+	uint32_t pde = 0, pte = 0;
+	err = kvm_phys_u32(cpu, (s->cr3 & 0xfffff000u) + ((va >> 22) & 0x3ff) * 4, va, &pde);
+	if (err)
+		return err;
+	if (!(pde & PTE_P))
+		return kvm_not_present(va);
+	if ((pde & PTE_PS) && (s->cr4 & CR4_PSE)) {
+		/* 4 MiB page; PSE-36 puts physical bits 32-39 in PDE bits 13-20. */
+		*pa = (uint64_t)(pde & 0xffc00000u) | ((uint64_t)((pde >> 13) & 0xff) << 32) |
+		      (va & 0x3fffff);
+		*left = 0x400000 - (va & 0x3fffff);
+		return 0;
+	}
+	err = kvm_phys_u32(cpu, (pde & 0xfffff000u) + ((va >> 12) & 0x3ff) * 4, va, &pte);
+	if (err)
+		return err;
+	if (!(pte & PTE_P))
+		return kvm_not_present(va);
+	*pa = (uint64_t)(pte & 0xfffff000u) | (va & 0xfff);
+	*left = KVM_PAGE - (va & 0xfff);
+	return 0;
+}
+
+static int kvm_read_virt(struct vmm_cpu *cpu, uint64_t va, void *buf, size_t len)
+{
+	struct kvm_sregs s;
+	if (len == 0)
+		return 0;
+	if (ioctl(cpu->vcpu_fd, KVM_GET_SREGS, &s) < 0)
+		return kvm_ioerr("KVM_GET_SREGS");
+	uint8_t *out = buf;
+	while (len) {
+		uint64_t pa = 0, left = 0;
+		int err = kvm_translate(cpu, &s, va, &pa, &left);
+		if (err)
+			return err;
+		size_t n = left < len ? (size_t)left : len;
+		if (pa > cpu->ram_size || cpu->ram_size - pa < n)
+			return vmm_fail(VMM_EGUEST, "va 0x%llx maps to 0x%llx, outside RAM",
+					(unsigned long long)va, (unsigned long long)pa);
+		memcpy(out, cpu->ram + pa, n);
+		out += n;
+		va += n;
+		len -= n;
+	}
+	return 0;
+}
+
+const struct vmm_cpu_ops kvm_cpu_ops = {
+	.name = "kvm",
+	.probe = kvm_probe,
+	.create = kvm_create,
+	.destroy = kvm_destroy,
+	.reset_pvh = kvm_reset_pvh,
+	.run = kvm_run,
+	.kick = kvm_kick,
+	.pos = kvm_pos,
+	.get_regs = kvm_get_regs,
+	.set_regs = kvm_set_regs,
+	.intr_changed = kvm_intr_changed,
+	.save = kvm_save,
+	.load = kvm_load,
+	.read_virt = kvm_read_virt,
+};
+
+#else /* !__x86_64__ */
+
+/* Elsewhere the backend exists only to say why it cannot run. */
+static int kvm_probe(void)
+{
+	return vmm_fail(VMM_ENOKVM, "KVM backend: this build is not for x86-64; use --backend emu");
+}
+
+static int kvm_create(struct vmm_machine *m, struct vmm_cpu **out)
+{
+	(void)m;
+	*out = NULL;
+	return kvm_probe();
+}
+
+const struct vmm_cpu_ops kvm_cpu_ops = {
+	.name = "kvm",
+	.probe = kvm_probe,
+	.create = kvm_create,
+};
+
+#endif

@@ -1,0 +1,316 @@
+/*
+ * live.c: the live input boundary (see live.h). It reads the host directly and logs
+ * nothing; record/ wraps it to log every crossing.
+ *
+ * Threads: the vCPU thread calls the input ops; one watcher thread only waits (on the
+ * input fd and the earliest timer deadline) and kicks the vCPU. They share three
+ * atomics: the published deadline, whether the UART can take input, and the stop flag.
+ */
+#include "live.h"
+
+#include "machine.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CTRL_A 0x01
+
+struct vmm_live {
+	struct vmm_live_config cfg;
+	struct vmm_machine *m;
+	uint64_t epoch_off; /* realtime - monotonic at creation */
+	bool in_eof;
+	bool esc_pending;
+	int wake_fd;        /* eventfd: the watcher re-reads the deadline */
+	int stop_pipe[2];   /* readable once a stop is requested */
+	pthread_t thread;
+	bool thread_on;
+	atomic_bool quit;
+	atomic_bool stop;
+	atomic_uint_fast64_t deadline;
+	atomic_bool want_input;
+	atomic_bool input_kicked;
+};
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t vmm_live_host_ns(struct vmm_live *l)
+{
+	return mono_ns() + l->epoch_off;
+}
+
+static uint64_t live_clock_read(void *opaque, struct vmm_machine *m)
+{
+	(void)m;
+	return vmm_live_host_ns(opaque);
+}
+
+/* Publish the earliest deadline; wake the watcher if it moved earlier. */
+static void publish(struct vmm_live *l, struct vmm_machine *m)
+{
+	uint64_t d = vmm_timer_next_deadline(m);
+	uint64_t old = atomic_exchange(&l->deadline, d);
+	bool want = l->cfg.in_fd >= 0 && !l->in_eof && vmm_serial_rx_room(m) > 0;
+	bool was = atomic_exchange(&l->want_input, want);
+	atomic_store(&l->input_kicked, false);
+	if (d < old || (want && !was)) {
+		uint64_t one = 1;
+		ssize_t w = write(l->wake_fd, &one, sizeof(one));
+		(void)w;
+	}
+}
+
+/* Read what the UART can take; returns true if anything was delivered. */
+static bool take_input(struct vmm_live *l, struct vmm_machine *m)
+{
+	if (l->cfg.in_fd < 0 || l->in_eof)
+		return false;
+	size_t room = vmm_serial_rx_room(m);
+	if (!room)
+		return false;
+	uint8_t buf[64], out[64];
+	if (room > sizeof(buf))
+		room = sizeof(buf);
+	ssize_t n = read(l->cfg.in_fd, buf, room);
+	if (n == 0) {
+		l->in_eof = true; /* end of input is just silence */
+		return false;
+	}
+	if (n < 0)
+		return false; /* EAGAIN, or an error we treat as silence */
+	size_t k = 0;
+	for (ssize_t i = 0; i < n; i++) {
+		uint8_t b = buf[i];
+		if (l->cfg.escape) {
+			if (l->esc_pending) {
+				l->esc_pending = false;
+				if (b == 'x' || b == 'X') {
+					vmm_live_request_stop(l);
+					continue;
+				}
+				if (b != CTRL_A)
+					continue; /* unknown escape: dropped */
+			} else if (b == CTRL_A) {
+				l->esc_pending = true;
+				continue;
+			}
+		}
+		out[k++] = b;
+	}
+	vmm_serial_rx(m, out, k);
+	return k > 0;
+}
+
+/* Fire every due timer once; returns how many fired. */
+static int fire_due(struct vmm_live *l, struct vmm_machine *m)
+{
+	uint64_t now = vmm_live_host_ns(l);
+	int fired = 0;
+	for (unsigned i = 0; i < vmm_timer_count(m); i++) {
+		struct vmm_timer *t = vmm_timer_get(m, i);
+		if (t->armed && t->deadline <= now) {
+			vmm_timer_fire(m, i);
+			fired++;
+		}
+	}
+	return fired;
+}
+
+static int live_poll(void *opaque, struct vmm_machine *m)
+{
+	struct vmm_live *l = opaque;
+	if (l->cfg.flush)
+		l->cfg.flush(l->cfg.out_opaque);
+	fire_due(l, m);
+	take_input(l, m);
+	publish(l, m);
+	return atomic_load(&l->stop) ? VMM_INPUT_STOP : 0;
+}
+
+static int live_idle(void *opaque, struct vmm_machine *m)
+{
+	struct vmm_live *l = opaque;
+	for (;;) {
+		if (atomic_load(&l->stop))
+			return VMM_INPUT_STOP;
+		int fired = fire_due(l, m);
+		bool got = take_input(l, m);
+		if (fired || got) {
+			publish(l, m);
+			return 0;
+		}
+		if (l->cfg.flush)
+			l->cfg.flush(l->cfg.out_opaque);
+		uint64_t d = vmm_timer_next_deadline(m);
+		uint64_t now = vmm_live_host_ns(l);
+		int timeout = -1;
+		if (d != UINT64_MAX)
+			timeout = d <= now ? 0 : (int)((d - now + 999999) / 1000000);
+		struct pollfd p[2] = {{.fd = l->stop_pipe[0], .events = POLLIN}, {.fd = -1}};
+		if (l->cfg.in_fd >= 0 && !l->in_eof && vmm_serial_rx_room(m) > 0)
+			p[1] = (struct pollfd){.fd = l->cfg.in_fd, .events = POLLIN};
+		if (poll(p, 2, timeout) < 0 && errno != EINTR)
+			return vmm_fail(VMM_EIO, "waiting for guest input: %s", strerror(errno));
+	}
+}
+
+static uint64_t live_run_budget(void *opaque, struct vmm_machine *m)
+{
+	(void)opaque;
+	(void)m;
+	return UINT64_MAX;
+}
+
+static void live_serial_tx(void *opaque, struct vmm_machine *m, uint8_t byte)
+{
+	struct vmm_live *l = opaque;
+	(void)m;
+	if (l->cfg.out)
+		l->cfg.out(l->cfg.out_opaque, byte);
+}
+
+const struct vmm_input_ops vmm_live_input_ops = {
+	.clock_read = live_clock_read,
+	.poll = live_poll,
+	.idle = live_idle,
+	.run_budget = live_run_budget,
+	.serial_tx = live_serial_tx,
+};
+
+static void *watcher(void *arg)
+{
+	struct vmm_live *l = arg;
+	while (!atomic_load(&l->quit)) {
+		uint64_t d = atomic_load(&l->deadline);
+		uint64_t now = vmm_live_host_ns(l);
+		if (d != UINT64_MAX && d <= now) {
+			/* Due: kick, then wait for the vCPU thread to publish a new deadline. */
+			atomic_store(&l->deadline, UINT64_MAX);
+			vmm_machine_kick(l->m);
+			continue;
+		}
+		int timeout = -1;
+		if (d != UINT64_MAX) {
+			uint64_t ms = (d - now + 999999) / 1000000;
+			timeout = ms > 1000 ? 1000 : (int)ms;
+		}
+		struct pollfd p[3] = {{.fd = l->wake_fd, .events = POLLIN},
+				      {.fd = l->stop_pipe[0], .events = POLLIN},
+				      {.fd = -1}};
+		bool watch_in = atomic_load(&l->want_input) && !atomic_load(&l->input_kicked);
+		if (watch_in)
+			p[2] = (struct pollfd){.fd = l->cfg.in_fd, .events = POLLIN};
+		int n = poll(p, 3, timeout);
+		if (n <= 0)
+			continue;
+		if (p[0].revents & POLLIN) {
+			uint64_t v;
+			ssize_t r = read(l->wake_fd, &v, sizeof(v));
+			(void)r;
+		}
+		if (p[1].revents & POLLIN) {
+			vmm_machine_kick(l->m);
+			/* Stay quiet until told to quit. */
+			while (!atomic_load(&l->quit)) {
+				struct pollfd q = {.fd = l->wake_fd, .events = POLLIN};
+				if (poll(&q, 1, 100) > 0) {
+					uint64_t v;
+					ssize_t r = read(l->wake_fd, &v, sizeof(v));
+					(void)r;
+				}
+			}
+			break;
+		}
+		if (watch_in && (p[2].revents & (POLLIN | POLLHUP | POLLERR))) {
+			atomic_store(&l->input_kicked, true);
+			vmm_machine_kick(l->m);
+		}
+	}
+	return NULL;
+}
+
+int vmm_live_create(const struct vmm_live_config *cfg, struct vmm_live **out)
+{
+	struct vmm_live *l = calloc(1, sizeof(*l));
+	if (!l)
+		return -VMM_ENOMEM;
+	l->cfg = *cfg;
+	l->stop_pipe[0] = l->stop_pipe[1] = -1;
+	struct timespec rt;
+	clock_gettime(CLOCK_REALTIME, &rt);
+	uint64_t real = (uint64_t)rt.tv_sec * 1000000000ull + (uint64_t)rt.tv_nsec;
+	l->epoch_off = real - mono_ns();
+	atomic_store(&l->deadline, UINT64_MAX);
+	l->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (l->wake_fd < 0 || pipe2(l->stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+		int e = errno;
+		vmm_live_destroy(l);
+		return vmm_fail(VMM_EIO, "live input: %s", strerror(e));
+	}
+	if (cfg->in_fd >= 0) {
+		int fl = fcntl(cfg->in_fd, F_GETFL);
+		if (fl >= 0)
+			fcntl(cfg->in_fd, F_SETFL, fl | O_NONBLOCK);
+	}
+	*out = l;
+	return 0;
+}
+
+int vmm_live_start(struct vmm_live *l, struct vmm_machine *m)
+{
+	l->m = m;
+	int e = pthread_create(&l->thread, NULL, watcher, l);
+	if (e)
+		return vmm_fail(VMM_EIO, "starting the timer thread: %s", strerror(e));
+	l->thread_on = true;
+	return 0;
+}
+
+void vmm_live_request_stop(struct vmm_live *l)
+{
+	if (!atomic_exchange(&l->stop, true)) {
+		char c = 1;
+		ssize_t w = write(l->stop_pipe[1], &c, 1);
+		(void)w;
+	}
+	if (l->m)
+		vmm_machine_kick(l->m);
+}
+
+void vmm_live_destroy(struct vmm_live *l)
+{
+	if (!l)
+		return;
+	if (l->thread_on) {
+		atomic_store(&l->quit, true);
+		uint64_t one = 1;
+		ssize_t w = write(l->wake_fd, &one, sizeof(one));
+		(void)w;
+		pthread_join(l->thread, NULL);
+	}
+	if (l->wake_fd >= 0)
+		close(l->wake_fd);
+	if (l->stop_pipe[0] >= 0)
+		close(l->stop_pipe[0]);
+	if (l->stop_pipe[1] >= 0)
+		close(l->stop_pipe[1]);
+	if (l->cfg.in_fd >= 0) {
+		int fl = fcntl(l->cfg.in_fd, F_GETFL);
+		if (fl >= 0)
+			fcntl(l->cfg.in_fd, F_SETFL, fl & ~O_NONBLOCK);
+	}
+	free(l);
+}

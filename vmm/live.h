@@ -1,0 +1,39 @@
+/*
+ * live.h: the live implementation of the input boundary (input.h): the machine clock is
+ * the host's, timers expire in host time, serial input comes from a host file
+ * descriptor, output goes to a sink callback. Nothing is logged.
+ *
+ * A watcher thread sleeps until the earliest timer deadline or until input is readable
+ * and then kicks the vCPU, so a guest that computes is interrupted in time.
+ */
+#ifndef REWIND_VMM_LIVE_H
+#define REWIND_VMM_LIVE_H
+
+#include "input.h"
+
+struct vmm_live;
+
+struct vmm_live_config {
+	int in_fd;       /* serial input (already open, set non-blocking by us), -1: none */
+	bool escape;     /* Ctrl-A x stops, Ctrl-A Ctrl-A sends Ctrl-A (terminal mode) */
+	/* Where guest output goes (may be NULL: dropped). Called on the vCPU thread. */
+	void (*out)(void *opaque, uint8_t byte);
+	void *out_opaque;
+	/* Flush buffered output (may be NULL): called at each poll and before idling. */
+	void (*flush)(void *opaque);
+};
+
+extern const struct vmm_input_ops vmm_live_input_ops;
+
+int vmm_live_create(const struct vmm_live_config *cfg, struct vmm_live **out) VMM_WUR;
+/* Start the watcher thread for machine m (after vmm_machine_create). */
+int vmm_live_start(struct vmm_live *l, struct vmm_machine *m) VMM_WUR;
+/* Ask the machine to stop: async-signal-safe (SIGINT handlers call it). */
+void vmm_live_request_stop(struct vmm_live *l);
+/* Stop the watcher thread and free. */
+void vmm_live_destroy(struct vmm_live *l);
+
+/* The host clock as the machine clock uses it: ns since the epoch, monotonic. */
+uint64_t vmm_live_host_ns(struct vmm_live *l);
+
+#endif

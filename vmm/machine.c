@@ -1,0 +1,458 @@
+/*
+ * machine.c: the PC subset of DESIGN.md §2.2 put together: guest RAM, the device table,
+ * port dispatch, the machine clock and timers, interrupt routing into the 8259 pair, and
+ * the run loop that drives a vCPU backend and the input boundary (input.h).
+ *
+ * The run loop is the only place that decides when asynchronous events land: it calls
+ * input->poll at every stop of the vCPU, input->idle when the guest halts with
+ * interrupts enabled, and bounds each run by input->run_budget.
+ */
+#include "machine.h"
+
+#include "devices.h"
+#include "loader.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+/* The devices, in the order they are created, saved and loaded. */
+static const struct vmm_dev_ops *const machine_devices[] = {
+	&pic_dev_ops,   /* first: the others raise lines into it */
+	&pit_dev_ops, &rtc_dev_ops, &uart_dev_ops, &debugexit_dev_ops, &sysctl_dev_ops,
+};
+#define NDEV (sizeof(machine_devices) / sizeof(machine_devices[0]))
+
+#define MAX_TIMERS 16
+#define NO_DEV 0xff
+
+struct vmm_machine {
+	struct vmm_config cfg;
+	uint8_t *ram;
+	uint64_t ram_size;
+	struct vmm_cpu *cpu;
+	void *dev[NDEV];
+	uint8_t port_dev[65536];   /* device index per port, NO_DEV if none */
+	uint8_t port_range[65536]; /* range index inside that device */
+	struct vmm_timer *timers[MAX_TIMERS];
+	unsigned ntimers;
+	atomic_int stop_reason; /* enum vmm_stop_reason requested by a device, 0 if none */
+	uint32_t stop_value;
+	bool halted;
+	uint64_t (*unhandled)[2]; /* per port: reads, writes (allocated on first use) */
+};
+
+static void *find_dev(struct vmm_machine *m, const struct vmm_dev_ops *ops)
+{
+	for (size_t i = 0; i < NDEV; i++)
+		if (machine_devices[i] == ops)
+			return m->dev[i];
+	return NULL;
+}
+
+int vmm_machine_create(const struct vmm_config *cfg, struct vmm_machine **out)
+{
+	int rc;
+	if (cfg->mem_size < VMM_MEM_MIN || cfg->mem_size > VMM_MEM_MAX ||
+	    (cfg->mem_size & 0xfff))
+		return vmm_fail(VMM_EINVAL,
+				"memory size %llu bytes: must be a multiple of 4 KiB between %u MiB "
+				"and %llu GiB",
+				(unsigned long long)cfg->mem_size, VMM_MEM_MIN >> 20,
+				(unsigned long long)(VMM_MEM_MAX >> 30));
+	struct vmm_machine *m = calloc(1, sizeof(*m));
+	if (!m)
+		return -VMM_ENOMEM;
+	m->cfg = *cfg;
+	m->ram_size = cfg->mem_size;
+	m->ram = mmap(NULL, m->ram_size, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (m->ram == MAP_FAILED) {
+		m->ram = NULL;
+		rc = vmm_fail(VMM_ENOMEM, "cannot reserve %llu MiB of guest memory",
+			      (unsigned long long)(m->ram_size >> 20));
+		goto fail;
+	}
+	memset(m->port_dev, NO_DEV, sizeof(m->port_dev));
+	for (size_t i = 0; i < NDEV; i++) {
+		const struct vmm_dev_ops *ops = machine_devices[i];
+		rc = ops->create(m, &m->dev[i]);
+		if (rc < 0)
+			goto fail;
+		for (unsigned r = 0; r < VMM_DEV_MAX_RANGES && ops->ranges[r].count; r++)
+			for (unsigned p = 0; p < ops->ranges[r].count; p++) {
+				unsigned port = ops->ranges[r].base + p;
+				m->port_dev[port] = (uint8_t)i;
+				m->port_range[port] = (uint8_t)r;
+			}
+	}
+	rc = cfg->backend->create(m, &m->cpu);
+	if (rc < 0)
+		goto fail;
+	*out = m;
+	return 0;
+fail:
+	vmm_machine_destroy(m);
+	return rc;
+}
+
+void vmm_machine_destroy(struct vmm_machine *m)
+{
+	if (!m)
+		return;
+	if (m->cpu)
+		m->cfg.backend->destroy(m->cpu);
+	for (size_t i = 0; i < NDEV; i++)
+		if (m->dev[i])
+			machine_devices[i]->destroy(m->dev[i]);
+	if (m->ram)
+		munmap(m->ram, m->ram_size);
+	free(m->unhandled);
+	free(m);
+}
+
+uint8_t *vmm_machine_ram(struct vmm_machine *m)
+{
+	return m->ram;
+}
+
+uint64_t vmm_machine_ram_size(struct vmm_machine *m)
+{
+	return m->ram_size;
+}
+
+struct vmm_cpu *vmm_machine_cpu(struct vmm_machine *m)
+{
+	return m->cpu;
+}
+
+const struct vmm_cpu_ops *vmm_machine_backend(struct vmm_machine *m)
+{
+	return m->cfg.backend;
+}
+
+int vmm_machine_load(struct vmm_machine *m, const void *elf, size_t len, const char *cmdline)
+{
+	struct vmm_load_result res;
+	int rc = vmm_load_pvh(m->ram, m->ram_size, elf, len, cmdline, &res);
+	if (rc < 0)
+		return rc;
+	m->halted = false;
+	atomic_store(&m->stop_reason, 0);
+	return m->cfg.backend->reset_pvh(m->cpu, res.entry, res.start_info);
+}
+
+vmm_pos_t vmm_machine_pos(struct vmm_machine *m)
+{
+	return m->cfg.backend->pos(m->cpu);
+}
+
+void vmm_machine_kick(struct vmm_machine *m)
+{
+	m->cfg.backend->kick(m->cpu);
+}
+
+static bool guest_if(struct vmm_machine *m)
+{
+	struct vmm_regs r;
+	if (m->cfg.backend->get_regs(m->cpu, &r) < 0)
+		return false;
+	return (r.rflags >> 9) & 1;
+}
+
+int vmm_machine_run(struct vmm_machine *m, struct vmm_stop *stop)
+{
+	const struct vmm_input_ops *in = m->cfg.input;
+	void *op = m->cfg.input_opaque;
+	const struct vmm_cpu_ops *cpu = m->cfg.backend;
+	memset(stop, 0, sizeof(*stop));
+	for (;;) {
+		int why = atomic_load(&m->stop_reason);
+		if (why) {
+			stop->reason = why;
+			stop->exit_value = m->stop_value;
+			stop->pos = vmm_machine_pos(m);
+			return 0;
+		}
+		int rc = in->poll(op, m);
+		if (rc < 0)
+			return rc;
+		if (rc == VMM_INPUT_STOP) {
+			stop->reason = VMM_STOP_USER;
+			stop->pos = vmm_machine_pos(m);
+			return 0;
+		}
+		if (m->halted) {
+			if (vmm_intr_pending(m) && guest_if(m)) {
+				m->halted = false;
+			} else if (!guest_if(m)) {
+				stop->reason = VMM_STOP_HALTED;
+				stop->pos = vmm_machine_pos(m);
+				return 0;
+			} else {
+				rc = in->idle(op, m);
+				if (rc < 0)
+					return rc;
+				if (rc == VMM_INPUT_STOP) {
+					stop->reason = VMM_STOP_USER;
+					stop->pos = vmm_machine_pos(m);
+					return 0;
+				}
+				continue;
+			}
+		}
+		struct vmm_exit ex = {0};
+		rc = cpu->run(m->cpu, in->run_budget(op, m), &ex);
+		if (rc < 0)
+			return rc;
+		switch (ex.reason) {
+		case VMM_EXIT_HLT:
+			m->halted = true;
+			break;
+		case VMM_EXIT_SHUTDOWN:
+			stop->reason = VMM_STOP_TRIPLE_FAULT;
+			stop->vector = ex.vector;
+			stop->pos = vmm_machine_pos(m);
+			return 0;
+		case VMM_EXIT_BUDGET:
+		case VMM_EXIT_KICK:
+		case VMM_EXIT_POWEROFF:
+			break;
+		}
+	}
+}
+
+size_t vmm_machine_unhandled(struct vmm_machine *m, struct vmm_unhandled *out, size_t cap)
+{
+	size_t n = 0;
+	if (!m->unhandled)
+		return 0;
+	for (unsigned p = 0; p < 65536; p++) {
+		if (!m->unhandled[p][0] && !m->unhandled[p][1])
+			continue;
+		if (n < cap) {
+			out[n].port = (uint16_t)p;
+			out[n].reads = m->unhandled[p][0];
+			out[n].writes = m->unhandled[p][1];
+		}
+		n++;
+	}
+	return n;
+}
+
+/* ---- devices ---------------------------------------------------------------------- */
+
+void vmm_irq_set(struct vmm_machine *m, unsigned line, int level)
+{
+	void *pic = m->dev[0];
+	if (line >= 16 || !pic)
+		return;
+	pic_set_irq(pic, line, level);
+	if (m->cfg.backend->intr_changed && m->cpu)
+		m->cfg.backend->intr_changed(m->cpu);
+}
+
+uint64_t vmm_clock_ns(struct vmm_machine *m)
+{
+	return m->cfg.input->clock_read(m->cfg.input_opaque, m);
+}
+
+int vmm_timer_register(struct vmm_machine *m, struct vmm_timer *t, const char *name,
+		       void (*fire)(void *), void *opaque)
+{
+	if (m->ntimers >= MAX_TIMERS)
+		return vmm_fail(VMM_EINTERNAL, "too many device timers");
+	memset(t, 0, sizeof(*t));
+	t->fire = fire;
+	t->opaque = opaque;
+	t->name = name;
+	t->id = (int)m->ntimers;
+	m->timers[m->ntimers++] = t;
+	return t->id;
+}
+
+void vmm_timer_arm(struct vmm_machine *m, struct vmm_timer *t, uint64_t deadline_ns)
+{
+	(void)m;
+	t->deadline = deadline_ns;
+	t->armed = true;
+}
+
+void vmm_timer_cancel(struct vmm_machine *m, struct vmm_timer *t)
+{
+	(void)m;
+	t->armed = false;
+}
+
+void vmm_machine_request_stop(struct vmm_machine *m, enum vmm_stop_reason why, uint32_t value)
+{
+	int expected = 0;
+	if (atomic_compare_exchange_strong(&m->stop_reason, &expected, (int)why))
+		m->stop_value = value;
+}
+
+bool vmm_machine_stop_requested(struct vmm_machine *m)
+{
+	return atomic_load(&m->stop_reason) != 0;
+}
+
+unsigned vmm_timer_count(struct vmm_machine *m)
+{
+	return m->ntimers;
+}
+
+struct vmm_timer *vmm_timer_get(struct vmm_machine *m, unsigned id)
+{
+	return id < m->ntimers ? m->timers[id] : NULL;
+}
+
+uint64_t vmm_timer_next_deadline(struct vmm_machine *m)
+{
+	uint64_t d = UINT64_MAX;
+	for (unsigned i = 0; i < m->ntimers; i++)
+		if (m->timers[i]->armed && m->timers[i]->deadline < d)
+			d = m->timers[i]->deadline;
+	return d;
+}
+
+void vmm_timer_fire(struct vmm_machine *m, unsigned id)
+{
+	struct vmm_timer *t = vmm_timer_get(m, id);
+	if (!t)
+		return;
+	t->armed = false;
+	t->fire(t->opaque);
+}
+
+size_t vmm_serial_rx_room(struct vmm_machine *m)
+{
+	void *u = find_dev(m, &uart_dev_ops);
+	return u ? uart_rx_room(u) : 0;
+}
+
+void vmm_serial_rx(struct vmm_machine *m, const uint8_t *buf, size_t n)
+{
+	void *u = find_dev(m, &uart_dev_ops);
+	if (u && n)
+		uart_rx(u, buf, n);
+}
+
+void vmm_serial_tx(struct vmm_machine *m, uint8_t byte)
+{
+	m->cfg.input->serial_tx(m->cfg.input_opaque, m, byte);
+}
+
+/* ---- backends ------------------------------------------------------------------------ */
+
+void vmm_pio(struct vmm_machine *m, uint16_t port, unsigned size, bool write, uint32_t *val)
+{
+	uint8_t d = m->port_dev[port];
+	if (d == NO_DEV) {
+		if (!m->unhandled)
+			m->unhandled = calloc(65536, sizeof(*m->unhandled));
+		if (m->unhandled)
+			m->unhandled[port][write ? 1 : 0]++;
+		if (!write)
+			*val = size == 4 ? 0xffffffffu : (size == 2 ? 0xffffu : 0xffu);
+		return;
+	}
+	const struct vmm_dev_ops *ops = machine_devices[d];
+	unsigned r = m->port_range[port];
+	uint16_t off = (uint16_t)(port - ops->ranges[r].base);
+	if (write) {
+		if (ops->pio_write)
+			ops->pio_write(m->dev[d], r, off, size, *val);
+	} else {
+		*val = ops->pio_read ? ops->pio_read(m->dev[d], r, off, size)
+				     : (size == 4 ? 0xffffffffu : (size == 2 ? 0xffffu : 0xffu));
+	}
+}
+
+bool vmm_intr_pending(struct vmm_machine *m)
+{
+	return pic_intr(m->dev[0]);
+}
+
+uint8_t vmm_intr_ack(struct vmm_machine *m)
+{
+	return pic_ack(m->dev[0]);
+}
+
+/* ---- state ----------------------------------------------------------------------------- */
+
+#define MACHINE_STATE_MAGIC 0x524d5354u /* "RMST" */
+
+struct machine_state_hdr {
+	uint32_t magic, version;
+	uint64_t ram_size;
+	uint32_t ndev, halted;
+	uint64_t cpu_len;
+};
+
+int vmm_machine_save(struct vmm_machine *m, void **blob, size_t *len)
+{
+	void *cpu_blob = NULL;
+	size_t cpu_len = 0;
+	int rc = m->cfg.backend->save(m->cpu, &cpu_blob, &cpu_len);
+	if (rc < 0)
+		return rc;
+	size_t total = sizeof(struct machine_state_hdr) + cpu_len + m->ram_size;
+	for (size_t i = 0; i < NDEV; i++)
+		total += machine_devices[i]->state_size;
+	uint8_t *b = malloc(total);
+	if (!b) {
+		free(cpu_blob);
+		return -VMM_ENOMEM;
+	}
+	struct machine_state_hdr h = {.magic = MACHINE_STATE_MAGIC,
+				      .version = 1,
+				      .ram_size = m->ram_size,
+				      .ndev = NDEV,
+				      .halted = m->halted,
+				      .cpu_len = cpu_len};
+	uint8_t *p = b;
+	memcpy(p, &h, sizeof(h));
+	p += sizeof(h);
+	for (size_t i = 0; i < NDEV; i++) {
+		machine_devices[i]->save(m->dev[i], p);
+		p += machine_devices[i]->state_size;
+	}
+	memcpy(p, cpu_blob, cpu_len);
+	p += cpu_len;
+	memcpy(p, m->ram, m->ram_size);
+	free(cpu_blob);
+	*blob = b;
+	*len = total;
+	return 0;
+}
+
+int vmm_machine_load_state(struct vmm_machine *m, const void *blob, size_t len)
+{
+	struct machine_state_hdr h;
+	const uint8_t *p = blob;
+	if (len < sizeof(h))
+		return vmm_fail(VMM_ESTATE, "machine state: too short");
+	memcpy(&h, p, sizeof(h));
+	size_t need = sizeof(h) + h.cpu_len + m->ram_size;
+	for (size_t i = 0; i < NDEV; i++)
+		need += machine_devices[i]->state_size;
+	if (h.magic != MACHINE_STATE_MAGIC || h.version != 1 || h.ndev != NDEV ||
+	    h.ram_size != m->ram_size || h.cpu_len > len || len != need)
+		return vmm_fail(VMM_ESTATE, "machine state: bad header, size or machine config");
+	p += sizeof(h);
+	for (size_t i = 0; i < NDEV; i++) {
+		int rc = machine_devices[i]->load(m->dev[i], p);
+		if (rc < 0)
+			return rc;
+		p += machine_devices[i]->state_size;
+	}
+	int rc = m->cfg.backend->load(m->cpu, p, h.cpu_len);
+	if (rc < 0)
+		return rc;
+	p += h.cpu_len;
+	memcpy(m->ram, p, m->ram_size);
+	m->halted = h.halted;
+	atomic_store(&m->stop_reason, 0);
+	return 0;
+}
