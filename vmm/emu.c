@@ -27,7 +27,6 @@
 #include "x86dec.h"
 
 #include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unicorn/unicorn.h>
@@ -100,6 +99,7 @@ enum emu_stop {
 	ES_IO_STOP,     /* a port access asked the machine to stop */
 	ES_IO_INTR,     /* a port access made an interrupt deliverable */
 	ES_EXC,         /* an exception (intr hook or refused TLB fill) */
+	ES_IF_OPEN,     /* IF became 1 with an interrupt pending */
 	ES_ERROR,       /* unrecoverable (bad site emulation) */
 };
 
@@ -124,6 +124,9 @@ struct vmm_cpu {
 	atomic_int kick;
 	int bits;              /* current code size: 16, 32, 64 */
 	bool bits_dirty;       /* re-derive bits at the next block */
+	bool watch_if;         /* an interrupt waits for IF: check IF at each block */
+	uint64_t stop_rip;     /* where a stop in the block hook left the guest */
+	bool stop_rip_valid;
 
 	/* Exception waiting to be delivered. */
 	int exc_vector;
@@ -477,6 +480,11 @@ static struct emu_block *block_decode(struct vmm_cpu *c, uint64_t addr, uint32_t
 	*placed = false;
 	if (size == 0 || size > 8192 || read_virt_raw(c, addr, code, size, true) < 0)
 		return NULL;
+	/* A block whose last instruction faults while it is translated is reported cut
+	 * short: let that instruction run past the size, as far as memory allows. */
+	size_t avail = size;
+	while (avail < (size_t)size + 15 && read_virt_raw(c, addr + avail, code + avail, 1, true) == 0)
+		avail++;
 	uint16_t offs[8193];
 	uint32_t off = 0;
 	unsigned n = 0;
@@ -484,7 +492,7 @@ static struct emu_block *block_decode(struct vmm_cpu *c, uint64_t addr, uint32_t
 	bool last_far = false;
 	while (off < size) {
 		struct x86_insn in;
-		if (x86_decode(code + off, size - off, c->bits, &in) < 0 || off + in.len > size)
+		if (x86_decode(code + off, avail - off, c->bits, &in) < 0)
 			return NULL;
 		offs[n++] = (uint16_t)off;
 		last = in.kind;
@@ -575,19 +583,38 @@ static void stop_now(struct vmm_cpu *c, enum emu_stop why)
 	uc_emu_stop(c->uc);
 }
 
+/*
+ * Stop before the block at addr runs. Unicorn does not keep RIP current across chained
+ * blocks, so the block's address is remembered and written back after the stop.
+ */
+static void stop_at_block(struct vmm_cpu *c, uint64_t addr, enum emu_stop why)
+{
+	c->stop_rip = addr;
+	c->stop_rip_valid = true;
+	stop_now(c, why);
+}
+
 static void block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *opaque)
 {
 	struct vmm_cpu *c = opaque;
 	(void)uc;
 	if (c->stop)
 		return; /* a stop is already on its way */
-	uint8_t prev = c->cur ? c->cur->last_kind : X86_OTHER;
-	if (prev == 0xFF)
-		c->bits_dirty = true;
-	c->prev_kind = prev;
-	c->cur = NULL;
+	/* A block completed since the last one started (not a stop without progress). */
+	if (c->cur) {
+		uint8_t prev = c->cur->last_kind;
+		if (prev == 0xFF)
+			c->bits_dirty = true;
+		c->prev_kind = prev == 0xFF ? X86_OTHER : prev;
+		c->cur = NULL;
+	}
 	if (atomic_load_explicit(&c->kick, memory_order_relaxed)) {
-		stop_now(c, ES_KICK);
+		stop_at_block(c, addr, ES_KICK);
+		return;
+	}
+	if (c->watch_if && (rreg(c, UC_X86_REG_EFLAGS) & RFLAGS_IF)) {
+		c->watch_if = false;
+		stop_at_block(c, addr, ES_IF_OPEN);
 		return;
 	}
 	if (c->bits_dirty)
@@ -597,7 +624,7 @@ static void block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *opaque
 		bool placed;
 		b = block_decode(c, addr, size, &placed);
 		if (!b) {
-			stop_now(c, ES_ERROR);
+			stop_at_block(c, addr, ES_ERROR);
 			vmm_fail(VMM_EBACKEND, "cannot decode the guest block at %#llx (%u bytes)",
 				 (unsigned long long)addr, size);
 			return;
@@ -605,14 +632,14 @@ static void block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *opaque
 		if (placed) {
 			/* Hooks take effect only in code translated after they exist. */
 			uc_ctl_remove_cache(c->uc, addr, addr + size);
-			stop_now(c, ES_RETRANSLATE);
+			stop_at_block(c, addr, ES_RETRANSLATE);
 			return;
 		}
 	}
 	if (c->target != UINT64_MAX && c->icount + b->n > c->target) {
 		uint64_t k = c->target - c->icount;
 		if (k == 0) {
-			stop_now(c, ES_BUDGET);
+			stop_at_block(c, addr, ES_BUDGET);
 			return;
 		}
 		uint64_t at = addr + b->offs[k];
@@ -620,14 +647,14 @@ static void block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *opaque
 			budget_clear(c);
 			if (uc_hook_add(c->uc, &c->budget_hook, UC_HOOK_CODE, (void *)budget_hook_cb,
 					c, at, at) != UC_ERR_OK) {
-				stop_now(c, ES_ERROR);
+				stop_at_block(c, addr, ES_ERROR);
 				vmm_fail(VMM_EBACKEND, "cannot place a stop at %#llx",
 					 (unsigned long long)at);
 				return;
 			}
 			c->budget_addr = at;
 			uc_ctl_remove_cache(c->uc, addr, addr + size);
-			stop_now(c, ES_RETRANSLATE);
+			stop_at_block(c, addr, ES_RETRANSLATE);
 			return;
 		}
 	}
@@ -856,8 +883,12 @@ static void site_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *opaque)
 			after = ES_IO_STOP;
 		else if ((in->kind == X86_IN || in->kind == X86_OUT || in->kind == X86_INS ||
 			  in->kind == X86_OUTS) &&
-			 intr_deliverable(c))
-			after = ES_IO_INTR;
+			 vmm_intr_pending(c->m)) {
+			if (rreg(c, UC_X86_REG_EFLAGS) & RFLAGS_IF)
+				after = ES_IO_INTR;
+			else
+				c->watch_if = true;
+		}
 		else if (c->icount == c->target)
 			after = ES_BUDGET;
 		else if (atomic_load_explicit(&c->kick, memory_order_relaxed))
@@ -953,8 +984,7 @@ static void intr_hook(uc_engine *uc, uint32_t intno, void *opaque)
 	if (c->stop)
 		return;
 	uint64_t rip = rreg(c, UC_X86_REG_RIP);
-	if (getenv("REWIND_DEBUG_EXC"))
-		fprintf(stderr, "intr hook %u rip %#llx pf_pending %d pf_addr %#llx\n", intno, (unsigned long long)rip, c->pf_pending, (unsigned long long)c->pf_addr);
+
 	c->exc_vector = (int)intno;
 	c->exc_soft = false;
 	c->exc_has_err = false;
@@ -968,7 +998,8 @@ static void intr_hook(uc_engine *uc, uint32_t intno, void *opaque)
 	bool intn = rip >= 2 && read_virt_raw(c, rip - 2, b, 2, true) == 0 && b[0] == 0xCD &&
 		    b[1] == intno;
 	c->exc_soft = intno == 3 || intno == 4 || intno >= 32 || intn;
-	c->exc_len = 0;
+	/* Where the trap instruction starts: a fault while delivering it points there. */
+	c->exc_len = c->exc_soft ? (intn || (b[0] == 0xCD && b[1] == intno) ? 2 : 1) : 0;
 	if (c->cur)
 		settle_at(c, rip); /* outside the block: it ran to its end */
 	c->cur = NULL;
@@ -1213,7 +1244,7 @@ static void write_cr2(struct vmm_cpu *c, uint64_t v)
  * processor shuts down (triple fault) with *shutdown_vec set.
  */
 static int deliver(struct vmm_cpu *c, int vec, bool has_err, uint32_t err, bool soft,
-		   uint64_t ret_rip, int *shutdown_vec)
+		   uint64_t ret_rip, uint64_t fault_rip, int *shutdown_vec)
 {
 	int first = vec;
 	for (int round = 0; round < 3; round++) {
@@ -1240,7 +1271,7 @@ static int deliver(struct vmm_cpu *c, int vec, bool has_err, uint32_t err, bool 
 			err = ferr;
 		}
 		soft = false;
-		ret_rip = rreg(c, UC_X86_REG_RIP);
+		ret_rip = fault_rip;
 	}
 	*shutdown_vec = first;
 	return 1;
@@ -1498,8 +1529,10 @@ static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 					c->target = c->icount + 1;
 			} else {
 				uint8_t vec = vmm_intr_ack(c->m);
+
 				int sv;
-				if (deliver(c, vec, false, 0, false, rreg(c, UC_X86_REG_RIP), &sv)) {
+				uint64_t rip = rreg(c, UC_X86_REG_RIP);
+				if (deliver(c, vec, false, 0, false, rip, rip, &sv)) {
 					exit->reason = VMM_EXIT_SHUTDOWN;
 					exit->vector = sv;
 					return 0;
@@ -1509,17 +1542,25 @@ static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 			}
 		}
 		c->stop = ES_NONE;
+		c->stop_rip_valid = false;
 		c->exc_stop = false;
 		c->pf_pending = false;
 		c->gp_pending = false;
 		c->cur = NULL;
+		c->watch_if = vmm_intr_pending(c->m) &&
+			      !(rreg(c, UC_X86_REG_EFLAGS) & RFLAGS_IF);
 		uint64_t rip = rreg(c, UC_X86_REG_RIP);
 		uc_err e = uc_emu_start(c->uc, rip, UINT64_MAX, 0, 0);
 		enum emu_stop why = c->stop;
 		c->stop = ES_NONE;
 		c->exc_stop = false;
-		if (getenv("REWIND_DEBUG_EXC") && e != UC_ERR_OK)
-			fprintf(stderr, "uc_emu_start: %s why=%d pf_pending=%d pf_addr=%#llx\n", uc_strerror(e), why, c->pf_pending, (unsigned long long)c->pf_addr);
+		if (c->stop_rip_valid) {
+
+			wreg(c, UC_X86_REG_RIP, c->stop_rip);
+			c->stop_rip_valid = false;
+		}
+
+
 		if (e == UC_ERR_EXCEPTION && (c->pf_pending || c->gp_pending) && why == ES_NONE) {
 			/* A refused TLB fill: RIP is on the faulting instruction. */
 			uint64_t frip = rreg(c, UC_X86_REG_RIP);
@@ -1548,12 +1589,14 @@ static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 		case ES_NONE:
 		case ES_RETRANSLATE:
 		case ES_IO_INTR:
+		case ES_IF_OPEN:
 			continue;
 		case ES_EXC: {
 			int v = c->exc_vector;
 			bool soft = c->exc_soft;
 			uint64_t rip2 = rreg(c, UC_X86_REG_RIP);
-			uint64_t ret = soft ? rip2 + c->exc_len : rip2;
+			uint64_t ret = rip2; /* after a trap, on a fault */
+			uint64_t frip = soft ? rip2 - c->exc_len : rip2;
 			bool he = !soft && has_error_code(v);
 			uint32_t err = 0;
 			uint32_t uerr = exc_settle(c);
@@ -1572,11 +1615,8 @@ static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 				c->pf_pending = false;
 			int sv;
 			c->prev_kind = X86_OTHER;
-			if (getenv("REWIND_DEBUG_EXC"))
-				fprintf(stderr, "exc %d soft=%d err=%#x rip=%#llx ret=%#llx icount=%llu cr3=%#llx cr2=%#llx\n", v, soft, err,
-					(unsigned long long)rip2, (unsigned long long)ret, (unsigned long long)c->icount,
-					(unsigned long long)rreg(c, UC_X86_REG_CR3), (unsigned long long)rreg(c, UC_X86_REG_CR2));
-			if (deliver(c, v, he, err, soft, ret, &sv)) {
+
+			if (deliver(c, v, he, err, soft, ret, frip, &sv)) {
 				exit->reason = VMM_EXIT_SHUTDOWN;
 				exit->vector = sv;
 				return 0;

@@ -48,6 +48,12 @@ struct vmm_input_ops {
 	 */
 	uint64_t (*run_budget)(void *opaque, struct vmm_machine *m);
 
+	/*
+	 * A device armed or cancelled a timer (vmm_timer_next_deadline() may have moved).
+	 * Live: tell the thread that interrupts a computing guest.
+	 */
+	void (*timers_changed)(void *opaque, struct vmm_machine *m);
+
 	/* The guest wrote one byte to the serial line. */
 	void (*serial_tx)(void *opaque, struct vmm_machine *m, uint8_t byte);
 };

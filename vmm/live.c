@@ -58,6 +58,22 @@ static uint64_t live_clock_read(void *opaque, struct vmm_machine *m)
 	return vmm_live_host_ns(opaque);
 }
 
+static void wake_watcher(struct vmm_live *l)
+{
+	uint64_t one = 1;
+	ssize_t w = write(l->wake_fd, &one, sizeof(one));
+	(void)w;
+}
+
+static void live_timers_changed(void *opaque, struct vmm_machine *m)
+{
+	struct vmm_live *l = opaque;
+	uint64_t d = vmm_timer_next_deadline(m);
+	uint64_t old = atomic_exchange(&l->deadline, d);
+	if (d < old)
+		wake_watcher(l);
+}
+
 /* Publish the earliest deadline; wake the watcher if it moved earlier. */
 static void publish(struct vmm_live *l, struct vmm_machine *m)
 {
@@ -66,11 +82,8 @@ static void publish(struct vmm_live *l, struct vmm_machine *m)
 	bool want = l->cfg.in_fd >= 0 && !l->in_eof && vmm_serial_rx_room(m) > 0;
 	bool was = atomic_exchange(&l->want_input, want);
 	atomic_store(&l->input_kicked, false);
-	if (d < old || (want && !was)) {
-		uint64_t one = 1;
-		ssize_t w = write(l->wake_fd, &one, sizeof(one));
-		(void)w;
-	}
+	if (d < old || (want && !was))
+		wake_watcher(l);
 }
 
 /* Read what the UART can take; returns true if anything was delivered. */
@@ -187,6 +200,7 @@ const struct vmm_input_ops vmm_live_input_ops = {
 	.poll = live_poll,
 	.idle = live_idle,
 	.run_budget = live_run_budget,
+	.timers_changed = live_timers_changed,
 	.serial_tx = live_serial_tx,
 };
 
@@ -197,8 +211,9 @@ static void *watcher(void *arg)
 		uint64_t d = atomic_load(&l->deadline);
 		uint64_t now = vmm_live_host_ns(l);
 		if (d != UINT64_MAX && d <= now) {
-			/* Due: kick, then wait for the vCPU thread to publish a new deadline. */
-			atomic_store(&l->deadline, UINT64_MAX);
+			/* Due: kick, then wait for the vCPU thread to publish a new deadline
+			 * (unless it already has: then d is stale and stays replaced). */
+			atomic_compare_exchange_strong(&l->deadline, &d, UINT64_MAX);
 			vmm_machine_kick(l->m);
 			continue;
 		}

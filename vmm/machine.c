@@ -274,15 +274,15 @@ int vmm_timer_register(struct vmm_machine *m, struct vmm_timer *t, const char *n
 
 void vmm_timer_arm(struct vmm_machine *m, struct vmm_timer *t, uint64_t deadline_ns)
 {
-	(void)m;
 	t->deadline = deadline_ns;
 	t->armed = true;
+	m->cfg.input->timers_changed(m->cfg.input_opaque, m);
 }
 
 void vmm_timer_cancel(struct vmm_machine *m, struct vmm_timer *t)
 {
-	(void)m;
 	t->armed = false;
+	m->cfg.input->timers_changed(m->cfg.input_opaque, m);
 }
 
 void vmm_machine_request_stop(struct vmm_machine *m, enum vmm_stop_reason why, uint32_t value)
