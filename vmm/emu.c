@@ -69,7 +69,15 @@
 #define PF_I (1u << 4)
 
 
-/* A translated block as the block hook sees it, decoded once. */
+/*
+ * A translated block as the block hook sees it, decoded once. Code can change under the
+ * same (address, size) (Linux patches alternatives, jump labels and ftrace sites in
+ * place, and replaces e.g. a 5-byte call by a 5-byte NOP or by several instructions):
+ * QEMU then retranslates the block, but the block hook only sees (address, size), so
+ * each cached decode keeps a copy of the bytes it was decoded from and where they lie
+ * in guest RAM (host[0], and host[1] for a block that crosses a page), and is decoded
+ * again when they differ (block_fresh).
+ */
 struct emu_block {
 	struct emu_block *next;
 	uint64_t addr;
@@ -78,6 +86,9 @@ struct emu_block {
 	uint8_t bits;      /* code size it was decoded for */
 	uint8_t last_kind; /* enum x86_kind of the last instruction */
 	uint8_t has_special;
+	uint16_t len0;     /* bytes of the block in its first page */
+	const uint8_t *host[2]; /* the code in guest RAM; NULL: not in RAM, never checked */
+	uint8_t *bytes;    /* copy of the code, after offs[] */
 	uint16_t offs[];   /* offs[i]: byte offset of instruction i; offs[n] == size */
 };
 
@@ -143,7 +154,7 @@ struct vmm_cpu {
 	uint64_t tsc_aux;
 	bool efer_lme_shadow;  /* the guest's view of EFER.LME before paging */
 
-	struct calib { int err_off, oldexc_off; } calib; /* offsets in a context blob */
+	struct calib { int err_off, oldexc_off, data_off; } calib; /* offsets in a context */
 	uc_context *ctx;
 
 	struct emu_block *blocks[EMU_BLOCK_BUCKETS];
@@ -455,6 +466,17 @@ static unsigned site_hash(uint64_t addr)
 	return (unsigned)((addr * 0x9E3779B97F4A7C15ull) >> 52) & (EMU_SITE_BUCKETS - 1);
 }
 
+/* Where the code at va (fetched by the supervisor) lies in guest RAM, or NULL. */
+static const uint8_t *code_host(struct vmm_cpu *c, uint64_t va, uint32_t len)
+{
+	uint64_t pa;
+	bool w, x;
+	uint32_t err;
+	if (!walk(c, va, ACC_FETCH, false, false, &pa, &w, &x, &err))
+		return NULL;
+	return ram_ptr(c, pa, len);
+}
+
 static struct emu_site *site_find(struct vmm_cpu *c, uint64_t addr)
 {
 	for (struct emu_site *s = c->sites[site_hash(addr)]; s; s = s->next)
@@ -497,10 +519,16 @@ static struct emu_block *block_decode(struct vmm_cpu *c, uint64_t addr, uint32_t
 		offs[n++] = (uint16_t)off;
 		last = in.kind;
 		last_far = far_transfer(code + off, in.len);
+		struct emu_site *old = site_find(c, addr + off);
+		if (old && !is_special(in.kind))
+			old->insn.kind = X86_OTHER; /* the code there changed: retire the site */
 		if (is_special(in.kind)) {
 			special = 1;
 			uint64_t a = addr + off;
-			if (!site_find(c, a)) {
+			if (old) {
+				old->insn = in; /* same address, maybe another instruction now */
+				old->bits = (uint8_t)c->bits;
+			} else {
 				struct emu_site *s = calloc(1, sizeof(*s));
 				if (!s)
 					return NULL;
@@ -521,9 +549,16 @@ static struct emu_block *block_decode(struct vmm_cpu *c, uint64_t addr, uint32_t
 		}
 		off += in.len;
 	}
-	struct emu_block *b = malloc(sizeof(*b) + (n + 1) * sizeof(uint16_t));
+	struct emu_block *b = malloc(sizeof(*b) + (n + 1) * sizeof(uint16_t) + size);
 	if (!b)
 		return NULL;
+	b->len0 = (uint16_t)(0x1000 - (addr & 0xfff) < size ? 0x1000 - (addr & 0xfff) : size);
+	b->host[0] = code_host(c, addr, b->len0);
+	b->host[1] = size > b->len0 ? code_host(c, addr + b->len0, size - b->len0) : NULL;
+	if (size > b->len0 && !b->host[1])
+		b->host[0] = NULL;
+	b->bytes = (uint8_t *)&b->offs[n + 1];
+	memcpy(b->bytes, code, size);
 	b->addr = addr;
 	b->size = size;
 	b->n = (uint16_t)n;
@@ -539,11 +574,30 @@ static struct emu_block *block_decode(struct vmm_cpu *c, uint64_t addr, uint32_t
 	return b;
 }
 
+/* Whether the code a cached decode was made from is still what RAM holds. */
+static bool block_fresh(const struct emu_block *b)
+{
+	if (!b->host[0])
+		return true;
+	if (memcmp(b->host[0], b->bytes, b->len0) != 0)
+		return false;
+	return b->size == b->len0 || memcmp(b->host[1], b->bytes + b->len0, b->size - b->len0) == 0;
+}
+
+/* The cached decode of the block, dropping one whose code has changed since. */
 static struct emu_block *block_find(struct vmm_cpu *c, uint64_t addr, uint32_t size)
 {
-	for (struct emu_block *b = c->blocks[block_hash(addr, size)]; b; b = b->next)
-		if (b->addr == addr && b->size == size && b->bits == c->bits)
-			return b;
+	for (struct emu_block **pp = &c->blocks[block_hash(addr, size)], *b; (b = *pp);
+	     pp = &b->next) {
+		if (b->addr == addr && b->size == size && b->bits == c->bits) {
+			if (block_fresh(b))
+				return b;
+			*pp = b->next; /* c->cur is NULL here: nothing else points at it */
+			free(b);
+			c->nblocks--;
+			return NULL;
+		}
+	}
 	return NULL;
 }
 
@@ -755,9 +809,9 @@ static void site_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *opaque)
 	if (c->stop)
 		return;
 	struct emu_site *s = site_find(c, addr);
-	int idx = (s && c->cur) ? block_index(c->cur, addr) : -1;
+	int idx = (s && c->cur && is_special(s->insn.kind)) ? block_index(c->cur, addr) : -1;
 	if (idx < 0)
-		return; /* not reached through a block we know: let Unicorn run it */
+		return; /* not reached through a block we know, or retired: let Unicorn run it */
 	const struct x86_insn *in = &s->insn;
 	if (in->kind == X86_RDMSR || in->kind == X86_WRMSR) {
 		uint32_t msr = (uint32_t)rreg(c, UC_X86_REG_RCX);
@@ -904,8 +958,9 @@ static void site_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *opaque)
 
 /*
  * The guest contract (DESIGN.md §2.4): a baseline x86-64 like QEMU's qemu64 without the
- * local APIC: SSE2/SSE3, CX16, NX, LM, SYSCALL, FXSR; no RDRAND/RDSEED, XSAVE, AVX,
- * RDTSCP, RDPID, TSC-deadline, x2APIC, hypervisor leaves or PV clocks.
+ * local APIC: SSE2/SSE3, CX16, NX, LM, SYSCALL, FXSR, the hypervisor bit; no POPCNT,
+ * RDRAND/RDSEED, XSAVE, AVX, RDTSCP, RDPID, TSC-deadline, x2APIC, hypervisor leaves
+ * (0x40000000: TCG's is left out, so no hypervisor is recognised) or PV clocks.
  */
 static void cpuid_values(uint32_t leaf, uint32_t sub, uint32_t r[4])
 {
@@ -919,9 +974,16 @@ static void cpuid_values(uint32_t leaf, uint32_t sub, uint32_t r[4])
 		memcpy(&r[2], "cAMD", 4); /* ECX */
 		break;
 	case 1:
-		r[0] = 0x000f6b1;       /* family 15, model 107, stepping 1 (qemu64) */
+		/* Family 15, model 107 (0x6b: extended model 6, model 0xb), stepping 1, as
+		 * qemu64 reports it; an AMD family 15 CPU is what Linux expects (E400 idle,
+		 * no SSB). */
+		r[0] = 0x00060fb1;
 		r[1] = 0x00000800;      /* CLFLUSH line 8*8 bytes, 1 logical CPU, APIC id 0 */
-		r[2] = (1u << 0) | (1u << 13) | (1u << 23); /* SSE3, CX16, POPCNT */
+		/* SSE3, CX16, and the hypervisor bit (31) as QEMU sets it: Linux then takes
+		 * the PMU MSRs that read back 0 for virtualisation, not broken hardware.
+		 * No POPCNT: qemu64 has none, and Unicorn's TCG model (qemu64) raises #UD
+		 * on POPCNT, which Linux's alternatives would patch in. */
+		r[2] = (1u << 0) | (1u << 13) | (1u << 31);
 		r[3] = 0x078bfbfdu & ~(1u << 9);            /* qemu64 EDX without APIC */
 		break;
 	case 0x80000000:
@@ -931,7 +993,7 @@ static void cpuid_values(uint32_t leaf, uint32_t sub, uint32_t r[4])
 		memcpy(&r[2], "cAMD", 4);
 		break;
 	case 0x80000001:
-		r[0] = 0x000f6b1;
+		r[0] = 0x00060fb1;
 		r[2] = (1u << 0);  /* LAHF/SAHF in long mode */
 		r[3] = (1u << 11) | (1u << 20) | (1u << 29) | (0x078bfbfdu & 0x0183f3ffu & ~(1u << 9));
 		break;
@@ -1330,7 +1392,24 @@ static struct calib calibrate(void)
 	static bool done;
 	if (done)
 		return cached;
-	struct calib r = {-1, -1};
+	struct calib r = {-1, -1, -1};
+	/* Where the CPU state starts: RAX is its first field. */
+	uc_engine *uc;
+	if (uc_open(UC_ARCH_X86, UC_MODE_64, &uc) == UC_ERR_OK) {
+		uint64_t magic = 0x5aa5c33c0ff1ce55ull;
+		uc_reg_write(uc, UC_X86_REG_RAX, &magic);
+		uc_context *ctx;
+		if (uc_context_alloc(uc, &ctx) == UC_ERR_OK) {
+			uc_context_save(uc, ctx);
+			for (int off = 0; off < 64; off++)
+				if (!memcmp((uint8_t *)ctx + off, &magic, 8)) {
+					r.data_off = off;
+					break;
+				}
+			uc_context_free(ctx);
+		}
+		uc_close(uc);
+	}
 	/* mov ax, sel; mov ds, ax -> #GP(sel): the GDT limit is tiny. */
 	static const uint8_t gp1[] = {0x66, 0xb8, 0x30, 0x12, 0x8e, 0xd8, 0xf4};
 	static const uint8_t gp2[] = {0x66, 0xb8, 0x68, 0x24, 0x8e, 0xd8, 0xf4};
@@ -1754,13 +1833,31 @@ struct emu_state_hdr {
 };
 #define EMU_STATE_MAGIC 0x454d5543u /* "EMUC" */
 
+/*
+ * The CPU part of a Unicorn context: the context starts with a small header of the
+ * engine's own (its first member is the size of the CPU data); the data starts where
+ * calibration found RAX. Only the data travels.
+ */
+static size_t ctx_data(struct vmm_cpu *c, uint8_t **data)
+{
+	size_t csz = uc_context_size(c->uc), n;
+	memcpy(&n, c->ctx, sizeof(n));
+	if (c->calib.data_off < 0 || n + (size_t)c->calib.data_off > csz)
+		return 0;
+	*data = (uint8_t *)c->ctx + c->calib.data_off;
+	return n;
+}
+
 static int emu_save(struct vmm_cpu *c, void **blob, size_t *len)
 {
-	size_t csz = uc_context_size(c->uc);
 	uc_err e = uc_context_save(c->uc, c->ctx);
 	if (e != UC_ERR_OK)
 		return uc_fail(e, "saving the CPU context");
-	uint8_t *b = malloc(sizeof(struct emu_state_hdr) + csz);
+	uint8_t *data;
+	size_t n = ctx_data(c, &data);
+	if (!n)
+		return vmm_fail(VMM_EINTERNAL, "unexpected Unicorn context layout");
+	uint8_t *b = malloc(sizeof(struct emu_state_hdr) + n);
 	if (!b)
 		return -VMM_ENOMEM;
 	struct emu_state_hdr h = {.magic = EMU_STATE_MAGIC,
@@ -1771,33 +1868,28 @@ static int emu_save(struct vmm_cpu *c, void **blob, size_t *len)
 				  .bits = (uint32_t)c->bits,
 				  .efer_lme_shadow = c->efer_lme_shadow,
 				  .prev_kind = c->prev_kind,
-				  .ctx_size = (uint32_t)csz};
+				  .ctx_size = (uint32_t)n};
 	memcpy(b, &h, sizeof(h));
-	memcpy(b + sizeof(h), c->ctx, csz);
+	memcpy(b + sizeof(h), data, n);
 	*blob = b;
-	*len = sizeof(h) + csz;
+	*len = sizeof(h) + n;
 	return 0;
 }
 
 static int emu_load(struct vmm_cpu *c, const void *blob, size_t len)
 {
 	struct emu_state_hdr h;
-	size_t csz = uc_context_size(c->uc);
 	if (len < sizeof(h))
 		return vmm_fail(VMM_ESTATE, "emu state: %zu bytes is too short", len);
 	memcpy(&h, blob, sizeof(h));
-	if (h.magic != EMU_STATE_MAGIC || h.version != 1 || h.ctx_size != csz ||
-	    len != sizeof(h) + csz || (h.bits != 16 && h.bits != 32 && h.bits != 64))
+	uc_context_save(c->uc, c->ctx); /* fills our header */
+	uint8_t *data;
+	size_t n = ctx_data(c, &data);
+	if (h.magic != EMU_STATE_MAGIC || h.version != 1 || h.ctx_size != n || !n ||
+	    len != sizeof(h) + n || (h.bits != 16 && h.bits != 32 && h.bits != 64) ||
+	    h.prev_kind > X86_MOVSS)
 		return vmm_fail(VMM_ESTATE, "emu state: bad header or size");
-	/* The context starts with a header holding this engine's own pointers (its first
-	 * member is the size of the CPU data that ends it): keep ours, copy the data. */
-	uc_context_save(c->uc, c->ctx);
-	size_t data;
-	memcpy(&data, c->ctx, sizeof(data));
-	if (data > csz)
-		return vmm_fail(VMM_EINTERNAL, "unexpected Unicorn context layout");
-	memcpy((uint8_t *)c->ctx + (csz - data), (const uint8_t *)blob + sizeof(h) + (csz - data),
-	       data);
+	memcpy(data, (const uint8_t *)blob + sizeof(h), n);
 	uc_err e = uc_context_restore(c->uc, c->ctx);
 	if (e != UC_ERR_OK)
 		return uc_fail(e, "restoring the CPU context");
@@ -1809,6 +1901,7 @@ static int emu_load(struct vmm_cpu *c, const void *blob, size_t len)
 	c->efer_lme_shadow = h.efer_lme_shadow;
 	c->prev_kind = (uint8_t)h.prev_kind;
 	c->cur = NULL;
+	c->bits_dirty = false;
 	return 0;
 }
 
