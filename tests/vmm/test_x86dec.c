@@ -64,7 +64,7 @@ Test(x86dec, lengths_32_and_16)
 	cr_assert_eq(len_of("678b4600", 32), 4);       /* 16-bit addressing [bp+0] */
 	cr_assert_eq(len_of("ea000010000800", 32), 7); /* ljmp 0x8:0x100000 */
 	cr_assert_eq(len_of("40", 32), 1);             /* inc eax, not REX */
-	cr_assert_eq(len_of("c5f8", 32), 2);           /* lds with ModRM */
+	cr_assert_eq(len_of("c500", 32), 2);           /* lds eax, [eax]: not VEX */
 	cr_assert_eq(len_of("b80000", 16), 3);         /* mov ax, imm16 */
 }
 
