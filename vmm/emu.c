@@ -4,7 +4,8 @@
  * Unicorn executes guest code; this file supplies what it lacks for a whole machine
  * (DESIGN.md §2.3, docs/emu-backend.md):
  *  - exact instruction count: a block hook charges each translated block with its
- *    instruction count, decoded once with x86dec and cached; a stop inside a block is
+ *    instruction count, decoded once with x86dec and cached (and checked again after a
+ *    write to its code page: struct emu_block); a stop inside a block is
  *    corrected to the exact instruction;
  *  - exact stops: Unicorn's own `count` is not honoured by blocks already translated, so
  *    a stop at count N is a code hook placed on the instruction at N (retranslating
@@ -33,6 +34,11 @@
 
 #define EMU_BLOCK_BUCKETS (1u << 16)
 #define EMU_SITE_BUCKETS (1u << 12)
+#define PG_NONE UINT32_MAX
+#define PG_HOT_WRITES 64 /* see struct emu_block */
+
+/* Page states for write tracking (pg_state). */
+enum { PG_PLAIN, PG_CODE, PG_HOT };
 
 #define MSR_TSC 0x10
 #define MSR_EFER 0xc0000080u
@@ -74,9 +80,17 @@
  * same (address, size) (Linux patches alternatives, jump labels and ftrace sites in
  * place, and replaces e.g. a 5-byte call by a 5-byte NOP or by several instructions):
  * QEMU then retranslates the block, but the block hook only sees (address, size), so
- * each cached decode keeps a copy of the bytes it was decoded from and where they lie
- * in guest RAM (host[0], and host[1] for a block that crosses a page), and is decoded
- * again when they differ (block_fresh).
+ * each cached decode keeps a copy of the bytes it was decoded from and the guest pages
+ * they lie on (pg[0], and pg[1] for a block that crosses a page).
+ *
+ * Comparing the bytes at every execution costs ~40% on a CPU-bound guest, so writes to
+ * code pages are tracked instead (page_protect): a page holding a cached decode is
+ * "protected", i.e. our TLB fills grant no write permission to it, so the first write
+ * to it comes through tlb_fill_hook, which unprotects the page and marks the decodes on
+ * it (listed per page) dirty; so do the VMM's own writes to guest RAM. A dirty decode is
+ * compared with RAM at its next execution: decoded again if the code differs, else
+ * re-armed (block_fresh). A page trapped more than PG_HOT_WRITES times (code and data
+ * sharing a page) stays unprotected and its decodes are compared at every execution.
  */
 struct emu_block {
 	struct emu_block *next;
@@ -87,7 +101,9 @@ struct emu_block {
 	uint8_t last_kind; /* enum x86_kind of the last instruction */
 	uint8_t has_special;
 	uint16_t len0;     /* bytes of the block in its first page */
-	const uint8_t *host[2]; /* the code in guest RAM; NULL: not in RAM, never checked */
+	uint8_t dirty;     /* its pages may have been written since it was checked */
+	uint32_t pg[2];    /* guest page numbers of the code; PG_NONE: none / not in RAM */
+	struct emu_block *pnext[2]; /* next block in the list of page pg[i] */
 	uint8_t *bytes;    /* copy of the code, after offs[] */
 	uint16_t offs[];   /* offs[i]: byte offset of instruction i; offs[n] == size */
 };
@@ -161,6 +177,13 @@ struct vmm_cpu {
 	struct emu_site *sites[EMU_SITE_BUCKETS];
 	uint64_t nblocks, nsites;
 	uc_hook hooks[6];
+
+	/* Write tracking of code pages, per guest page (see struct emu_block). */
+	uint32_t npages;
+	uint8_t *pg_state;    /* PG_PLAIN, PG_CODE (protected) or PG_HOT */
+	uint8_t *pg_wr;       /* a TLB entry may allow writes to it (since the last flush) */
+	uint16_t *pg_writes;  /* trapped writes, towards PG_HOT */
+	struct emu_block **pg_blocks; /* the cached decodes on each page */
 };
 
 static int uc_fail(uc_err e, const char *what)
@@ -227,6 +250,21 @@ static void pte_set(struct vmm_cpu *c, uint64_t pa, int size, uint64_t bits)
 }
 
 enum { ACC_READ = 0, ACC_WRITE = 1, ACC_FETCH = 2 };
+
+/* Page pg was (or is about to be) written: its cached decodes must be checked. */
+static void page_dirty(struct vmm_cpu *c, uint32_t pg)
+{
+	for (struct emu_block *b = c->pg_blocks[pg]; b; b = b->pnext[b->pg[1] == pg])
+		b->dirty = 1;
+}
+
+/* Every cached decode must be checked (the VMM wrote RAM behind the TLB). */
+static void all_dirty(struct vmm_cpu *c)
+{
+	for (unsigned i = 0; i < EMU_BLOCK_BUCKETS; i++)
+		for (struct emu_block *b = c->blocks[i]; b; b = b->next)
+			b->dirty = 1;
+}
 
 /*
  * Translate va for an access; sets accessed/dirty bits when set_ad. On success *pa and
@@ -354,6 +392,22 @@ static bool tlb_fill_hook(uc_engine *uc, uint64_t va, uc_mem_type type, uc_tlb_e
 		c->pf_err = err;
 		return false;
 	}
+	uint64_t pg = pa >> 12;
+	if (pg < c->npages) {
+		if (c->pg_state[pg] == PG_CODE) {
+			if (acc == ACC_WRITE) {
+				/* A write to code we decoded: let it through, remember it. */
+				page_dirty(c, pg);
+				c->pg_state[pg] = PG_PLAIN;
+				if (c->pg_writes[pg] < PG_HOT_WRITES)
+					c->pg_writes[pg]++;
+			} else {
+				w = false; /* so that a write comes back here */
+			}
+		}
+		if (w)
+			c->pg_wr[pg] = 1;
+	}
 	res->paddr = pa & ~0xfffull;
 	res->perms = UC_PROT_READ | (w ? UC_PROT_WRITE : 0) | (x ? UC_PROT_EXEC : 0);
 	return true;
@@ -402,8 +456,11 @@ static int write_virt_raw(struct vmm_cpu *c, uint64_t va, const void *buf, size_
 		uint8_t *p = ram_ptr(c, pa, chunk);
 		if (p)
 			memcpy(p, in, chunk);
-		/* Unicorn caches translated code per page; a write through us must drop it. */
+		/* Unicorn caches translated code per page; a write through us must drop it,
+		 * and so must our decodes of it. */
 		uc_ctl_remove_cache(c->uc, va, va + chunk);
+		if ((pa >> 12) < c->npages)
+			page_dirty(c, (uint32_t)(pa >> 12));
 		in += chunk;
 		va += chunk;
 		len -= chunk;
@@ -466,15 +523,32 @@ static unsigned site_hash(uint64_t addr)
 	return (unsigned)((addr * 0x9E3779B97F4A7C15ull) >> 52) & (EMU_SITE_BUCKETS - 1);
 }
 
-/* Where the code at va (fetched by the supervisor) lies in guest RAM, or NULL. */
-static const uint8_t *code_host(struct vmm_cpu *c, uint64_t va, uint32_t len)
+/* The guest page the code at va (fetched by the supervisor) lies on, or PG_NONE. */
+static uint32_t code_page(struct vmm_cpu *c, uint64_t va)
 {
 	uint64_t pa;
 	bool w, x;
 	uint32_t err;
-	if (!walk(c, va, ACC_FETCH, false, false, &pa, &w, &x, &err))
-		return NULL;
-	return ram_ptr(c, pa, len);
+	if (!walk(c, va, ACC_FETCH, false, false, &pa, &w, &x, &err) || (pa >> 12) >= c->npages)
+		return PG_NONE;
+	return (uint32_t)(pa >> 12);
+}
+
+/* Trap the next write to page pg (unless it is hot): it holds code we decoded. */
+static void page_protect(struct vmm_cpu *c, uint32_t pg)
+{
+	if (pg == PG_NONE || c->pg_state[pg] != PG_PLAIN)
+		return;
+	if (c->pg_writes[pg] >= PG_HOT_WRITES) {
+		c->pg_state[pg] = PG_HOT;
+		return;
+	}
+	c->pg_state[pg] = PG_CODE;
+	if (c->pg_wr[pg]) {
+		/* A TLB entry may still allow writes: drop them all. */
+		uc_ctl_flush_tlb(c->uc);
+		memset(c->pg_wr, 0, c->npages);
+	}
 }
 
 static struct emu_site *site_find(struct vmm_cpu *c, uint64_t addr)
@@ -486,6 +560,37 @@ static struct emu_site *site_find(struct vmm_cpu *c, uint64_t addr)
 }
 
 static void site_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *opaque);
+
+/* A decode just checked against RAM: trap writes to its pages (not possible for hot
+ * pages: then it stays dirty, checked at every execution). */
+static void block_arm(struct vmm_cpu *c, struct emu_block *b)
+{
+	b->dirty = 0;
+	for (int i = 0; i < 2; i++) {
+		if (b->pg[i] == PG_NONE)
+			continue;
+		page_protect(c, b->pg[i]);
+		if (c->pg_state[b->pg[i]] == PG_HOT)
+			b->dirty = 1;
+	}
+}
+
+/* Take b off the lists of its pages (before freeing it). */
+static void block_unlink_pages(struct vmm_cpu *c, struct emu_block *b)
+{
+	for (int i = 0; i < 2; i++) {
+		uint32_t pg = b->pg[i];
+		if (pg == PG_NONE)
+			continue;
+		for (struct emu_block **pp = &c->pg_blocks[pg], *x; (x = *pp);
+		     pp = &x->pnext[x->pg[1] == pg]) {
+			if (x == b) {
+				*pp = b->pnext[i];
+				break;
+			}
+		}
+	}
+}
 
 static bool is_special(uint8_t kind)
 {
@@ -553,12 +658,22 @@ static struct emu_block *block_decode(struct vmm_cpu *c, uint64_t addr, uint32_t
 	if (!b)
 		return NULL;
 	b->len0 = (uint16_t)(0x1000 - (addr & 0xfff) < size ? 0x1000 - (addr & 0xfff) : size);
-	b->host[0] = code_host(c, addr, b->len0);
-	b->host[1] = size > b->len0 ? code_host(c, addr + b->len0, size - b->len0) : NULL;
-	if (size > b->len0 && !b->host[1])
-		b->host[0] = NULL;
+	b->pg[0] = code_page(c, addr);
+	b->pg[1] = size > b->len0 ? code_page(c, addr + b->len0) : PG_NONE;
+	if (size > b->len0 && b->pg[1] == PG_NONE)
+		b->pg[0] = PG_NONE;
+	if (b->pg[1] != PG_NONE && b->pg[1] == b->pg[0])
+		b->pg[0] = b->pg[1] = PG_NONE; /* both pages map one frame: left unchecked */
 	b->bytes = (uint8_t *)&b->offs[n + 1];
 	memcpy(b->bytes, code, size);
+	for (int i = 0; i < 2; i++) {
+		b->pnext[i] = NULL;
+		if (b->pg[i] != PG_NONE) {
+			b->pnext[i] = c->pg_blocks[b->pg[i]];
+			c->pg_blocks[b->pg[i]] = b;
+		}
+	}
+	block_arm(c, b);
 	b->addr = addr;
 	b->size = size;
 	b->n = (uint16_t)n;
@@ -575,13 +690,18 @@ static struct emu_block *block_decode(struct vmm_cpu *c, uint64_t addr, uint32_t
 }
 
 /* Whether the code a cached decode was made from is still what RAM holds. */
-static bool block_fresh(const struct emu_block *b)
+static bool block_fresh(struct vmm_cpu *c, struct emu_block *b)
 {
-	if (!b->host[0])
-		return true;
-	if (memcmp(b->host[0], b->bytes, b->len0) != 0)
+	if (!b->dirty || b->pg[0] == PG_NONE)
+		return true; /* no write to its pages since it was checked, or not in RAM */
+	const uint8_t *p0 = c->ram + ((uint64_t)b->pg[0] << 12) + (b->addr & 0xfff);
+	if (memcmp(p0, b->bytes, b->len0) != 0)
 		return false;
-	return b->size == b->len0 || memcmp(b->host[1], b->bytes + b->len0, b->size - b->len0) == 0;
+	if (b->size > b->len0 &&
+	    memcmp(c->ram + ((uint64_t)b->pg[1] << 12), b->bytes + b->len0, b->size - b->len0))
+		return false;
+	block_arm(c, b); /* unchanged (a data write to a code page): watch again */
+	return true;
 }
 
 /* The cached decode of the block, dropping one whose code has changed since. */
@@ -590,9 +710,10 @@ static struct emu_block *block_find(struct vmm_cpu *c, uint64_t addr, uint32_t s
 	for (struct emu_block **pp = &c->blocks[block_hash(addr, size)], *b; (b = *pp);
 	     pp = &b->next) {
 		if (b->addr == addr && b->size == size && b->bits == c->bits) {
-			if (block_fresh(b))
+			if (block_fresh(c, b))
 				return b;
 			*pp = b->next; /* c->cur is NULL here: nothing else points at it */
+			block_unlink_pages(c, b);
 			free(b);
 			c->nblocks--;
 			return NULL;
@@ -1470,6 +1591,15 @@ static int emu_create(struct vmm_machine *m, struct vmm_cpu **out)
 	c->m = m;
 	c->ram = vmm_machine_ram(m);
 	c->ram_size = vmm_machine_ram_size(m);
+	c->npages = (uint32_t)(c->ram_size >> 12);
+	c->pg_state = calloc(c->npages, 1);
+	c->pg_wr = calloc(c->npages, 1);
+	c->pg_writes = calloc(c->npages, sizeof(*c->pg_writes));
+	c->pg_blocks = calloc(c->npages, sizeof(*c->pg_blocks));
+	if (!c->pg_state || !c->pg_wr || !c->pg_writes || !c->pg_blocks) {
+		emu_destroy(c);
+		return -VMM_ENOMEM;
+	}
 	c->target = UINT64_MAX;
 	c->bits = 32;
 	c->calib = calibrate();
@@ -1526,6 +1656,10 @@ static void emu_destroy(struct vmm_cpu *c)
 			n = s->next;
 			free(s);
 		}
+	free(c->pg_state);
+	free(c->pg_wr);
+	free(c->pg_writes);
+	free(c->pg_blocks);
 	free(c);
 }
 
@@ -1574,7 +1708,12 @@ static int emu_reset_pvh(struct vmm_cpu *c, uint32_t entry, uint32_t start_info)
 	uc_hook_add(c->uc, &c->hooks[0], UC_HOOK_BLOCK, (void *)block_hook, c, 1, 0);
 	if (e != UC_ERR_OK)
 		return uc_fail(e, "PVH entry trampoline");
-	uc_ctl_flush_tb(c->uc);
+	/* Drop every translation of guest RAM (the trampoline's were made without the block
+	 * hook; a previous run's may describe other code). Not uc_ctl_flush_tb: Unicorn
+	 * 2.1.1's tb_flush memsets its whole 1 GiB code buffer, which costs 1-3 s and 1 GiB
+	 * of resident memory per reset. Paging is off here, so addresses are physical. */
+	uc_ctl_remove_cache(c->uc, 0, c->ram_size);
+	all_dirty(c); /* the loader wrote RAM: check every cached decode once */
 	wreg(c, UC_X86_REG_RSP, 0);
 	wreg(c, UC_X86_REG_RBX, start_info);
 	wreg(c, UC_X86_REG_RIP, entry);
@@ -1894,6 +2033,8 @@ static int emu_load(struct vmm_cpu *c, const void *blob, size_t len)
 	if (e != UC_ERR_OK)
 		return uc_fail(e, "restoring the CPU context");
 	uc_ctl_flush_tlb(c->uc);
+	memset(c->pg_wr, 0, c->npages);
+	all_dirty(c); /* RAM may have been loaded too: check every cached decode once */
 	c->icount = h.icount;
 	c->tsc_offset = h.tsc_offset;
 	c->tsc_aux = h.tsc_aux;

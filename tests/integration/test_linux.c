@@ -1,0 +1,224 @@
+/* integration */
+/*
+ * test_linux.c: Debian 12's stock Linux kernel, a PVH guest nobody here wrote, boots on
+ * `rewind run --backend emu` to the "VFS: Unable to mount root fs" panic, printing the
+ * kernel messages it prints on QEMU's microvm, and its reboot request (panic=-1) ends the
+ * run with the reset status (6). The kernel comes from `make linux`
+ * (tools/fetch-linux.sh) into $REWIND_BUILD/linux/vmlinux; without it the test skips.
+ *
+ * linux-boot.golden is QEMU's log of the same boot, normalised as the issue fixes it:
+ * timestamps stripped and the lines that report measured speeds removed (any line with
+ * "BogoMIPS", "MHz" or "calibrat"). Made with
+ *   qemu-system-x86_64 -M microvm,x-option-roms=off,rtc=on,acpi=off,pic=on,pit=on,\
+ *     isa-serial=on -cpu qemu64,-apic -m 128M -no-reboot -nographic -nodefaults \
+ *     -serial stdio -kernel build/linux/vmlinux -append "$CMDLINE" |
+ *   sed -E 's/\r$//; s/^\[ *[0-9]+\.[0-9]+\] //' | grep -v -E 'BogoMIPS|MHz|[Cc]alibrat'
+ * with CMDLINE below. The comparison then applies the same normalisation to rewind's
+ * output, and to both sides the known differences listed in `known[]` below, each with
+ * its reason; every other line must be equal, in order.
+ */
+#include "harness.h"
+
+#include <ctype.h>
+
+#define CMDLINE "console=ttyS0 nolapic noapic acpi=off pci=off panic=-1"
+#define GOLDEN "tests/integration/linux-boot.golden"
+#define BOOT_TIMEOUT_S 100
+#define STATUS_RESET 6
+
+/*
+ * Lines that legitimately differ between QEMU's microvm and rewind, dropped from both
+ * sides before comparing (a line is dropped if it starts with one of these):
+ *  - firmware: QEMU boots through qboot, which builds an e820 map with an ACPI NVS range
+ *    at 0xd0000 and an MP table (with a local APIC and an IOAPIC); rewind gives the PVH
+ *    start info's memory map only (one reserved range 0x9fc00-0xfffff) and no MP table.
+ *    Linux then reports the MP table (QEMU) or the missing APIC (rewind).
+ *  - the clock source: QEMU's TCG TSC fails Linux's PIT calibration, so Linux marks the
+ *    TSC unstable and runs on jiffies; rewind's TSC is the virtual one (icount) and
+ *    calibrates, after which Linux may use it or its watchdog may reject it (it does not
+ *    tick while the guest halts), depending on host speed. Every "tsc:", TSC
+ *    "clocksource:" and "sched_clock:" line, and the trace-clock advice QEMU's unstable
+ *    TSC brings, are calibration outcomes.
+ *  - i8042: rewind's sysctl device (vmm/sysctl.c) answers 0x64 as an idle 8042 so a
+ *    guest can reset through it; microvm has no 8042, so port 0x64 reads 0xFF there.
+ */
+static const char *const known[] = {
+	/* firmware (qboot's e820 map and MP table against PVH start info) */
+	"BIOS-e820: [mem 0x000000000009fc00-",
+	"BIOS-e820: [mem 0x00000000000d0000-",
+	"BIOS-e820: [mem 0x00000000000f0000-",
+	"found SMP MP-table at ",
+	"Intel MultiProcessor Specification ",
+	"MPTABLE: ",
+	"Processor #0 (Bootup-CPU)",
+	"BIOS bug: APIC version mismatch",
+	"IOAPIC[0]: ",
+	"Processors: 1",
+	"ACPI: PM: Registering ACPI NVS region ",
+	"No local APIC present",
+	"APIC: disable apic facility",
+	"APIC: switched to apic NOOP",
+	"smpboot: weird, boot CPU (#0) not listed by the BIOS",
+	/* the clock source (calibration outcome) */
+	"tsc: ",
+	"clocksource: tsc",
+	"clocksource: Switched to clocksource ",
+	"clocksource: timekeeping watchdog ",
+	"clocksource:     ", /* continuation lines of the watchdog's report */
+	"sched_clock: ",
+	"Unstable clock detected, switching default tracing clock",
+	"If you want to keep using the local clock, then add:",
+	"  \"trace_clock=local\"",
+	"on the kernel command line",
+	/* the 8042 stub */
+	"i8042: No controller found",
+	"i8042: Can't read CTR while initializing i8042",
+	"i8042: probe of i8042 failed with error ",
+};
+
+/*
+ * Numbers that follow from the firmware difference above or from the wall clock, masked
+ * with '#' on both sides (the text before and after must still match):
+ *  - "Memory: NK/..." and "NK reserved": qboot's MP table takes one more page;
+ *  - "nr_irqs: N": Linux sizes its IRQ space for the MP table's IOAPIC;
+ *  - the audit timestamp and the time the RTC sets: the wall clock at boot.
+ */
+static const struct {
+	const char *prefix; /* the line starts with this */
+	const char *after;  /* mask the run of digits (and '.', ':', '-', 'T') after this */
+} masks[] = {
+	{"Memory: ", "Memory: "},
+	{"Memory: ", "bss, "},
+	{"NR_IRQS: ", "nr_irqs: "},
+	{"audit: type=2000 audit(", "audit("},
+	{"rtc_cmos rtc_cmos: setting system clock to ", "clock to "},
+	{"rtc_cmos rtc_cmos: setting system clock to ", "UTC ("},
+};
+
+static bool starts(const char *s, const char *p)
+{
+	return strncmp(s, p, strlen(p)) == 0;
+}
+
+static bool speed_line(const char *s)
+{
+	return strstr(s, "BogoMIPS") || strstr(s, "MHz") || strstr(s, "alibrat");
+}
+
+/* Normalise one line in place; false if it is dropped. */
+static bool norm_line(char *s)
+{
+	size_t n = strlen(s);
+	while (n && (s[n - 1] == '\r' || s[n - 1] == '\n'))
+		s[--n] = '\0';
+	/* "[    1.104033] " */
+	if (s[0] == '[') {
+		char *e = strchr(s, ']');
+		if (e && e[1] == ' ') {
+			bool ts = true;
+			for (char *p = s + 1; p < e; p++)
+				ts = ts && (*p == ' ' || *p == '.' || isdigit((unsigned char)*p));
+			if (ts)
+				memmove(s, e + 2, strlen(e + 2) + 1);
+		}
+	}
+	if (speed_line(s))
+		return false;
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (starts(s, known[i]))
+			return false;
+	for (size_t i = 0; i < sizeof(masks) / sizeof(masks[0]); i++) {
+		if (!starts(s, masks[i].prefix))
+			continue;
+		char *p = strstr(s, masks[i].after);
+		if (!p)
+			continue;
+		p += strlen(masks[i].after);
+		char *q = p;
+		while (isdigit((unsigned char)*q) || *q == '.' || *q == ':' || *q == '-' ||
+		       *q == 'T')
+			q++;
+		if (q > p) {
+			*p = '#';
+			memmove(p + 1, q, strlen(q) + 1);
+		}
+	}
+	return true;
+}
+
+struct lines {
+	char **v;
+	size_t n;
+};
+
+/* Split text into normalised lines (text is modified and kept by the result). */
+static void split(char *text, struct lines *l)
+{
+	size_t cap = 64;
+	l->v = malloc(cap * sizeof(*l->v));
+	l->n = 0;
+	for (char *s = text, *e; *s; s = e) {
+		/* Line by line, empty ones included (the panic prints one). */
+		e = strchr(s, '\n');
+		if (e)
+			*e++ = '\0';
+		else
+			e = s + strlen(s);
+		if (!norm_line(s))
+			continue;
+		if (l->n == cap)
+			l->v = realloc(l->v, (cap *= 2) * sizeof(*l->v));
+		l->v[l->n++] = s;
+	}
+}
+
+static bool have_kernel(char *path, size_t size)
+{
+	snprintf(path, size, "%s/linux/vmlinux", h_build_dir());
+	return access(path, R_OK) == 0;
+}
+
+Test(linux, boots_to_the_root_fs_panic_as_on_qemu, .timeout = BOOT_TIMEOUT_S + 20)
+{
+	char kernel[4096], rewind[4096];
+	if (!have_kernel(kernel, sizeof(kernel)))
+		cr_skip_test("no Linux kernel: run 'make linux' to fetch Debian's kernel");
+	h_rewind_path(rewind, sizeof(rewind));
+	cr_assert(access(rewind, X_OK) == 0, "%s missing: run make first", rewind);
+	size_t glen;
+	char *golden = h_read_file(GOLDEN, &glen);
+	cr_assert(golden, "cannot read %s", GOLDEN);
+
+	char *argv[] = {rewind, "run", "--backend", "emu", "--append", CMDLINE, kernel, NULL};
+	struct h_opts o = {.timeout_s = BOOT_TIMEOUT_S};
+	struct h_run r;
+	h_run(argv, &o, &r);
+	cr_log_info("linux: booted to the panic in %.2f s wall", r.secs);
+	cr_assert(!r.timed_out, "killed after %d s; last output:\n%s\nstderr:\n%s",
+		  BOOT_TIMEOUT_S, r.len > 4000 ? r.out + r.len - 4000 : r.out, r.err);
+	cr_expect(strstr(r.out, "Linux version ") != NULL, "no \"Linux version\" line");
+	cr_expect(strstr(r.out, "Kernel panic - not syncing: VFS: Unable to mount root fs") !=
+			  NULL,
+		  "no root fs panic; last output:\n%s",
+		  r.len > 4000 ? r.out + r.len - 4000 : r.out);
+	cr_expect(strstr(r.err, "the guest requested a reset") != NULL,
+		  "no reset message on stderr:\n%s", r.err);
+	cr_expect_eq(r.status, STATUS_RESET, "exit status %d, expected %d (reset); stderr:\n%s",
+		     r.status, STATUS_RESET, r.err);
+
+	struct lines want, got;
+	split(golden, &want);
+	split(r.out, &got);
+	size_t i = 0;
+	while (i < want.n && i < got.n && strcmp(want.v[i], got.v[i]) == 0)
+		i++;
+	if (i < want.n || i < got.n)
+		cr_expect_fail("kernel messages differ from QEMU's (%s) at normalised line %zu "
+			       "(of %zu expected, %zu printed):\n  QEMU:   %s\n  rewind: %s",
+			       GOLDEN, i + 1, want.n, got.n, i < want.n ? want.v[i] : "(end)",
+			       i < got.n ? got.v[i] : "(end)");
+	free(want.v);
+	free(got.v);
+	free(golden);
+	h_free(&r);
+}
