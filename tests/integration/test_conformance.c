@@ -1,0 +1,139 @@
+/* integration */
+/*
+ * test_conformance.c: the backend conformance suite (DESIGN.md §2.3): the same guest
+ * programs run on every vCPU backend there is here, and what they report (exception
+ * vectors, error codes, CR2, interrupt order, ALU results and flags, memory hash) must
+ * equal the golden reports in tests/integration/, so emu and kvm are compared with each
+ * other through the goldens. emu always runs; kvm runs where /dev/kvm opens and is skipped
+ * otherwise. The goldens are QEMU TCG's reports except for one line, where QEMU is wrong
+ * (see conform_exc below and test_qemu_boot.c, which checks that).
+ */
+#include "tests/integration/harness.h"
+
+#define TIMEOUT_S 30
+
+/*
+ * selftest prints host- and backend-specific details (RIPs, TSC values, the CPUID vendor)
+ * in parentheses or quotes after each check's name; its golden keeps the check names, the
+ * verdicts and the summary line.
+ */
+static char *normalize_selftest(const char *out)
+{
+	size_t cap = strlen(out) + 1, n = 0;
+	char *res = malloc(cap);
+	cr_assert(res);
+	for (const char *line = out; *line;) {
+		size_t len = strcspn(line, "\n");
+		bool verdict = !strncmp(line, "PASS: ", 6) || !strncmp(line, "FAIL: ", 6);
+		bool summary = !strncmp(line, "selftest: ", 10) &&
+			       strstr(line, " passed, ") && strstr(line, " passed, ") < line + len;
+		if (verdict || summary) {
+			size_t keep = len;
+			for (size_t i = 6; verdict && i + 1 < len; i++)
+				if (line[i] == ' ' && (line[i + 1] == '(' || line[i + 1] == '"')) {
+					keep = i;
+					break;
+				}
+			memcpy(res + n, line, keep);
+			n += keep;
+			res[n++] = '\n';
+		}
+		line += len + (line[len] == '\n');
+	}
+	res[n] = '\0';
+	return res;
+}
+
+/* The first line where a and b differ, for the failure message. */
+static void first_difference(const char *a, const char *b, char *buf, size_t size)
+{
+	int line = 1;
+	const char *la = a, *lb = b;
+	while (*la && *lb) {
+		size_t na = strcspn(la, "\n"), nb = strcspn(lb, "\n");
+		if (na != nb || memcmp(la, lb, na)) {
+			snprintf(buf, size, "line %d: expected \"%.*s\", got \"%.*s\"", line, (int)na,
+				 la, (int)nb, lb);
+			return;
+		}
+		la += na + (la[na] == '\n');
+		lb += nb + (lb[nb] == '\n');
+		line++;
+	}
+	snprintf(buf, size, "line %d: expected %s, got %s", line, *la ? "more lines" : "the end",
+		 *lb ? "more lines" : "the end");
+}
+
+/* Run guest on backend and compare its (normalized) report with the golden file. */
+static void conform(const char *guest, const char *backend)
+{
+	if (!strcmp(backend, "kvm") && !h_have_kvm())
+		cr_skip_test("no /dev/kvm: conformance on kvm not run");
+
+	char rw[4096], elf[4096], golden[4096];
+	h_rewind_path(rw, sizeof(rw));
+	h_guest_path(guest, elf, sizeof(elf));
+	snprintf(golden, sizeof(golden), "tests/integration/%s.golden", guest);
+	char *expected = h_read_file(golden, NULL);
+	cr_assert(expected, "cannot read %s (tests run from the repository root)", golden);
+
+	char *argv[] = {rw, "run", "--backend", (char *)backend, elf, NULL};
+	struct h_opts o = {.timeout_s = TIMEOUT_S};
+	struct h_run r;
+	h_run(argv, &o, &r);
+	cr_assert(!r.timed_out, "%s on %s: killed after %d s; output:\n%s%s", guest, backend,
+		  TIMEOUT_S, r.out, r.err);
+	cr_expect_eq(r.status, 1, "%s on %s: exit status %d, expected 1; stderr:\n%s", guest,
+		     backend, r.status, r.err);
+
+	char *report = strcmp(guest, "selftest") ? strdup(r.out) : normalize_selftest(r.out);
+	if (strcmp(report, expected)) {
+		char diff[512];
+		first_difference(expected, report, diff, sizeof(diff));
+		cr_expect_fail("%s on %s differs from %s at %s\nfull output:\n%s", guest, backend,
+			       golden, diff, r.out);
+	}
+	free(report);
+	free(expected);
+	h_free(&r);
+}
+
+Test(conformance, exc_emu, .timeout = TIMEOUT_S + 10)
+{
+	conform("conform_exc", "emu");
+}
+
+Test(conformance, exc_kvm, .timeout = TIMEOUT_S + 10)
+{
+	conform("conform_exc", "kvm");
+}
+
+Test(conformance, irq_emu, .timeout = TIMEOUT_S + 10)
+{
+	conform("conform_irq", "emu");
+}
+
+Test(conformance, irq_kvm, .timeout = TIMEOUT_S + 10)
+{
+	conform("conform_irq", "kvm");
+}
+
+Test(conformance, regs_emu, .timeout = TIMEOUT_S + 10)
+{
+	conform("conform_regs", "emu");
+}
+
+Test(conformance, regs_kvm, .timeout = TIMEOUT_S + 10)
+{
+	conform("conform_regs", "kvm");
+}
+
+Test(conformance, selftest_emu, .timeout = TIMEOUT_S + 10)
+{
+	conform("selftest", "emu");
+}
+
+Test(conformance, selftest_kvm, .timeout = TIMEOUT_S + 10)
+{
+	conform("selftest", "kvm");
+}
