@@ -11,19 +11,8 @@
 
 static uint8_t ro_page[4096] __attribute__((aligned(4096)));
 static uint8_t nx_page[4096] __attribute__((aligned(4096)));
-static uint64_t report_hash = G_FNV_INIT;
 
-static void line(const char *fmt, ...) G_PRINTF(1, 2);
-static void line(const char *fmt, ...)
-{
-	char buf[160];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = g_vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	report_hash = g_fnv1a(report_hash, buf, (size_t)n);
-	g_printf("%s\n", buf);
-}
+#define line g_report_line
 
 /* Print what g_trap caught; cr2_base: the address CR2 is reported against (0: none). */
 static void show(const char *name, uint64_t cr2_base)
@@ -149,7 +138,7 @@ int main(void)
 	     (long)(db_rip - insn));
 	g_set_handler(1, NULL);
 
-	g_printf("conform_exc: hash %016lx\n", report_hash);
+	g_printf("conform_exc: hash %016lx\n", g_report_hash);
 	g_puts("conform_exc: done");
 	return 0;
 }

@@ -14,19 +14,8 @@
 
 #define MAX_EVENTS 16
 
-static uint64_t report_hash = G_FNV_INIT;
 
-static void line(const char *fmt, ...) G_PRINTF(1, 2);
-static void line(const char *fmt, ...)
-{
-	char buf[160];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = g_vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	report_hash = g_fnv1a(report_hash, buf, (size_t)n);
-	g_printf("%s\n", buf);
-}
+#define line g_report_line
 
 /* ---- software INT nesting ---- */
 static char soft_log[32];
@@ -214,7 +203,7 @@ int main(void)
 
 	g_pit_stop();
 	g_pic_set_masks(0xffff & ~(1u << 2));
-	g_printf("conform_irq: hash %016lx\n", report_hash);
+	g_printf("conform_irq: hash %016lx\n", g_report_hash);
 	g_puts("conform_irq: done");
 	return 0;
 }

@@ -27,19 +27,8 @@ static const uint64_t vals[] = {
 };
 #define NVALS (sizeof(vals) / sizeof(vals[0]))
 
-static uint64_t report_hash = G_FNV_INIT;
 
-static void line(const char *fmt, ...) G_PRINTF(1, 2);
-static void line(const char *fmt, ...)
-{
-	char buf[160];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = g_vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	report_hash = g_fnv1a(report_hash, buf, (size_t)n);
-	g_printf("%s\n", buf);
-}
+#define line g_report_line
 
 static uint64_t mix(uint64_t h, uint64_t v)
 {
@@ -263,7 +252,7 @@ int main(void)
 	g_puts("conform_regs: integer instruction conformance report");
 	alu();
 	strings();
-	g_printf("conform_regs: hash %016lx\n", report_hash);
+	g_printf("conform_regs: hash %016lx\n", g_report_hash);
 	g_puts("conform_regs: done");
 	return 0;
 }

@@ -128,6 +128,12 @@ int strncmp(const char *a, const char *b, size_t n);
 /* FNV-1a 64-bit over n bytes, continuing from h (start with G_FNV_INIT). */
 #define G_FNV_INIT 0xcbf29ce484222325ull
 uint64_t g_fnv1a(uint64_t h, const void *p, size_t n);
+/*
+ * Conformance reports: print one line (a newline is added) and fold it into
+ * g_report_hash, which a report prints last so two machines compare in one value.
+ */
+extern uint64_t g_report_hash;
+void g_report_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- serial (COM1, 16550A) ---- */
 void g_serial_init(void);          /* 115200 8N1, FIFO on; keeps bytes that arrived before */

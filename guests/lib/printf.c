@@ -188,3 +188,18 @@ int g_snprintf(char *buf, size_t size, const char *fmt, ...)
 	va_end(ap);
 	return n;
 }
+
+uint64_t g_report_hash = G_FNV_INIT;
+
+void g_report_line(const char *fmt, ...)
+{
+	char buf[160];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = g_vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n > (int)sizeof(buf) - 1)
+		n = (int)sizeof(buf) - 1;
+	g_report_hash = g_fnv1a(g_report_hash, buf, (size_t)n);
+	g_printf("%s\n", buf);
+}
