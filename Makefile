@@ -104,5 +104,5 @@ format:
 clean:
 	rm -rf $(B)/obj $(B)/gobj $(B)/guests $(B)/tests $(B)/rewind $(B)/libvmm.a $(B)/asan
 
--include $(shell find $(B)/obj $(B)/gobj -name '*.d' 2>/dev/null)
+-include $(shell find $(B)/obj $(B)/gobj $(B)/tests -name '*.d' 2>/dev/null)
 .SECONDARY:

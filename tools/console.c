@@ -141,7 +141,9 @@ void console_out(void *opaque, uint8_t byte)
 	if (c->out_fd < 0 || c->out_dead)
 		return;
 	c->buf[c->len++] = byte;
-	if (c->len == sizeof(c->buf) || (byte == '\n' && c->tty))
+	/* Whole lines go out at once, so a reader of a pipe sees a computing guest's output;
+	 * partial lines wait for the next stop or idle (console_flush from the live input). */
+	if (c->len == sizeof(c->buf) || byte == '\n')
 		console_flush(c);
 }
 

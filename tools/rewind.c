@@ -112,11 +112,22 @@ static int status_for(int err)
 	}
 }
 
-static void fail(int err, const char *what)
+/* One line: "rewind: WHAT: DETAIL" (WHAT left out when the detail already starts with it). */
+static void fail_with(int status, int err, const char *what)
 {
 	const char *d = vmm_errdetail();
-	fprintf(stderr, "%s: %s: %s\n", prog, what, *d ? d : vmm_strerror(-err));
-	exit(status_for(err));
+	if (!*d)
+		d = vmm_strerror(-err);
+	if (!strncmp(d, what, strlen(what)))
+		fprintf(stderr, "%s: %s\n", prog, d);
+	else
+		fprintf(stderr, "%s: %s: %s\n", prog, what, d);
+	exit(status);
+}
+
+static void fail(int err, const char *what)
+{
+	fail_with(status_for(err), err, what);
 }
 
 struct common_opts {
@@ -241,8 +252,8 @@ static int cmd_run(int argc, char **argv)
 	void *elf;
 	size_t elf_len;
 	rc = vmm_read_file(path, 512u << 20, &elf, &elf_len);
-	if (rc < 0)
-		fail(rc, path);
+	if (rc < 0) /* missing, a directory, not a regular file, too large: bad input */
+		fail_with(rc == -VMM_ENOMEM ? EXIT_HOST : EXIT_BADINPUT, rc, path);
 
 	const struct vmm_cpu_ops *backend = pick_backend(o.backend);
 

@@ -28,15 +28,15 @@
 #define H_TIMEOUT_S 30
 
 struct h_opts {
-	const char *input;      /* bytes written to stdin (NULL: none) */
+	const char *input;	 /* bytes written to stdin (NULL: none) */
 	const char *input_after; /* write input once the output contains this (NULL: at once) */
-	bool hold_stdin;        /* keep stdin open until the process ends (else EOF after input) */
-	bool merge;             /* stderr goes into out, as on a terminal */
-	int sig;                /* a signal to send (0: none) ... */
-	const char *sig_after;  /* ... once the output contains this (NULL: from the start) ... */
-	int sig_delay_ms;       /* ... and this many milliseconds later */
-	double timeout_s;       /* deadline (0: H_TIMEOUT_S); then SIGKILL */
-	const char *cwd;        /* working directory of the child (NULL: ours) */
+	bool hold_stdin;	 /* keep stdin open until the process ends (else EOF after input) */
+	bool merge;		 /* stderr goes into out, as on a terminal */
+	int sig;		 /* a signal to send (0: none) ... */
+	const char *sig_after;	 /* ... once the output contains this (NULL: from the start) ... */
+	int sig_delay_ms;	 /* ... and this many milliseconds later */
+	double timeout_s;	 /* deadline (0: H_TIMEOUT_S); then SIGKILL */
+	const char *cwd;	 /* working directory of the child (NULL: ours) */
 };
 
 struct h_run {
@@ -44,10 +44,10 @@ struct h_run {
 	size_t len;
 	char *err; /* stderr, NUL-terminated ("" if merged) */
 	size_t err_len;
-	int status;     /* exit status, -1 if it did not exit normally */
-	int termsig;    /* the signal that ended it, 0 if none */
+	int status;	/* exit status, -1 if it did not exit normally */
+	int termsig;	/* the signal that ended it, 0 if none */
 	bool timed_out; /* killed at the deadline */
-	double secs;    /* wall time */
+	double secs;	/* wall time */
 };
 
 /* A process started by h_start and not yet collected by h_wait. */

@@ -25,8 +25,8 @@ static char *normalize_selftest(const char *out)
 	for (const char *line = out; *line;) {
 		size_t len = strcspn(line, "\n");
 		bool verdict = !strncmp(line, "PASS: ", 6) || !strncmp(line, "FAIL: ", 6);
-		bool summary = !strncmp(line, "selftest: ", 10) &&
-			       strstr(line, " passed, ") && strstr(line, " passed, ") < line + len;
+		bool summary = !strncmp(line, "selftest: ", 10) && strstr(line, " passed, ") &&
+			       strstr(line, " passed, ") < line + len;
 		if (verdict || summary) {
 			size_t keep = len;
 			for (size_t i = 6; verdict && i + 1 < len; i++)
@@ -52,8 +52,8 @@ static void first_difference(const char *a, const char *b, char *buf, size_t siz
 	while (*la && *lb) {
 		size_t na = strcspn(la, "\n"), nb = strcspn(lb, "\n");
 		if (na != nb || memcmp(la, lb, na)) {
-			snprintf(buf, size, "line %d: expected \"%.*s\", got \"%.*s\"", line, (int)na,
-				 la, (int)nb, lb);
+			snprintf(buf, size, "line %d: expected \"%.*s\", got \"%.*s\"", line,
+				 (int)na, la, (int)nb, lb);
 			return;
 		}
 		la += na + (la[na] == '\n');
