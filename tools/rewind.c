@@ -138,7 +138,7 @@ struct common_opts {
 	bool verbose;
 };
 
-static const struct vmm_cpu_ops *pick_backend(const char *name)
+static const struct vmm_cpu_ops *pick_backend(const char *name, bool verbose)
 {
 	if (!strcmp(name, "emu"))
 		return &emu_cpu_ops;
@@ -153,7 +153,10 @@ static const struct vmm_cpu_ops *pick_backend(const char *name)
 			fprintf(stderr, "%s: using the kvm backend\n", prog);
 			return &kvm_cpu_ops;
 		}
-		fprintf(stderr, "%s: using the emu backend (%s)\n", prog, vmm_errdetail());
+		if (verbose)
+			fprintf(stderr, "%s: using the emu backend (%s)\n", prog, vmm_errdetail());
+		else
+			fprintf(stderr, "%s: using the emu backend (no usable /dev/kvm)\n", prog);
 		return &emu_cpu_ops;
 	}
 	die_line(EXIT_USAGE, "--backend %s: expected kvm, emu or auto", name);
@@ -255,7 +258,7 @@ static int cmd_run(int argc, char **argv)
 	if (rc < 0) /* missing, a directory, not a regular file, too large: bad input */
 		fail_with(rc == -VMM_ENOMEM ? EXIT_HOST : EXIT_BADINPUT, rc, path);
 
-	const struct vmm_cpu_ops *backend = pick_backend(o.backend);
+	const struct vmm_cpu_ops *backend = pick_backend(o.backend, o.verbose);
 
 	struct vmm_live_config lc = {.in_fd = con.in_fd,
 				     .escape = con.escape,
