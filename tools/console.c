@@ -141,6 +141,7 @@ void console_out(void *opaque, uint8_t byte)
 	if (c->out_fd < 0 || c->out_dead)
 		return;
 	c->buf[c->len++] = byte;
+	c->last = byte;
 	/* Whole lines go out at once, so a reader of a pipe sees a computing guest's output;
 	 * partial lines wait for the next stop or idle (console_flush from the live input). */
 	if (c->len == sizeof(c->buf) || byte == '\n')
@@ -149,6 +150,9 @@ void console_out(void *opaque, uint8_t byte)
 
 void console_finish(struct console *c)
 {
+	/* On a terminal, rewind's own last words start on a line of their own. */
+	if (c->tty && c->out_fd == STDOUT_FILENO && c->last && c->last != '\n')
+		console_out(c, '\n');
 	console_flush(c);
 	if (c->raw_on) {
 		tcsetattr(STDIN_FILENO, TCSANOW, &c->saved);

@@ -21,6 +21,7 @@ struct console {
 	uint8_t buf[8192];
 	size_t len;
 	bool out_dead;  /* the output went away (client closed): drop from now on */
+	uint8_t last;   /* the last byte the guest wrote */
 	char error[256];
 };
 
