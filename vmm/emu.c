@@ -34,6 +34,8 @@
 
 #define EMU_BLOCK_BUCKETS (1u << 16)
 #define EMU_SITE_BUCKETS (1u << 12)
+#define EMU_FRONT 1024u
+#define FRONT_IDX(a) ((unsigned)(((a) ^ ((a) >> 10)) & (EMU_FRONT - 1)))
 #define PG_NONE UINT32_MAX
 #define PG_HOT_WRITES 64 /* see struct emu_block */
 
@@ -174,6 +176,9 @@ struct vmm_cpu {
 	uc_context *ctx;
 
 	struct emu_block *blocks[EMU_BLOCK_BUCKETS];
+	/* A small direct-mapped front for blocks[]: the hash table is too large to stay in
+	 * cache, and the block hook looks a block up on every execution. */
+	struct emu_block *front[EMU_FRONT];
 	struct emu_site *sites[EMU_SITE_BUCKETS];
 	uint64_t nblocks, nsites;
 	uc_hook hooks[6];
@@ -705,14 +710,29 @@ static bool block_fresh(struct vmm_cpu *c, struct emu_block *b)
 }
 
 /* The cached decode of the block, dropping one whose code has changed since. */
+static struct emu_block *block_find_slow(struct vmm_cpu *c, uint64_t addr, uint32_t size);
+
 static struct emu_block *block_find(struct vmm_cpu *c, uint64_t addr, uint32_t size)
+{
+	struct emu_block *b = c->front[FRONT_IDX(addr)];
+	if (b && b->addr == addr && b->size == size && b->bits == c->bits && !b->dirty)
+		return b;
+	b = block_find_slow(c, addr, size);
+	if (b)
+		c->front[FRONT_IDX(addr)] = b;
+	return b;
+}
+
+static struct emu_block *block_find_slow(struct vmm_cpu *c, uint64_t addr, uint32_t size)
 {
 	for (struct emu_block **pp = &c->blocks[block_hash(addr, size)], *b; (b = *pp);
 	     pp = &b->next) {
 		if (b->addr == addr && b->size == size && b->bits == c->bits) {
 			if (block_fresh(c, b))
 				return b;
-			*pp = b->next; /* c->cur is NULL here: nothing else points at it */
+			*pp = b->next; /* c->cur is NULL here: only the front may point at it */
+			if (c->front[FRONT_IDX(b->addr)] == b)
+				c->front[FRONT_IDX(b->addr)] = NULL;
 			block_unlink_pages(c, b);
 			free(b);
 			c->nblocks--;
