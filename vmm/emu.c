@@ -28,6 +28,7 @@
 #include "x86dec.h"
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unicorn/unicorn.h>
@@ -1913,20 +1914,27 @@ static void seg_from_gdt(struct vmm_cpu *c, uint16_t sel, struct vmm_seg *s)
 	s->attr = (uint32_t)((d >> 40) & 0xff) | (uint32_t)(((d >> 52) & 0xf) << 12);
 }
 
+/* The general registers, RIP and RFLAGS: Unicorn's id and their place in vmm_regs. */
+static const struct {
+	int id;
+	size_t off;
+} gpr_map[] = {
+	{UC_X86_REG_RAX, offsetof(struct vmm_regs, rax)}, {UC_X86_REG_RBX, offsetof(struct vmm_regs, rbx)},
+	{UC_X86_REG_RCX, offsetof(struct vmm_regs, rcx)}, {UC_X86_REG_RDX, offsetof(struct vmm_regs, rdx)},
+	{UC_X86_REG_RSI, offsetof(struct vmm_regs, rsi)}, {UC_X86_REG_RDI, offsetof(struct vmm_regs, rdi)},
+	{UC_X86_REG_RBP, offsetof(struct vmm_regs, rbp)}, {UC_X86_REG_RSP, offsetof(struct vmm_regs, rsp)},
+	{UC_X86_REG_R8, offsetof(struct vmm_regs, r8)},   {UC_X86_REG_R9, offsetof(struct vmm_regs, r9)},
+	{UC_X86_REG_R10, offsetof(struct vmm_regs, r10)}, {UC_X86_REG_R11, offsetof(struct vmm_regs, r11)},
+	{UC_X86_REG_R12, offsetof(struct vmm_regs, r12)}, {UC_X86_REG_R13, offsetof(struct vmm_regs, r13)},
+	{UC_X86_REG_R14, offsetof(struct vmm_regs, r14)}, {UC_X86_REG_R15, offsetof(struct vmm_regs, r15)},
+	{UC_X86_REG_RIP, offsetof(struct vmm_regs, rip)}, {UC_X86_REG_EFLAGS, offsetof(struct vmm_regs, rflags)},
+};
+
 static int emu_get_regs(struct vmm_cpu *c, struct vmm_regs *r)
 {
 	memset(r, 0, sizeof(*r));
-	static const int ids[] = {
-		UC_X86_REG_RAX, UC_X86_REG_RBX, UC_X86_REG_RCX, UC_X86_REG_RDX,
-		UC_X86_REG_RSI, UC_X86_REG_RDI, UC_X86_REG_RBP, UC_X86_REG_RSP,
-		UC_X86_REG_R8,  UC_X86_REG_R9,  UC_X86_REG_R10, UC_X86_REG_R11,
-		UC_X86_REG_R12, UC_X86_REG_R13, UC_X86_REG_R14, UC_X86_REG_R15,
-		UC_X86_REG_RIP, UC_X86_REG_EFLAGS};
-	uint64_t *dst[] = {&r->rax, &r->rbx, &r->rcx, &r->rdx, &r->rsi, &r->rdi,
-			   &r->rbp, &r->rsp, &r->r8,  &r->r9,  &r->r10, &r->r11,
-			   &r->r12, &r->r13, &r->r14, &r->r15, &r->rip, &r->rflags};
-	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
-		*dst[i] = rreg(c, ids[i]);
+	for (size_t i = 0; i < sizeof(gpr_map) / sizeof(gpr_map[0]); i++)
+		*(uint64_t *)((uint8_t *)r + gpr_map[i].off) = rreg(c, gpr_map[i].id);
 	seg_from_gdt(c, (uint16_t)rreg(c, UC_X86_REG_CS), &r->cs);
 	seg_from_gdt(c, (uint16_t)rreg(c, UC_X86_REG_DS), &r->ds);
 	seg_from_gdt(c, (uint16_t)rreg(c, UC_X86_REG_ES), &r->es);
@@ -1970,17 +1978,8 @@ static int emu_get_regs(struct vmm_cpu *c, struct vmm_regs *r)
 
 static int emu_set_regs(struct vmm_cpu *c, const struct vmm_regs *r)
 {
-	static const int ids[] = {
-		UC_X86_REG_RAX, UC_X86_REG_RBX, UC_X86_REG_RCX, UC_X86_REG_RDX,
-		UC_X86_REG_RSI, UC_X86_REG_RDI, UC_X86_REG_RBP, UC_X86_REG_RSP,
-		UC_X86_REG_R8,  UC_X86_REG_R9,  UC_X86_REG_R10, UC_X86_REG_R11,
-		UC_X86_REG_R12, UC_X86_REG_R13, UC_X86_REG_R14, UC_X86_REG_R15,
-		UC_X86_REG_RIP, UC_X86_REG_EFLAGS};
-	const uint64_t *src[] = {&r->rax, &r->rbx, &r->rcx, &r->rdx, &r->rsi, &r->rdi,
-				 &r->rbp, &r->rsp, &r->r8,  &r->r9,  &r->r10, &r->r11,
-				 &r->r12, &r->r13, &r->r14, &r->r15, &r->rip, &r->rflags};
-	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
-		wreg(c, ids[i], *src[i]);
+	for (size_t i = 0; i < sizeof(gpr_map) / sizeof(gpr_map[0]); i++)
+		wreg(c, gpr_map[i].id, *(const uint64_t *)((const uint8_t *)r + gpr_map[i].off));
 	return 0;
 }
 
