@@ -3,7 +3,7 @@
 # ones; otherwise print the one apt-get line to run. Unicorn 2.1.1 is fetched apart,
 # without root, by tools/fetch-unicorn.sh (DESIGN.md §2.3).
 set -u
-pkgs="build-essential liblz4-dev libzstd-dev libunwind-dev libcriterion-dev gdb \
+pkgs="build-essential liblz4-dev libzstd-dev libxxhash-dev libunwind-dev libcriterion-dev gdb \
 debian-archive-keyring ca-certificates xz-utils"
 missing=""
 for p in $pkgs; do

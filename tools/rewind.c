@@ -1,35 +1,35 @@
 /*
- * rewind.c: the command line (DESIGN.md §1). The only place that prints to the user and
- * decides exit statuses. Library errors arrive as negative codes plus vmm_errdetail().
+ * rewind.c: the command line (DESIGN.md §1): run, record, replay; `log` is in logcmd.c.
+ * The only place that prints to the user and decides exit statuses. Library errors
+ * arrive as negative codes plus vmm_errdetail() / lf_errdetail().
  */
+#include "logfmt/log.h"
+#include "record/record.h"
+#include "replay/replay.h"
 #include "vmm/cpu.h"
 #include "vmm/live.h"
 #include "vmm/loader.h"
 #include "vmm/machine.h"
 
+#include "tools/cli.h"
 #include "tools/console.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
-/* rewind's own exit statuses (even; the guest's are odd: (V << 1) | 1). */
-enum {
-	EXIT_POWEROFF = 0,
-	EXIT_USAGE = 2,
-	EXIT_BADINPUT = 4,
-	EXIT_RESET = 6,
-	EXIT_DIVERGED = 8,
-	EXIT_HOST = 10,
-	EXIT_INTERNAL = 12,
-};
+const char *prog = "rewind";
 
-static const char *prog = "rewind";
+/* The machine model a log is recorded on: bump when a device's behaviour changes. */
+#define MACHINE_MODEL "rewind-pc-1"
 
 static void usage_main(FILE *f)
 {
@@ -37,48 +37,105 @@ static void usage_main(FILE *f)
 		"usage: rewind COMMAND [options] ...\n"
 		"\n"
 		"Commands:\n"
-		"  run [options] GUEST.elf     run a PVH guest live, no log\n"
+		"  run [options] GUEST.elf               run a PVH guest live, no log\n"
+		"  record [options] -o LOG GUEST.elf     run live and log every input\n"
+		"  replay [options] LOG                  run the recording again, verified\n"
+		"  log info|dump|verify LOG              inspect or check a log\n"
 		"\n"
 		"Run 'rewind COMMAND --help' for a command's options.\n"
 		"\n"
 		"Exit status:\n"
 		"  odd N     the guest wrote V to isa-debug-exit (port 0xf4): N = (V << 1) | 1\n"
+		"            (replay: the status the recorded guest exited with)\n"
 		"  0         the guest stopped another way (halted with interrupts off, or\n"
 		"            stopped by the user: Ctrl-A x on a terminal, SIGINT otherwise)\n"
 		"  2         usage error\n"
-		"  4         bad input: file, ELF image, log\n"
+		"  4         bad input: file, ELF image, log (corrupt, cut, other version)\n"
 		"  6         the guest reset the machine or triple-faulted\n"
 		"  8         replay diverged from the recording\n"
 		"  10        host resource: no /dev/kvm, port in use, disk full\n"
 		"  12        internal error\n");
 }
 
+static const char machine_help[] =
+	"Boot a PVH ELF kernel (Xen PVH entry note) on rewind's PC: 16550A UART (COM1),\n"
+	"8259A PICs, 8254 PIT, CMOS RTC, isa-debug-exit at 0xf4.\n"
+	"\n"
+	"Options:\n"
+	"  --backend kvm|emu|auto  vCPU backend (default auto: kvm when /dev/kvm opens,\n"
+	"                          else emu, and say which on stderr)\n"
+	"  --mem SIZE              guest RAM, e.g. 128M, 1G (default 128M; 2M to 64G)\n"
+	"  --append CMDLINE        kernel command line\n"
+	"  --serial stdio|file:PATH|tcp:HOST:PORT\n"
+	"                          COM1 (default stdio). stdio on a terminal: raw mode,\n"
+	"                          Ctrl-A x quits, Ctrl-A Ctrl-A sends Ctrl-A.\n"
+	"                          file: output only. tcp: listen on HOST:PORT and wait\n"
+	"                          for one client, which gets output and gives input.\n"
+	"  --clock real|virtual    machine clock (default real: the host's, so timing\n"
+	"                          varies from run to run). virtual: 1 ns per instruction\n"
+	"                          from 2026-01-01, timers at exact instruction counts, the\n"
+	"                          same every run without input (emu only).\n"
+	"  --verbose               show backend, position and unhandled ports at exit\n"
+	"  -h, --help              this help\n";
+
 static void usage_run(FILE *f)
 {
-	fprintf(f,
-		"usage: rewind run [options] GUEST.elf\n"
-		"\n"
-		"Boot a PVH ELF kernel (Xen PVH entry note) on rewind's PC: 16550A UART (COM1),\n"
-		"8259A PICs, 8254 PIT, CMOS RTC, isa-debug-exit at 0xf4.\n"
-		"\n"
-		"Options:\n"
-		"  --backend kvm|emu|auto  vCPU backend (default auto: kvm when /dev/kvm opens,\n"
-		"                          else emu, and say which on stderr)\n"
-		"  --mem SIZE              guest RAM, e.g. 128M, 1G (default 128M; 2M to 64G)\n"
-		"  --append CMDLINE        kernel command line\n"
-		"  --serial stdio|file:PATH|tcp:HOST:PORT\n"
-		"                          COM1 (default stdio). stdio on a terminal: raw mode,\n"
-		"                          Ctrl-A x quits, Ctrl-A Ctrl-A sends Ctrl-A.\n"
-		"                          file: output only. tcp: listen on HOST:PORT and wait\n"
-		"                          for one client, which gets output and gives input.\n"
-		"  --verbose               show backend, position and unhandled ports at exit\n"
-		"  -h, --help              this help\n"
-		"\n"
-		"Exit status: see 'rewind --help'.\n");
+	fprintf(f, "usage: rewind run [options] GUEST.elf\n\n%s\nExit status: see 'rewind --help'.\n",
+		machine_help);
 }
 
-static void die_line(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void die_line(int status, const char *fmt, ...)
+static void usage_record(FILE *f)
+{
+	fprintf(f,
+		"usage: rewind record [options] -o LOG GUEST.elf\n"
+		"\n"
+		"Run the guest live, as 'rewind run' does, and write every input it receives\n"
+		"(clock reads, timer expiries, serial bytes) to LOG with its position, plus\n"
+		"state hashes, so that 'rewind replay LOG' runs it again exactly. Ctrl-A x or\n"
+		"SIGINT still end in a complete log; a recorder killed outright leaves a log\n"
+		"that replays up to its last complete chunk ('rewind log verify --repair').\n"
+		"\n"
+		"On emu a position is the count of instructions retired, exact for every event.\n"
+		"On kvm it is the count of guest exits (port I/O, HLT, interrupt window): timer\n"
+		"interrupts reach the guest only at those exits, so a CPU-bound guest on kvm is\n"
+		"not preempted while recorded (landmarks will lift this).\n"
+		"\n"
+		"%s"
+		"  -o, --output LOG        the log to write (replaced if it exists)\n"
+		"  --compress zstd|lz4|none  how chunks are compressed (default zstd)\n"
+		"  --no-embed              keep only the image's path and hash in the log\n"
+		"                          (default: the image is embedded, compressed)\n"
+		"\n"
+		"Exit status: as 'rewind run'; see 'rewind --help'.\n",
+		machine_help);
+}
+
+static void usage_replay(FILE *f)
+{
+	fprintf(f,
+		"usage: rewind replay [options] LOG\n"
+		"\n"
+		"Run a recording again from its log, instruction for instruction: every input\n"
+		"comes from the log at its recorded position; the host clock and stdin are not\n"
+		"used, and idle time is skipped. The guest's output is printed as the replayed\n"
+		"guest produces it and checked against the recording, as are state hashes and\n"
+		"the way the run ended. Then one summary line, and the exit status the recorded\n"
+		"guest ended with. A mismatch is a divergence: a report naming the position,\n"
+		"the expected and the observed event, the registers, and exit status 8.\n"
+		"\n"
+		"Options:\n"
+		"  --backend kvm|emu       replay on this backend (default: the one recorded on)\n"
+		"  --image PATH            the guest image, for a log recorded with --no-embed\n"
+		"                          whose image moved (its hash must match)\n"
+		"  --quiet                 do not print the guest's output (it is still checked)\n"
+		"  --verbose               more detail in the summary\n"
+		"  -h, --help              this help\n"
+		"\n"
+		"Exit status: the recorded guest's; 4 for a corrupt, cut or foreign log, 8 for a\n"
+		"divergence; see 'rewind --help'.\n");
+}
+
+void die_line(int status, const char *fmt, ...)
 {
 	va_list ap;
 	fprintf(stderr, "%s: ", prog);
@@ -87,6 +144,15 @@ static void die_line(int status, const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 	exit(status);
+}
+
+void die_lf(int err, const char *what)
+{
+	const char *d = lf_errdetail();
+	if (!*d)
+		d = lf_strerror(err);
+	int status = (-err == LF_EIO || -err == LF_ENOMEM) ? EXIT_HOST : EXIT_BADINPUT;
+	die_line(status, "%s: %s", what, d);
 }
 
 /* Map a vmm error code to rewind's exit status. */
@@ -107,12 +173,15 @@ static int status_for(int err)
 		return EXIT_HOST;
 	case VMM_EGUEST:
 		return EXIT_RESET;
+	case VMM_EINPUT:
+		return EXIT_DIVERGED;
 	default:
 		return EXIT_INTERNAL;
 	}
 }
 
 /* One line: "rewind: WHAT: DETAIL" (WHAT left out when the detail already starts with it). */
+static void fail_with(int status, int err, const char *what) __attribute__((noreturn));
 static void fail_with(int status, int err, const char *what)
 {
 	const char *d = vmm_errdetail();
@@ -125,17 +194,24 @@ static void fail_with(int status, int err, const char *what)
 	exit(status);
 }
 
+static void fail(int err, const char *what) __attribute__((noreturn));
 static void fail(int err, const char *what)
 {
 	fail_with(status_for(err), err, what);
 }
+
 
 struct common_opts {
 	const char *backend;
 	const char *mem;
 	const char *append;
 	const char *serial;
+	const char *clock;
 	bool verbose;
+	/* record */
+	const char *output;
+	const char *compress;
+	bool no_embed;
 };
 
 static const struct vmm_cpu_ops *pick_backend(const char *name, bool verbose)
@@ -160,7 +236,6 @@ static const struct vmm_cpu_ops *pick_backend(const char *name, bool verbose)
 		return &emu_cpu_ops;
 	}
 	die_line(EXIT_USAGE, "--backend %s: expected kvm, emu or auto", name);
-	return NULL;
 }
 
 static void dump_regs(struct vmm_machine *m)
@@ -189,52 +264,170 @@ static void dump_regs(struct vmm_machine *m)
 		r.idt.limit);
 }
 
+/* ---- run and record ----------------------------------------------------------------- */
+
 static struct vmm_live *g_live;
+static struct rpl *g_rpl;
+static struct vmm_machine *g_machine;
 
 static void on_signal(int sig)
 {
 	(void)sig;
 	if (g_live)
 		vmm_live_request_stop(g_live);
+	if (g_rpl && g_machine)
+		rpl_request_stop(g_rpl, g_machine);
 }
 
-static int cmd_run(int argc, char **argv)
+static void catch_signals(void)
 {
-	struct common_opts o = {.backend = "auto", .mem = "128M", .serial = "stdio"};
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+/* The exit status and the user's line for how a run (or its replay) ended. */
+static int report_stop(struct vmm_machine *m, const struct vmm_stop *stop, bool replay)
+{
+	switch (stop->reason) {
+	case VMM_STOP_DEBUG_EXIT:
+		return (int)(((stop->exit_value << 1) | 1) & 0xff);
+	case VMM_STOP_RESET:
+		fprintf(stderr, "%s: the guest requested a reset at position %llu\n", prog,
+			(unsigned long long)stop->pos);
+		dump_regs(m);
+		return EXIT_RESET;
+	case VMM_STOP_TRIPLE_FAULT:
+		fprintf(stderr,
+			"%s: triple fault at position %llu (exception %d could not be delivered)\n",
+			prog, (unsigned long long)stop->pos, stop->vector);
+		dump_regs(m);
+		return EXIT_RESET;
+	case VMM_STOP_HALTED:
+		fprintf(stderr,
+			"%s: the guest halted with interrupts disabled at position %llu; nothing "
+			"can wake it\n",
+			prog, (unsigned long long)stop->pos);
+		return EXIT_POWEROFF;
+	case VMM_STOP_USER:
+		fprintf(stderr, "%s: %s at position %llu\n", prog,
+			replay ? "the recording was stopped by the user" : "stopped",
+			(unsigned long long)stop->pos);
+		return EXIT_POWEROFF;
+	}
+	return EXIT_INTERNAL;
+}
+
+static void show_unhandled(struct vmm_machine *m)
+{
+	struct vmm_unhandled u[64];
+	size_t n = vmm_machine_unhandled(m, u, 64);
+	for (size_t i = 0; i < n && i < 64; i++)
+		fprintf(stderr, "%s: unhandled port %#06x: %llu reads, %llu writes\n", prog,
+			u[i].port, (unsigned long long)u[i].reads, (unsigned long long)u[i].writes);
+	if (n == 0)
+		fprintf(stderr, "%s: no accesses to unhandled ports\n", prog);
+}
+
+static uint64_t wall_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static double mono_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Parse options shared by run and record (record's own too when record is set). */
+static void parse_machine_opts(int argc, char **argv, bool record, struct common_opts *o)
+{
+	*o = (struct common_opts){.backend = "auto", .mem = "128M", .serial = "stdio",
+				  .clock = "real", .compress = "zstd"};
 	static const struct option lopts[] = {
 		{"backend", required_argument, NULL, 'b'}, {"mem", required_argument, NULL, 'm'},
 		{"append", required_argument, NULL, 'a'},  {"serial", required_argument, NULL, 's'},
-		{"verbose", no_argument, NULL, 'v'},       {"help", no_argument, NULL, 'h'},
+		{"clock", required_argument, NULL, 'c'},   {"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},          {"output", required_argument, NULL, 'o'},
+		{"compress", required_argument, NULL, 'z'}, {"no-embed", no_argument, NULL, 'n'},
 		{NULL, 0, NULL, 0}};
+	const char *cmd = record ? "record" : "run";
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, record ? "ho:" : "h", lopts, NULL)) != -1) {
+		if (!record && (c == 'o' || c == 'z' || c == 'n'))
+			die_line(EXIT_USAGE, "run: %s is an option of 'rewind record'",
+				 argv[optind - 1]);
 		switch (c) {
 		case 'b':
-			o.backend = optarg;
+			o->backend = optarg;
 			break;
 		case 'm':
-			o.mem = optarg;
+			o->mem = optarg;
 			break;
 		case 'a':
-			o.append = optarg;
+			o->append = optarg;
 			break;
 		case 's':
-			o.serial = optarg;
+			o->serial = optarg;
+			break;
+		case 'c':
+			o->clock = optarg;
 			break;
 		case 'v':
-			o.verbose = true;
+			o->verbose = true;
+			break;
+		case 'o':
+			o->output = optarg;
+			break;
+		case 'z':
+			o->compress = optarg;
+			break;
+		case 'n':
+			o->no_embed = true;
 			break;
 		case 'h':
-			usage_run(stdout);
-			return 0;
+			if (record)
+				usage_record(stdout);
+			else
+				usage_run(stdout);
+			exit(0);
 		default:
-			fprintf(stderr, "Try 'rewind run --help'.\n");
-			return EXIT_USAGE;
+			fprintf(stderr, "Try 'rewind %s --help'.\n", cmd);
+			exit(EXIT_USAGE);
 		}
 	}
 	if (optind != argc - 1)
-		die_line(EXIT_USAGE, "run: expected one guest ELF file (try 'rewind run --help')");
+		die_line(EXIT_USAGE, "%s: expected one guest ELF file (try 'rewind %s --help')", cmd,
+			 cmd);
+	if (record && !o->output)
+		die_line(EXIT_USAGE, "record: -o LOG is required (try 'rewind record --help')");
+	if (strcmp(o->clock, "real") && strcmp(o->clock, "virtual"))
+		die_line(EXIT_USAGE, "--clock %s: expected real or virtual", o->clock);
+	if (record && lf_codec_parse(o->compress) < 0)
+		die_line(EXIT_USAGE, "--compress %s: expected zstd, lz4 or none", o->compress);
+}
+
+/* The machine config a log carries: what replay must rebuild. */
+static void machine_config_text(char *buf, size_t cap, const struct vmm_cpu_ops *backend,
+				uint64_t mem, const char *clock)
+{
+	snprintf(buf, cap,
+		 "machine=%s\nbackend=%s\npositions=%s\nmem=%" PRIu64 "\nclock=%s\n",
+		 MACHINE_MODEL, backend->name,
+		 backend == &kvm_cpu_ops ? "exits" : "instructions", mem, clock);
+}
+
+static int cmd_run_or_record(int argc, char **argv, bool record)
+{
+	struct common_opts o;
+	parse_machine_opts(argc, argv, record, &o);
 	const char *path = argv[optind];
 
 	uint64_t mem;
@@ -245,6 +438,10 @@ static int cmd_run(int argc, char **argv)
 	if (o.append && strlen(o.append) > VMM_CMDLINE_MAX)
 		die_line(EXIT_USAGE, "--append: command line longer than %u bytes",
 			 VMM_CMDLINE_MAX);
+	bool vclock = !strcmp(o.clock, "virtual");
+	if (vclock && !strcmp(o.backend, "kvm"))
+		die_line(EXIT_USAGE, "--clock virtual needs the emu backend (--backend emu): kvm "
+				     "cannot stop a guest at an exact instruction count");
 
 	struct console con;
 	int rc = console_open(&con, o.serial);
@@ -258,13 +455,15 @@ static int cmd_run(int argc, char **argv)
 	if (rc < 0) /* missing, a directory, not a regular file, too large: bad input */
 		fail_with(rc == -VMM_ENOMEM ? EXIT_HOST : EXIT_BADINPUT, rc, path);
 
-	const struct vmm_cpu_ops *backend = pick_backend(o.backend, o.verbose);
+	const struct vmm_cpu_ops *backend =
+		vclock ? &emu_cpu_ops : pick_backend(o.backend, o.verbose);
 
 	struct vmm_live_config lc = {.in_fd = con.in_fd,
 				     .escape = con.escape,
 				     .out = console_out,
 				     .out_opaque = &con,
-				     .flush = console_flush};
+				     .flush = console_flush,
+				     .virtual_clock = vclock};
 	struct vmm_live *live;
 	rc = vmm_live_create(&lc, &live);
 	if (rc < 0)
@@ -273,6 +472,45 @@ static int cmd_run(int argc, char **argv)
 				 .backend = backend,
 				 .input = &vmm_live_input_ops,
 				 .input_opaque = live};
+
+	/* Recording: the log file, its writer, and the recorder wrapped around live. */
+	int log_fd = -1;
+	struct lf_io io;
+	struct lf_io_fd iofd;
+	struct lf_writer *w = NULL;
+	struct rec *rec = NULL;
+	if (record) {
+		log_fd = open(o.output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (log_fd < 0)
+			die_line(EXIT_HOST, "cannot create the log %s: %s", o.output,
+				 strerror(errno));
+		lf_io_fd_init(&io, &iofd, log_fd);
+		char config[256];
+		machine_config_text(config, sizeof(config), backend, mem, o.clock);
+		struct lf_header h = {.created_ns = wall_ns(),
+				      .tool = "rewind " REWIND_VERSION,
+				      .config = config,
+				      .cmdline = o.append ? o.append : "",
+				      .image_path = path,
+				      .image_hash = lf_hash64(elf, elf_len),
+				      .image_len = elf_len,
+				      .image = o.no_embed ? NULL : elf};
+		struct lf_writer_config wc = {.codec = (uint32_t)lf_codec_parse(o.compress)};
+		rc = lf_writer_open(&io, &h, &wc, &w);
+		if (rc < 0)
+			die_lf(rc, o.output);
+		struct rec_config rc_cfg = {.inner = &vmm_live_input_ops,
+					    .inner_opaque = live,
+					    .writer = w};
+		rc = rec_create(&rc_cfg, &rec);
+		if (rc < 0)
+			fail(rc, "recorder");
+		cfg.input = &rec_input_ops;
+		cfg.input_opaque = rec;
+		cfg.tap = &rec_input_tap;
+		cfg.tap_opaque = rec;
+	}
+
 	struct vmm_machine *m;
 	rc = vmm_machine_create(&cfg, &m);
 	if (rc < 0)
@@ -286,63 +524,286 @@ static int cmd_run(int argc, char **argv)
 		fail(rc, "live input");
 
 	g_live = live;
-	struct sigaction sa = {.sa_handler = on_signal};
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	catch_signals();
 	console_start(&con);
 
 	struct vmm_stop stop;
 	rc = vmm_machine_run(m, &stop);
 	console_finish(&con);
-	if (rc < 0)
+	if (rc < 0) {
+		if (record) {
+			/* Keep what was logged: a log that replays up to here. */
+			int frc = rec_error(rec) ? -1 : lf_writer_finish(w);
+			if (frc < 0)
+				fprintf(stderr,
+					"%s: %s is readable up to its last complete chunk "
+					"('rewind log verify --repair %s')\n",
+					prog, o.output, o.output);
+		}
 		fail(rc, "guest");
-
-	int status = EXIT_POWEROFF;
-	switch (stop.reason) {
-	case VMM_STOP_DEBUG_EXIT:
-		status = (int)(((stop.exit_value << 1) | 1) & 0xff);
-		break;
-	case VMM_STOP_RESET:
-		fprintf(stderr, "%s: the guest requested a reset at position %llu\n", prog,
-			(unsigned long long)stop.pos);
-		dump_regs(m);
-		status = EXIT_RESET;
-		break;
-	case VMM_STOP_TRIPLE_FAULT:
+	}
+	int status = report_stop(m, &stop, false);
+	if (record) {
+		rc = rec_finish(rec, m, &stop);
+		if (rc < 0) {
+			fprintf(stderr, "%s: %s\n", prog, vmm_errdetail());
+			die_line(EXIT_HOST,
+				 "%s is readable up to its last complete chunk ('rewind log verify "
+				 "--repair %s')",
+				 o.output, o.output);
+		}
+		struct lf_writer_stats ws;
+		lf_writer_stats(w, &ws);
 		fprintf(stderr,
-			"%s: triple fault at position %llu (exception %d could not be delivered)\n",
-			prog, (unsigned long long)stop.pos, stop.vector);
-		dump_regs(m);
-		status = EXIT_RESET;
-		break;
-	case VMM_STOP_HALTED:
-		fprintf(stderr,
-			"%s: the guest halted with interrupts disabled at position %llu; nothing "
-			"can wake it\n",
-			prog, (unsigned long long)stop.pos);
-		break;
-	case VMM_STOP_USER:
-		fprintf(stderr, "%s: stopped at position %llu\n", prog,
-			(unsigned long long)stop.pos);
-		break;
+			"%s: recorded %llu %s, %llu events in %s: %llu bytes (%llu of image "
+			"and header, %llu of events)\n",
+			prog, (unsigned long long)stop.pos,
+			backend == &kvm_cpu_ops ? "exits" : "instructions",
+			(unsigned long long)ws.events, o.output,
+			(unsigned long long)ws.total_bytes, (unsigned long long)ws.header_bytes,
+			(unsigned long long)(ws.total_bytes - ws.header_bytes));
+		lf_writer_free(w);
+		rec_free(rec);
+		if (close(log_fd) < 0)
+			die_line(EXIT_HOST, "closing the log %s: %s", o.output, strerror(errno));
 	}
 	if (o.verbose) {
 		fprintf(stderr, "%s: backend %s, stopped at position %llu\n", prog, backend->name,
 			(unsigned long long)stop.pos);
-		struct vmm_unhandled u[64];
-		size_t n = vmm_machine_unhandled(m, u, 64);
-		for (size_t i = 0; i < n && i < 64; i++)
-			fprintf(stderr, "%s: unhandled port %#06x: %llu reads, %llu writes\n", prog,
-				u[i].port, (unsigned long long)u[i].reads,
-				(unsigned long long)u[i].writes);
-		if (n == 0)
-			fprintf(stderr, "%s: no accesses to unhandled ports\n", prog);
+		show_unhandled(m);
 	}
 	g_live = NULL;
 	vmm_live_destroy(live);
 	vmm_machine_destroy(m);
+	console_close(&con);
+	return status;
+}
+
+/* ---- replay ---------------------------------------------------------------------------- */
+
+/* The value of KEY in a config text of key=value lines, copied into buf; false if absent. */
+static bool config_get(const char *config, const char *key, char *buf, size_t cap)
+{
+	size_t kl = strlen(key);
+	for (const char *p = config; p && *p;) {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) : strlen(p);
+		if (len > kl && !strncmp(p, key, kl) && p[kl] == '=') {
+			size_t vl = len - kl - 1;
+			if (vl >= cap)
+				return false;
+			memcpy(buf, p + kl + 1, vl);
+			buf[vl] = 0;
+			return true;
+		}
+		p = nl ? nl + 1 : NULL;
+	}
+	return false;
+}
+
+static void print_divergence(struct vmm_machine *m, const struct rpl_divergence *d)
+{
+	fprintf(stderr,
+		"%s: replay diverged at position %" PRIu64 "\n"
+		"  expected: %s\n"
+		"  observed: %s\n",
+		prog, d->pos, d->expected, d->observed);
+	fprintf(stderr, "  last input delivered at position %" PRIu64, d->last_event);
+	if (d->last_match)
+		fprintf(stderr, "; last matching state hash at position %" PRIu64, d->last_match);
+	fprintf(stderr, "\n  look from position %" PRIu64 " on\n",
+		d->last_event > d->last_match ? d->last_event : d->last_match);
+	fprintf(stderr, "  registers at position %" PRIu64 ":\n", vmm_machine_pos(m));
+	dump_regs(m);
+}
+
+static int cmd_replay(int argc, char **argv)
+{
+	const char *backend_name = NULL, *image_path = NULL;
+	bool quiet = false, verbose = false;
+	static const struct option lopts[] = {
+		{"backend", required_argument, NULL, 'b'}, {"image", required_argument, NULL, 'i'},
+		{"quiet", no_argument, NULL, 'q'},         {"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "hq", lopts, NULL)) != -1) {
+		switch (c) {
+		case 'b':
+			backend_name = optarg;
+			break;
+		case 'i':
+			image_path = optarg;
+			break;
+		case 'q':
+			quiet = true;
+			break;
+		case 'v':
+			verbose = true;
+			break;
+		case 'h':
+			usage_replay(stdout);
+			return 0;
+		default:
+			fprintf(stderr, "Try 'rewind replay --help'.\n");
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 1)
+		die_line(EXIT_USAGE, "replay: expected one log file (try 'rewind replay --help')");
+	const char *log_path = argv[optind];
+
+	int fd = open(log_path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		die_line(EXIT_BADINPUT, "%s: %s", log_path, strerror(errno));
+	struct lf_io io;
+	struct lf_io_fd iofd;
+	lf_io_fd_init(&io, &iofd, fd);
+	struct lf_reader *rd;
+	int rc = lf_reader_open(&io, &rd);
+	if (rc < 0)
+		die_lf(rc, log_path);
+	const struct lf_header *h = lf_reader_header(rd);
+
+	/* The machine it was recorded on. */
+	char model[64], bname[16], positions[16], memtxt[32];
+	if (!config_get(h->config, "machine", model, sizeof(model)) ||
+	    !config_get(h->config, "backend", bname, sizeof(bname)) ||
+	    !config_get(h->config, "positions", positions, sizeof(positions)) ||
+	    !config_get(h->config, "mem", memtxt, sizeof(memtxt)))
+		die_line(EXIT_BADINPUT, "%s: the machine config in the log is incomplete", log_path);
+	if (strcmp(model, MACHINE_MODEL))
+		die_line(EXIT_BADINPUT,
+			 "%s: recorded on machine model %s; this rewind replays %s only", log_path,
+			 model, MACHINE_MODEL);
+	char *end;
+	errno = 0;
+	uint64_t mem = strtoull(memtxt, &end, 10);
+	if (errno || *end || mem < VMM_MEM_MIN || mem > VMM_MEM_MAX || (mem & 0xfff))
+		die_line(EXIT_BADINPUT, "%s: bad memory size '%s' in the log", log_path, memtxt);
+	if (!backend_name)
+		backend_name = bname;
+	const struct vmm_cpu_ops *backend = NULL;
+	if (!strcmp(backend_name, "emu")) {
+		backend = &emu_cpu_ops;
+	} else if (!strcmp(backend_name, "kvm")) {
+		rc = kvm_cpu_ops.probe();
+		if (rc < 0)
+			fail(rc, "this log was recorded on kvm; replaying it needs kvm");
+		backend = &kvm_cpu_ops;
+	} else {
+		die_line(EXIT_USAGE, "--backend %s: expected kvm or emu", backend_name);
+	}
+	const char *want_pos = backend == &kvm_cpu_ops ? "exits" : "instructions";
+	if (strcmp(positions, want_pos))
+		die_line(EXIT_BADINPUT,
+			 "%s: its positions count %s (recorded on %s); the %s backend counts %s, "
+			 "and converting them is not supported yet",
+			 log_path, positions, bname, backend->name, want_pos);
+
+	/* The image: embedded, or from its path (or --image), with the recorded hash. */
+	const void *image = h->image;
+	void *image_file = NULL;
+	size_t image_len = (size_t)h->image_len;
+	if (!image || image_path) {
+		const char *ip = image_path ? image_path : h->image_path;
+		rc = vmm_read_file(ip, 512u << 20, &image_file, &image_len);
+		if (rc < 0)
+			die_line(EXIT_BADINPUT,
+				 "%s: the log does not embed its image and %s cannot be read (%s); "
+				 "give it with --image PATH",
+				 log_path, ip, vmm_errdetail());
+		if (lf_hash64(image_file, image_len) != h->image_hash || image_len != h->image_len)
+			die_line(EXIT_BADINPUT,
+				 "%s: %s is not the image this log was recorded with (its hash "
+				 "differs)",
+				 log_path, ip);
+		image = image_file;
+	}
+
+	struct console con;
+	rc = console_open(&con, "stdio");
+	if (rc < 0)
+		die_line(EXIT_HOST, "stdout: %s", con.error);
+	con.in_fd = -1; /* replay never reads the host */
+	con.escape = false;
+	if (quiet)
+		con.out_fd = -1;
+
+	struct rpl *rp;
+	struct rpl_config pc = {.reader = rd,
+				.out = console_out,
+				.out_opaque = &con,
+				.flush = console_flush};
+	rc = rpl_create(&pc, &rp);
+	if (rc < 0)
+		fail(rc, "replay");
+	struct vmm_config cfg = {
+		.mem_size = mem, .backend = backend, .input = &rpl_input_ops, .input_opaque = rp};
+	struct vmm_machine *m;
+	rc = vmm_machine_create(&cfg, &m);
+	if (rc < 0)
+		fail(rc, "creating the machine");
+	rc = vmm_machine_load(m, image, image_len, h->cmdline);
+	free(image_file);
+	if (rc < 0)
+		fail(rc, "the image in the log");
+
+	g_rpl = rp;
+	g_machine = m;
+	catch_signals();
+	double t0 = mono_s();
+	struct vmm_stop stop;
+	rc = vmm_machine_run(m, &stop);
+	double secs = mono_s() - t0;
+	struct rpl_divergence d;
+	enum rpl_verdict v = rpl_finish(rp, m, rc, &stop, &d);
+	console_finish(&con);
+	g_rpl = NULL;
+	g_machine = NULL;
+	struct rpl_stats st;
+	rpl_stats(rp, &st);
+
+	int status = EXIT_INTERNAL;
+	switch (v) {
+	case RPL_MATCHED:
+		status = report_stop(m, &stop, true);
+		fprintf(stderr, "%s: replayed %" PRIu64 " %s, %" PRIu64 " events in %.2f s: matched\n",
+			prog, (uint64_t)stop.pos, want_pos, st.events, secs);
+		if (verbose)
+			fprintf(stderr, "%s: %" PRIu64 " state hashes checked, %" PRIu64
+					" bytes of output\n",
+				prog, st.hashes, st.out_bytes);
+		break;
+	case RPL_DIVERGED:
+		print_divergence(m, &d);
+		status = EXIT_DIVERGED;
+		break;
+	case RPL_LOG_CUT:
+		fprintf(stderr,
+			"%s: %s: %s; replayed and matched up to position %" PRIu64
+			" ('rewind log verify' tells more)\n",
+			prog, log_path, d.expected, d.pos);
+		status = EXIT_BADINPUT;
+		break;
+	case RPL_LOG_BAD:
+		fprintf(stderr,
+			"%s: %s is corrupt: %s; replayed and matched up to position %" PRIu64 "\n",
+			prog, log_path, d.expected, d.pos);
+		status = EXIT_BADINPUT;
+		break;
+	case RPL_STOPPED:
+		fprintf(stderr, "%s: replay stopped at position %" PRIu64 "; matched so far\n", prog,
+			d.pos);
+		status = EXIT_POWEROFF;
+		break;
+	case RPL_FAILED:
+		fail(rc, "replay");
+	}
+	rpl_free(rp);
+	vmm_machine_destroy(m);
+	lf_reader_free(rd);
+	close(fd);
 	console_close(&con);
 	return status;
 }
@@ -358,7 +819,13 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (!strcmp(argv[1], "run"))
-		return cmd_run(argc - 1, argv + 1);
+		return cmd_run_or_record(argc - 1, argv + 1, false);
+	if (!strcmp(argv[1], "record"))
+		return cmd_run_or_record(argc - 1, argv + 1, true);
+	if (!strcmp(argv[1], "replay"))
+		return cmd_replay(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "log"))
+		return cmd_log(argc - 1, argv + 1);
 	fprintf(stderr, "%s: unknown command '%s' (try 'rewind --help')\n", prog, argv[1]);
 	return EXIT_USAGE;
 }

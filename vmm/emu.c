@@ -152,6 +152,14 @@ struct vmm_cpu {
 	enum emu_stop stop;
 	bool exc_stop;  /* Unicorn stopped on its own for an exception we know */
 	atomic_int kick;
+	/*
+	 * Position of the last interrupt delivery. No kick stop is taken there: events that a
+	 * kick lets in must land before or after the INTA at a position, never in between,
+	 * or replay (which delivers every event at a position before running) would see
+	 * them in another order. Budget stops are not affected: replay never targets a
+	 * position twice.
+	 */
+	uint64_t intr_pos;
 	int bits;              /* current code size: 16, 32, 64 */
 	bool bits_dirty;       /* re-derive bits at the next block */
 	bool watch_if;         /* an interrupt waits for IF: check IF at each block */
@@ -804,7 +812,7 @@ static void block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *opaque
 		c->prev_kind = prev == 0xFF ? X86_OTHER : prev;
 		c->cur = NULL;
 	}
-	if (atomic_load_explicit(&c->kick, memory_order_relaxed)) {
+	if (atomic_load_explicit(&c->kick, memory_order_relaxed) && c->icount != c->intr_pos) {
 		stop_at_block(c, addr, ES_KICK);
 		return;
 	}
@@ -1744,6 +1752,7 @@ static int emu_reset_pvh(struct vmm_cpu *c, uint32_t entry, uint32_t start_info)
 	c->bits = 32;
 	c->bits_dirty = false;
 	c->tsc_offset = 0;
+	c->intr_pos = UINT64_MAX;
 	return 0;
 }
 
@@ -1751,7 +1760,7 @@ static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 {
 	uint64_t target = budget == UINT64_MAX ? UINT64_MAX : c->icount + budget;
 	for (;;) {
-		if (atomic_exchange(&c->kick, 0)) {
+		if (c->icount != c->intr_pos && atomic_exchange(&c->kick, 0)) {
 			exit->reason = VMM_EXIT_KICK;
 			return 0;
 		}
@@ -1771,6 +1780,7 @@ static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 
 				int sv;
 				uint64_t rip = rreg(c, UC_X86_REG_RIP);
+				c->intr_pos = c->icount;
 				if (deliver(c, vec, false, 0, false, rip, rip, &sv)) {
 					exit->reason = VMM_EXIT_SHUTDOWN;
 					exit->vector = sv;
@@ -2056,6 +2066,7 @@ static int emu_load(struct vmm_cpu *c, const void *blob, size_t len)
 	all_dirty(c); /* RAM may have been loaded too: check every cached decode once */
 	c->icount = h.icount;
 	c->tsc_offset = h.tsc_offset;
+	c->intr_pos = UINT64_MAX;
 	c->tsc_aux = h.tsc_aux;
 	c->bits = (int)h.bits;
 	c->efer_lme_shadow = h.efer_lme_shadow;

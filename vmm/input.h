@@ -58,6 +58,18 @@ struct vmm_input_ops {
 	void (*serial_tx)(void *opaque, struct vmm_machine *m, uint8_t byte);
 };
 
+/*
+ * A tap sees every asynchronous delivery the moment the machine makes it, whoever called
+ * it (live or virtual-clock source): the recorder logs these. Clock values need no tap:
+ * the recorder wraps clock_read. Called on the vCPU thread; a member may be NULL.
+ */
+struct vmm_input_tap {
+	/* vmm_timer_fire(m, id) is about to run timer id's callback. */
+	void (*timer)(void *opaque, struct vmm_machine *m, unsigned id);
+	/* vmm_serial_rx(m, buf, n) is about to hand n bytes to the UART. */
+	void (*serial_rx)(void *opaque, struct vmm_machine *m, const uint8_t *buf, size_t n);
+};
+
 /* Returned by idle() (positive) when the user asked the machine to stop. */
 #define VMM_INPUT_STOP 1
 

@@ -1,6 +1,7 @@
 /*
  * live.c: the live input boundary (see live.h). It reads the host directly and logs
- * nothing; record/ wraps it to log every crossing.
+ * nothing; record/ wraps it to log every crossing. With virtual_clock the machine clock
+ * is derived from the position instead of the host clock; input stays live.
  *
  * Threads: the vCPU thread calls the input ops; one watcher thread only waits (on the
  * input fd and the earliest timer deadline) and kicks the vCPU. They share three
@@ -38,6 +39,7 @@ struct vmm_live {
 	atomic_uint_fast64_t deadline;
 	atomic_bool want_input;
 	atomic_bool input_kicked;
+	uint64_t vskip; /* virtual clock: ns skipped while halted */
 };
 
 static uint64_t mono_ns(void)
@@ -52,10 +54,23 @@ uint64_t vmm_live_host_ns(struct vmm_live *l)
 	return mono_ns() + l->epoch_off;
 }
 
+/* The machine clock now: host time, or the virtual clock of the current position. */
+static uint64_t now_ns(struct vmm_live *l, struct vmm_machine *m)
+{
+	if (l->cfg.virtual_clock)
+		return VMM_VCLOCK_EPOCH + vmm_machine_pos(m) + l->vskip;
+	return vmm_live_host_ns(l);
+}
+
 static uint64_t live_clock_read(void *opaque, struct vmm_machine *m)
 {
-	(void)m;
-	return vmm_live_host_ns(opaque);
+	return now_ns(opaque, m);
+}
+
+/* The deadline the watcher thread waits for: none with a virtual clock. */
+static uint64_t watched_deadline(struct vmm_live *l, struct vmm_machine *m)
+{
+	return l->cfg.virtual_clock ? UINT64_MAX : vmm_timer_next_deadline(m);
 }
 
 static void wake_watcher(struct vmm_live *l)
@@ -68,7 +83,13 @@ static void wake_watcher(struct vmm_live *l)
 static void live_timers_changed(void *opaque, struct vmm_machine *m)
 {
 	struct vmm_live *l = opaque;
-	uint64_t d = vmm_timer_next_deadline(m);
+	if (l->cfg.virtual_clock) {
+		/* The current run's budget was computed without this timer: end the run so
+		 * that the next budget counts to its deadline. */
+		vmm_machine_kick(m);
+		return;
+	}
+	uint64_t d = watched_deadline(l, m);
 	uint64_t old = atomic_exchange(&l->deadline, d);
 	if (d < old)
 		wake_watcher(l);
@@ -77,7 +98,7 @@ static void live_timers_changed(void *opaque, struct vmm_machine *m)
 /* Publish the earliest deadline; wake the watcher if it moved earlier. */
 static void publish(struct vmm_live *l, struct vmm_machine *m)
 {
-	uint64_t d = vmm_timer_next_deadline(m);
+	uint64_t d = watched_deadline(l, m);
 	uint64_t old = atomic_exchange(&l->deadline, d);
 	bool want = l->cfg.in_fd >= 0 && !l->in_eof && vmm_serial_rx_room(m) > 0;
 	bool was = atomic_exchange(&l->want_input, want);
@@ -130,7 +151,7 @@ static bool take_input(struct vmm_live *l, struct vmm_machine *m)
 /* Fire every due timer once; returns how many fired. */
 static int fire_due(struct vmm_live *l, struct vmm_machine *m)
 {
-	uint64_t now = vmm_live_host_ns(l);
+	uint64_t now = now_ns(l, m);
 	int fired = 0;
 	for (unsigned i = 0; i < vmm_timer_count(m); i++) {
 		struct vmm_timer *t = vmm_timer_get(m, i);
@@ -168,7 +189,12 @@ static int live_idle(void *opaque, struct vmm_machine *m)
 		if (l->cfg.flush)
 			l->cfg.flush(l->cfg.out_opaque);
 		uint64_t d = vmm_timer_next_deadline(m);
-		uint64_t now = vmm_live_host_ns(l);
+		uint64_t now = now_ns(l, m);
+		if (l->cfg.virtual_clock && d != UINT64_MAX) {
+			/* Nothing runs while halted: jump the clock to the deadline. */
+			l->vskip += d - now;
+			continue;
+		}
 		int timeout = -1;
 		if (d != UINT64_MAX)
 			timeout = d <= now ? 0 : (int)((d - now + 999999) / 1000000);
@@ -182,9 +208,14 @@ static int live_idle(void *opaque, struct vmm_machine *m)
 
 static uint64_t live_run_budget(void *opaque, struct vmm_machine *m)
 {
-	(void)opaque;
-	(void)m;
-	return UINT64_MAX;
+	struct vmm_live *l = opaque;
+	if (!l->cfg.virtual_clock)
+		return UINT64_MAX; /* the watcher thread kicks at deadlines */
+	uint64_t d = vmm_timer_next_deadline(m);
+	if (d == UINT64_MAX)
+		return UINT64_MAX;
+	uint64_t now = now_ns(l, m);
+	return d > now ? d - now : 1; /* one ns per instruction; always make progress */
 }
 
 static void live_serial_tx(void *opaque, struct vmm_machine *m, uint8_t byte)

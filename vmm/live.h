@@ -21,7 +21,17 @@ struct vmm_live_config {
 	void *out_opaque;
 	/* Flush buffered output (may be NULL): called at each poll and before idling. */
 	void (*flush)(void *opaque);
+	/*
+	 * Virtual clock (--clock virtual, emu only): the machine clock is VMM_VCLOCK_EPOCH
+	 * plus one nanosecond per instruction retired, plus the time skipped while halted;
+	 * timers expire at exact instruction counts, so a run without input is the same
+	 * every time. Serial input still comes from in_fd when it comes.
+	 */
+	bool virtual_clock;
 };
+
+/* The virtual clock starts at 2026-01-01 00:00:00 UTC, in ns since the epoch. */
+#define VMM_VCLOCK_EPOCH 1767225600000000000ull
 
 extern const struct vmm_input_ops vmm_live_input_ops;
 

@@ -13,6 +13,7 @@
 #include "loader.h"
 
 #include <stdatomic.h>
+#include <xxhash.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -223,6 +224,21 @@ int vmm_machine_run(struct vmm_machine *m, struct vmm_stop *stop)
 	}
 }
 
+int vmm_machine_hash(struct vmm_machine *m, uint64_t *regs, uint64_t *mem)
+{
+	if (regs) {
+		struct vmm_regs r;
+		memset(&r, 0, sizeof(r)); /* padding too: the hash covers the whole struct */
+		int rc = m->cfg.backend->get_regs(m->cpu, &r);
+		if (rc < 0)
+			return rc;
+		*regs = XXH3_64bits(&r, sizeof(r));
+	}
+	if (mem)
+		*mem = XXH3_64bits(m->ram, m->ram_size);
+	return 0;
+}
+
 size_t vmm_machine_unhandled(struct vmm_machine *m, struct vmm_unhandled *out, size_t cap)
 {
 	size_t n = 0;
@@ -321,6 +337,8 @@ void vmm_timer_fire(struct vmm_machine *m, unsigned id)
 	struct vmm_timer *t = vmm_timer_get(m, id);
 	if (!t)
 		return;
+	if (m->cfg.tap && m->cfg.tap->timer)
+		m->cfg.tap->timer(m->cfg.tap_opaque, m, id);
 	t->armed = false;
 	t->fire(t->opaque);
 }
@@ -334,8 +352,11 @@ size_t vmm_serial_rx_room(struct vmm_machine *m)
 void vmm_serial_rx(struct vmm_machine *m, const uint8_t *buf, size_t n)
 {
 	void *u = find_dev(m, &uart_dev_ops);
-	if (u && n)
-		uart_rx(u, buf, n);
+	if (!u || !n)
+		return;
+	if (m->cfg.tap && m->cfg.tap->serial_rx)
+		m->cfg.tap->serial_rx(m->cfg.tap_opaque, m, buf, n);
+	uart_rx(u, buf, n);
 }
 
 void vmm_serial_tx(struct vmm_machine *m, uint8_t byte)

@@ -20,6 +20,8 @@ struct vmm_config {
 	const struct vmm_cpu_ops *backend;  /* &emu_cpu_ops or &kvm_cpu_ops */
 	const struct vmm_input_ops *input;  /* live, record or replay */
 	void *input_opaque;
+	const struct vmm_input_tap *tap;    /* may be NULL: nobody watches deliveries */
+	void *tap_opaque;
 };
 
 /* How a run ended. */
@@ -62,6 +64,13 @@ void vmm_machine_kick(struct vmm_machine *m);
 
 /* The current position on the timeline. */
 vmm_pos_t vmm_machine_pos(struct vmm_machine *m);
+
+/*
+ * Hashes of the machine state for divergence checks: *regs over the vCPU's registers
+ * (struct vmm_regs), *mem over all of guest RAM (either pointer may be NULL). Equal
+ * hashes at equal positions in two runs mean, with overwhelming probability, equal state.
+ */
+int vmm_machine_hash(struct vmm_machine *m, uint64_t *regs, uint64_t *mem) VMM_WUR;
 
 /* Port accesses that hit no device: count of reads and writes, per port. */
 struct vmm_unhandled {

@@ -47,6 +47,8 @@ const char *vmm_strerror(int err)
 		return "KVM is not available";
 	case VMM_EBACKEND:
 		return "vCPU backend failure";
+	case VMM_EINPUT:
+		return "the input source stopped the run";
 	case VMM_EGUEST:
 		return "guest did something the machine cannot do";
 	case VMM_ESTATE:

@@ -37,7 +37,8 @@ enum vmm_err {
 	VMM_EBACKEND = 9,  /* backend failure (Unicorn or KVM ioctl failed) */
 	VMM_EGUEST = 10,   /* guest did something the machine cannot do */
 	VMM_ESTATE = 11,   /* saved state blob is malformed or from another version */
-	VMM_EINTERNAL = 12 /* our own bug */
+	VMM_EINTERNAL = 12, /* our own bug */
+	VMM_EINPUT = 13     /* the input source stopped the run (replay: divergence, log end) */
 };
 
 /* A static description of an error code. */

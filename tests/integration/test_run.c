@@ -7,6 +7,7 @@
  * Paths follow $REWIND_BUILD (default build/); tests run from the repository root.
  */
 #include "tests/integration/harness.h"
+#include "tests/integration/rw.h"
 
 #include <arpa/inet.h>
 #include <elf.h>
@@ -14,113 +15,9 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#define TIMEOUT_S 30
-
 /* Report hashes on QEMU TCG; rewind must give the same (conform_exc: see its test). */
 #define CONFORM_IRQ_HASH  "conform_irq: hash 064fe47e603cac0f\n"
 #define CONFORM_REGS_HASH "conform_regs: hash b3badc4037f7058f\n"
-
-/* Path of a guest ELF; the few buffers rotate so one call may use several. */
-static const char *guest(const char *name)
-{
-	static char bufs[4][4096];
-	static int next;
-	char *b = bufs[next++ % 4];
-	h_guest_path(name, b, sizeof(bufs[0]));
-	return b;
-}
-
-/* A scratch file path unique to this test process. */
-static const char *scratch(const char *name)
-{
-	static char bufs[4][512];
-	static int next;
-	char *b = bufs[next++ % 4];
-	const char *tmp = getenv("TMPDIR");
-	snprintf(b, sizeof(bufs[0]), "%s/rewind-test-%d-%s", tmp && *tmp ? tmp : "/tmp",
-		 (int)getpid(), name);
-	return b;
-}
-
-static void argv_of(const char **args, char **argv, size_t max)
-{
-	static char rw[4096];
-	h_rewind_path(rw, sizeof(rw));
-	size_t n = 0;
-	argv[n++] = rw;
-	for (; *args && n + 1 < max; args++)
-		argv[n++] = (char *)*args;
-	argv[n] = NULL;
-}
-
-/* Run rewind with the given arguments (no program name). */
-static void run_rw(struct h_run *r, const struct h_opts *o, const char **args)
-{
-	char *argv[64];
-	struct h_opts def = {.timeout_s = TIMEOUT_S};
-	argv_of(args, argv, 64);
-	h_run(argv, o ? o : &def, r);
-	cr_assert(!r->timed_out, "rewind killed after its deadline; stdout:\n%s\nstderr:\n%s",
-		  r->out, r->err);
-}
-
-#define RW(r, o, ...) run_rw(r, o, (const char *[]){__VA_ARGS__, NULL})
-
-static void expect_status(const struct h_run *r, int status)
-{
-	cr_expect_eq(r->status, status,
-		     "exit status %d (signal %d), expected %d\nstdout:\n%s\nstderr:\n%s", r->status,
-		     r->termsig, status, r->out, r->err);
-}
-
-static void expect_out(const struct h_run *r, const char *s)
-{
-	cr_expect(strstr(r->out, s) != NULL, "missing \"%s\" in stdout:\n%s\nstderr:\n%s", s,
-		  r->out, r->err);
-}
-
-static void expect_out_is(const struct h_run *r, const char *s)
-{
-	cr_expect_str_eq(r->out, s, "stdout:\n%s\nexpected:\n%s\nstderr:\n%s", r->out, s, r->err);
-}
-
-static void expect_err(const struct h_run *r, const char *s)
-{
-	cr_expect(strstr(r->err, s) != NULL, "missing \"%s\" in stderr:\n%s", s, r->err);
-}
-
-static void expect_no_err(const struct h_run *r)
-{
-	cr_expect_eq(r->err_len, 0, "unexpected stderr:\n%s", r->err);
-}
-
-/*
- * rewind refused: the given even status, nothing on stdout, and exactly one line on
- * stderr, starting "rewind: " and containing each of the words (NULL-terminated).
- */
-static void expect_refusal(const struct h_run *r, int status, const char **words)
-{
-	expect_status(r, status);
-	cr_expect_eq(r->len, 0, "stdout not empty:\n%s", r->out);
-	cr_expect(h_lines(r->err) == 1 && r->err[r->err_len - 1] == '\n',
-		  "expected one line on stderr, got:\n%s", r->err);
-	cr_expect(!strncmp(r->err, "rewind: ", 8), "stderr does not start with \"rewind: \":\n%s",
-		  r->err);
-	for (; *words; words++)
-		cr_expect(strstr(r->err, *words) != NULL, "stderr lacks \"%s\":\n%s", *words,
-			  r->err);
-}
-
-#define REFUSED(r, status, ...) expect_refusal(r, status, (const char *[]){__VA_ARGS__, NULL})
-
-/* The number of times needle occurs in s. */
-static int occurrences(const char *s, const char *needle)
-{
-	int n = 0;
-	for (const char *p = strstr(s, needle); p; p = strstr(p + 1, needle))
-		n++;
-	return n;
-}
 
 /* --- guests: output and status ---------------------------------------------------- */
 
@@ -315,13 +212,6 @@ Test(run, selftest_passes, .timeout = TIMEOUT_S + 10)
 	h_free(&r);
 }
 
-static void race_final(const struct h_run *r, char *buf, size_t size)
-{
-	const char *p = strstr(r->out, "final=");
-	cr_assert(p, "no final= in:\n%s%s", r->out, r->err);
-	snprintf(buf, size, "%.*s", (int)strcspn(p, " \n"), p);
-}
-
 Test(run, race_differs_between_runs, .timeout = 5 * TIMEOUT_S + 10)
 {
 	char finals[5][64];
@@ -330,7 +220,9 @@ Test(run, race_differs_between_runs, .timeout = 5 * TIMEOUT_S + 10)
 		struct h_run r;
 		RW(&r, NULL, "run", "--backend", "emu", "--append", "ticks=40", guest("race"));
 		expect_out(&r, "race: 40 ticks at 250 Hz against an unlocked increment\n");
-		expect_out(&r, "race: ticks=40 main=");
+		/* A tick may land between the loop test and the cli: 41 is a fair result. */
+		cr_expect(strstr(r.out, "race: ticks=40 main=") || strstr(r.out, "race: ticks=41 main="),
+			  "unexpected tick count:\n%s", r.out);
 		expect_out(&r, "race: done\n");
 		expect_status(&r, 1);
 		race_final(&r, finals[i], sizeof(finals[i]));
@@ -466,14 +358,6 @@ static char *read_guest(const char *name, size_t *len)
 	char *d = h_read_file(guest(name), len);
 	cr_assert(d && *len > sizeof(Elf64_Ehdr), "cannot read %s: run make first", guest(name));
 	return d;
-}
-
-static void write_file(const char *path, const void *d, size_t len)
-{
-	FILE *f = fopen(path, "wb");
-	cr_assert(f, "%s: %s", path, strerror(errno));
-	cr_assert(fwrite(d, 1, len, f) == len);
-	cr_assert(fclose(f) == 0);
 }
 
 /* Run rewind on the image d[0..len) written to a scratch file; return its path. */

@@ -1,0 +1,399 @@
+/*
+ * replay.c: the replayer (replay.h, docs/record-replay.md). It reads the log one event
+ * ahead and bounds every vCPU run so that the guest stops exactly at the next event's
+ * position; there it delivers the event (timer, input), checks it (state hash), or, for a
+ * clock read, leaves it for the port access that is about to happen. Anything else is a
+ * divergence, reported with where it was noticed and where to look.
+ */
+#include "replay.h"
+
+#include "logfmt/outhash.h"
+
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct rpl {
+	struct rpl_config cfg;
+	struct lf_event next;   /* the event ahead, when have_next */
+	bool have_next;
+	bool log_done;          /* the reader returned its last event */
+	int log_err;            /* the reader's error, if it stopped on one */
+	char log_errmsg[160];
+	bool ended;             /* the end event was consumed */
+	uint8_t input[LF_INPUT_MAX];
+	uint64_t out_hash, out_bytes;
+	uint64_t last_clock;
+	vmm_pos_t last_event, last_match;
+	bool diverged;
+	struct rpl_divergence div;
+	struct rpl_stats stats;
+	atomic_bool stop; /* the user asked to stop */
+};
+
+static void peek(struct rpl *r)
+{
+	if (r->have_next || r->log_done)
+		return;
+	int rc = lf_reader_next(r->cfg.reader, &r->next);
+	if (rc == 1) {
+		r->have_next = true;
+		if (r->next.kind == LF_EV_INPUT) { /* keep the bytes past the next read */
+			memcpy(r->input, r->next.input.data, r->next.input.len);
+			r->next.input.data = r->input;
+		}
+		return;
+	}
+	r->log_done = true;
+	if (rc < 0) {
+		r->log_err = rc;
+		snprintf(r->log_errmsg, sizeof(r->log_errmsg), "%s",
+			 *lf_errdetail() ? lf_errdetail() : lf_strerror(rc));
+	}
+}
+
+static void consume(struct rpl *r)
+{
+	r->have_next = false;
+	r->stats.events++;
+}
+
+static void describe(const struct lf_event *ev, char *buf, size_t cap)
+{
+	char e[128];
+	lf_event_format(ev, e, sizeof(e));
+	snprintf(buf, cap, "%s at position %" PRIu64, e, ev->pos);
+}
+
+/* What the log expects next, in words. */
+static void expected_next(struct rpl *r, char *buf, size_t cap)
+{
+	peek(r);
+	if (r->have_next)
+		describe(&r->next, buf, cap);
+	else if (r->log_err)
+		snprintf(buf, cap, "no more events (the log is corrupt: %s)", r->log_errmsg);
+	else
+		snprintf(buf, cap, "no more events (the log ends)");
+}
+
+static int diverge(struct rpl *r, struct vmm_machine *m, const char *expected,
+		   const char *observed_fmt, ...) __attribute__((format(printf, 4, 5)));
+static int diverge(struct rpl *r, struct vmm_machine *m, const char *expected,
+		   const char *observed_fmt, ...)
+{
+	if (!r->diverged) {
+		r->diverged = true;
+		r->div.pos = vmm_machine_pos(m);
+		snprintf(r->div.expected, sizeof(r->div.expected), "%s", expected);
+		va_list ap;
+		va_start(ap, observed_fmt);
+		vsnprintf(r->div.observed, sizeof(r->div.observed), observed_fmt, ap);
+		va_end(ap);
+		r->div.last_event = r->last_event;
+		r->div.last_match = r->last_match;
+		vmm_machine_kick(m);
+	}
+	return vmm_fail(VMM_EINPUT, "replay diverged at position %" PRIu64, r->div.pos);
+}
+
+static uint64_t rpl_clock_read(void *opaque, struct vmm_machine *m)
+{
+	struct rpl *r = opaque;
+	if (r->diverged)
+		return r->last_clock;
+	vmm_pos_t pos = vmm_machine_pos(m);
+	peek(r);
+	if (r->have_next && r->next.kind == LF_EV_CLOCK && r->next.pos == pos) {
+		r->last_clock = r->next.clock;
+		consume(r);
+		return r->last_clock;
+	}
+	char e[256];
+	expected_next(r, e, sizeof(e));
+	(void)diverge(r, m, e, "the guest read the clock at position %" PRIu64, pos);
+	return r->last_clock;
+}
+
+/* Compare a logged state hash with the replayed machine. */
+static int check_hash(struct rpl *r, struct vmm_machine *m, const struct lf_event *ev)
+{
+	uint64_t regs = 0, mem = 0;
+	uint32_t f = ev->hash.flags;
+	int rc = vmm_machine_hash(m, (f & LF_HASH_REGS) ? &regs : NULL,
+				  (f & LF_HASH_MEM) ? &mem : NULL);
+	if (rc < 0)
+		return rc;
+	r->stats.hashes++;
+	char e[256];
+	describe(ev, e, sizeof(e));
+	if ((f & LF_HASH_OUT) && (ev->hash.out_bytes != r->out_bytes || ev->hash.out != r->out_hash))
+		return diverge(r, m, e, "guest output differs: %" PRIu64 " bytes, hash %016" PRIx64,
+			       r->out_bytes, r->out_hash);
+	if ((f & LF_HASH_REGS) && regs != ev->hash.regs)
+		return diverge(r, m, e, "registers differ: hash %016" PRIx64, regs);
+	if ((f & LF_HASH_MEM) && mem != ev->hash.mem)
+		return diverge(r, m, e, "memory differs: hash %016" PRIx64, mem);
+	r->last_match = ev->pos;
+	return 0;
+}
+
+/* The log has nothing more and the run has not ended: stop (rpl_finish says why). */
+static int log_exhausted(struct rpl *r)
+{
+	if (r->log_err)
+		return vmm_fail(VMM_EINPUT, "the log is corrupt after position %" PRIu64 ": %s",
+				r->last_event, r->log_errmsg);
+	return vmm_fail(VMM_EINPUT, "the log ends at position %" PRIu64 " without an end event",
+			r->last_event);
+}
+
+static int rpl_poll(void *opaque, struct vmm_machine *m)
+{
+	struct rpl *r = opaque;
+	if (r->diverged)
+		return -VMM_EINPUT;
+	if (atomic_load(&r->stop))
+		return VMM_INPUT_STOP;
+	vmm_pos_t pos = vmm_machine_pos(m);
+	for (;;) {
+		peek(r);
+		if (!r->have_next)
+			return r->ended ? VMM_INPUT_STOP : log_exhausted(r);
+		struct lf_event *ev = &r->next;
+		if (ev->pos > pos)
+			return 0;
+		char e[256];
+		if (ev->pos < pos) {
+			describe(ev, e, sizeof(e));
+			return diverge(r, m, e, "the guest ran past it to position %" PRIu64, pos);
+		}
+		switch (ev->kind) {
+		case LF_EV_CLOCK:
+			return 0; /* the instruction about to run reads it */
+		case LF_EV_TIMER:
+			if (ev->timer >= vmm_timer_count(m)) {
+				describe(ev, e, sizeof(e));
+				return diverge(r, m, e, "the machine has no timer %u", ev->timer);
+			}
+			r->last_event = pos;
+			consume(r);
+			vmm_timer_fire(m, ev->timer);
+			break;
+		case LF_EV_INPUT: {
+			size_t room = vmm_serial_rx_room(m);
+			if (ev->input.channel != 0 || ev->input.len > room) {
+				describe(ev, e, sizeof(e));
+				return diverge(r, m, e,
+					       "the serial receiver had room for %zu bytes", room);
+			}
+			r->last_event = pos;
+			consume(r);
+			vmm_serial_rx(m, ev->input.data, ev->input.len);
+			break;
+		}
+		case LF_EV_HASH: {
+			struct lf_event h = *ev;
+			consume(r);
+			int rc = check_hash(r, m, &h);
+			if (rc < 0)
+				return rc;
+			break;
+		}
+		case LF_EV_END:
+			if (ev->end.reason == VMM_STOP_USER) {
+				consume(r);
+				r->ended = true;
+				if (r->cfg.flush)
+					r->cfg.flush(r->cfg.out_opaque);
+				return VMM_INPUT_STOP;
+			}
+			describe(ev, e, sizeof(e));
+			return diverge(r, m, e, "the guest is still running");
+		default:
+			describe(ev, e, sizeof(e));
+			return diverge(r, m, e, "an event this replayer does not know");
+		}
+	}
+}
+
+static int rpl_idle(void *opaque, struct vmm_machine *m)
+{
+	struct rpl *r = opaque;
+	int rc = rpl_poll(opaque, m); /* events at this very position wake it */
+	if (rc != 0 || r->diverged)
+		return rc;
+	char e[256];
+	expected_next(r, e, sizeof(e));
+	return diverge(r, m, e, "the guest halted at position %" PRIu64 " with nothing due",
+		       vmm_machine_pos(m));
+}
+
+static uint64_t rpl_run_budget(void *opaque, struct vmm_machine *m)
+{
+	struct rpl *r = opaque;
+	peek(r);
+	if (!r->have_next || r->diverged)
+		return 1;
+	vmm_pos_t pos = vmm_machine_pos(m);
+	if (r->next.pos < pos)
+		return 1; /* the next poll reports it */
+	uint64_t d = r->next.pos - pos;
+	/* A clock read is consumed inside the instruction that does it: run one past, so
+	 * that a read that does not come is noticed at once. */
+	if (r->next.kind == LF_EV_CLOCK || d == 0)
+		d++;
+	return d;
+}
+
+static void rpl_timers_changed(void *opaque, struct vmm_machine *m)
+{
+	(void)opaque;
+	(void)m; /* timers expire where the log says, never by the clock */
+}
+
+static void rpl_serial_tx(void *opaque, struct vmm_machine *m, uint8_t byte)
+{
+	struct rpl *r = opaque;
+	(void)m;
+	r->out_hash = lf_out_hash(r->out_hash, byte);
+	r->out_bytes++;
+	if (r->cfg.out)
+		r->cfg.out(r->cfg.out_opaque, byte);
+}
+
+const struct vmm_input_ops rpl_input_ops = {
+	.clock_read = rpl_clock_read,
+	.poll = rpl_poll,
+	.idle = rpl_idle,
+	.run_budget = rpl_run_budget,
+	.timers_changed = rpl_timers_changed,
+	.serial_tx = rpl_serial_tx,
+};
+
+int rpl_create(const struct rpl_config *cfg, struct rpl **out)
+{
+	struct rpl *r = calloc(1, sizeof(*r));
+	if (!r)
+		return -VMM_ENOMEM;
+	r->cfg = *cfg;
+	r->out_hash = LF_OUT_HASH_INIT;
+	*out = r;
+	return 0;
+}
+
+void rpl_request_stop(struct rpl *r, struct vmm_machine *m)
+{
+	atomic_store(&r->stop, true);
+	vmm_machine_kick(m);
+}
+
+void rpl_free(struct rpl *r)
+{
+	free(r);
+}
+
+static void describe_stop(const struct vmm_stop *s, char *buf, size_t cap)
+{
+	switch (s->reason) {
+	case VMM_STOP_DEBUG_EXIT:
+		snprintf(buf, cap, "the guest exited with value %u", s->exit_value);
+		break;
+	case VMM_STOP_RESET:
+		snprintf(buf, cap, "the guest requested a reset");
+		break;
+	case VMM_STOP_TRIPLE_FAULT:
+		snprintf(buf, cap, "the guest triple-faulted (exception %d)", s->vector);
+		break;
+	case VMM_STOP_HALTED:
+		snprintf(buf, cap, "the guest halted with interrupts disabled");
+		break;
+	case VMM_STOP_USER:
+		snprintf(buf, cap, "the replay was stopped");
+		break;
+	}
+}
+
+enum rpl_verdict rpl_finish(struct rpl *r, struct vmm_machine *m, int run_rc,
+			    const struct vmm_stop *stop, struct rpl_divergence *d)
+{
+	if (r->cfg.flush)
+		r->cfg.flush(r->cfg.out_opaque);
+	memset(d, 0, sizeof(*d));
+	if (!r->diverged && run_rc < 0) {
+		d->pos = r->last_event;
+		if (r->log_err) {
+			snprintf(d->expected, sizeof(d->expected), "%s", r->log_errmsg);
+			return RPL_LOG_BAD;
+		}
+		if (r->log_done && !r->ended) {
+			snprintf(d->expected, sizeof(d->expected),
+				 "the log ends without an end event (the recording was cut)");
+			return RPL_LOG_CUT;
+		}
+		return RPL_FAILED;
+	}
+	if (!r->diverged && !r->ended && stop->reason == VMM_STOP_USER) {
+		d->pos = stop->pos;
+		return RPL_STOPPED;
+	}
+	if (!r->diverged && !r->ended) {
+		/* The guest stopped by itself: the log must say so here, after the final hash. */
+		char what[160];
+		describe_stop(stop, what, sizeof(what));
+		for (;;) {
+			peek(r);
+			if (!r->have_next) {
+				d->pos = r->last_event;
+				if (r->log_err) {
+					snprintf(d->expected, sizeof(d->expected), "%s",
+						 r->log_errmsg);
+					return RPL_LOG_BAD;
+				}
+				snprintf(d->expected, sizeof(d->expected),
+					 "the log ends without an end event (the recording was cut)");
+				return RPL_LOG_CUT;
+			}
+			char e[256];
+			describe(&r->next, e, sizeof(e));
+			if (r->next.pos != stop->pos) {
+				(void)diverge(r, m, e, "%s at position %" PRIu64, what, stop->pos);
+				break;
+			}
+			if (r->next.kind == LF_EV_HASH) {
+				struct lf_event h = r->next;
+				consume(r);
+				if (check_hash(r, m, &h) < 0)
+					break;
+				continue;
+			}
+			if (r->next.kind != LF_EV_END) {
+				(void)diverge(r, m, e, "%s", what);
+				break;
+			}
+			uint64_t v = stop->reason == VMM_STOP_TRIPLE_FAULT ? (uint64_t)stop->vector
+									   : stop->exit_value;
+			if (r->next.end.reason != (uint32_t)stop->reason || r->next.end.value != v) {
+				(void)diverge(r, m, e, "%s", what);
+				break;
+			}
+			consume(r);
+			r->ended = true;
+			break;
+		}
+	}
+	if (r->diverged) {
+		*d = r->div;
+		return RPL_DIVERGED;
+	}
+	return RPL_MATCHED;
+}
+
+void rpl_stats(const struct rpl *r, struct rpl_stats *s)
+{
+	*s = r->stats;
+	s->out_bytes = r->out_bytes;
+}

@@ -1,0 +1,467 @@
+/* integration */
+/*
+ * test_record.c: `rewind record`, `rewind replay` and `rewind log` as a user runs them, on
+ * the emu backend: every guest records and replays to the same output and end; race
+ * recordings differ and each replays to its own result; echo replays without input; an
+ * altered event is caught as a divergence; cut, corrupt and foreign logs get one clear
+ * line; SIGINT, SIGKILL and a full disk while recording leave a log that replays.
+ */
+#include "tests/integration/harness.h"
+#include "tests/integration/rw.h"
+
+#include "logfmt/log.h"
+
+#include <fcntl.h>
+#include <signal.h>
+
+/* Record guest (with rewind args before it), then replay; both must agree. */
+struct rr {
+	struct h_run rec, rpl;
+	char log[512];
+};
+
+static void record_replay(struct rr *x, const char *name, const char *append, const char *input,
+			  const char *logname)
+{
+	snprintf(x->log, sizeof(x->log), "%s", scratch(logname));
+	struct h_opts o = {.timeout_s = TIMEOUT_S, .input = input};
+	if (append)
+		RW(&x->rec, &o, "record", "--backend", "emu", "-o", x->log, "--append", append,
+		   guest(name));
+	else
+		RW(&x->rec, &o, "record", "--backend", "emu", "-o", x->log, guest(name));
+	cr_expect(strstr(x->rec.err, "rewind: recorded ") != NULL, "no record summary:\n%s",
+		  x->rec.err);
+	/* Replay gets different stdin on purpose: it must not read it. */
+	struct h_opts p = {.timeout_s = TIMEOUT_S, .input = "zzzz"};
+	RW(&x->rpl, &p, "replay", x->log);
+	cr_expect_str_eq(x->rpl.out, x->rec.out, "replay printed:\n%s\nrecording printed:\n%s\n%s",
+			 x->rpl.out, x->rec.out, x->rpl.err);
+	cr_expect_eq(x->rpl.status, x->rec.status, "replay status %d, recorded %d\n%s",
+		     x->rpl.status, x->rec.status, x->rpl.err);
+	if (!strstr(x->rpl.err, ": matched\n")) {
+		/* Keep the log for a look: it is the only witness. */
+		char keep[600];
+		snprintf(keep, sizeof(keep), "%s.failed", x->log);
+		rename(x->log, keep);
+		cr_expect(0, "replay did not match (log kept in %s):\n%s", keep, x->rpl.err);
+	}
+}
+
+static void rr_done(struct rr *x)
+{
+	unlink(x->log);
+	h_free(&x->rec);
+	h_free(&x->rpl);
+}
+
+#define GUEST_RR(name, append, status)                                                     \
+	Test(record, name##_records_and_replays, .timeout = 2 * TIMEOUT_S + 10)             \
+	{                                                                                   \
+		struct rr x;                                                                \
+		record_replay(&x, #name, append, NULL, #name ".rwl");                       \
+		expect_status(&x.rec, status);                                              \
+		rr_done(&x);                                                                \
+	}
+
+GUEST_RR(hello, "a b c", 1)
+GUEST_RR(timer, "hz=1000 ticks=200", 1)
+GUEST_RR(compute, "n=20", 1)
+GUEST_RR(spew, "lines=3000", 1)
+GUEST_RR(race, NULL, 1)
+GUEST_RR(crash, NULL, 6)
+GUEST_RR(selftest, NULL, 1)
+GUEST_RR(conform_exc, NULL, 1)
+GUEST_RR(conform_irq, NULL, 1)
+GUEST_RR(conform_regs, NULL, 1)
+
+Test(record, echo_replays_without_input, .timeout = 2 * TIMEOUT_S + 10)
+{
+	struct rr x;
+	record_replay(&x, "echo", NULL, "hello, replay\nq", "echo.rwl");
+	expect_status(&x.rec, 1);
+	cr_expect(strstr(x.rpl.out, "hello, replay\n") != NULL, "replay lost the input:\n%s",
+		  x.rpl.out);
+	/* The input is in the log, as input events. */
+	struct h_run d;
+	RW(&d, NULL, "log", "dump", "--kind", "input", x.log);
+	expect_status(&d, 0);
+	expect_out(&d, "input serial");
+	h_free(&d);
+	rr_done(&x);
+}
+
+Test(record, race_recordings_differ_and_each_replays_to_its_own, .timeout = 10 * TIMEOUT_S)
+{
+	char finals[10][64];
+	int distinct = 0;
+	for (int i = 0; i < 10; i++) {
+		struct rr x;
+		char name[32];
+		snprintf(name, sizeof(name), "race%d.rwl", i);
+		record_replay(&x, "race", "ticks=40", NULL, name);
+		expect_status(&x.rec, 1);
+		race_final(&x.rec, finals[i], sizeof(finals[i]));
+		char again[64];
+		race_final(&x.rpl, again, sizeof(again));
+		cr_expect_str_eq(again, finals[i], "replay of recording %d gave %s, recorded %s", i,
+				 again, finals[i]);
+		int seen = 0;
+		for (int j = 0; j < i; j++)
+			seen |= !strcmp(finals[j], finals[i]);
+		distinct += !seen;
+		rr_done(&x);
+	}
+	cr_expect_geq(distinct, 2, "10 recordings of race all gave %s", finals[0]);
+}
+
+Test(record, virtual_clock_runs_are_identical, .timeout = 3 * TIMEOUT_S)
+{
+	struct h_run a, b;
+	RW(&a, NULL, "run", "--backend", "emu", "--clock", "virtual", "--append", "ticks=40",
+	   guest("race"));
+	RW(&b, NULL, "run", "--backend", "emu", "--clock", "virtual", "--append", "ticks=40",
+	   guest("race"));
+	expect_status(&a, 1);
+	cr_expect_str_eq(a.out, b.out, "two virtual-clock runs differ:\n%s\n--\n%s", a.out, b.out);
+	expect_out(&a, "race: done\n");
+	h_free(&a);
+	h_free(&b);
+	/* And it records and replays. */
+	struct rr x;
+	snprintf(x.log, sizeof(x.log), "%s", scratch("vclock.rwl"));
+	RW(&x.rec, NULL, "record", "--clock", "virtual", "-o", x.log, guest("timer"));
+	expect_status(&x.rec, 1);
+	RW(&x.rpl, NULL, "replay", x.log);
+	expect_status(&x.rpl, 1);
+	cr_expect_str_eq(x.rpl.out, x.rec.out);
+	rr_done(&x);
+}
+
+Test(record, virtual_clock_refused_on_kvm, .timeout = TIMEOUT_S)
+{
+	struct h_run r;
+	RW(&r, NULL, "run", "--backend", "kvm", "--clock", "virtual", guest("hello"));
+	REFUSED(&r, 2, "--clock virtual", "emu");
+	h_free(&r);
+}
+
+/* --- log info / dump / verify --------------------------------------------------- */
+
+Test(record, log_info_and_dump, .timeout = 2 * TIMEOUT_S)
+{
+	struct rr x;
+	record_replay(&x, "timer", "hz=500 ticks=20", NULL, "info.rwl");
+	struct h_run r;
+	RW(&r, NULL, "log", "info", x.log);
+	expect_status(&r, 0);
+	expect_out(&r, "guest:      ");
+	expect_out(&r, "timer.elf");
+	expect_out(&r, "embedded");
+	expect_out(&r, "cmdline:    hz=500 ticks=20\n");
+	expect_out(&r, "machine=rewind-pc-1 backend=emu positions=instructions mem=134217728 "
+		       "clock=real\n");
+	expect_out(&r, "end:        debug exit with value 0 (exit status 1)");
+	expect_out(&r, " timer ");
+	expect_out(&r, "state:      whole");
+	h_free(&r);
+
+	RW(&r, NULL, "log", "dump", "--kind", "timer", x.log);
+	expect_status(&r, 0);
+	cr_expect_geq(occurrences(r.out, " timer "), 20, "fewer than 20 timer events:\n%s", r.out);
+	cr_expect_eq(occurrences(r.out, " clock "), 0);
+	h_free(&r);
+
+	RW(&r, NULL, "log", "dump", "--kind", "end", x.log);
+	expect_status(&r, 0);
+	cr_expect_eq(h_lines(r.out), 1, "one end event expected:\n%s", r.out);
+	h_free(&r);
+
+	RW(&r, NULL, "log", "verify", x.log);
+	expect_status(&r, 0);
+	expect_out(&r, "whole");
+	h_free(&r);
+
+	RW(&r, NULL, "log", "dump", "--kind", "bogus", x.log);
+	REFUSED(&r, 2, "--kind bogus");
+	h_free(&r);
+	rr_done(&x);
+}
+
+Test(record, no_embed_needs_the_image, .timeout = 2 * TIMEOUT_S)
+{
+	const char *img = scratch("hello-copy.elf");
+	size_t len = 0;
+	char *d = h_read_file(guest("hello"), &len);
+	cr_assert(d);
+	write_file(img, d, len);
+	const char *log = scratch("noembed.rwl");
+	struct h_run r;
+	RW(&r, NULL, "record", "--backend", "emu", "--no-embed", "-o", log, img);
+	expect_status(&r, 1);
+	h_free(&r);
+	RW(&r, NULL, "log", "info", log);
+	expect_out(&r, "not embedded");
+	h_free(&r);
+	RW(&r, NULL, "replay", log);
+	expect_status(&r, 1);
+	expect_out(&r, "Hello from rewind guest");
+	h_free(&r);
+	/* The image changes: refused, with a way out. */
+	d[len - 1] ^= 0xff;
+	write_file(img, d, len);
+	RW(&r, NULL, "replay", log);
+	REFUSED(&r, 4, "not the image");
+	h_free(&r);
+	unlink(img);
+	RW(&r, NULL, "replay", log);
+	REFUSED(&r, 4, "--image");
+	h_free(&r);
+	RW(&r, NULL, "replay", "--image", guest("hello"), log);
+	expect_status(&r, 1);
+	h_free(&r);
+	free(d);
+	unlink(log);
+}
+
+/* --- divergence ------------------------------------------------------------------ */
+
+/*
+ * Copy a log, changing the first event of kind `kind` (and its bytes for input), with
+ * valid CRCs: what a bug in a device, or a wrong log, looks like to replay.
+ */
+static uint64_t alter_log(const char *from, const char *to, unsigned kind)
+{
+	int in = open(from, O_RDONLY);
+	cr_assert(in >= 0);
+	struct lf_io io_in, io_out;
+	struct lf_io_fd fin, fout;
+	lf_io_fd_init(&io_in, &fin, in);
+	struct lf_reader *r;
+	cr_assert_eq(lf_reader_open(&io_in, &r), 0, "%s", lf_errdetail());
+	int out = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	cr_assert(out >= 0);
+	lf_io_fd_init(&io_out, &fout, out);
+	struct lf_writer *w;
+	cr_assert_eq(lf_writer_open(&io_out, lf_reader_header(r), NULL, &w), 0, "%s",
+		     lf_errdetail());
+	struct lf_event ev;
+	uint64_t altered = UINT64_MAX;
+	uint8_t buf[LF_INPUT_MAX];
+	int rc;
+	while ((rc = lf_reader_next(r, &ev)) == 1) {
+		if (ev.kind == kind && altered == UINT64_MAX) {
+			altered = ev.pos;
+			if (kind == LF_EV_INPUT) {
+				memcpy(buf, ev.input.data, ev.input.len);
+				buf[0] ^= 0x20; /* another letter */
+				ev.input.data = buf;
+			} else if (kind == LF_EV_TIMER) {
+				ev.timer = ev.timer ? 0 : 1; /* another device's timer */
+			}
+		}
+		cr_assert_eq(lf_writer_append(w, &ev), 0);
+	}
+	cr_assert_eq(rc, 0);
+	cr_assert_eq(lf_writer_finish(w), 0);
+	lf_writer_free(w);
+	lf_reader_free(r);
+	close(in);
+	close(out);
+	cr_assert_neq(altered, UINT64_MAX, "no event of kind %u to alter", kind);
+	return altered;
+}
+
+Test(record, altered_input_is_a_divergence, .timeout = 2 * TIMEOUT_S)
+{
+	struct rr x;
+	record_replay(&x, "echo", NULL, "abc\nq", "alter-in.rwl");
+	const char *bad = scratch("altered.rwl");
+	uint64_t pos = alter_log(x.log, bad, LF_EV_INPUT);
+	struct h_run r;
+	RW(&r, NULL, "replay", bad);
+	expect_status(&r, 8);
+	expect_err(&r, "rewind: replay diverged at position ");
+	expect_err(&r, "expected: hash ");
+	expect_err(&r, "observed: guest output differs");
+	/* The report points at an interval that starts at or after the altered event. */
+	const char *look = strstr(r.err, "look from position ");
+	cr_assert(look, "no interval in:\n%s", r.err);
+	unsigned long long from = strtoull(look + 19, NULL, 10), at = 0;
+	sscanf(r.err, "rewind: replay diverged at position %llu", &at);
+	cr_expect(from >= pos && from <= at, "altered at %llu, report says look from %llu to %llu",
+		  (unsigned long long)pos, from, at);
+	expect_err(&r, "RIP=");
+	h_free(&r);
+	unlink(bad);
+	rr_done(&x);
+}
+
+Test(record, altered_timer_is_a_divergence, .timeout = 2 * TIMEOUT_S)
+{
+	struct rr x;
+	/* The PIT's tick becomes another device's timer expiry: the guest misses a tick. */
+	record_replay(&x, "timer", "hz=1000 ticks=50", NULL, "alter-tmr.rwl");
+	const char *bad = scratch("altered-tmr.rwl");
+	alter_log(x.log, bad, LF_EV_TIMER);
+	struct h_run r;
+	RW(&r, NULL, "replay", "--quiet", bad);
+	expect_status(&r, 8);
+	expect_err(&r, "rewind: replay diverged at position ");
+	h_free(&r);
+	unlink(bad);
+	rr_done(&x);
+}
+
+/* --- bad logs -------------------------------------------------------------------- */
+
+Test(record, not_a_log_and_missing_log, .timeout = TIMEOUT_S)
+{
+	struct h_run r;
+	RW(&r, NULL, "replay", guest("hello"));
+	REFUSED(&r, 4, "not a rewind log");
+	h_free(&r);
+	RW(&r, NULL, "replay", "/nonexistent/run.rwl");
+	REFUSED(&r, 4, "/nonexistent/run.rwl");
+	h_free(&r);
+	RW(&r, NULL, "log", "info", "/nonexistent/run.rwl");
+	REFUSED(&r, 4, "/nonexistent/run.rwl");
+	h_free(&r);
+	RW(&r, NULL, "replay");
+	REFUSED(&r, 2, "replay");
+	h_free(&r);
+	RW(&r, NULL, "record", guest("hello"));
+	REFUSED(&r, 2, "-o");
+	h_free(&r);
+	RW(&r, NULL, "record", "-o", scratch("x.rwl"), "--compress", "gzip", guest("hello"));
+	REFUSED(&r, 2, "--compress gzip");
+	h_free(&r);
+}
+
+Test(record, golden_bad_logs_are_refused, .timeout = TIMEOUT_S)
+{
+	struct h_run r;
+	RW(&r, NULL, "replay", "tests/logfmt/golden/bad-version.rwl");
+	REFUSED(&r, 4, "version");
+	h_free(&r);
+	RW(&r, NULL, "replay", "tests/logfmt/golden/flipped-header.rwl");
+	expect_status(&r, 4);
+	h_free(&r);
+}
+
+Test(record, flipped_header_bytes_are_refused, .timeout = 3 * TIMEOUT_S)
+{
+	struct rr x;
+	record_replay(&x, "hello", NULL, NULL, "flip.rwl");
+	size_t len = 0;
+	char *d = h_read_file(x.log, &len);
+	cr_assert(d && len > 64);
+	const char *bad = scratch("flipped.rwl");
+	/* A sample of header bytes (all of them are covered by the logfmt unit tests). */
+	for (size_t i = 0; i < 64; i += 7) {
+		d[i] ^= 0x10;
+		write_file(bad, d, len);
+		d[i] ^= 0x10;
+		struct h_run r;
+		RW(&r, NULL, "replay", bad);
+		cr_expect_eq(r.status, 4, "flipping byte %zu: status %d\n%s", i, r.status, r.err);
+		cr_expect_eq(h_lines(r.err), 1, "flipping byte %zu:\n%s", i, r.err);
+		h_free(&r);
+	}
+	free(d);
+	unlink(bad);
+	rr_done(&x);
+}
+
+Test(record, cut_log_replays_up_to_its_end_and_repairs, .timeout = 3 * TIMEOUT_S)
+{
+	struct rr x;
+	record_replay(&x, "timer", "hz=1000 ticks=300", NULL, "cut.rwl");
+	size_t len = 0;
+	char *d = h_read_file(x.log, &len);
+	cr_assert(d);
+	const char *cut = scratch("cut-short.rwl");
+	write_file(cut, d, len - 40); /* into the index/footer and maybe the last chunk */
+	struct h_run r;
+	RW(&r, NULL, "log", "verify", cut);
+	expect_status(&r, 4);
+	expect_out(&r, "--repair");
+	h_free(&r);
+	RW(&r, NULL, "replay", "--quiet", cut);
+	cr_expect(r.status == 4 || r.status == 1, "status %d\n%s", r.status, r.err);
+	h_free(&r);
+	RW(&r, NULL, "log", "verify", "--repair", cut);
+	expect_status(&r, 0);
+	expect_out(&r, "repaired");
+	h_free(&r);
+	RW(&r, NULL, "log", "verify", cut);
+	expect_status(&r, 0);
+	h_free(&r);
+	free(d);
+	unlink(cut);
+	rr_done(&x);
+}
+
+/* --- the recorder stopped, killed, or out of disk ---------------------------------- */
+
+Test(record, sigint_ends_in_a_complete_log, .timeout = 3 * TIMEOUT_S)
+{
+	const char *log = scratch("sigint.rwl");
+	struct h_run r;
+	struct h_opts o = {.timeout_s = TIMEOUT_S,
+			   .sig = SIGINT,
+			   .sig_after = "timer: 100000 ticks",
+			   .sig_delay_ms = 300};
+	RW(&r, &o, "record", "--backend", "emu", "-o", log, "--append", "hz=1000 ticks=100000",
+	   guest("timer"));
+	expect_status(&r, 0);
+	expect_err(&r, "stopped at position");
+	char *rec_out = strdup(r.out);
+	h_free(&r);
+	RW(&r, NULL, "log", "verify", log);
+	expect_status(&r, 0);
+	h_free(&r);
+	RW(&r, NULL, "replay", log);
+	expect_status(&r, 0);
+	expect_err(&r, "stopped by the user");
+	expect_err(&r, ": matched\n");
+	cr_expect_str_eq(r.out, rec_out);
+	h_free(&r);
+	free(rec_out);
+	unlink(log);
+}
+
+Test(record, sigkill_leaves_a_log_that_replays_to_its_last_chunk, .timeout = 3 * TIMEOUT_S)
+{
+	const char *log = scratch("sigkill.rwl");
+	struct h_run r;
+	struct h_opts o = {.timeout_s = TIMEOUT_S,
+			   .sig = SIGKILL,
+			   .sig_after = "timer: 100000 ticks",
+			   .sig_delay_ms = 1500};
+	RW(&r, &o, "record", "--backend", "emu", "-o", log, "--append", "hz=1000 ticks=100000",
+	   guest("timer"));
+	cr_expect_eq(r.termsig, SIGKILL);
+	h_free(&r);
+	RW(&r, NULL, "replay", "--quiet", log);
+	expect_status(&r, 4);
+	expect_err(&r, "cut");
+	expect_err(&r, "matched up to position");
+	h_free(&r);
+	RW(&r, NULL, "log", "verify", "--repair", log);
+	expect_status(&r, 0);
+	h_free(&r);
+	RW(&r, NULL, "log", "info", log);
+	expect_out(&r, "end:        none");
+	h_free(&r);
+	unlink(log);
+}
+
+Test(record, full_disk_is_reported, .timeout = TIMEOUT_S)
+{
+	struct h_run r;
+	RW(&r, NULL, "record", "--backend", "emu", "-o", "/dev/full", guest("hello"));
+	expect_status(&r, 10);
+	expect_err(&r, "No space left on device");
+	h_free(&r);
+}
