@@ -16,10 +16,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define RPL_AHEAD 1024
+
 struct rpl {
 	struct rpl_config cfg;
-	struct lf_event next;   /* the event ahead, when have_next */
-	bool have_next;
+	/*
+	 * Events read ahead: the head is the next event; behind it only clock reads and at
+	 * most one other event (so one input buffer is enough). Clock reads need no stop, so
+	 * the budget runs to the first event that does.
+	 */
+	struct lf_event q[RPL_AHEAD];
+	unsigned qh, qn;
 	bool log_done;          /* the reader returned its last event */
 	int log_err;            /* the reader's error, if it stopped on one */
 	char log_errmsg[160];
@@ -34,18 +41,23 @@ struct rpl {
 	atomic_bool stop; /* the user asked to stop */
 };
 
-static void peek(struct rpl *r)
+#define NEXT(r) ((r)->q[(r)->qh])
+#define HAVE_NEXT(r) ((r)->qn > 0)
+
+/* Read one more event into the queue; false at the end of the log or when full. */
+static bool read_ahead(struct rpl *r)
 {
-	if (r->have_next || r->log_done)
-		return;
-	int rc = lf_reader_next(r->cfg.reader, &r->next);
+	if (r->log_done || r->qn == RPL_AHEAD)
+		return false;
+	struct lf_event *e = &r->q[(r->qh + r->qn) % RPL_AHEAD];
+	int rc = lf_reader_next(r->cfg.reader, e);
 	if (rc == 1) {
-		r->have_next = true;
-		if (r->next.kind == LF_EV_INPUT) { /* keep the bytes past the next read */
-			memcpy(r->input, r->next.input.data, r->next.input.len);
-			r->next.input.data = r->input;
+		r->qn++;
+		if (e->kind == LF_EV_INPUT) { /* keep the bytes past the next read */
+			memcpy(r->input, e->input.data, e->input.len);
+			e->input.data = r->input;
 		}
-		return;
+		return true;
 	}
 	r->log_done = true;
 	if (rc < 0) {
@@ -53,11 +65,19 @@ static void peek(struct rpl *r)
 		snprintf(r->log_errmsg, sizeof(r->log_errmsg), "%s",
 			 *lf_errdetail() ? lf_errdetail() : lf_strerror(rc));
 	}
+	return false;
+}
+
+static void peek(struct rpl *r)
+{
+	if (!r->qn)
+		read_ahead(r);
 }
 
 static void consume(struct rpl *r)
 {
-	r->have_next = false;
+	r->qh = (r->qh + 1) % RPL_AHEAD;
+	r->qn--;
 	r->stats.events++;
 }
 
@@ -72,8 +92,8 @@ static void describe(const struct lf_event *ev, char *buf, size_t cap)
 static void expected_next(struct rpl *r, char *buf, size_t cap)
 {
 	peek(r);
-	if (r->have_next)
-		describe(&r->next, buf, cap);
+	if (HAVE_NEXT(r))
+		describe(&NEXT(r), buf, cap);
 	else if (r->log_err)
 		snprintf(buf, cap, "no more events (the log is corrupt: %s)", r->log_errmsg);
 	else
@@ -107,8 +127,8 @@ static uint64_t rpl_clock_read(void *opaque, struct vmm_machine *m)
 		return r->last_clock;
 	vmm_pos_t pos = vmm_machine_pos(m);
 	peek(r);
-	if (r->have_next && r->next.kind == LF_EV_CLOCK && r->next.pos == pos) {
-		r->last_clock = r->next.clock;
+	if (HAVE_NEXT(r) && NEXT(r).kind == LF_EV_CLOCK && NEXT(r).pos == pos) {
+		r->last_clock = NEXT(r).clock;
 		consume(r);
 		return r->last_clock;
 	}
@@ -161,9 +181,9 @@ static int rpl_poll(void *opaque, struct vmm_machine *m)
 	vmm_pos_t pos = vmm_machine_pos(m);
 	for (;;) {
 		peek(r);
-		if (!r->have_next)
+		if (!HAVE_NEXT(r))
 			return r->ended ? VMM_INPUT_STOP : log_exhausted(r);
-		struct lf_event *ev = &r->next;
+		struct lf_event *ev = &NEXT(r);
 		if (ev->pos > pos)
 			return 0;
 		char e[256];
@@ -236,17 +256,26 @@ static uint64_t rpl_run_budget(void *opaque, struct vmm_machine *m)
 {
 	struct rpl *r = opaque;
 	peek(r);
-	if (!r->have_next || r->diverged)
+	if (!HAVE_NEXT(r) || r->diverged)
 		return 1;
 	vmm_pos_t pos = vmm_machine_pos(m);
-	if (r->next.pos < pos)
+	if (NEXT(r).pos < pos)
 		return 1; /* the next poll reports it */
-	uint64_t d = r->next.pos - pos;
-	/* A clock read is consumed inside the instruction that does it: run one past, so
-	 * that a read that does not come is noticed at once. */
-	if (r->next.kind == LF_EV_CLOCK || d == 0)
-		d++;
-	return d;
+	/* Clock reads are consumed inside the instructions that do them: run to the first
+	 * event that needs a stop (a read that does not come is noticed there, or one
+	 * instruction after the last queued read when the queue holds nothing else). */
+	while (r->q[(r->qh + r->qn - 1) % RPL_AHEAD].kind == LF_EV_CLOCK && read_ahead(r))
+		;
+	const struct lf_event *last = &r->q[(r->qh + r->qn - 1) % RPL_AHEAD];
+	uint64_t until = last->kind == LF_EV_CLOCK ? last->pos + 1 : last->pos;
+	for (unsigned i = 0; i < r->qn; i++) {
+		const struct lf_event *e = &r->q[(r->qh + i) % RPL_AHEAD];
+		if (e->kind != LF_EV_CLOCK) {
+			until = e->pos;
+			break;
+		}
+	}
+	return until > pos ? until - pos : 1;
 }
 
 static void rpl_timers_changed(void *opaque, struct vmm_machine *m)
@@ -346,7 +375,7 @@ enum rpl_verdict rpl_finish(struct rpl *r, struct vmm_machine *m, int run_rc,
 		describe_stop(stop, what, sizeof(what));
 		for (;;) {
 			peek(r);
-			if (!r->have_next) {
+			if (!HAVE_NEXT(r)) {
 				d->pos = r->last_event;
 				if (r->log_err) {
 					snprintf(d->expected, sizeof(d->expected), "%s",
@@ -358,25 +387,25 @@ enum rpl_verdict rpl_finish(struct rpl *r, struct vmm_machine *m, int run_rc,
 				return RPL_LOG_CUT;
 			}
 			char e[256];
-			describe(&r->next, e, sizeof(e));
-			if (r->next.pos != stop->pos) {
+			describe(&NEXT(r), e, sizeof(e));
+			if (NEXT(r).pos != stop->pos) {
 				(void)diverge(r, m, e, "%s at position %" PRIu64, what, stop->pos);
 				break;
 			}
-			if (r->next.kind == LF_EV_HASH) {
-				struct lf_event h = r->next;
+			if (NEXT(r).kind == LF_EV_HASH) {
+				struct lf_event h = NEXT(r);
 				consume(r);
 				if (check_hash(r, m, &h) < 0)
 					break;
 				continue;
 			}
-			if (r->next.kind != LF_EV_END) {
+			if (NEXT(r).kind != LF_EV_END) {
 				(void)diverge(r, m, e, "%s", what);
 				break;
 			}
 			uint64_t v = stop->reason == VMM_STOP_TRIPLE_FAULT ? (uint64_t)stop->vector
 									   : stop->exit_value;
-			if (r->next.end.reason != (uint32_t)stop->reason || r->next.end.value != v) {
+			if (NEXT(r).end.reason != (uint32_t)stop->reason || NEXT(r).end.value != v) {
 				(void)diverge(r, m, e, "%s", what);
 				break;
 			}
