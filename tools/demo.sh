@@ -1,19 +1,28 @@
 #!/bin/sh
-# make demo: show the machine. (When record/replay lands, this records a run of the
-# racy guest and replays it exactly; today it shows the racy guest giving different
-# results on every live run, which is the problem record/replay solves.)
+# make demo: the main job. The race guest loses timer ticks at different instructions on
+# every live run; record one run, then replay it: the same result, instruction for
+# instruction, from the log alone.
 B=${1:-build}
 R="$B/rewind"
-echo "== rewind run $B/guests/hello.elf --append 'hello from the command line'"
-"$R" run --append "hello from the command line" "$B/guests/hello.elf"
-echo "   exit status $? (the guest wrote 0 to isa-debug-exit: (0 << 1) | 1)"
-echo
+LOG="$B/demo-race.rwl"
 echo "== the race guest, three live runs: timer interrupts land at different instructions"
 for i in 1 2 3; do
-	"$R" run "$B/guests/race.elf" | grep 'final='
+	"$R" run "$B/guests/race.elf" 2>/dev/null | grep 'final='
 done
 echo
-echo "== rewind run $B/guests/selftest.elf   (exceptions, paging, interrupts, CPUID, TSC)"
-"$R" run "$B/guests/selftest.elf" | tail -n 1
+echo "== rewind record -o $LOG $B/guests/race.elf"
+"$R" record -o "$LOG" "$B/guests/race.elf" || true
 echo
-echo "Try: $R run --serial stdio $B/guests/echo.elf   (type; 'q' quits; Ctrl-A x stops)"
+echo "== rewind replay $LOG   (no host clock, no input: everything comes from the log)"
+"$R" replay "$LOG"
+echo "   exit status $? (the recorded guest's)"
+echo
+echo "== rewind replay $LOG   (again: the same run every time)"
+"$R" replay --quiet "$LOG"
+echo
+echo "== rewind log info $LOG"
+"$R" log info "$LOG"
+echo
+echo "Try: $R record -o echo.rwl --serial stdio $B/guests/echo.elf   (type; 'q' quits)"
+echo "     $R replay echo.rwl                                         (your typing, replayed)"
+echo "     $R log dump --kind input echo.rwl"
