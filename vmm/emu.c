@@ -1876,6 +1876,9 @@ static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 			exit->reason = VMM_EXIT_HLT;
 			return 0;
 		case ES_BUDGET:
+			/* The stop's code hook goes now: left in place, every later pass over
+			 * that instruction (a hot loop) would pay for a hook call. */
+			budget_clear(c);
 			if (c->icount >= target) {
 				exit->reason = VMM_EXIT_BUDGET;
 				return 0;
