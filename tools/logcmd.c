@@ -34,11 +34,13 @@ static void usage_log(FILE *f)
 		"Exit status: 0 good, 2 usage, 4 a log that is cut, corrupt or not a log.\n");
 }
 
-static int open_log(const char *path, int flags)
+/* Open a log file and its byte-I/O table; a missing or unreadable file ends the run. */
+static int open_log(const char *path, int flags, struct lf_io *io, struct lf_io_fd *iofd)
 {
 	int fd = open(path, flags | O_CLOEXEC);
 	if (fd < 0)
 		die_line(EXIT_BADINPUT, "%s: %s", path, strerror(errno));
+	lf_io_fd_init(io, iofd, fd);
 	return fd;
 }
 
@@ -54,10 +56,9 @@ static void human(uint64_t n, char *buf, size_t cap)
 
 static int log_info(const char *path)
 {
-	int fd = open_log(path, O_RDONLY);
 	struct lf_io io;
 	struct lf_io_fd iofd;
-	lf_io_fd_init(&io, &iofd, fd);
+	int fd = open_log(path, O_RDONLY, &io, &iofd);
 	struct lf_verify_report rep;
 	int vrc = lf_verify(&io, &rep);
 	if (vrc < 0 && vrc != -LF_ETRUNC)
@@ -172,10 +173,9 @@ static int log_dump(int argc, char **argv)
 	if (optind != argc - 1)
 		die_line(EXIT_USAGE, "log dump: expected one log file");
 	const char *path = argv[optind];
-	int fd = open_log(path, O_RDONLY);
 	struct lf_io io;
 	struct lf_io_fd iofd;
-	lf_io_fd_init(&io, &iofd, fd);
+	int fd = open_log(path, O_RDONLY, &io, &iofd);
 	struct lf_reader *r;
 	int rc = lf_reader_open(&io, &r);
 	if (rc < 0)
@@ -242,10 +242,9 @@ static int log_verify(int argc, char **argv)
 	if (optind != argc - 1)
 		die_line(EXIT_USAGE, "log verify: expected one log file");
 	const char *path = argv[optind];
-	int fd = open_log(path, repair ? O_RDWR : O_RDONLY);
 	struct lf_io io;
 	struct lf_io_fd iofd;
-	lf_io_fd_init(&io, &iofd, fd);
+	int fd = open_log(path, repair ? O_RDWR : O_RDONLY, &io, &iofd);
 	struct lf_verify_report rep;
 	int rc = lf_verify(&io, &rep);
 	if (rc < 0 && rc != -LF_ETRUNC)
