@@ -29,18 +29,21 @@ VMM_SRC   := $(wildcard vmm/*.c)
 LF_SRC    := $(wildcard logfmt/*.c)
 REC_SRC   := $(wildcard record/*.c)
 RPL_SRC   := $(wildcard replay/*.c)
+DBG_SRC   := $(wildcard debugger/*.c)
 TOOL_SRC  := $(wildcard tools/*.c)
 GLIB_SRC  := $(wildcard guests/lib/*.c guests/lib/*.S)
 GUEST_SRC := $(wildcard guests/*.c)
-UNIT_SRC  := $(wildcard tests/vmm/test_*.c tests/logfmt/test_*.c tests/replay/test_*.c)
+UNIT_SRC  := $(wildcard tests/vmm/test_*.c tests/logfmt/test_*.c tests/replay/test_*.c \
+             tests/debugger/test_*.c)
 INTEG_SRC := $(wildcard tests/integration/test_*.c)
 
 VMM_OBJ   := $(VMM_SRC:%.c=$(B)/obj/%.o)
 LF_OBJ    := $(LF_SRC:%.c=$(B)/obj/%.o)
 REC_OBJ   := $(REC_SRC:%.c=$(B)/obj/%.o)
 RPL_OBJ   := $(RPL_SRC:%.c=$(B)/obj/%.o)
+DBG_OBJ   := $(DBG_SRC:%.c=$(B)/obj/%.o)
 # Link order: users before what they use (STYLE.md's arrows).
-HOSTLIBS  := $(B)/libreplay.a $(B)/librecord.a $(B)/liblogfmt.a $(B)/libvmm.a
+HOSTLIBS  := $(B)/libdebugger.a $(B)/libreplay.a $(B)/librecord.a $(B)/liblogfmt.a $(B)/libvmm.a
 TOOL_OBJ  := $(TOOL_SRC:%.c=$(B)/obj/%.o)
 GLIB_OBJ  := $(patsubst %,$(B)/gobj/%.o,$(basename $(GLIB_SRC)))
 GUESTS    := $(GUEST_SRC:guests/%.c=$(B)/guests/%.elf)
@@ -72,6 +75,10 @@ $(B)/librecord.a: $(REC_OBJ)
 	ar rcs $@ $^
 
 $(B)/libreplay.a: $(RPL_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/libdebugger.a: $(DBG_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 

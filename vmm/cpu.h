@@ -40,6 +40,17 @@ struct vmm_regs {
 	uint64_t fs_base, gs_base, kernel_gs_base;
 };
 
+/*
+ * x87 and SSE state, laid out as gdb's i386 target description names it. st[i] is
+ * ST(i) (stack order, not physical register order), 80-bit little-endian.
+ */
+struct vmm_fpregs {
+	uint8_t st[8][10];
+	uint32_t fctrl, fstat, ftag, fiseg, fioff, foseg, fooff, fop;
+	uint8_t xmm[16][16];
+	uint32_t mxcsr;
+};
+
 /* Why vmm_cpu_ops.run returned. */
 enum vmm_exit_reason {
 	VMM_EXIT_BUDGET = 1,   /* the budget given to run() is used up exactly */
@@ -92,6 +103,7 @@ struct vmm_cpu_ops {
 
 	int (*get_regs)(struct vmm_cpu *cpu, struct vmm_regs *r);
 	int (*set_regs)(struct vmm_cpu *cpu, const struct vmm_regs *r);
+	int (*get_fpregs)(struct vmm_cpu *cpu, struct vmm_fpregs *f);
 
 	/*
 	 * Tell the backend the interrupt controller's output (INTR) may have changed, so it

@@ -1989,6 +1989,30 @@ static int emu_get_regs(struct vmm_cpu *c, struct vmm_regs *r)
 	return 0;
 }
 
+static int emu_get_fpregs(struct vmm_cpu *c, struct vmm_fpregs *f)
+{
+	memset(f, 0, sizeof(*f));
+	f->fctrl = (uint32_t)rreg(c, UC_X86_REG_FPCW);
+	f->fstat = (uint32_t)rreg(c, UC_X86_REG_FPSW);
+	f->ftag = (uint32_t)rreg(c, UC_X86_REG_FPTAG);
+	f->fiseg = (uint32_t)rreg(c, UC_X86_REG_FCS);
+	f->fioff = (uint32_t)rreg(c, UC_X86_REG_FIP);
+	f->foseg = (uint32_t)rreg(c, UC_X86_REG_FDS);
+	f->fooff = (uint32_t)rreg(c, UC_X86_REG_FDP);
+	f->fop = (uint32_t)rreg(c, UC_X86_REG_FOP);
+	f->mxcsr = (uint32_t)rreg(c, UC_X86_REG_MXCSR);
+	/* Unicorn's FP0..7 are the physical registers; ST(i) is R((TOP + i) mod 8). */
+	unsigned top = (f->fstat >> 11) & 7;
+	for (unsigned i = 0; i < 8; i++) {
+		uint8_t v[16] = {0}; /* 64-bit mantissa, then 16-bit sign and exponent */
+		uc_reg_read(c->uc, UC_X86_REG_FP0 + (int)((top + i) & 7), v);
+		memcpy(f->st[i], v, 10);
+	}
+	for (int i = 0; i < 16; i++)
+		uc_reg_read(c->uc, UC_X86_REG_XMM0 + i, f->xmm[i]);
+	return 0;
+}
+
 static int emu_set_regs(struct vmm_cpu *c, const struct vmm_regs *r)
 {
 	for (size_t i = 0; i < sizeof(gpr_map) / sizeof(gpr_map[0]); i++)
@@ -2095,6 +2119,7 @@ const struct vmm_cpu_ops emu_cpu_ops = {
 	.pos = emu_pos,
 	.get_regs = emu_get_regs,
 	.set_regs = emu_set_regs,
+	.get_fpregs = emu_get_fpregs,
 	.intr_changed = NULL,
 	.save = emu_save,
 	.load = emu_load,
