@@ -341,6 +341,9 @@ static void describe_stop(const struct vmm_stop *s, char *buf, size_t cap)
 		snprintf(buf, cap, "the guest halted with interrupts disabled");
 		break;
 	case VMM_STOP_USER:
+	case VMM_STOP_LIMIT:
+	case VMM_STOP_BREAK:
+	case VMM_STOP_WATCH:
 		snprintf(buf, cap, "the replay was stopped");
 		break;
 	}

@@ -320,6 +320,10 @@ static int report_stop(struct vmm_machine *m, const struct vmm_stop *stop, bool 
 			replay ? "the recording was stopped by the user" : "stopped",
 			(unsigned long long)stop->pos);
 		return EXIT_POWEROFF;
+	case VMM_STOP_LIMIT:
+	case VMM_STOP_BREAK:
+	case VMM_STOP_WATCH:
+		break; /* debugger stops: never the end of a run */
 	}
 	return EXIT_INTERNAL;
 }

@@ -58,12 +58,50 @@ enum vmm_exit_reason {
 	VMM_EXIT_HLT,          /* HLT retired; RIP is after it */
 	VMM_EXIT_SHUTDOWN,     /* triple fault */
 	VMM_EXIT_POWEROFF,     /* a device asked the machine to power off or reset */
+	VMM_EXIT_BREAK,        /* RIP is on a breakpoint (struct vmm_debug); not executed yet */
+	VMM_EXIT_WATCH,        /* the instruction at RIP is about to access a watched page */
+};
+
+/* Debug stops (set_debug). Addresses are guest-virtual. */
+enum vmm_access { VMM_ACCESS_READ = 1, VMM_ACCESS_WRITE = 2, VMM_ACCESS_RW = 3 };
+
+struct vmm_watch {
+	uint64_t addr, len;
+	enum vmm_access access; /* which accesses trap */
+};
+
+struct vmm_debug {
+	const uint64_t *bp;     /* stop before an instruction at any of these addresses */
+	unsigned nbp;
+	const struct vmm_watch *wp; /* stop before an instruction that accesses these pages */
+	unsigned nwp;
+	/*
+	 * No breakpoint stop at this position, and the watched pages are open to the one
+	 * instruction run there (the caller resumes from a stop it reported, with budget 1
+	 * for a watch). UINT64_MAX: none.
+	 */
+	vmm_pos_t pass_pos;
+};
+
+/*
+ * What the guest touched since the last track() call (checkpoints, DESIGN.md §2.7):
+ * guest-physical pages written (by guest instructions or by the backend on the guest's
+ * behalf: page-table A/D bits, interrupt frames, string I/O), and guest-virtual pages
+ * fetched as code. Supersets, never subsets.
+ */
+struct vmm_track {
+	uint64_t *dirty;  /* in: bitmap over RAM pages; written pages are OR'ed in */
+	uint64_t *code;   /* out: malloc'd array of virtual page numbers (va >> 12), sorted */
+	size_t ncode;
 };
 
 struct vmm_exit {
 	enum vmm_exit_reason reason;
 	/* For VMM_EXIT_SHUTDOWN: the vector of the exception that could not be delivered. */
 	int vector;
+	/* For VMM_EXIT_WATCH: the guest-virtual address accessed and how. */
+	uint64_t addr;
+	enum vmm_access access;
 };
 
 struct vmm_cpu_ops {
@@ -121,6 +159,16 @@ struct vmm_cpu_ops {
 
 	/* Read guest memory at a virtual address through the guest's page tables. */
 	int (*read_virt)(struct vmm_cpu *cpu, uint64_t va, void *buf, size_t len);
+
+	/*
+	 * Debugging (NULL where the backend cannot: callers say so). set_debug replaces the
+	 * breakpoints and watchpoints (the arrays are copied). track() reports and restarts
+	 * access tracking (struct vmm_track); the first call starts it.
+	 */
+	int (*set_debug)(struct vmm_cpu *cpu, const struct vmm_debug *d);
+	int (*track)(struct vmm_cpu *cpu, struct vmm_track *t);
+	/* Guest-virtual to guest-physical, as a supervisor read would see it. */
+	int (*translate)(struct vmm_cpu *cpu, uint64_t va, uint64_t *pa);
 };
 
 extern const struct vmm_cpu_ops emu_cpu_ops;

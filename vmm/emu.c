@@ -198,6 +198,26 @@ struct vmm_cpu {
 	uint8_t *pg_wr;       /* a TLB entry may allow writes to it (since the last flush) */
 	uint16_t *pg_writes;  /* trapped writes, towards PG_HOT */
 	struct emu_block **pg_blocks; /* the cached decodes on each page */
+
+	/* Debugging (emu_set_debug): breakpoints and watchpoints, guest-virtual. */
+	uint64_t *bp;
+	unsigned nbp;
+	struct vmm_watch *wp;
+	unsigned nwp;
+	vmm_pos_t pass_pos;     /* no debug stop for the instruction at this position */
+	uint64_t bp_pos;        /* the budget stop at this position is a breakpoint */
+	bool watch_open;        /* this pass runs the instruction at pass_pos: let it through */
+	bool watch_opened;      /* ... and a watched page got a TLB entry: flush after */
+	bool watch_pending;     /* a fill for a watched page was refused */
+	uint64_t watch_va;
+	enum vmm_access watch_acc;
+
+	/* Access tracking (emu_track): pages written, code pages fetched (a set of va>>12,
+	 * open addressing, 0 = empty slot, keys stored + 1). */
+	bool tracking;
+	uint8_t *pg_dirt;
+	uint64_t *code_set;
+	size_t code_cap, code_n;
 };
 
 static int uc_fail(uc_err e, const char *what)
@@ -260,6 +280,8 @@ static void pte_set(struct vmm_cpu *c, uint64_t pa, int size, uint64_t bits)
 	if ((v & bits) != bits) {
 		v |= bits;
 		memcpy(p, &v, size);
+		if (c->tracking)
+			c->pg_dirt[pa >> 12] = 1;
 	}
 }
 
@@ -380,6 +402,54 @@ static bool cpl3(struct vmm_cpu *c)
 	return (rreg(c, UC_X86_REG_CS) & 3) == 3;
 }
 
+/* Which accesses to the guest-virtual page of va are watched (0: none). */
+static enum vmm_access watched_access(struct vmm_cpu *c, uint64_t va)
+{
+	unsigned a = 0;
+	uint64_t page = va & ~0xfffull;
+	for (unsigned i = 0; i < c->nwp; i++) {
+		uint64_t first = c->wp[i].addr & ~0xfffull;
+		uint64_t last = (c->wp[i].addr + c->wp[i].len - 1) & ~0xfffull;
+		if (page >= first && page <= last)
+			a |= c->wp[i].access;
+	}
+	return (enum vmm_access)a;
+}
+
+/* Remember that the guest fetched code from virtual page vpn in this interval. */
+static void code_add(struct vmm_cpu *c, uint64_t vpn)
+{
+	if (2 * (c->code_n + 1) > c->code_cap) {
+		size_t cap = c->code_cap ? 2 * c->code_cap : 256;
+		uint64_t *set = calloc(cap, sizeof(*set));
+		if (!set) {
+			c->tracking = false; /* the next track() reports the failure */
+			return;
+		}
+		for (size_t i = 0; i < c->code_cap; i++) {
+			uint64_t k = c->code_set[i];
+			if (!k)
+				continue;
+			size_t j = (size_t)(k * 0x9E3779B97F4A7C15ull) & (cap - 1);
+			while (set[j])
+				j = (j + 1) & (cap - 1);
+			set[j] = k;
+		}
+		free(c->code_set);
+		c->code_set = set;
+		c->code_cap = cap;
+	}
+	uint64_t k = vpn + 1;
+	size_t j = (size_t)(k * 0x9E3779B97F4A7C15ull) & (c->code_cap - 1);
+	while (c->code_set[j]) {
+		if (c->code_set[j] == k)
+			return;
+		j = (j + 1) & (c->code_cap - 1);
+	}
+	c->code_set[j] = k;
+	c->code_n++;
+}
+
 static bool tlb_fill_hook(uc_engine *uc, uint64_t va, uc_mem_type type, uc_tlb_entry *res,
 			  void *opaque)
 {
@@ -391,7 +461,8 @@ static bool tlb_fill_hook(uc_engine *uc, uint64_t va, uc_mem_type type, uc_tlb_e
 	uint32_t err;
 	/* After a stop Unicorn probes the page of `until`: not a guest access. Only the
 	 * first refusal of a run is the guest's. */
-	bool record = c->stop == ES_NONE && !c->exc_stop && !c->pf_pending && !c->gp_pending;
+	bool record = c->stop == ES_NONE && !c->exc_stop && !c->pf_pending && !c->gp_pending &&
+		      !c->watch_pending;
 	if (long_mode(c) && (uint64_t)((int64_t)(va << 16) >> 16) != va) {
 		/* Non-canonical: #GP(0), which our walker must raise since it replaced QEMU's. */
 		if (record)
@@ -406,8 +477,38 @@ static bool tlb_fill_hook(uc_engine *uc, uint64_t va, uc_mem_type type, uc_tlb_e
 		c->pf_err = err;
 		return false;
 	}
+	bool r = true;
+	if (c->nwp && acc != ACC_FETCH) {
+		enum vmm_access watched = watched_access(c, va);
+		enum vmm_access now = acc == ACC_WRITE ? VMM_ACCESS_WRITE : VMM_ACCESS_READ;
+		if ((watched & now) && !c->watch_open) {
+			if (record) {
+				c->watch_pending = true;
+				c->watch_va = va;
+				c->watch_acc = now;
+			}
+			return false;
+		}
+		if (watched & now)
+			c->watch_opened = true;
+		else if (watched) {
+			/* The other kind of access must come back here. */
+			r = !(watched & VMM_ACCESS_READ);
+			w = w && !(watched & VMM_ACCESS_WRITE);
+		}
+	}
 	uint64_t pg = pa >> 12;
+	if (c->tracking && acc == ACC_FETCH)
+		code_add(c, va >> 12);
 	if (pg < c->npages) {
+		if (c->tracking && w) {
+			/* Write permission only for a write, or for a page already written in
+			 * this interval: the first write of an interval comes back here. */
+			if (acc == ACC_WRITE)
+				c->pg_dirt[pg] = 1;
+			else if (!c->pg_dirt[pg])
+				w = false;
+		}
 		if (c->pg_state[pg] == PG_CODE) {
 			if (acc == ACC_WRITE) {
 				/* A write to code we decoded: let it through, remember it. */
@@ -423,7 +524,7 @@ static bool tlb_fill_hook(uc_engine *uc, uint64_t va, uc_mem_type type, uc_tlb_e
 			c->pg_wr[pg] = 1;
 	}
 	res->paddr = pa & ~0xfffull;
-	res->perms = UC_PROT_READ | (w ? UC_PROT_WRITE : 0) | (x ? UC_PROT_EXEC : 0);
+	res->perms = (r ? UC_PROT_READ : 0) | (w ? UC_PROT_WRITE : 0) | (x ? UC_PROT_EXEC : 0);
 	return true;
 }
 
@@ -470,6 +571,8 @@ static int write_virt_raw(struct vmm_cpu *c, uint64_t va, const void *buf, size_
 		uint8_t *p = ram_ptr(c, pa, chunk);
 		if (p)
 			memcpy(p, in, chunk);
+		if (p && c->tracking)
+			c->pg_dirt[pa >> 12] = 1;
 		/* Unicorn caches translated code per page; a write through us must drop it,
 		 * and so must our decodes of it. */
 		uc_ctl_remove_cache(c->uc, va, va + chunk);
@@ -798,6 +901,22 @@ static void stop_at_block(struct vmm_cpu *c, uint64_t addr, enum emu_stop why)
 	stop_now(c, why);
 }
 
+/* A breakpoint in block b (about to run from its start) becomes the budget stop. */
+static void break_in_block(struct vmm_cpu *c, const struct emu_block *b)
+{
+	for (unsigned j = 0; j < c->nbp; j++) {
+		if (c->bp[j] - b->addr >= b->size)
+			continue;
+		int i = block_index(b, c->bp[j]);
+		if (i < 0 || c->icount + (uint64_t)i == c->pass_pos)
+			continue;
+		if (c->icount + (uint64_t)i < c->target) {
+			c->target = c->icount + (uint64_t)i;
+			c->bp_pos = c->target;
+		}
+	}
+}
+
 static void block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *opaque)
 {
 	struct vmm_cpu *c = opaque;
@@ -840,6 +959,8 @@ static void block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *opaque
 			return;
 		}
 	}
+	if (c->nbp)
+		break_in_block(c, b);
 	if (c->target != UINT64_MAX && c->icount + b->n > c->target) {
 		uint64_t k = c->target - c->icount;
 		if (k == 0) {
@@ -1630,6 +1751,7 @@ static int emu_create(struct vmm_machine *m, struct vmm_cpu **out)
 		return -VMM_ENOMEM;
 	}
 	c->target = UINT64_MAX;
+	c->pass_pos = UINT64_MAX;
 	c->bits = 32;
 	c->calib = calibrate();
 	e = uc_open(UC_ARCH_X86, UC_MODE_64, &c->uc);
@@ -1689,6 +1811,10 @@ static void emu_destroy(struct vmm_cpu *c)
 	free(c->pg_wr);
 	free(c->pg_writes);
 	free(c->pg_blocks);
+	free(c->pg_dirt);
+	free(c->code_set);
+	free(c->bp);
+	free(c->wp);
 	free(c);
 }
 
@@ -1795,12 +1921,24 @@ static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 		c->exc_stop = false;
 		c->pf_pending = false;
 		c->gp_pending = false;
+		c->watch_pending = false;
+		c->bp_pos = UINT64_MAX;
+		c->watch_open = c->nwp && c->icount == c->pass_pos;
+		if (c->watch_open && c->target > c->icount + 1)
+			c->target = c->icount + 1; /* one instruction through the watched pages */
 		c->cur = NULL;
 		c->watch_if = vmm_intr_pending(c->m) &&
 			      !(rreg(c, UC_X86_REG_EFLAGS) & RFLAGS_IF);
 		uint64_t rip = rreg(c, UC_X86_REG_RIP);
 		uc_err e = uc_emu_start(c->uc, rip, UINT64_MAX, 0, 0);
 		enum emu_stop why = c->stop;
+		if (c->watch_opened) {
+			/* Close the watched pages again: drop the entries the pass made. */
+			uc_ctl_flush_tlb(c->uc);
+			memset(c->pg_wr, 0, c->npages);
+			c->watch_opened = false;
+		}
+		c->watch_open = false;
 		c->stop = ES_NONE;
 		c->exc_stop = false;
 		if (c->stop_rip_valid) {
@@ -1810,6 +1948,19 @@ static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 		}
 
 
+		if (e == UC_ERR_EXCEPTION && c->watch_pending && !c->pf_pending && !c->gp_pending &&
+		    why == ES_NONE) {
+			/* A watched page: stop before the instruction that accesses it. */
+			if (c->cur)
+				settle_at(c, rreg(c, UC_X86_REG_RIP));
+			c->cur = NULL;
+			c->watch_pending = false;
+			c->prev_kind = X86_OTHER;
+			exit->reason = VMM_EXIT_WATCH;
+			exit->addr = c->watch_va;
+			exit->access = c->watch_acc;
+			return 0;
+		}
 		if (e == UC_ERR_EXCEPTION && (c->pf_pending || c->gp_pending) && why == ES_NONE) {
 			/* A refused TLB fill: RIP is on the faulting instruction. */
 			uint64_t frip = rreg(c, UC_X86_REG_RIP);
@@ -1879,6 +2030,10 @@ static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 			/* The stop's code hook goes now: left in place, every later pass over
 			 * that instruction (a hot loop) would pay for a hook call. */
 			budget_clear(c);
+			if (c->icount == c->bp_pos) {
+				exit->reason = VMM_EXIT_BREAK;
+				return 0;
+			}
 			if (c->icount >= target) {
 				exit->reason = VMM_EXIT_BUDGET;
 				return 0;
@@ -2089,8 +2244,11 @@ static int emu_load(struct vmm_cpu *c, const void *blob, size_t len)
 	if (e != UC_ERR_OK)
 		return uc_fail(e, "restoring the CPU context");
 	uc_ctl_flush_tlb(c->uc);
+	/* RAM may have been loaded too: code translated from the old contents must go, and
+	 * every cached decode is checked once. */
+	uc_ctl_flush_tb(c->uc);
 	memset(c->pg_wr, 0, c->npages);
-	all_dirty(c); /* RAM may have been loaded too: check every cached decode once */
+	all_dirty(c);
 	c->icount = h.icount;
 	c->tsc_offset = h.tsc_offset;
 	c->intr_pos = UINT64_MAX;
@@ -2106,6 +2264,90 @@ static int emu_load(struct vmm_cpu *c, const void *blob, size_t len)
 static int emu_read_virt(struct vmm_cpu *c, uint64_t va, void *buf, size_t len)
 {
 	return read_virt_raw(c, va, buf, len, false);
+}
+
+static int emu_set_debug(struct vmm_cpu *c, const struct vmm_debug *d)
+{
+	uint64_t *bp = NULL;
+	struct vmm_watch *wp = NULL;
+	if (d->nbp && !(bp = malloc(d->nbp * sizeof(*bp))))
+		return -VMM_ENOMEM;
+	if (d->nwp && !(wp = malloc(d->nwp * sizeof(*wp)))) {
+		free(bp);
+		return -VMM_ENOMEM;
+	}
+	if (d->nbp)
+		memcpy(bp, d->bp, d->nbp * sizeof(*bp));
+	for (unsigned i = 0; i < d->nwp; i++) {
+		if (!d->wp[i].len || d->wp[i].addr + d->wp[i].len < d->wp[i].addr) {
+			free(bp);
+			free(wp);
+			return vmm_fail(VMM_EINVAL, "bad watchpoint range");
+		}
+		wp[i] = d->wp[i];
+	}
+	bool had_watch = c->nwp != 0;
+	free(c->bp);
+	free(c->wp);
+	c->bp = bp;
+	c->nbp = d->nbp;
+	c->wp = wp;
+	c->nwp = d->nwp;
+	c->pass_pos = d->pass_pos;
+	if (d->nwp || had_watch) {
+		/* TLB entries made before may open (or keep closed) watched pages. */
+		uc_ctl_flush_tlb(c->uc);
+		memset(c->pg_wr, 0, c->npages);
+	}
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int emu_track(struct vmm_cpu *c, struct vmm_track *t)
+{
+	t->code = NULL;
+	t->ncode = 0;
+	if (!c->pg_dirt) {
+		if (!(c->pg_dirt = calloc(c->npages, 1)))
+			return -VMM_ENOMEM;
+		c->tracking = true;
+	} else {
+		if (!c->tracking)
+			return vmm_fail(VMM_ENOMEM, "access tracking ran out of memory");
+		for (uint32_t pg = 0; pg < c->npages; pg++)
+			if (c->pg_dirt[pg])
+				t->dirty[pg / 64] |= 1ull << (pg % 64);
+		if (c->code_n) {
+			if (!(t->code = malloc(c->code_n * sizeof(*t->code))))
+				return -VMM_ENOMEM;
+			for (size_t i = 0; i < c->code_cap; i++)
+				if (c->code_set[i])
+					t->code[t->ncode++] = c->code_set[i] - 1;
+			qsort(t->code, t->ncode, sizeof(*t->code), cmp_u64);
+		}
+	}
+	memset(c->pg_dirt, 0, c->npages);
+	if (c->code_set)
+		memset(c->code_set, 0, c->code_cap * sizeof(*c->code_set));
+	c->code_n = 0;
+	/* Every page touched from now on must come through a fill again. */
+	uc_ctl_flush_tlb(c->uc);
+	memset(c->pg_wr, 0, c->npages);
+	return 0;
+}
+
+static int emu_translate(struct vmm_cpu *c, uint64_t va, uint64_t *pa)
+{
+	bool w, x;
+	uint32_t err;
+	if (!walk(c, va, ACC_READ, false, false, pa, &w, &x, &err))
+		return vmm_fail(VMM_EGUEST, "%#llx is not mapped", (unsigned long long)va);
+	return 0;
 }
 
 const struct vmm_cpu_ops emu_cpu_ops = {
@@ -2124,4 +2366,7 @@ const struct vmm_cpu_ops emu_cpu_ops = {
 	.save = emu_save,
 	.load = emu_load,
 	.read_virt = emu_read_virt,
+	.set_debug = emu_set_debug,
+	.track = emu_track,
+	.translate = emu_translate,
 };

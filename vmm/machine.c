@@ -164,6 +164,11 @@ static bool guest_if(struct vmm_machine *m)
 
 int vmm_machine_run(struct vmm_machine *m, struct vmm_stop *stop)
 {
+	return vmm_machine_run_until(m, UINT64_MAX, stop);
+}
+
+int vmm_machine_run_until(struct vmm_machine *m, vmm_pos_t until, struct vmm_stop *stop)
+{
 	const struct vmm_input_ops *in = m->cfg.input;
 	void *op = m->cfg.input_opaque;
 	const struct vmm_cpu_ops *cpu = m->cfg.backend;
@@ -174,6 +179,12 @@ int vmm_machine_run(struct vmm_machine *m, struct vmm_stop *stop)
 			stop->reason = why;
 			stop->exit_value = m->stop_value;
 			stop->pos = vmm_machine_pos(m);
+			return 0;
+		}
+		vmm_pos_t pos = vmm_machine_pos(m);
+		if (pos >= until) {
+			stop->reason = VMM_STOP_LIMIT;
+			stop->pos = pos;
 			return 0;
 		}
 		int rc = in->poll(op, m);
@@ -204,7 +215,11 @@ int vmm_machine_run(struct vmm_machine *m, struct vmm_stop *stop)
 			}
 		}
 		struct vmm_exit ex = {0};
-		rc = cpu->run(m->cpu, in->run_budget(op, m), &ex);
+		uint64_t budget = in->run_budget(op, m);
+		pos = vmm_machine_pos(m);
+		if (until != UINT64_MAX && until > pos && until - pos < budget)
+			budget = until - pos;
+		rc = cpu->run(m->cpu, budget, &ex);
 		if (rc < 0)
 			return rc;
 		switch (ex.reason) {
@@ -215,6 +230,13 @@ int vmm_machine_run(struct vmm_machine *m, struct vmm_stop *stop)
 			stop->reason = VMM_STOP_TRIPLE_FAULT;
 			stop->vector = ex.vector;
 			stop->pos = vmm_machine_pos(m);
+			return 0;
+		case VMM_EXIT_BREAK:
+		case VMM_EXIT_WATCH:
+			stop->reason = ex.reason == VMM_EXIT_BREAK ? VMM_STOP_BREAK : VMM_STOP_WATCH;
+			stop->pos = vmm_machine_pos(m);
+			stop->addr = ex.addr;
+			stop->access = ex.access;
 			return 0;
 		case VMM_EXIT_BUDGET:
 		case VMM_EXIT_KICK:
@@ -411,14 +433,16 @@ struct machine_state_hdr {
 	uint64_t cpu_len;
 };
 
-int vmm_machine_save(struct vmm_machine *m, void **blob, size_t *len)
+/* The machine state with RAM (save) or without (snapshot: ram_size 0 in the header). */
+static int save_common(struct vmm_machine *m, bool with_ram, void **blob, size_t *len)
 {
 	void *cpu_blob = NULL;
 	size_t cpu_len = 0;
 	int rc = m->cfg.backend->save(m->cpu, &cpu_blob, &cpu_len);
 	if (rc < 0)
 		return rc;
-	size_t total = sizeof(struct machine_state_hdr) + cpu_len + m->ram_size;
+	uint64_t ram = with_ram ? m->ram_size : 0;
+	size_t total = sizeof(struct machine_state_hdr) + cpu_len + ram;
 	for (size_t i = 0; i < NDEV; i++)
 		total += machine_devices[i]->state_size;
 	uint8_t *b = malloc(total);
@@ -428,7 +452,7 @@ int vmm_machine_save(struct vmm_machine *m, void **blob, size_t *len)
 	}
 	struct machine_state_hdr h = {.magic = MACHINE_STATE_MAGIC,
 				      .version = 1,
-				      .ram_size = m->ram_size,
+				      .ram_size = ram,
 				      .ndev = NDEV,
 				      .halted = m->halted,
 				      .cpu_len = cpu_len};
@@ -441,25 +465,27 @@ int vmm_machine_save(struct vmm_machine *m, void **blob, size_t *len)
 	}
 	memcpy(p, cpu_blob, cpu_len);
 	p += cpu_len;
-	memcpy(p, m->ram, m->ram_size);
+	if (with_ram)
+		memcpy(p, m->ram, m->ram_size);
 	free(cpu_blob);
 	*blob = b;
 	*len = total;
 	return 0;
 }
 
-int vmm_machine_load_state(struct vmm_machine *m, const void *blob, size_t len)
+static int load_common(struct vmm_machine *m, bool with_ram, const void *blob, size_t len)
 {
 	struct machine_state_hdr h;
 	const uint8_t *p = blob;
+	uint64_t ram = with_ram ? m->ram_size : 0;
 	if (len < sizeof(h))
 		return vmm_fail(VMM_ESTATE, "machine state: too short");
 	memcpy(&h, p, sizeof(h));
-	size_t need = sizeof(h) + h.cpu_len + m->ram_size;
+	size_t need = sizeof(h) + h.cpu_len + ram;
 	for (size_t i = 0; i < NDEV; i++)
 		need += machine_devices[i]->state_size;
 	if (h.magic != MACHINE_STATE_MAGIC || h.version != 1 || h.ndev != NDEV ||
-	    h.ram_size != m->ram_size || h.cpu_len > len || len != need)
+	    h.ram_size != ram || h.cpu_len > len || len != need)
 		return vmm_fail(VMM_ESTATE, "machine state: bad header, size or machine config");
 	p += sizeof(h);
 	for (size_t i = 0; i < NDEV; i++) {
@@ -468,12 +494,49 @@ int vmm_machine_load_state(struct vmm_machine *m, const void *blob, size_t len)
 			return rc;
 		p += machine_devices[i]->state_size;
 	}
+	if (with_ram)
+		memcpy(m->ram, p + h.cpu_len, m->ram_size);
+	/* The CPU last: it drops what it translated from RAM as it was. */
 	int rc = m->cfg.backend->load(m->cpu, p, h.cpu_len);
 	if (rc < 0)
 		return rc;
-	p += h.cpu_len;
-	memcpy(m->ram, p, m->ram_size);
 	m->halted = h.halted;
 	atomic_store(&m->stop_reason, 0);
 	return 0;
+}
+
+int vmm_machine_save(struct vmm_machine *m, void **blob, size_t *len)
+{
+	return save_common(m, true, blob, len);
+}
+
+int vmm_machine_load_state(struct vmm_machine *m, const void *blob, size_t len)
+{
+	return load_common(m, true, blob, len);
+}
+
+int vmm_machine_snapshot(struct vmm_machine *m, void **blob, size_t *len)
+{
+	return save_common(m, false, blob, len);
+}
+
+int vmm_machine_restore(struct vmm_machine *m, const void *blob, size_t len)
+{
+	return load_common(m, false, blob, len);
+}
+
+int vmm_machine_set_debug(struct vmm_machine *m, const struct vmm_debug *d)
+{
+	if (!m->cfg.backend->set_debug)
+		return vmm_fail(VMM_EBACKEND, "the %s backend has no breakpoints or watchpoints "
+				"yet: use --backend emu", m->cfg.backend->name);
+	return m->cfg.backend->set_debug(m->cpu, d);
+}
+
+int vmm_machine_track(struct vmm_machine *m, struct vmm_track *t)
+{
+	if (!m->cfg.backend->track)
+		return vmm_fail(VMM_EBACKEND, "the %s backend cannot track memory writes for "
+				"checkpoints yet: use --backend emu", m->cfg.backend->name);
+	return m->cfg.backend->track(m->cpu, t);
 }

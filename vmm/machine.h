@@ -31,6 +31,9 @@ enum vmm_stop_reason {
 	VMM_STOP_TRIPLE_FAULT,   /* shutdown: an exception could not be delivered */
 	VMM_STOP_HALTED,         /* HLT with interrupts disabled: nothing can wake it */
 	VMM_STOP_USER,           /* the user asked to stop (Ctrl-A x, SIGINT) */
+	VMM_STOP_LIMIT,          /* vmm_machine_run_until: the position asked for */
+	VMM_STOP_BREAK,          /* a breakpoint (vmm_machine_set_debug), before its instruction */
+	VMM_STOP_WATCH,          /* an access to a watched page, before its instruction */
 };
 
 struct vmm_stop {
@@ -38,6 +41,8 @@ struct vmm_stop {
 	uint32_t exit_value; /* VMM_STOP_DEBUG_EXIT: the value V written */
 	int vector;          /* VMM_STOP_TRIPLE_FAULT: the exception that was not delivered */
 	vmm_pos_t pos;       /* where it stopped */
+	uint64_t addr;       /* VMM_STOP_WATCH: the guest-virtual address accessed */
+	enum vmm_access access; /* VMM_STOP_WATCH: read or write */
 };
 
 int vmm_machine_create(const struct vmm_config *cfg, struct vmm_machine **out) VMM_WUR;
@@ -58,6 +63,29 @@ int vmm_machine_load(struct vmm_machine *m, const void *elf, size_t len,
 
 /* Run the guest until it stops (see enum vmm_stop_reason). */
 int vmm_machine_run(struct vmm_machine *m, struct vmm_stop *stop) VMM_WUR;
+/*
+ * The same, and stop with VMM_STOP_LIMIT on arriving at position until (before the
+ * input events due there are delivered). The state at a position is therefore always
+ * the one on arrival there: what checkpoints keep and what a debugger shows.
+ */
+int vmm_machine_run_until(struct vmm_machine *m, vmm_pos_t until,
+			  struct vmm_stop *stop) VMM_WUR;
+
+/*
+ * Debugging and checkpoints (struct vmm_debug, struct vmm_track in cpu.h): breakpoints
+ * and watchpoints make vmm_machine_run stop with VMM_STOP_BREAK / VMM_STOP_WATCH; track
+ * reports the pages written and the code pages run since its last call. Both fail with
+ * -VMM_EBACKEND and a detail message on a backend that cannot do them.
+ */
+int vmm_machine_set_debug(struct vmm_machine *m, const struct vmm_debug *d) VMM_WUR;
+int vmm_machine_track(struct vmm_machine *m, struct vmm_track *t) VMM_WUR;
+
+/*
+ * Everything but RAM (every device, the vCPU, the run loop's own state) into a
+ * malloc'd blob, and back: checkpoints keep RAM themselves, as page differences.
+ */
+int vmm_machine_snapshot(struct vmm_machine *m, void **blob, size_t *len) VMM_WUR;
+int vmm_machine_restore(struct vmm_machine *m, const void *blob, size_t len) VMM_WUR;
 
 /* Stop a running machine soon: any thread, async-signal-safe. */
 void vmm_machine_kick(struct vmm_machine *m);
