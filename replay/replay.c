@@ -39,6 +39,8 @@ struct rpl {
 	struct rpl_divergence div;
 	struct rpl_stats stats;
 	atomic_bool stop; /* the user asked to stop */
+	/* The last consumed events' position and how many were consumed there (rpl_mark). */
+	uint64_t run_pos, run_n;
 };
 
 #define NEXT(r) ((r)->q[(r)->qh])
@@ -76,6 +78,12 @@ static void peek(struct rpl *r)
 
 static void consume(struct rpl *r)
 {
+	if (NEXT(r).pos == r->run_pos) {
+		r->run_n++;
+	} else {
+		r->run_pos = NEXT(r).pos;
+		r->run_n = 1;
+	}
 	r->qh = (r->qh + 1) % RPL_AHEAD;
 	r->qn--;
 	r->stats.events++;
@@ -310,6 +318,7 @@ int rpl_create(const struct rpl_config *cfg, struct rpl **out)
 		return -VMM_ENOMEM;
 	r->cfg = *cfg;
 	r->out_hash = LF_OUT_HASH_INIT;
+	r->run_pos = UINT64_MAX;
 	*out = r;
 	return 0;
 }
@@ -422,6 +431,65 @@ enum rpl_verdict rpl_finish(struct rpl *r, struct vmm_machine *m, int run_rc,
 		return RPL_DIVERGED;
 	}
 	return RPL_MATCHED;
+}
+
+void rpl_mark(struct rpl *r, struct rpl_mark *mk)
+{
+	memset(mk, 0, sizeof(*mk));
+	peek(r);
+	if (HAVE_NEXT(r)) {
+		mk->next_pos = NEXT(r).pos;
+		mk->skip = r->run_pos == mk->next_pos ? r->run_n : 0;
+	} else {
+		mk->next_pos = UINT64_MAX;
+	}
+	mk->out_hash = r->out_hash;
+	mk->out_bytes = r->out_bytes;
+	mk->last_clock = r->last_clock;
+	mk->last_event = r->last_event;
+	mk->last_match = r->last_match;
+	mk->ended = r->ended;
+	mk->stats = r->stats;
+}
+
+int rpl_seek(struct rpl *r, const struct rpl_mark *mk)
+{
+	r->qh = r->qn = 0;
+	r->diverged = false;
+	atomic_store(&r->stop, false);
+	if (mk->next_pos == UINT64_MAX) {
+		r->log_done = true; /* a log error found before stays known */
+	} else {
+		r->log_done = false;
+		r->log_err = 0;
+		int rc = lf_reader_seek(r->cfg.reader, mk->next_pos);
+		if (rc < 0)
+			return vmm_fail(VMM_EIO, "cannot go back in the log: %s",
+					*lf_errdetail() ? lf_errdetail() : lf_strerror(rc));
+		for (uint64_t i = 0; i < mk->skip; i++) {
+			if (!read_ahead(r))
+				return vmm_fail(VMM_EIO, "the log changed under the replay");
+			r->qh = (r->qh + 1) % RPL_AHEAD;
+			r->qn--;
+		}
+	}
+	r->run_pos = mk->next_pos;
+	r->run_n = mk->skip;
+	r->out_hash = mk->out_hash;
+	r->out_bytes = mk->out_bytes;
+	r->last_clock = mk->last_clock;
+	r->last_event = mk->last_event;
+	r->last_match = mk->last_match;
+	r->ended = mk->ended;
+	r->stats = mk->stats;
+	return 0;
+}
+
+bool rpl_diverged(const struct rpl *r, struct rpl_divergence *d)
+{
+	if (r->diverged && d)
+		*d = r->div;
+	return r->diverged;
 }
 
 void rpl_stats(const struct rpl *r, struct rpl_stats *s)

@@ -67,4 +67,21 @@ struct rpl_stats {
 };
 void rpl_stats(const struct rpl *r, struct rpl_stats *s);
 
+/*
+ * Where a replay stands in its log (debugger checkpoints): rpl_mark takes it at a
+ * vCPU stop, rpl_seek puts the replay back there (the machine is restored apart).
+ */
+struct rpl_mark {
+	uint64_t next_pos; /* position of the next event not consumed; UINT64_MAX: none */
+	uint64_t skip;     /* events at next_pos consumed already */
+	uint64_t out_hash, out_bytes, last_clock;
+	vmm_pos_t last_event, last_match;
+	bool ended;
+	struct rpl_stats stats;
+};
+void rpl_mark(struct rpl *r, struct rpl_mark *mk);
+int rpl_seek(struct rpl *r, const struct rpl_mark *mk) VMM_WUR;
+/* Has the replay diverged? *d (may be NULL) gets the report. */
+bool rpl_diverged(const struct rpl *r, struct rpl_divergence *d);
+
 #endif

@@ -13,6 +13,7 @@
 
 #include "tools/cli.h"
 #include "tools/console.h"
+#include "tools/debugcmd.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -40,6 +41,7 @@ static void usage_main(FILE *f)
 		"  run [options] GUEST.elf               run a PVH guest live, no log\n"
 		"  record [options] -o LOG GUEST.elf     run live and log every input\n"
 		"  replay [options] LOG                  run the recording again, verified\n"
+		"  debug [options] LOG [-- GDB-ARGS]     replay it under gdb, forwards and back\n"
 		"  log info|dump|verify LOG              inspect or check a log\n"
 		"\n"
 		"Run 'rewind COMMAND --help' for a command's options.\n"
@@ -132,10 +134,40 @@ static void usage_replay(FILE *f)
 		"                          whose image moved (its hash must match)\n"
 		"  --quiet                 do not print the guest's output (it is still checked)\n"
 		"  --verbose               more detail in the summary\n"
+		"  --gdb [HOST:]PORT       serve gdb there instead of running to the end: time-\n"
+		"                          travel debugging (target remote HOST:PORT; the host\n"
+		"                          is 127.0.0.1 unless given). emu backend only\n"
+		"  --checkpoint-every N    with --gdb: instructions between checkpoints (2M)\n"
+		"  --checkpoint-mem SIZE   with --gdb: memory for checkpoints before older ones\n"
+		"                          are thinned (512M)\n"
 		"  -h, --help              this help\n"
 		"\n"
 		"Exit status: the recorded guest's; 4 for a corrupt, cut or foreign log, 8 for a\n"
 		"divergence; see 'rewind --help'.\n");
+}
+
+static void usage_debug(FILE *f)
+{
+	fprintf(f,
+		"usage: rewind debug [options] LOG [-- GDB-ARGS...]\n"
+		"\n"
+		"Replay LOG under gdb, with time travel: gdb starts with the guest's symbols,\n"
+		"attached at the first instruction. Besides break, watch, step and continue,\n"
+		"reverse-stepi, reverse-next, reverse-step, reverse-finish and reverse-continue\n"
+		"run backwards (a watchpoint and reverse-continue find the last write). Two gdb\n"
+		"commands are defined: 'when' (the current position) and 'goto POS'; 'monitor\n"
+		"help' lists the monitor commands. The guest's output is printed once, the\n"
+		"first time the replay gets there. Arguments after -- go to gdb (e.g. -batch\n"
+		"-x script.gdb). Set REWIND_GDB to use another gdb.\n"
+		"\n"
+		"Options:\n"
+		"  --image PATH            the guest image, for a log recorded with --no-embed\n"
+		"  --checkpoint-every N    instructions between checkpoints (default 2M)\n"
+		"  --checkpoint-mem SIZE   memory for checkpoints before older ones are thinned\n"
+		"                          (default 512M)\n"
+		"  -h, --help              this help\n"
+		"\n"
+		"Exit status: gdb's.\n");
 }
 
 void die_line(int status, const char *fmt, ...)
@@ -635,18 +667,50 @@ static void print_divergence(struct vmm_machine *m, const struct rpl_divergence 
 	dump_regs(m);
 }
 
-static int cmd_replay(int argc, char **argv)
+static int cmd_replay(int argc, char **argv, bool debug)
 {
 	const char *backend_name = NULL, *image_path = NULL;
 	bool quiet = false, verbose = false;
+	struct debug_opts dbg = {.spawn_gdb = debug};
+	bool gdb = debug;
 	static const struct option lopts[] = {
-		{"backend", required_argument, NULL, 'b'}, {"image", required_argument, NULL, 'i'},
-		{"quiet", no_argument, NULL, 'q'},         {"verbose", no_argument, NULL, 'v'},
-		{"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+		{"backend", required_argument, NULL, 'b'},
+		{"image", required_argument, NULL, 'i'},
+		{"quiet", no_argument, NULL, 'q'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"gdb", required_argument, NULL, 'g'},
+		{"checkpoint-every", required_argument, NULL, 'E'},
+		{"checkpoint-mem", required_argument, NULL, 'M'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0}};
 	int c;
+	/* `rewind debug LOG -- GDB-ARGS`: what follows -- is gdb's. */
+	for (int i = 1; debug && i < argc; i++)
+		if (!strcmp(argv[i], "--")) {
+			dbg.gdb_argc = argc - i - 1;
+			dbg.gdb_argv = argv + i + 1;
+			argc = i;
+			break;
+		}
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "hq", lopts, NULL)) != -1) {
 		switch (c) {
+		case 'g':
+			gdb = true;
+			dbg.gdb_addr = optarg;
+			break;
+		case 'E':
+		case 'M': {
+			uint64_t v;
+			if (vmm_parse_size(optarg, &v) < 0 || !v)
+				die_line(EXIT_USAGE, "--%s %s: expected a positive number",
+					 c == 'E' ? "checkpoint-every" : "checkpoint-mem", optarg);
+			if (c == 'E')
+				dbg.ck_every = v;
+			else
+				dbg.ck_mem = v;
+			break;
+		}
 		case 'b':
 			backend_name = optarg;
 			break;
@@ -660,15 +724,19 @@ static int cmd_replay(int argc, char **argv)
 			verbose = true;
 			break;
 		case 'h':
-			usage_replay(stdout);
+			if (debug)
+				usage_debug(stdout);
+			else
+				usage_replay(stdout);
 			return 0;
 		default:
-			fprintf(stderr, "Try 'rewind replay --help'.\n");
+			fprintf(stderr, "Try 'rewind %s --help'.\n", debug ? "debug" : "replay");
 			return EXIT_USAGE;
 		}
 	}
 	if (optind != argc - 1)
-		die_line(EXIT_USAGE, "replay: expected one log file (try 'rewind replay --help')");
+		die_line(EXIT_USAGE, "%s: expected one log file (try 'rewind %s --help')",
+			 debug ? "debug" : "replay", debug ? "debug" : "replay");
 	const char *log_path = argv[optind];
 
 	int fd = open(log_path, O_RDONLY | O_CLOEXEC);
@@ -753,6 +821,12 @@ static int cmd_replay(int argc, char **argv)
 				.out = console_out,
 				.out_opaque = &con,
 				.flush = console_flush};
+	if (gdb) {
+		if (backend != &emu_cpu_ops)
+			die_line(EXIT_USAGE, "time-travel debugging needs --backend emu (the kvm "
+					     "backend has no checkpoints yet)");
+		debug_output(console_out, &con, &pc.out);
+	}
 	rc = rpl_create(&pc, &rp);
 	if (rc < 0)
 		fail(rc, "replay");
@@ -763,9 +837,22 @@ static int cmd_replay(int argc, char **argv)
 	if (rc < 0)
 		fail(rc, "creating the machine");
 	rc = vmm_machine_load(m, image, image_len, h->cmdline);
-	free(image_file);
 	if (rc < 0)
 		fail(rc, "the image in the log");
+	if (gdb) {
+		dbg.image = image;
+		dbg.image_len = image_len;
+		int status = debug_session(m, rp, &dbg);
+		console_finish(&con);
+		free(image_file);
+		rpl_free(rp);
+		vmm_machine_destroy(m);
+		lf_reader_free(rd);
+		close(fd);
+		console_close(&con);
+		return status;
+	}
+	free(image_file);
 
 	g_rpl = rp;
 	g_machine = m;
@@ -841,7 +928,9 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[1], "record"))
 		return cmd_run_or_record(argc - 1, argv + 1, true);
 	if (!strcmp(argv[1], "replay"))
-		return cmd_replay(argc - 1, argv + 1);
+		return cmd_replay(argc - 1, argv + 1, false);
+	if (!strcmp(argv[1], "debug"))
+		return cmd_replay(argc - 1, argv + 1, true);
 	if (!strcmp(argv[1], "log"))
 		return cmd_log(argc - 1, argv + 1);
 	fprintf(stderr, "%s: unknown command '%s' (try 'rewind --help')\n", prog, argv[1]);

@@ -1,0 +1,653 @@
+/*
+ * gdbstub.c: carries out gdb's commands on a timeline (gdbstub.h, docs/time-travel.md).
+ *
+ * All-stop, one thread, one client. While the guest runs (continue, reverse-continue),
+ * the timeline asks between slices whether gdb sent Ctrl-C. A replay's memory and
+ * registers are read-only: writing them would make the replay diverge from its log.
+ */
+#include "gdbstub.h"
+
+#include "gdbproto.h"
+#include "gdbregs.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define MAX_BP 64
+#define MAX_WP 16
+#define SIG_TRAP 5
+#define SIG_INT 2
+
+struct bp {
+	uint64_t addr;
+	int type; /* GDB_BP_SW or GDB_BP_HW */
+};
+
+struct wp {
+	uint64_t addr, len;
+	int type; /* GDB_BP_WRITE, _READ, _ACCESS */
+};
+
+struct stub {
+	const struct gdbstub_config *cfg;
+	int fd, lfd;
+	bool noack, swbreak, hwbreak;
+	struct gdb_rx rx;
+	uint8_t pend[4096]; /* bytes read while the guest ran, not parsed yet */
+	size_t npend;
+	char last[GDB_FRAME_MAX]; /* the last framed reply, for '-' */
+	size_t last_len;
+	char stop[96]; /* the last stop reply, for '?' */
+	struct bp bp[MAX_BP];
+	unsigned nbp;
+	struct wp wp[MAX_WP];
+	unsigned nwp;
+	bool closed;
+};
+
+static void note(struct stub *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(struct stub *s, const char *fmt, ...)
+{
+	if (!s->cfg->note)
+		return;
+	char line[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	s->cfg->note(s->cfg->opaque, line);
+}
+
+static void send_raw(struct stub *s, const char *buf, size_t n)
+{
+	while (n && !s->closed) {
+		ssize_t w = send(s->fd, buf, n, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			s->closed = true;
+			return;
+		}
+		buf += w;
+		n -= (size_t)w;
+	}
+}
+
+static void reply_n(struct stub *s, const char *payload, size_t n)
+{
+	size_t f = gdb_frame(payload, n, s->last, sizeof(s->last));
+	if (!f) {
+		f = gdb_frame("E01", 3, s->last, sizeof(s->last));
+	}
+	s->last_len = f;
+	send_raw(s, s->last, f);
+}
+
+static void reply(struct stub *s, const char *payload)
+{
+	reply_n(s, payload, strlen(payload));
+}
+
+/* Text for gdb's console (while a command runs, before its reply). */
+static void console(struct stub *s, const char *text)
+{
+	static char out[2 * 1024 + 2];
+	size_t n = strlen(text);
+	while (n) {
+		size_t k = n > 1024 ? 1024 : n;
+		size_t p = gdb_console_output(text, k, out, sizeof(out));
+		size_t f = gdb_frame(out, p, s->last, sizeof(s->last));
+		send_raw(s, s->last, f);
+		text += k;
+		n -= k;
+	}
+}
+
+/* Did gdb send Ctrl-C? Bytes other than 0x03 are kept for later. */
+static bool interrupted(void *opaque)
+{
+	struct stub *s = opaque;
+	struct pollfd p = {.fd = s->fd, .events = POLLIN};
+	if (poll(&p, 1, 0) <= 0)
+		return false;
+	uint8_t buf[512];
+	ssize_t n = recv(s->fd, buf, sizeof(buf), 0);
+	if (n <= 0) {
+		s->closed = true;
+		return true;
+	}
+	bool irq = false;
+	for (ssize_t i = 0; i < n; i++) {
+		if (buf[i] == 0x03)
+			irq = true;
+		else if (s->npend < sizeof(s->pend))
+			s->pend[s->npend++] = buf[i];
+	}
+	return irq;
+}
+
+static int find_wp(const struct stub *s, uint64_t addr)
+{
+	for (unsigned i = 0; i < s->nwp; i++)
+		if (s->wp[i].addr == addr)
+			return (int)i;
+	return -1;
+}
+
+static void stop_reply(struct stub *s, const struct tl_stop *st)
+{
+	enum gdb_stop_why why = GDB_STOP_SIGNAL;
+	int sig = SIG_TRAP;
+	uint64_t addr = 0;
+	switch (st->kind) {
+	case TL_STOP_DONE:
+		break;
+	case TL_STOP_BREAK: {
+		int type = GDB_BP_SW;
+		uint64_t rip = 0;
+		struct vmm_regs r;
+		if (vmm_machine_backend(s->cfg->m)->get_regs(vmm_machine_cpu(s->cfg->m), &r) == 0)
+			rip = r.rip;
+		for (unsigned i = 0; i < s->nbp; i++)
+			if (s->bp[i].addr == rip)
+				type = s->bp[i].type;
+		if (type == GDB_BP_SW && s->swbreak)
+			why = GDB_STOP_SWBREAK;
+		else if (type == GDB_BP_HW && s->hwbreak)
+			why = GDB_STOP_HWBREAK;
+		break;
+	}
+	case TL_STOP_WATCH: {
+		int i = find_wp(s, st->addr);
+		int type = i >= 0 ? s->wp[i].type : GDB_BP_WRITE;
+		why = type == GDB_BP_READ ? GDB_STOP_RWATCH
+		      : type == GDB_BP_ACCESS ? GDB_STOP_AWATCH
+					      : GDB_STOP_WATCH;
+		addr = st->addr;
+		break;
+	}
+	case TL_STOP_HISTORY_BEGIN:
+		why = GDB_STOP_HISTORY_BEGIN;
+		break;
+	case TL_STOP_HISTORY_END:
+		if (tl_can_reverse(s->cfg->tl)) {
+			why = GDB_STOP_HISTORY_END;
+			if (st->end.reason == 0 && st->why[0]) {
+				char line[700];
+				snprintf(line, sizeof(line), "rewind: %s\n", st->why);
+				console(s, line);
+				note(s, "%s", st->why);
+			}
+		} else {
+			why = GDB_STOP_EXITED;
+			sig = st->end.reason == VMM_STOP_DEBUG_EXIT
+				      ? (int)(((st->end.exit_value << 1) | 1) & 0xff)
+				      : 0;
+		}
+		break;
+	case TL_STOP_INTERRUPTED:
+		sig = SIG_INT;
+		break;
+	}
+	size_t n = gdb_stop_reply(why, sig, addr, s->stop, sizeof(s->stop));
+	if (!n)
+		n = gdb_stop_reply(GDB_STOP_SIGNAL, SIG_TRAP, 0, s->stop, sizeof(s->stop));
+	reply_n(s, s->stop, n);
+}
+
+static int apply_debug(struct stub *s)
+{
+	uint64_t bp[MAX_BP];
+	struct vmm_watch wp[MAX_WP];
+	for (unsigned i = 0; i < s->nbp; i++)
+		bp[i] = s->bp[i].addr;
+	for (unsigned i = 0; i < s->nwp; i++) {
+		wp[i].addr = s->wp[i].addr;
+		wp[i].len = s->wp[i].len;
+		wp[i].access = s->wp[i].type == GDB_BP_WRITE  ? VMM_ACCESS_WRITE
+			       : s->wp[i].type == GDB_BP_READ ? VMM_ACCESS_READ
+							      : VMM_ACCESS_RW;
+	}
+	return tl_set_debug(s->cfg->tl, bp, s->nbp, wp, s->nwp);
+}
+
+static void do_breakpoint(struct stub *s, const struct gdb_cmd *c, bool insert)
+{
+	if (c->bptype <= GDB_BP_HW) {
+		unsigned i = 0;
+		while (i < s->nbp && s->bp[i].addr != c->addr)
+			i++;
+		if (insert && i == s->nbp) {
+			if (s->nbp == MAX_BP) {
+				reply(s, "E28"); /* ENOSPC */
+				return;
+			}
+			s->bp[s->nbp++] = (struct bp){c->addr, c->bptype};
+		} else if (!insert && i < s->nbp) {
+			s->bp[i] = s->bp[--s->nbp];
+		}
+	} else {
+		if (!c->len || c->len > 4096) {
+			reply(s, "E22");
+			return;
+		}
+		unsigned i = 0;
+		while (i < s->nwp && !(s->wp[i].addr == c->addr && s->wp[i].len == c->len &&
+				       s->wp[i].type == c->bptype))
+			i++;
+		if (insert && i == s->nwp) {
+			if (s->nwp == MAX_WP) {
+				reply(s, "E28");
+				return;
+			}
+			s->wp[s->nwp++] = (struct wp){c->addr, c->len, c->bptype};
+		} else if (!insert && i < s->nwp) {
+			s->wp[i] = s->wp[--s->nwp];
+		}
+	}
+	if (apply_debug(s) < 0) {
+		reply(s, "E01");
+		return;
+	}
+	reply(s, "OK");
+}
+
+static void do_read_mem(struct stub *s, const struct gdb_cmd *c)
+{
+	static uint8_t buf[GDB_PACKET_MAX / 2];
+	static char hex[GDB_PACKET_MAX + 1];
+	const struct vmm_cpu_ops *ops = vmm_machine_backend(s->cfg->m);
+	struct vmm_cpu *cpu = vmm_machine_cpu(s->cfg->m);
+	size_t len = c->len, got = 0;
+	if (len > sizeof(buf))
+		len = sizeof(buf);
+	if (ops->read_virt(cpu, c->addr, buf, len) == 0) {
+		got = len;
+	} else {
+		/* As much as is mapped, page by page. */
+		while (got < len) {
+			size_t k = 4096 - ((c->addr + got) & 0xfff);
+			if (k > len - got)
+				k = len - got;
+			if (ops->read_virt(cpu, c->addr + got, buf + got, k) < 0)
+				break;
+			got += k;
+		}
+	}
+	if (!got && len) {
+		reply(s, "E14");
+		return;
+	}
+	reply_n(s, hex, gdb_hex_encode(buf, got, hex));
+}
+
+static void read_regs(struct stub *s, struct vmm_regs *r, struct vmm_fpregs *f)
+{
+	const struct vmm_cpu_ops *ops = vmm_machine_backend(s->cfg->m);
+	struct vmm_cpu *cpu = vmm_machine_cpu(s->cfg->m);
+	memset(r, 0, sizeof(*r));
+	memset(f, 0, sizeof(*f));
+	(void)ops->get_regs(cpu, r);
+	if (ops->get_fpregs)
+		(void)ops->get_fpregs(cpu, f);
+}
+
+static void monitor(struct stub *s, const char *cmd)
+{
+	char out[1024];
+	struct tl *t = s->cfg->tl;
+	while (*cmd == ' ')
+		cmd++;
+	if (!strcmp(cmd, "when") || !strcmp(cmd, "pos")) {
+		struct tl_stats st;
+		tl_stats(t, &st);
+		snprintf(out, sizeof(out), "position %" PRIu64 " (instructions retired)\n",
+			 tl_pos(t));
+		console(s, out);
+		reply(s, "OK");
+	} else if (!strncmp(cmd, "goto ", 5)) {
+		char *end;
+		errno = 0;
+		unsigned long long pos = strtoull(cmd + 5, &end, 0);
+		if (errno || end == cmd + 5 || *end) {
+			console(s, "usage: monitor goto POSITION\n");
+			reply(s, "OK");
+			return;
+		}
+		struct tl_stop st;
+		if (tl_goto(t, pos, &st) < 0) {
+			snprintf(out, sizeof(out), "goto: %s\n", vmm_errdetail());
+		} else if (st.kind == TL_STOP_HISTORY_END) {
+			snprintf(out, sizeof(out),
+				 "the recording ends at position %" PRIu64 "; now there\n", st.pos);
+		} else {
+			snprintf(out, sizeof(out), "now at position %" PRIu64 "\n", st.pos);
+		}
+		console(s, out);
+		reply(s, "OK");
+	} else if (!strcmp(cmd, "checkpoints")) {
+		struct tl_stats st;
+		tl_stats(t, &st);
+		if (!tl_can_reverse(t)) {
+			console(s, "no checkpoints: this is a live run (forward only)\n");
+		} else {
+			snprintf(out, sizeof(out),
+				 "%u checkpoints from position %" PRIu64 " to %" PRIu64
+				 ", one every %" PRIu64 " instructions\n"
+				 "memory: %.1f MiB of %.1f MiB (%" PRIu64
+				 " page versions); %" PRIu64 " thinned\n"
+				 "re-executed %" PRIu64 " instructions; %" PRIu64
+				 " intervals skipped by page differences\n",
+				 st.checkpoints, st.first_pos, st.last_pos, st.every,
+				 st.bytes / 1048576.0, st.bound / 1048576.0, st.pages, st.thinned,
+				 st.reexecuted, st.skipped);
+			console(s, out);
+		}
+		reply(s, "OK");
+	} else if (!strcmp(cmd, "help") || !*cmd) {
+		console(s, "rewind monitor commands:\n"
+			   "  when           the current position (instructions retired)\n"
+			   "  goto POS       go to a position (then: maintenance flush "
+			   "register-cache)\n"
+			   "  checkpoints    what checkpoints are kept, and their memory\n");
+		reply(s, "OK");
+	} else {
+		snprintf(out, sizeof(out), "unknown monitor command '%.200s' (try: monitor help)\n",
+			 cmd);
+		console(s, out);
+		reply(s, "OK");
+	}
+}
+
+/* Carry out one command; false when the session ends. */
+static bool handle(struct stub *s, char *pkt, size_t len, enum gdbstub_end *end)
+{
+	struct gdb_cmd c;
+	static char buf[GDB_FRAME_MAX];
+	gdb_parse(pkt, len, &c);
+	struct tl *t = s->cfg->tl;
+	struct tl_stop st;
+	bool rev = tl_can_reverse(t);
+	int rc;
+	switch (c.kind) {
+	case GDB_CMD_UNKNOWN:
+	case GDB_CMD_MUST_REPLY_EMPTY:
+		reply(s, "");
+		break;
+	case GDB_CMD_MALFORMED:
+		reply(s, "E01");
+		break;
+	case GDB_CMD_SUPPORTED:
+		s->swbreak = gdb_feature_supported(c.text, "swbreak");
+		s->hwbreak = gdb_feature_supported(c.text, "hwbreak");
+		reply(s, rev ? GDB_SUPPORTED_REPLY
+			     : "PacketSize=" GDB_PACKET_MAX_HEX ";qXfer:features:read+;swbreak+;"
+			       "hwbreak+;QStartNoAckMode+;vContSupported+");
+		break;
+	case GDB_CMD_NOACK:
+		reply(s, "OK");
+		s->noack = true;
+		break;
+	case GDB_CMD_HALT_REASON:
+		reply(s, s->stop);
+		break;
+	case GDB_CMD_READ_REGS: {
+		struct vmm_regs r;
+		struct vmm_fpregs f;
+		read_regs(s, &r, &f);
+		size_t n = gdb_regs_encode(&r, &f, buf, sizeof(buf));
+		reply_n(s, buf, n);
+		break;
+	}
+	case GDB_CMD_READ_REG: {
+		struct vmm_regs r;
+		struct vmm_fpregs f;
+		read_regs(s, &r, &f);
+		int n = gdb_reg_encode(c.regno, &r, &f, buf, sizeof(buf));
+		if (n < 0)
+			reply(s, "E01");
+		else
+			reply_n(s, buf, (size_t)n);
+		break;
+	}
+	case GDB_CMD_WRITE_REGS:
+	case GDB_CMD_WRITE_REG:
+	case GDB_CMD_WRITE_MEM:
+		note(s, "gdb tried to change the guest's %s: refused (%s)",
+		     c.kind == GDB_CMD_WRITE_MEM ? "memory" : "registers",
+		     rev ? "a replay must follow its log" : "not supported yet");
+		reply(s, "E01");
+		break;
+	case GDB_CMD_READ_MEM:
+		do_read_mem(s, &c);
+		break;
+	case GDB_CMD_INSERT_BP:
+	case GDB_CMD_REMOVE_BP:
+		do_breakpoint(s, &c, c.kind == GDB_CMD_INSERT_BP);
+		break;
+	case GDB_CMD_STEP:
+	case GDB_CMD_CONTINUE:
+	case GDB_CMD_REVERSE_STEP:
+	case GDB_CMD_REVERSE_CONTINUE:
+		if (c.has_addr) {
+			reply(s, "E01"); /* resuming elsewhere would leave the log */
+			break;
+		}
+		if (!rev && (c.kind == GDB_CMD_REVERSE_STEP || c.kind == GDB_CMD_REVERSE_CONTINUE)) {
+			reply(s, "");
+			break;
+		}
+		rc = c.kind == GDB_CMD_STEP           ? tl_step(t, &st)
+		     : c.kind == GDB_CMD_CONTINUE     ? tl_forward(t, UINT64_MAX, &st)
+		     : c.kind == GDB_CMD_REVERSE_STEP ? tl_reverse_step(t, &st)
+						      : tl_reverse_continue(t, &st);
+		if (s->closed)
+			return false;
+		if (rc < 0) {
+			char line[600];
+			snprintf(line, sizeof(line), "rewind: %s\n",
+				 *vmm_errdetail() ? vmm_errdetail() : vmm_strerror(-rc));
+			console(s, line);
+			note(s, "%s", line);
+			reply(s, "E01");
+			break;
+		}
+		stop_reply(s, &st);
+		break;
+	case GDB_CMD_VCONT_QUERY:
+		reply(s, "vCont;c;C;s;S");
+		break;
+	case GDB_CMD_XFER_FEATURES: {
+		size_t dl;
+		const char *doc = gdb_target_xml(c.text, &dl);
+		if (!doc) {
+			reply(s, "E00");
+			break;
+		}
+		size_t n = gdb_xfer_reply(doc, dl, c.addr, c.len, buf, sizeof(buf));
+		reply_n(s, buf, n);
+		break;
+	}
+	case GDB_CMD_MONITOR:
+		monitor(s, c.text);
+		break;
+	case GDB_CMD_DETACH:
+		reply(s, "OK");
+		*end = GDBSTUB_DETACHED;
+		return false;
+	case GDB_CMD_KILL:
+		if (len && pkt[0] == 'v')
+			reply(s, "OK");
+		*end = GDBSTUB_KILLED;
+		return false;
+	case GDB_CMD_ATTACHED:
+		reply(s, "1");
+		break;
+	case GDB_CMD_THREAD_FIRST:
+		reply(s, "m1");
+		break;
+	case GDB_CMD_THREAD_NEXT:
+		reply(s, "l");
+		break;
+	case GDB_CMD_CURRENT_THREAD:
+		reply(s, "QC1");
+		break;
+	case GDB_CMD_SET_THREAD:
+		reply(s, "OK");
+		break;
+	case GDB_CMD_THREAD_ALIVE:
+		reply(s, c.thread == GDB_THREAD_ID || c.thread <= 0 ? "OK" : "E01");
+		break;
+	}
+	return !s->closed;
+}
+
+/* Feed bytes to the packet reader; false when the session ends. */
+static bool feed(struct stub *s, const uint8_t *b, size_t n, enum gdbstub_end *end)
+{
+	for (size_t i = 0; i < n; i++) {
+		switch (gdb_rx_byte(&s->rx, b[i])) {
+		case GDB_RX_NONE:
+		case GDB_RX_ACK:
+		case GDB_RX_INTERRUPT: /* the guest is stopped already */
+			break;
+		case GDB_RX_NACK:
+			if (s->last_len)
+				send_raw(s, s->last, s->last_len);
+			break;
+		case GDB_RX_BAD_CHECKSUM:
+		case GDB_RX_OVERSIZE:
+			if (!s->noack)
+				send_raw(s, "-", 1);
+			break;
+		case GDB_RX_PACKET:
+			if (!s->noack)
+				send_raw(s, "+", 1);
+			if (!handle(s, s->rx.data, s->rx.len, end))
+				return false;
+			break;
+		}
+	}
+	return !s->closed;
+}
+
+int gdbstub_listen(const char *spec, int *fd, uint16_t *port)
+{
+	char host[64] = "127.0.0.1";
+	const char *colon = strrchr(spec, ':');
+	const char *ps = spec;
+	if (colon) {
+		size_t hl = (size_t)(colon - spec);
+		if (hl >= sizeof(host))
+			return vmm_fail(VMM_EINVAL, "%s: bad address", spec);
+		if (hl) {
+			memcpy(host, spec, hl);
+			host[hl] = 0;
+		}
+		ps = colon + 1;
+	}
+	if (!strcmp(host, "localhost"))
+		strcpy(host, "127.0.0.1");
+	char *endp;
+	errno = 0;
+	unsigned long p = strtoul(ps, &endp, 10);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p)};
+	if (!*ps || *endp || errno || p > 65535)
+		return vmm_fail(VMM_EINVAL, "%s: expected [HOST:]PORT", spec);
+	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
+		return vmm_fail(VMM_EINVAL, "%s: %s is not an IPv4 address", spec, host);
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return vmm_fail(VMM_EIO, "socket: %s", strerror(errno));
+	int one = 1;
+	setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(s, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(s, 2) < 0) {
+		int e = errno;
+		close(s);
+		return vmm_fail(VMM_EIO, "cannot listen on %s:%lu: %s", host, p, strerror(e));
+	}
+	socklen_t sl = sizeof(sa);
+	getsockname(s, (struct sockaddr *)&sa, &sl);
+	*fd = s;
+	*port = ntohs(sa.sin_port);
+	return 0;
+}
+
+int gdbstub_serve(const struct gdbstub_config *cfg, int lfd, enum gdbstub_end *end)
+{
+	struct stub *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -VMM_ENOMEM;
+	s->cfg = cfg;
+	s->lfd = lfd;
+	*end = GDBSTUB_GONE;
+	for (;;) {
+		s->fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (s->fd >= 0 || errno != EINTR)
+			break;
+	}
+	if (s->fd < 0) {
+		int e = errno;
+		free(s);
+		return vmm_fail(VMM_EIO, "accepting gdb: %s", strerror(e));
+	}
+	int one = 1;
+	setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	gdb_rx_init(&s->rx);
+	gdb_stop_reply(GDB_STOP_SIGNAL, SIG_TRAP, 0, s->stop, sizeof(s->stop));
+	tl_set_interrupt(cfg->tl, interrupted, s);
+	note(s, "gdb attached");
+	for (;;) {
+		if (s->npend) {
+			uint8_t b[sizeof(s->pend)];
+			size_t n = s->npend;
+			memcpy(b, s->pend, n);
+			s->npend = 0;
+			if (!feed(s, b, n, end))
+				break;
+			continue;
+		}
+		struct pollfd p[2] = {{.fd = s->fd, .events = POLLIN}, {.fd = lfd, .events = POLLIN}};
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (p[1].revents & POLLIN) {
+			int other = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+			if (other >= 0) {
+				static const char busy[] = "$E.rewind: a debugger is attached already#";
+				(void)!send(other, busy, sizeof(busy) - 1, MSG_NOSIGNAL);
+				close(other);
+				note(s, "refused a second gdb connection (one is attached)");
+			}
+		}
+		if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+			uint8_t b[4096];
+			ssize_t n = recv(s->fd, b, sizeof(b), 0);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				break;
+			if (!feed(s, b, (size_t)n, end))
+				break;
+		}
+	}
+	tl_set_interrupt(cfg->tl, NULL, NULL);
+	close(s->fd);
+	note(s, *end == GDBSTUB_DETACHED ? "gdb detached"
+		: *end == GDBSTUB_KILLED ? "gdb killed the session"
+					 : "gdb went away");
+	free(s);
+	return 0;
+}

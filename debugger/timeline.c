@@ -1,0 +1,830 @@
+/*
+ * timeline.c: checkpoints, going back, and searching backwards (docs/time-travel.md).
+ *
+ * Memory is a version list per guest page, (checkpoint sequence, contents); a page's
+ * contents at checkpoint k is its latest version at or before k, and a page without one
+ * is zero. Checkpoint 0 versions every non-zero page; each later one the pages written
+ * in the interval that ends at it. The current RAM derives from checkpoint `base`: it
+ * differs from it only in pages the backend reports written since (vmm_machine_track).
+ */
+#include "timeline.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PAGE 4096u
+#define SLICE (16ull << 20) /* instructions between two looks at `interrupted` */
+
+struct ver {
+	uint64_t seq;
+	uint8_t *data; /* NULL: a zero page */
+};
+
+struct pvers {
+	struct ver *v;
+	uint32_t n, cap;
+};
+
+struct ck {
+	uint64_t seq;
+	vmm_pos_t pos;
+	void *snap;
+	size_t snap_len;
+	struct rpl_mark mark;
+	uint32_t *pages; /* written in the interval that ends here, sorted */
+	size_t npages;
+	uint64_t *code;  /* virtual code pages run in that interval, sorted */
+	size_t ncode;
+};
+
+struct tl {
+	struct tl_config cfg;
+	struct vmm_machine *m;
+	uint8_t *ram;
+	uint32_t npg;
+	struct pvers *pv;
+	struct ck *ck;
+	unsigned nck, capck;
+	uint64_t seq_next;
+	unsigned base;
+	uint64_t *dirty; /* scratch bitmap over RAM pages */
+	uint64_t bytes, pages, thinned, reexec, skipped;
+	vmm_pos_t hwm;
+	bool ended;
+	vmm_pos_t end_pos;
+	struct vmm_stop end_stop;
+	char end_why[640];
+	uint64_t *bp;
+	unsigned nbp;
+	struct vmm_watch *wp;
+	unsigned nwp;
+	uint64_t wbytes_len;
+	uint8_t *wbefore; /* watched bytes before a trapped access */
+};
+
+/* A debug stop found while searching backwards. */
+struct hit {
+	bool found;
+	enum tl_stop_kind kind;
+	vmm_pos_t pos;
+	uint64_t addr;
+	enum vmm_access access;
+};
+
+static bool replaying(const struct tl *t)
+{
+	return t->cfg.rpl != NULL;
+}
+
+static bool zero_page(const uint8_t *p)
+{
+	const uint64_t *q = (const uint64_t *)p;
+	for (unsigned i = 0; i < PAGE / 8; i++)
+		if (q[i])
+			return false;
+	return true;
+}
+
+static const uint8_t *version_at(const struct pvers *pv, uint64_t seq)
+{
+	uint32_t lo = 0, hi = pv->n; /* first version with seq > wanted */
+	while (lo < hi) {
+		uint32_t mid = (lo + hi) / 2;
+		if (pv->v[mid].seq <= seq)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo ? pv->v[lo - 1].data : NULL;
+}
+
+static int add_version(struct tl *t, uint32_t pg, uint64_t seq)
+{
+	struct pvers *pv = &t->pv[pg];
+	const uint8_t *src = t->ram + (uint64_t)pg * PAGE;
+	uint8_t *data = NULL;
+	if (!zero_page(src)) {
+		if (!(data = malloc(PAGE)))
+			return -VMM_ENOMEM;
+		memcpy(data, src, PAGE);
+		t->bytes += PAGE;
+	}
+	if (pv->n == pv->cap) {
+		uint32_t cap = pv->cap ? 2 * pv->cap : 2;
+		struct ver *v = realloc(pv->v, cap * sizeof(*v));
+		if (!v) {
+			free(data);
+			return -VMM_ENOMEM;
+		}
+		pv->v = v;
+		pv->cap = cap;
+	}
+	pv->v[pv->n++] = (struct ver){seq, data};
+	t->pages++;
+	return 0;
+}
+
+/* Last checkpoint at or before pos (there is always checkpoint 0 at the start). */
+static unsigned ck_le(const struct tl *t, vmm_pos_t pos)
+{
+	unsigned lo = 0, hi = t->nck;
+	while (lo < hi) {
+		unsigned mid = (lo + hi) / 2;
+		if (t->ck[mid].pos <= pos)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo ? lo - 1 : 0;
+}
+
+/* The pages and code pages run since the last call, into t->dirty (cleared first). */
+static int track(struct tl *t, uint64_t **code, size_t *ncode)
+{
+	memset(t->dirty, 0, ((size_t)t->npg + 63) / 64 * 8);
+	struct vmm_track tr = {.dirty = t->dirty};
+	int rc = vmm_machine_track(t->m, &tr);
+	if (rc < 0)
+		return rc;
+	if (code) {
+		*code = tr.code;
+		*ncode = tr.ncode;
+	} else {
+		free(tr.code);
+	}
+	return 0;
+}
+
+static void ck_free(struct ck *c)
+{
+	free(c->snap);
+	free(c->pages);
+	free(c->code);
+}
+
+/* Union of two sorted arrays (of a given element size compare) into a new array. */
+#define MERGE_FN(name, type)                                                               \
+	static type *name(const type *a, size_t na, const type *b, size_t nb, size_t *n)   \
+	{                                                                                  \
+		type *out = malloc((na + nb ? na + nb : 1) * sizeof(type));                \
+		size_t i = 0, j = 0, k = 0;                                                \
+		if (!out)                                                                  \
+			return NULL;                                                       \
+		while (i < na || j < nb) {                                                 \
+			if (j == nb || (i < na && a[i] < b[j]))                            \
+				out[k++] = a[i++];                                         \
+			else if (i == na || b[j] < a[i])                                   \
+				out[k++] = b[j++];                                         \
+			else                                                               \
+				out[k++] = a[i++], j++;                                    \
+		}                                                                          \
+		*n = k;                                                                    \
+		return out;                                                                \
+	}
+MERGE_FN(merge_u32, uint32_t)
+MERGE_FN(merge_u64, uint64_t)
+
+static bool has_u32(const uint32_t *a, size_t n, uint32_t x)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (a[mid] < x)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && a[lo] == x;
+}
+
+static bool has_u64(const uint64_t *a, size_t n, uint64_t x)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (a[mid] < x)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && a[lo] == x;
+}
+
+/*
+ * Drop checkpoint i (neither the first, the last nor the base): its page difference
+ * merges into the next checkpoint's.
+ */
+static int ck_drop(struct tl *t, unsigned i)
+{
+	struct ck *c = &t->ck[i], *next = &t->ck[i + 1];
+	size_t np, nc;
+	uint32_t *pages = merge_u32(c->pages, c->npages, next->pages, next->npages, &np);
+	uint64_t *code = merge_u64(c->code, c->ncode, next->code, next->ncode, &nc);
+	if (!pages || !code) {
+		free(pages);
+		free(code);
+		return -VMM_ENOMEM;
+	}
+	for (size_t k = 0; k < c->npages; k++) {
+		uint32_t pg = c->pages[k];
+		struct pvers *pv = &t->pv[pg];
+		uint32_t at = 0;
+		while (at < pv->n && pv->v[at].seq != c->seq)
+			at++;
+		if (at == pv->n)
+			continue;
+		if (has_u32(next->pages, next->npages, pg)) {
+			/* Only checkpoint i needed this contents. */
+			if (pv->v[at].data)
+				t->bytes -= PAGE;
+			free(pv->v[at].data);
+			memmove(&pv->v[at], &pv->v[at + 1], (pv->n - at - 1) * sizeof(*pv->v));
+			pv->n--;
+			t->pages--;
+		} else {
+			/* Not written before the next checkpoint: the same contents there. */
+			pv->v[at].seq = next->seq;
+		}
+	}
+	t->bytes -= c->snap_len + c->npages * 4 + c->ncode * 8;
+	t->bytes -= next->npages * 4 + next->ncode * 8;
+	free(next->pages);
+	free(next->code);
+	next->pages = pages;
+	next->npages = np;
+	next->code = code;
+	next->ncode = nc;
+	t->bytes += np * 4 + nc * 8;
+	ck_free(c);
+	memmove(&t->ck[i], &t->ck[i + 1], (t->nck - i - 1) * sizeof(*t->ck));
+	t->nck--;
+	if (t->base > i)
+		t->base--;
+	t->thinned++;
+	return 0;
+}
+
+/* Over the bound: drop every other checkpoint in the older half, until under it. */
+static int thin(struct tl *t)
+{
+	while (t->bytes > t->cfg.ck_mem && t->nck > 3) {
+		unsigned before = t->nck;
+		for (unsigned i = 1; i + 1 < t->nck && i <= t->nck / 2 && t->bytes > t->cfg.ck_mem;
+		     i++) {
+			if (i == t->base)
+				continue;
+			int rc = ck_drop(t, i);
+			if (rc < 0)
+				return rc;
+		}
+		if (t->nck == before)
+			break;
+	}
+	return 0;
+}
+
+static int take_checkpoint(struct tl *t, bool first)
+{
+	uint64_t *code = NULL;
+	size_t ncode = 0;
+	int rc = track(t, &code, &ncode);
+	if (rc < 0)
+		return rc;
+	if (t->nck == t->capck) {
+		unsigned cap = t->capck ? 2 * t->capck : 64;
+		struct ck *n = realloc(t->ck, cap * sizeof(*n));
+		if (!n) {
+			free(code);
+			return -VMM_ENOMEM;
+		}
+		t->ck = n;
+		t->capck = cap;
+	}
+	struct ck c = {.seq = t->seq_next++, .pos = vmm_machine_pos(t->m), .code = code,
+		       .ncode = ncode};
+	size_t n = 0;
+	for (uint32_t pg = 0; pg < t->npg; pg++)
+		if (first ? !zero_page(t->ram + (uint64_t)pg * PAGE)
+			  : (t->dirty[pg / 64] >> (pg % 64)) & 1)
+			n++;
+	c.pages = malloc((n ? n : 1) * sizeof(*c.pages));
+	if (!c.pages) {
+		free(code);
+		return -VMM_ENOMEM;
+	}
+	for (uint32_t pg = 0; pg < t->npg; pg++) {
+		if (first ? !zero_page(t->ram + (uint64_t)pg * PAGE)
+			  : (t->dirty[pg / 64] >> (pg % 64)) & 1) {
+			c.pages[c.npages++] = pg;
+			if ((rc = add_version(t, pg, c.seq)) < 0) {
+				ck_free(&c);
+				return rc;
+			}
+		}
+	}
+	if ((rc = vmm_machine_snapshot(t->m, &c.snap, &c.snap_len)) < 0) {
+		ck_free(&c);
+		return rc;
+	}
+	rpl_mark(t->cfg.rpl, &c.mark);
+	t->bytes += c.snap_len + c.npages * 4 + c.ncode * 8;
+	t->ck[t->nck++] = c;
+	t->base = t->nck - 1;
+	return thin(t);
+}
+
+/* Restore checkpoint k (the machine, its RAM and the replay's place in the log). */
+static int restore(struct tl *t, unsigned k)
+{
+	int rc = track(t, NULL, NULL); /* pages written since base */
+	if (rc < 0)
+		return rc;
+	unsigned lo = k < t->base ? k : t->base, hi = k < t->base ? t->base : k;
+	for (unsigned i = lo + 1; i <= hi; i++)
+		for (size_t j = 0; j < t->ck[i].npages; j++) {
+			uint32_t pg = t->ck[i].pages[j];
+			t->dirty[pg / 64] |= 1ull << (pg % 64);
+		}
+	uint64_t seq = t->ck[k].seq;
+	for (uint32_t w = 0; w < (t->npg + 63) / 64; w++) {
+		uint64_t bits = t->dirty[w];
+		while (bits) {
+			uint32_t pg = w * 64 + (uint32_t)__builtin_ctzll(bits);
+			bits &= bits - 1;
+			const uint8_t *v = version_at(&t->pv[pg], seq);
+			uint8_t *dst = t->ram + (uint64_t)pg * PAGE;
+			if (v)
+				memcpy(dst, v, PAGE);
+			else
+				memset(dst, 0, PAGE);
+		}
+	}
+	if ((rc = vmm_machine_restore(t->m, t->ck[k].snap, t->ck[k].snap_len)) < 0)
+		return rc;
+	if ((rc = rpl_seek(t->cfg.rpl, &t->ck[k].mark)) < 0)
+		return rc;
+	t->base = k;
+	return track(t, NULL, NULL); /* start afresh from checkpoint k */
+}
+
+/* At a multiple of the spacing beyond the last checkpoint: take one; at an existing
+ * checkpoint: the RAM is that checkpoint's again, so it becomes the base. */
+static int at_position(struct tl *t)
+{
+	if (!replaying(t))
+		return 0;
+	vmm_pos_t pos = vmm_machine_pos(t->m);
+	const struct ck *last = &t->ck[t->nck - 1];
+	if (pos > last->pos) {
+		if (pos % t->cfg.ck_every == 0)
+			return take_checkpoint(t, false);
+		return 0;
+	}
+	unsigned j = ck_le(t, pos);
+	if (t->ck[j].pos == pos && j != t->base) {
+		int rc = track(t, NULL, NULL);
+		if (rc < 0)
+			return rc;
+		t->base = j;
+	}
+	return 0;
+}
+
+static vmm_pos_t next_boundary(const struct tl *t, vmm_pos_t pos)
+{
+	if (!replaying(t))
+		return UINT64_MAX;
+	if (pos >= t->ck[t->nck - 1].pos)
+		return (pos / t->cfg.ck_every + 1) * t->cfg.ck_every;
+	return t->ck[ck_le(t, pos) + 1].pos;
+}
+
+static int arm(struct tl *t, bool armed, vmm_pos_t pass)
+{
+	struct vmm_debug d = {.pass_pos = pass};
+	if (armed) {
+		d.bp = t->bp;
+		d.nbp = t->nbp;
+		d.wp = t->wp;
+		d.nwp = t->nwp;
+	}
+	if (!armed && !t->nbp && !t->nwp)
+		return 0;
+	return vmm_machine_set_debug(t->m, &d);
+}
+
+static int read_watched(struct tl *t, uint8_t *buf)
+{
+	const struct vmm_cpu_ops *ops = vmm_machine_backend(t->m);
+	for (unsigned i = 0; i < t->nwp; i++) {
+		if (ops->read_virt(vmm_machine_cpu(t->m), t->wp[i].addr, buf, t->wp[i].len) < 0)
+			memset(buf, 0, t->wp[i].len);
+		buf += t->wp[i].len;
+	}
+	return 0;
+}
+
+/* After the trapped instruction ran: did it hit a watchpoint? */
+static bool watch_hit(struct tl *t, const struct vmm_stop *vs, struct hit *h)
+{
+	uint8_t *now = t->wbefore + t->wbytes_len;
+	read_watched(t, now);
+	uint64_t off = 0;
+	for (unsigned i = 0; i < t->nwp; i++) {
+		const struct vmm_watch *w = &t->wp[i];
+		bool in = vs->addr < w->addr + w->len && vs->addr + 8 > w->addr;
+		bool hit = false;
+		if (vs->access == VMM_ACCESS_WRITE && (w->access & VMM_ACCESS_WRITE))
+			hit = memcmp(t->wbefore + off, now + off, w->len) != 0 ||
+			      (vs->addr >= w->addr && vs->addr < w->addr + w->len);
+		else if (vs->access == VMM_ACCESS_READ && (w->access & VMM_ACCESS_READ))
+			hit = in;
+		off += w->len;
+		if (hit) {
+			h->found = true;
+			h->kind = TL_STOP_WATCH;
+			h->addr = w->addr;
+			h->access = vs->access;
+			return true;
+		}
+	}
+	return false;
+}
+
+static int history_end(struct tl *t, const struct vmm_stop *vs, const char *why,
+		       struct tl_stop *st)
+{
+	t->ended = true;
+	t->end_pos = vmm_machine_pos(t->m);
+	if (vs)
+		t->end_stop = *vs;
+	else
+		memset(&t->end_stop, 0, sizeof(t->end_stop));
+	if (why != t->end_why)
+		snprintf(t->end_why, sizeof(t->end_why), "%s", why);
+	st->kind = TL_STOP_HISTORY_END;
+	st->pos = t->end_pos;
+	st->end = t->end_stop;
+	snprintf(st->why, sizeof(st->why), "%s", t->end_why);
+	return 0;
+}
+
+/*
+ * The one forward engine. armed: breakpoints and watchpoints stop it; exempt: not at the
+ * starting position (resuming from a stop there). collect != NULL: do not stop at hits,
+ * remember the last one (searching backwards).
+ */
+static int run_forward(struct tl *t, vmm_pos_t limit, bool armed, bool exempt,
+		       struct hit *collect, struct tl_stop *st)
+{
+	vmm_pos_t pos = vmm_machine_pos(t->m);
+	vmm_pos_t pass = exempt ? pos : UINT64_MAX;
+	bool watch_step = false;
+	struct vmm_stop wstop = {0};
+	memset(st, 0, sizeof(*st));
+	for (;;) {
+		pos = vmm_machine_pos(t->m);
+		if (pos > t->hwm)
+			t->hwm = pos;
+		int rc = at_position(t);
+		if (rc < 0)
+			return rc;
+		if (!watch_step) {
+			if (t->ended && pos >= t->end_pos) {
+				st->kind = TL_STOP_HISTORY_END;
+				st->pos = pos;
+				st->end = t->end_stop;
+				snprintf(st->why, sizeof(st->why), "%s", t->end_why);
+				return 0;
+			}
+			if (pos >= limit) {
+				st->kind = TL_STOP_DONE;
+				st->pos = pos;
+				return 0;
+			}
+			if (t->cfg.interrupted && t->cfg.interrupted(t->cfg.opaque)) {
+				st->kind = TL_STOP_INTERRUPTED;
+				st->pos = pos;
+				return 0;
+			}
+		}
+		vmm_pos_t until = watch_step ? pos + 1 : limit;
+		vmm_pos_t nb = next_boundary(t, pos);
+		if (nb < until)
+			until = nb;
+		if (until - pos > SLICE)
+			until = pos + SLICE;
+		if ((rc = arm(t, armed, pass)) < 0)
+			return rc;
+		struct vmm_stop vs;
+		rc = vmm_machine_run_until(t->m, until, &vs);
+		t->reexec += vmm_machine_pos(t->m) < t->hwm ? vmm_machine_pos(t->m) - pos : 0;
+		if (rc < 0) {
+			struct rpl_divergence d;
+			char why[640];
+			if (t->cfg.rpl && rpl_diverged(t->cfg.rpl, &d))
+				snprintf(why, sizeof(why),
+					 "the replay diverged at position %" PRIu64 ": expected %s; "
+					 "observed %s",
+					 d.pos, d.expected, d.observed);
+			else
+				snprintf(why, sizeof(why), "%s",
+					 *vmm_errdetail() ? vmm_errdetail() : vmm_strerror(-rc));
+			return history_end(t, NULL, why, st);
+		}
+		pos = vmm_machine_pos(t->m);
+		switch (vs.reason) {
+		case VMM_STOP_LIMIT:
+			if (watch_step) {
+				watch_step = false;
+				struct hit h = {0};
+				if (watch_hit(t, &wstop, &h)) {
+					h.pos = pos - 1;
+					if (collect) {
+						*collect = h;
+					} else {
+						if (pos > t->hwm)
+							t->hwm = pos;
+						st->kind = TL_STOP_WATCH;
+						st->pos = pos;
+						st->addr = h.addr;
+						st->access = h.access;
+						return 0;
+					}
+				}
+			}
+			pass = UINT64_MAX;
+			continue;
+		case VMM_STOP_BREAK:
+			if (collect) {
+				*collect = (struct hit){.found = true, .kind = TL_STOP_BREAK,
+							.pos = pos};
+				pass = pos;
+				continue;
+			}
+			st->kind = TL_STOP_BREAK;
+			st->pos = pos;
+			return 0;
+		case VMM_STOP_WATCH:
+			read_watched(t, t->wbefore);
+			wstop = vs;
+			watch_step = true;
+			pass = pos;
+			continue;
+		case VMM_STOP_DEBUG_EXIT:
+		case VMM_STOP_RESET:
+		case VMM_STOP_TRIPLE_FAULT:
+		case VMM_STOP_HALTED:
+		case VMM_STOP_USER:
+			if (pos > t->hwm)
+				t->hwm = pos;
+			return history_end(t, &vs, "the recording ends here", st);
+		}
+	}
+}
+
+int tl_create(const struct tl_config *cfg, struct tl **out)
+{
+	struct tl *t = calloc(1, sizeof(*t));
+	if (!t)
+		return -VMM_ENOMEM;
+	t->cfg = *cfg;
+	if (!t->cfg.ck_every)
+		t->cfg.ck_every = TL_CK_EVERY_DEFAULT;
+	if (!t->cfg.ck_mem)
+		t->cfg.ck_mem = TL_CK_MEM_DEFAULT;
+	t->m = cfg->m;
+	t->ram = vmm_machine_ram(t->m);
+	t->npg = (uint32_t)(vmm_machine_ram_size(t->m) / PAGE);
+	t->hwm = vmm_machine_pos(t->m);
+	if (replaying(t)) {
+		t->pv = calloc(t->npg, sizeof(*t->pv));
+		t->dirty = calloc(((size_t)t->npg + 63) / 64, 8);
+		int rc;
+		if (!t->pv || !t->dirty) {
+			tl_free(t);
+			return -VMM_ENOMEM;
+		}
+		if ((rc = track(t, NULL, NULL)) < 0 || (rc = take_checkpoint(t, true)) < 0) {
+			tl_free(t);
+			return rc;
+		}
+	}
+	*out = t;
+	return 0;
+}
+
+void tl_free(struct tl *t)
+{
+	if (!t)
+		return;
+	for (unsigned i = 0; i < t->nck; i++)
+		ck_free(&t->ck[i]);
+	free(t->ck);
+	if (t->pv)
+		for (uint32_t pg = 0; pg < t->npg; pg++) {
+			for (uint32_t i = 0; i < t->pv[pg].n; i++)
+				free(t->pv[pg].v[i].data);
+			free(t->pv[pg].v);
+		}
+	free(t->pv);
+	free(t->dirty);
+	free(t->bp);
+	free(t->wp);
+	free(t->wbefore);
+	free(t);
+}
+
+vmm_pos_t tl_pos(const struct tl *t)
+{
+	return vmm_machine_pos(t->m);
+}
+
+vmm_pos_t tl_high_water(const struct tl *t)
+{
+	return t->hwm;
+}
+
+void tl_set_interrupt(struct tl *t, bool (*fn)(void *opaque), void *opaque)
+{
+	t->cfg.interrupted = fn;
+	t->cfg.opaque = opaque;
+}
+
+bool tl_can_reverse(const struct tl *t)
+{
+	return replaying(t);
+}
+
+int tl_set_debug(struct tl *t, const uint64_t *bp, unsigned nbp, const struct vmm_watch *wp,
+		 unsigned nwp)
+{
+	uint64_t total = 0;
+	for (unsigned i = 0; i < nwp; i++) {
+		if (!wp[i].len || wp[i].len > 4096)
+			return vmm_fail(VMM_EINVAL, "a watchpoint covers 1 to 4096 bytes");
+		total += wp[i].len;
+	}
+	uint64_t *b = malloc((nbp ? nbp : 1) * sizeof(*b));
+	struct vmm_watch *w = malloc((nwp ? nwp : 1) * sizeof(*w));
+	uint8_t *wb = malloc(2 * total + 1);
+	if (!b || !w || !wb) {
+		free(b);
+		free(w);
+		free(wb);
+		return -VMM_ENOMEM;
+	}
+	if (nbp)
+		memcpy(b, bp, nbp * sizeof(*b));
+	if (nwp)
+		memcpy(w, wp, nwp * sizeof(*w));
+	bool had = t->nbp || t->nwp;
+	free(t->bp);
+	free(t->wp);
+	free(t->wbefore);
+	t->bp = b;
+	t->nbp = nbp;
+	t->wp = w;
+	t->nwp = nwp;
+	t->wbefore = wb;
+	t->wbytes_len = total;
+	if (had && !nbp && !nwp) {
+		struct vmm_debug none = {.pass_pos = UINT64_MAX};
+		return vmm_machine_set_debug(t->m, &none);
+	}
+	return 0;
+}
+
+int tl_forward(struct tl *t, vmm_pos_t limit, struct tl_stop *st)
+{
+	return run_forward(t, limit, true, true, NULL, st);
+}
+
+int tl_step(struct tl *t, struct tl_stop *st)
+{
+	return run_forward(t, vmm_machine_pos(t->m) + 1, false, true, NULL, st);
+}
+
+int tl_goto(struct tl *t, vmm_pos_t target, struct tl_stop *st)
+{
+	vmm_pos_t pos = vmm_machine_pos(t->m);
+	if (target < pos) {
+		if (!replaying(t))
+			return vmm_fail(VMM_EINVAL, "a live run cannot go back");
+		int rc = restore(t, ck_le(t, target));
+		if (rc < 0)
+			return rc;
+	}
+	int rc = run_forward(t, target, false, false, NULL, st);
+	if (rc < 0)
+		return rc;
+	if (st->kind == TL_STOP_DONE && target == 0 && replaying(t))
+		st->kind = TL_STOP_HISTORY_BEGIN;
+	return 0;
+}
+
+int tl_reverse_step(struct tl *t, struct tl_stop *st)
+{
+	vmm_pos_t pos = vmm_machine_pos(t->m);
+	if (pos == 0) {
+		memset(st, 0, sizeof(*st));
+		st->kind = TL_STOP_HISTORY_BEGIN;
+		return 0;
+	}
+	return tl_goto(t, pos - 1, st);
+}
+
+/* Can the interval that ends at checkpoint c hold no debug stop? */
+static bool interval_clean(struct tl *t, const struct ck *c)
+{
+	const struct vmm_cpu_ops *ops = vmm_machine_backend(t->m);
+	for (unsigned i = 0; i < t->nbp; i++)
+		if (has_u64(c->code, c->ncode, t->bp[i] >> 12))
+			return false;
+	for (unsigned i = 0; i < t->nwp; i++) {
+		const struct vmm_watch *w = &t->wp[i];
+		if (w->access & VMM_ACCESS_READ)
+			return false; /* reads leave no trace in a page difference */
+		for (uint64_t va = w->addr & ~(uint64_t)(PAGE - 1); va < w->addr + w->len;
+		     va += PAGE) {
+			uint64_t pa;
+			if (!ops->translate || ops->translate(vmm_machine_cpu(t->m), va, &pa) < 0)
+				return false;
+			if (has_u32(c->pages, c->npages, (uint32_t)(pa / PAGE)))
+				return false;
+		}
+	}
+	return true;
+}
+
+int tl_reverse_continue(struct tl *t, struct tl_stop *st)
+{
+	if (!replaying(t))
+		return vmm_fail(VMM_EINVAL, "a live run cannot go back");
+	vmm_pos_t hi = vmm_machine_pos(t->m);
+	if (hi == 0)
+		return tl_reverse_step(t, st);
+	unsigned j = ck_le(t, hi - 1);
+	for (;;) {
+		bool ends_at_ck = j + 1 < t->nck && t->ck[j + 1].pos == hi;
+		if (ends_at_ck && interval_clean(t, &t->ck[j + 1])) {
+			t->skipped++;
+		} else {
+			int rc = restore(t, j);
+			if (rc < 0)
+				return rc;
+			struct hit h = {0};
+			rc = run_forward(t, hi, true, false, &h, st);
+			if (rc < 0)
+				return rc;
+			if (st->kind == TL_STOP_INTERRUPTED || st->kind == TL_STOP_HISTORY_END)
+				return 0;
+			if (h.found) {
+				if ((rc = tl_goto(t, h.pos, st)) < 0)
+					return rc;
+				if (st->kind != TL_STOP_DONE)
+					return 0;
+				st->kind = h.kind;
+				st->addr = h.addr;
+				st->access = h.access;
+				return 0;
+			}
+		}
+		if (j == 0)
+			break;
+		hi = t->ck[j].pos;
+		j--;
+	}
+	int rc = tl_goto(t, 0, st);
+	if (rc < 0)
+		return rc;
+	st->kind = TL_STOP_HISTORY_BEGIN;
+	return 0;
+}
+
+void tl_stats(const struct tl *t, struct tl_stats *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->checkpoints = t->nck;
+	s->bytes = t->bytes;
+	s->pages = t->pages;
+	s->bound = t->cfg.ck_mem;
+	s->every = t->cfg.ck_every;
+	if (t->nck) {
+		s->first_pos = t->ck[0].pos;
+		s->last_pos = t->ck[t->nck - 1].pos;
+	}
+	s->thinned = t->thinned;
+	s->reexecuted = t->reexec;
+	s->skipped = t->skipped;
+}
+
+bool tl_checkpoint_pos(const struct tl *t, unsigned i, vmm_pos_t *pos)
+{
+	if (i >= t->nck)
+		return false;
+	*pos = t->ck[i].pos;
+	return true;
+}
