@@ -16,7 +16,7 @@ CFLAGS  := -std=c17 -Wall -Wextra -Wshadow -Werror $(OPT) -D_GNU_SOURCE -I. \
            -isystem $(DEPS)/usr/include $(SAN) -MMD -MP
 LDFLAGS := $(SAN) -L$(UCLIB) -Wl,-rpath,'$$ORIGIN/deps/usr/lib/x86_64-linux-gnu' \
            -Wl,-rpath,$(abspath $(UCLIB))
-LIBS    := -lunicorn -llz4 -lzstd -lxxhash -lpthread -lm
+LIBS    := -lunicorn -llz4 -lzstd -lxxhash -lunwind-x86_64 -lpthread -lm
 
 # Guests: freestanding, 64-bit code with a 32-bit PVH entry stub.
 GCFLAGS := -std=c17 -Wall -Wextra -Wshadow -Werror -O2 -g -ffreestanding -fno-pic \

@@ -3,10 +3,14 @@
  * default 0xdead0000000, above the 4 GiB identity map); the #PF handler prints
  * "crash: page fault at 0x<cr2>" and then triple-faults (an empty IDT and int3), so the
  * VM resets: QEMU -no-reboot exits with status 0, rewind with 6.
+ *
+ * The backtrace test (tests/debugger/test_backtrace.c) unwinds the stopped guest:
+ * triple_fault stays a frame of its own (noinline), and page_fault calls it as its last
+ * instruction, so its return address lies past page_fault's end (debuggers look up pc-1).
  */
 #include "guest.h"
 
-static G_NORETURN void triple_fault(void)
+__attribute__((noinline)) static G_NORETURN void triple_fault(void)
 {
 	struct {
 		uint16_t limit;
