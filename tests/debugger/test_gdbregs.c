@@ -477,7 +477,8 @@ struct fake {
 	bool noack;
 	uint64_t watch_addr;
 	int watch_type; /* -1: none */
-	bool bp_at_1010;
+	int bp_at_1010; /* the Z type of a breakpoint there, -1: none */
+	unsigned z_types; /* bit n: a Zn was inserted */
 	char features[256];
 	FILE *capture;
 };
@@ -566,11 +567,13 @@ static bool fake_answer(struct fake *fk, int fd, struct gdb_cmd *c)
 		break;
 	case GDB_CMD_INSERT_BP:
 	case GDB_CMD_REMOVE_BP:
+		if (c->kind == GDB_CMD_INSERT_BP)
+			fk->z_types |= 1u << c->bptype;
 		if (c->bptype >= GDB_BP_WRITE) {
 			fk->watch_type = c->kind == GDB_CMD_INSERT_BP ? c->bptype : -1;
 			fk->watch_addr = c->addr;
 		} else if (c->addr == 0x1010) {
-			fk->bp_at_1010 = c->kind == GDB_CMD_INSERT_BP;
+			fk->bp_at_1010 = c->kind == GDB_CMD_INSERT_BP ? c->bptype : -1;
 		}
 		n = (size_t)snprintf(out, sizeof(out), "OK");
 		break;
@@ -587,9 +590,11 @@ static bool fake_answer(struct fake *fk, int fd, struct gdb_cmd *c)
 					   : fk->watch_type == GDB_BP_READ ? GDB_STOP_RWATCH
 									   : GDB_STOP_AWATCH,
 					   5, fk->watch_addr, out, sizeof(out));
-		} else if (fk->bp_at_1010) {
+		} else if (fk->bp_at_1010 >= 0) {
 			fk->r.rip = 0x1010;
-			n = gdb_stop_reply(GDB_STOP_SWBREAK, 5, 0, out, sizeof(out));
+			n = gdb_stop_reply(fk->bp_at_1010 == GDB_BP_HW ? GDB_STOP_HWBREAK
+								: GDB_STOP_SWBREAK,
+					   5, 0, out, sizeof(out));
 		} else {
 			n = gdb_stop_reply(GDB_STOP_HISTORY_END, 5, 0, out, sizeof(out));
 		}
@@ -702,6 +707,7 @@ static void fake_start(struct fake *fk, pthread_t *t, const char *session)
 
 	memset(fk, 0, sizeof(*fk));
 	fk->watch_type = -1;
+	fk->bp_at_1010 = -1;
 	fk->r.rip = 0x1000;
 	fk->r.rsp = 0x1800;
 	fk->r.rflags = 0x246;
@@ -856,9 +862,83 @@ Test(gdbregs, gdb_session_run_control, .timeout = 60)
 	cr_assert_gt(fk.seen[GDB_CMD_REMOVE_BP], 0);
 	cr_assert_gt(fk.seen[GDB_CMD_CONTINUE], 0);
 	cr_assert_gt(fk.seen[GDB_CMD_MONITOR], 0);
+	cr_assert_eq(fk.z_types, 1u << GDB_BP_SW | 1u << GDB_BP_WRITE | 1u << GDB_BP_READ);
 	cr_assert_eq(fk.seen[GDB_CMD_MALFORMED], 0);
 	cr_assert_eq(fk.bad_checksums, 0);
 	cr_assert_eq(memcmp(fk.mem + 4, "\x44\x33\x22\x11", 4), 0);
 	cr_assert_eq(memcmp(fk.mem + 8, "$#}", 4), 0);
+	free(out);
+}
+
+/* Raw packets through gdb's "maint packet": the replies as gdb received them. */
+Test(gdbregs, gdb_session_raw_packets, .timeout = 60)
+{
+	static struct fake fk;
+	char why[200];
+
+	if (!have_gdb(why, sizeof(why)))
+		cr_skip_test("%s", why);
+	char *out = fake_session(
+	    &fk, "raw-packets",
+	    "-ex 'maint packet p10' -ex 'maint packet p3e' -ex 'maint packet p42' "
+	    "-ex 'maint packet P3e=0040000000000000' -ex 'maint flush register-cache' -ex 'p/x $cr3' "
+	    "-ex 'maint packet P12=00000100' -ex 'maint packet m1000,4' "
+	    "-ex 'maint packet m1000' -ex 'maint packet m0,4001' -ex 'maint packet Z9,0,0' "
+	    "-ex 'maint packet qXfer:features:read:nope.xml:0,10' "
+	    "-ex 'maint packet qXfer:features:read:target.xml:0,5' "
+	    "-ex 'maint packet T1' -ex 'maint packet T2' -ex 'maint packet vCont?' "
+	    "-ex 'maint packet bs' -ex 'maint packet qC' -ex 'maint packet qAttached' "
+	    "-ex 'maint packet vCont;t' -ex 'kill'");
+
+	HAS(out, "received: \"0010000000000000\"");
+	HAS(out, "received: \"0030120000000000\"");
+	HAS(out, "received: \"E01\""); /* p42: no register 66 */
+	HAS(out, "= 0x4000");
+	HAS(out, "received: \"90010203\"");
+	HAS(out, "received: \"\"");
+	HAS(out, "received: \"E00\"");
+	HAS(out, "received: \"m<?xml\"");
+	HAS(out, "received: \"OK\"");
+	HAS(out, "received: \"vCont;c;C;s;S\"");
+	HAS(out, "received: \"T05replaylog:begin;\"");
+	HAS(out, "received: \"QC1\"");
+	cr_assert_eq(fk.r.cr3, 0x4000);
+	cr_assert_eq(fk.r.cs.sel, 0x10, "P12=00000100 (cs = 0x10000) was taken");
+	cr_assert_eq(fk.seen[GDB_CMD_MALFORMED], 3); /* m1000, m0,4001, vCont;t */
+	cr_assert_eq(fk.seen[GDB_CMD_THREAD_ALIVE], 2);
+	cr_assert_eq(fk.seen[GDB_CMD_KILL], 1);
+	cr_assert_eq(fk.bad_checksums, 0);
+	free(out);
+}
+
+/* Hardware breakpoints, access watchpoints, and big escaped writes and reads. */
+Test(gdbregs, gdb_session_hw_and_bulk, .timeout = 60)
+{
+	static struct fake fk;
+	char why[200];
+
+	if (!have_gdb(why, sizeof(why)))
+		cr_skip_test("%s", why);
+	char *out = fake_session(
+	    &fk, "hw-bulk",
+	    "-ex 'python gdb.selected_inferior().write_memory(0x1100, b\"$#}*\" * 700)' "
+	    "-ex 'x/4xb 0x1100' -ex 'x/4xb 0x1bac' "
+	    "-ex 'python m = gdb.selected_inferior().read_memory(0x1000, 0x1000); "
+	    "print(\"read\", len(m), bytes(m[0x100:0x104]))' "
+	    "-ex 'hbreak *0x1010' -ex 'continue' -ex 'delete' "
+	    "-ex 'awatch *(long *)0x1040' -ex 'continue' -ex 'delete' -ex 'detach'");
+
+	HAS(out, "0x1100:\t0x24\t0x23\t0x7d\t0x2a");
+	HAS(out, "0x1bac:\t0x24\t0x23\t0x7d\t0x2a");
+	HAS(out, "read 4096 b'$#}*'");
+	HAS(out, "Hardware assisted breakpoint 1 at 0x1010");
+	HAS(out, "Breakpoint 1, 0x0000000000001010");
+	HAS(out, "Hardware access (read/write) watchpoint 2: *(long *)0x1040");
+	for (size_t i = 0; i < 2800; i += 4)
+		cr_assert_eq(memcmp(fk.mem + 0x100 + i, "$#}*", 4), 0, "at 0x%zx", 0x1100 + i);
+	cr_assert_gt(fk.seen[GDB_CMD_WRITE_MEM], 0);
+	cr_assert_eq(fk.z_types, 1u << GDB_BP_HW | 1u << GDB_BP_ACCESS);
+	cr_assert_eq(fk.seen[GDB_CMD_MALFORMED], 0);
+	cr_assert_eq(fk.bad_checksums, 0);
 	free(out);
 }
