@@ -492,16 +492,16 @@ static int run_forward(struct tl *t, vmm_pos_t limit, bool armed, bool exempt,
 		if (rc < 0)
 			return rc;
 		if (!watch_step) {
+			if (pos >= limit) {
+				st->kind = TL_STOP_DONE;
+				st->pos = pos;
+				return 0;
+			}
 			if (t->ended && pos >= t->end_pos) {
 				st->kind = TL_STOP_HISTORY_END;
 				st->pos = pos;
 				st->end = t->end_stop;
 				snprintf(st->why, sizeof(st->why), "%s", t->end_why);
-				return 0;
-			}
-			if (pos >= limit) {
-				st->kind = TL_STOP_DONE;
-				st->pos = pos;
 				return 0;
 			}
 			if (t->cfg.interrupted && t->cfg.interrupted(t->cfg.opaque)) {
@@ -580,7 +580,10 @@ static int run_forward(struct tl *t, vmm_pos_t limit, bool armed, bool exempt,
 		case VMM_STOP_USER:
 			if (pos > t->hwm)
 				t->hwm = pos;
-			return history_end(t, &vs, "the recording ends here", st);
+			rc = history_end(t, &vs, "the recording ends here", st);
+			if (pos >= limit)
+				st->kind = TL_STOP_DONE; /* got where it was going: it ends there */
+			return rc;
 		}
 	}
 }

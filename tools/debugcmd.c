@@ -124,6 +124,8 @@ int debug_session(struct vmm_machine *m, struct rpl *rp, const struct debug_opts
 	int lfd;
 	uint16_t port;
 	rc = gdbstub_listen(o->gdb_addr ? o->gdb_addr : "127.0.0.1:0", &lfd, &port);
+	if (rc == -VMM_EINVAL)
+		die_line(EXIT_USAGE, "--gdb %s: %s", o->gdb_addr, vmm_errdetail());
 	if (rc < 0)
 		die_line(EXIT_HOST, "--gdb: %s (choose another port)", vmm_errdetail());
 

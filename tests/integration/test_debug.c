@@ -1,0 +1,257 @@
+/* integration */
+/*
+ * test_debug.c: time-travel debugging as a user does it: `rewind debug LOG` drives
+ * Debian's gdb (batch mode, a script) over a recording of the race guest. Forward steps
+ * and reverse steps retrace identical registers; reverse-continue finds the previous
+ * breakpoint hit and, with a watchpoint, the instruction that last wrote the variable;
+ * reverse-finish/next cross a function; goto goes anywhere and back; both ends of the
+ * recording say "no more history"; output is printed once; a busy port is refused.
+ */
+#include "tests/integration/harness.h"
+#include "tests/integration/rw.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#define DEBUG_TIMEOUT_S 120
+
+static bool have_gdb(void)
+{
+	return system("gdb --version >/dev/null 2>&1") == 0;
+}
+
+#define NEED_GDB()                                                                        \
+	do {                                                                               \
+		if (!have_gdb())                                                           \
+			cr_skip_test("gdb is not installed (apt-get install gdb): the "   \
+				     "debugger tests drive it");                           \
+	} while (0)
+
+/* Record race with ticks=10 into a scratch log. */
+static const char *record_race(struct h_run *rec)
+{
+	const char *log = scratch("race.rwl");
+	RW(rec, NULL, "record", "--backend", "emu", "-o", log, "--append", "ticks=10",
+	   guest("race"));
+	cr_assert_eq(rec->status, 1, "record failed:\n%s", rec->err);
+	return log;
+}
+
+/* Run `rewind debug LOG -- -batch -nx -x SCRIPT`. */
+static void debug_script(const char *log, const char *script, struct h_run *r)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s", scratch("script.gdb"));
+	write_file(path, script, strlen(script));
+	struct h_opts o = {.timeout_s = DEBUG_TIMEOUT_S, .merge = true};
+	RW(r, &o, "debug", log, "--", "-batch", "-nx", "-x", path);
+	cr_assert_eq(r->status, 0, "rewind debug ended with %d\nstdout:\n%s\nstderr:\n%s",
+		     r->status, r->out, r->err);
+}
+
+/* The positions printed by `when`, in order. */
+static int positions(const char *out, unsigned long long *pos, int max)
+{
+	int n = 0;
+	for (const char *p = out; (p = strstr(p, "position ")) && n < max; p++) {
+		char c = 0;
+		if (sscanf(p, "position %llu (instructions retire%c", &pos[n], &c) == 2 && c == 'd')
+			n++;
+	}
+	return n;
+}
+
+/* The text after "TAG K " on the line that starts with it; NULL if none. */
+static const char *tagged(const char *out, char tag, int k, char *buf, size_t cap)
+{
+	char want[32];
+	snprintf(want, sizeof(want), "%c %d ", tag, k);
+	for (const char *p = out; p; p = strchr(p, '\n')) {
+		if (*p == '\n')
+			p++;
+		if (!strncmp(p, want, strlen(want))) {
+			const char *e = strchr(p, '\n');
+			size_t n = e ? (size_t)(e - p) : strlen(p);
+			n -= strlen(want);
+			if (n >= cap)
+				n = cap - 1;
+			memcpy(buf, p + strlen(want), n);
+			buf[n] = 0;
+			return buf;
+		}
+	}
+	return NULL;
+}
+
+#define REGS_FMT                                                                          \
+	"\"%%lx %%lx %%lx %%lx %%lx %%lx %%lx %%lx %%lx %%lx %%lx %%lx %%lx %%lx %%lx %%lx " \
+	"%%lx %%x\\n\", $pc, $rsp, $rax, $rbx, $rcx, $rdx, $rsi, $rdi, $rbp, $r8, $r9, $r10, " \
+	"$r11, $r12, $r13, $r14, $r15, $eflags"
+
+Test(debug, stepi_then_reverse_stepi_retraces_every_state, .timeout = DEBUG_TIMEOUT_S + 30)
+{
+	NEED_GDB();
+	struct h_run rec, r;
+	const char *log = record_race(&rec);
+	enum { N = 40 };
+	char script[2048];
+	/* Stop in the timer handler (past the first checkpoint), then step and come back. */
+	snprintf(script, sizeof(script),
+		 "break pit_irq\ncontinue\ndelete\nset $i = 0\nprintf \"S %%d \", $i\n"
+		 "printf " REGS_FMT "\n"
+		 "while $i < %d\n  stepi\n  set $i = $i + 1\n  printf \"S %%d \", $i\n"
+		 "  printf " REGS_FMT "\nend\n"
+		 "while $i > 0\n  reverse-stepi\n  set $i = $i - 1\n  printf \"R %%d \", $i\n"
+		 "  printf " REGS_FMT "\nend\n",
+		 N);
+	debug_script(log, script, &r);
+	for (int k = 0; k < N; k++) {
+		char f[512], b[512];
+		cr_assert(tagged(r.out, 'S', k, f, sizeof(f)), "no forward state %d:\n%s\n%s", k,
+			  r.out, r.err);
+		cr_assert(tagged(r.out, 'R', k, b, sizeof(b)), "no reverse state %d:\n%s\n%s", k,
+			  r.out, r.err);
+		cr_expect_str_eq(f, b, "state %d: forward %s, after reverse-stepi %s", k, f, b);
+	}
+}
+
+Test(debug, reverse_continue_returns_to_the_previous_breakpoint_hit,
+     .timeout = DEBUG_TIMEOUT_S + 30)
+{
+	NEED_GDB();
+	struct h_run rec, r;
+	const char *log = record_race(&rec);
+	debug_script(log,
+		     "break pit_irq\ncontinue\nwhen\ncontinue\nwhen\ncontinue\nwhen\n"
+		     "reverse-continue\nwhen\nreverse-continue\nwhen\ninfo registers rip\n",
+		     &r);
+	unsigned long long p[8];
+	int n = positions(r.out, p, 8);
+	cr_assert_eq(n, 5, "expected 5 positions:\n%s\n%s", r.out, r.err);
+	cr_expect(p[0] < p[1] && p[1] < p[2], "hits not increasing:\n%s", r.out);
+	cr_expect_eq(p[3], p[1], "first reverse-continue at %llu, the previous hit was %llu",
+		     p[3], p[1]);
+	cr_expect_eq(p[4], p[0], "second reverse-continue at %llu, the first hit was %llu",
+		     p[4], p[0]);
+	cr_expect(strstr(r.out, "<pit_irq>"), "not stopped in pit_irq:\n%s", r.out);
+}
+
+Test(debug, watchpoint_and_reverse_continue_find_the_last_write, .timeout = DEBUG_TIMEOUT_S + 30)
+{
+	NEED_GDB();
+	struct h_run rec, r;
+	const char *log = record_race(&rec);
+	/* At the end of the race, go back to the write that left the final value. */
+	debug_script(log,
+		     "break g_pit_stop\ncontinue\nwhen\nprint/d shared_counter\n"
+		     "watch shared_counter\nreverse-continue\nwhen\nx/i $pc\n"
+		     "stepi\nprint/d shared_counter\nwhen\n",
+		     &r);
+	unsigned long long p[4];
+	cr_assert_eq(positions(r.out, p, 4), 3, "expected 3 positions:\n%s\n%s", r.out, r.err);
+	cr_expect(p[1] < p[0], "the write (%llu) is not before the end (%llu)", p[1], p[0]);
+	cr_expect_eq(p[2], p[1] + 1, "stepi from the write went to %llu", p[2]);
+	cr_expect(strstr(r.out, "Hardware watchpoint 2: shared_counter"), "no watchpoint stop:\n%s",
+		  r.out);
+	/* The instruction shown writes shared_counter (main's store or the handler's add). */
+	const char *xi = strstr(r.out, "=> 0x");
+	cr_assert(xi, "no x/i output:\n%s", r.out);
+	const char *eol = strchr(xi, '\n');
+	char line[256];
+	snprintf(line, sizeof(line), "%.*s", (int)(eol ? eol - xi : 200), xi);
+	cr_expect(strstr(line, "<shared_counter>"), "the instruction does not write the "
+						    "variable: %s",
+		  line);
+	/* Going forward over that instruction gives the final value back. */
+	long long v1 = -1, v2 = -2;
+	const char *a = strstr(r.out, "$1 = "), *b = strstr(r.out, "$2 = ");
+	cr_assert(a && b, "no values printed:\n%s", r.out);
+	sscanf(a, "$1 = %lld", &v1);
+	sscanf(b, "$2 = %lld", &v2);
+	cr_expect_eq(v1, v2, "final value %lld, after re-doing the last write %lld", v1, v2);
+	cr_expect(strstr(r.out, "Old value = ") && strstr(r.out, "New value = "),
+		  "no old/new values:\n%s", r.out);
+}
+
+Test(debug, reverse_finish_and_reverse_next_cross_a_function, .timeout = DEBUG_TIMEOUT_S + 30)
+{
+	NEED_GDB();
+	struct h_run rec, r;
+	const char *log = record_race(&rec);
+	/* race.c:51 calls g_pit_start; 52 is the next line. */
+	debug_script(log,
+		     "break g_pit_start\ncontinue\ndelete\nnext\nnext\nreverse-finish\n"
+		     "echo F:\\n\nbt 1\nnext\necho N:\\n\nbt 1\nreverse-next\necho R:\\n\nbt 1\n",
+		     &r);
+	const char *f = strstr(r.out, "F:"), *n = strstr(r.out, "N:"), *b = strstr(r.out, "R:");
+	cr_assert(f && n && b && f < n && n < b, "the script did not get through:\n%s", r.out);
+	cr_expect(strstr(f, "in main () at guests/race.c:51") && strstr(f, "in main ()") < n,
+		  "reverse-finish did not return to the call in main:\n%s", f);
+	cr_expect(strstr(n, "main () at guests/race.c:52") && strstr(n, "race.c:52") < b,
+		  "next did not go to line 52:\n%s", n);
+	cr_expect(strstr(b, "main () at guests/race.c:51") && !strstr(b, "g_pit_start ("),
+		  "reverse-next did not step back over the call to line 51:\n%s", b);
+}
+
+Test(debug, goto_a_position_and_back, .timeout = DEBUG_TIMEOUT_S + 30)
+{
+	NEED_GDB();
+	struct h_run rec, r;
+	const char *log = record_race(&rec);
+	char script[2048];
+	snprintf(script, sizeof(script),
+		 "goto 100000\nwhen\nprintf \"A %%d \", 0\nprintf " REGS_FMT "\n"
+		 "goto 2500000\nwhen\ngoto 100000\nwhen\nprintf \"B %%d \", 0\nprintf " REGS_FMT
+		 "\n");
+	debug_script(log, script, &r);
+	unsigned long long p[4];
+	cr_assert_eq(positions(r.out, p, 4), 3, "expected 3 positions:\n%s\n%s", r.out, r.err);
+	cr_expect_eq(p[0], 100000);
+	cr_expect_eq(p[1], 2500000);
+	cr_expect_eq(p[2], 100000);
+	char a[512], b[512];
+	cr_assert(tagged(r.out, 'A', 0, a, sizeof(a)) && tagged(r.out, 'B', 0, b, sizeof(b)),
+		  "no registers:\n%s", r.out);
+	cr_expect_str_eq(a, b, "registers at 100000 differ after going there twice");
+}
+
+Test(debug, both_ends_of_history_and_output_printed_once, .timeout = DEBUG_TIMEOUT_S + 30)
+{
+	NEED_GDB();
+	struct h_run rec, r;
+	const char *log = record_race(&rec);
+	unsigned long long total = 0;
+	const char *s = strstr(rec.err, "recorded ");
+	cr_assert(s && sscanf(s, "recorded %llu", &total) == 1, "no record summary:\n%s", rec.err);
+	debug_script(log,
+		     "reverse-stepi\nwhen\ncontinue\nwhen\nreverse-continue\nwhen\ncontinue\nwhen\n",
+		     &r);
+	cr_expect_eq(occurrences(r.out, "No more reverse-execution history."), 4,
+		     "expected four end-of-history stops:\n%s\n%s", r.out, r.err);
+	unsigned long long p[4];
+	cr_assert_eq(positions(r.out, p, 4), 4, "expected 4 positions:\n%s", r.out);
+	cr_expect_eq(p[0], 0);
+	cr_expect_eq(p[1], total, "end at %llu, recorded %llu", p[1], total);
+	cr_expect_eq(p[2], 0);
+	cr_expect_eq(p[3], total);
+	cr_expect_eq(occurrences(r.out, "race: done"), 1, "output printed again:\n%s", r.out);
+}
+
+Test(debug, a_busy_port_is_refused_with_one_line)
+{
+	struct h_run rec, r;
+	const char *log = record_race(&rec);
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	cr_assert(bind(s, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(s, 1) == 0);
+	socklen_t sl = sizeof(sa);
+	getsockname(s, (struct sockaddr *)&sa, &sl);
+	char spec[32];
+	snprintf(spec, sizeof(spec), "127.0.0.1:%u", (unsigned)ntohs(sa.sin_port));
+	RW(&r, NULL, "replay", "--gdb", spec, log);
+	REFUSED(&r, 10, "cannot listen", "Address already in use");
+	RW(&r, NULL, "replay", "--gdb", "nonsense:x", log);
+	REFUSED(&r, 2, "expected [HOST:]PORT");
+	close(s);
+}
