@@ -143,11 +143,32 @@ $(B)/fuzz/fuzz_reader: tests/logfmt/fuzz_reader.c tests/logfmt/fuzz_body.h $(LF_
 		-DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -fsanitize=fuzzer,address,undefined \
 		-fno-sanitize-recover=undefined -o $@ tests/logfmt/fuzz_reader.c $(LF_SRC) \
 		-llz4 -lzstd -lxxhash -lpthread
-fuzz: $(B)/fuzz/fuzz_reader
+fuzz: fuzz-logfmt fuzz-gdb
+fuzz-logfmt: $(B)/fuzz/fuzz_reader
 	@mkdir -p $(B)/fuzz/corpus
 	$(B)/fuzz/fuzz_reader -max_total_time=$(FUZZ_TIME) -timeout=10 -rss_limit_mb=2048 \
 		-dict=tests/logfmt/fuzz.dict -artifact_prefix=$(B)/fuzz/ \
 		$(B)/fuzz/corpus tests/logfmt/corpus tests/logfmt/golden
+
+# fuzz-gdb (debugger): libFuzzer over the gdb remote protocol layer, what a gdb (or anyone
+# reaching the gdb port) may send: packet receiver, parser, register decoding
+# (tests/debugger/fuzz_gdb_body.h, which test_gdbcorpus.c replays in `make test`). Seeds:
+# tests/debugger/corpus/ (streams gdb 13 sent, captured with REWIND_GDB_CAPTURE=DIR
+# build/tests/debugger/test_gdbregs, and hand-made ones); new inputs go to
+# $(B)/fuzz/gdb-corpus, crashes to $(B)/fuzz/gdb-crash-*. `make fuzz` runs both targets,
+# FUZZ_TIME seconds each; `make fuzz-logfmt` or `make fuzz-gdb` runs one.
+.PHONY: fuzz-logfmt fuzz-gdb
+$(B)/fuzz/fuzz_gdbproto: tests/debugger/fuzz_gdbproto.c tests/debugger/fuzz_gdb_body.h \
+		debugger/gdbproto.c debugger/gdbproto.h debugger/gdbregs.c debugger/gdbregs.h \
+		vmm/cpu.h vmm/vmm.h
+	@mkdir -p $(dir $@)
+	clang -std=c17 -Wall -Wextra -Wshadow -Werror -g -O1 -D_GNU_SOURCE -I. \
+		-DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -fsanitize=fuzzer,address,undefined \
+		-fno-sanitize-recover=undefined -o $@ tests/debugger/fuzz_gdbproto.c
+fuzz-gdb: $(B)/fuzz/fuzz_gdbproto
+	@mkdir -p $(B)/fuzz/gdb-corpus
+	$(B)/fuzz/fuzz_gdbproto -max_total_time=$(FUZZ_TIME) -timeout=10 -rss_limit_mb=2048 \
+		-artifact_prefix=$(B)/fuzz/gdb- $(B)/fuzz/gdb-corpus tests/debugger/corpus
 
 -include $(shell find $(B)/obj $(B)/gobj $(B)/tests -name '*.d' 2>/dev/null)
 .SECONDARY:
