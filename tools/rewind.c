@@ -14,6 +14,7 @@
 #include "tools/cli.h"
 #include "tools/console.h"
 #include "tools/debugcmd.h"
+#include "debugger/backtrace.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -274,6 +275,35 @@ static const struct vmm_cpu_ops *pick_backend(const char *name, bool verbose)
 	die_line(EXIT_USAGE, "--backend %s: expected kvm, emu or auto", name);
 }
 
+/* The guest image of a replay: for backtraces (NULL: none shown). */
+static const void *g_image;
+static size_t g_image_len;
+
+static int bt_read(void *opaque, uint64_t va, void *buf, size_t len)
+{
+	struct vmm_machine *m = opaque;
+	return vmm_machine_backend(m)->read_virt(vmm_machine_cpu(m), va, buf, len);
+}
+
+/* The guest's call stack, with function names from its ELF (docs/time-travel.md). */
+static void print_backtrace(struct vmm_machine *m, const struct vmm_regs *r)
+{
+	struct bt_image *img;
+	if (!g_image || bt_image_open(g_image, g_image_len, &img) < 0)
+		return;
+	struct bt_frame f[32];
+	int n = bt_unwind(img, r, bt_read, m, f, 32);
+	if (n > 0) {
+		fprintf(stderr, "  guest backtrace:\n");
+		for (int i = 0; i < n; i++) {
+			char line[256];
+			bt_format(&f[i], i, line, sizeof(line));
+			fprintf(stderr, "    %s\n", line);
+		}
+	}
+	bt_image_free(img);
+}
+
 static void dump_regs(struct vmm_machine *m)
 {
 	struct vmm_regs r;
@@ -298,6 +328,7 @@ static void dump_regs(struct vmm_machine *m)
 		(unsigned long long)r.cr3, (unsigned long long)r.cr4, (unsigned long long)r.efer,
 		(unsigned long long)r.gdt.base, r.gdt.limit, (unsigned long long)r.idt.base,
 		r.idt.limit);
+	print_backtrace(m, &r);
 }
 
 /* ---- run and record ----------------------------------------------------------------- */
@@ -852,7 +883,8 @@ static int cmd_replay(int argc, char **argv, bool debug)
 		console_close(&con);
 		return status;
 	}
-	free(image_file);
+	g_image = image;
+	g_image_len = image_len;
 
 	g_rpl = rp;
 	g_machine = m;
@@ -905,6 +937,8 @@ static int cmd_replay(int argc, char **argv, bool debug)
 	case RPL_FAILED:
 		fail(rc, "replay");
 	}
+	g_image = NULL;
+	free(image_file);
 	rpl_free(rp);
 	vmm_machine_destroy(m);
 	lf_reader_free(rd);

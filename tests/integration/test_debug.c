@@ -255,3 +255,23 @@ Test(debug, a_busy_port_is_refused_with_one_line)
 	REFUSED(&r, 2, "expected [HOST:]PORT");
 	close(s);
 }
+
+Test(debug, a_crash_replay_shows_the_guest_backtrace)
+{
+	struct h_run rec, r;
+	const char *log = scratch("crash.rwl");
+	RW(&rec, NULL, "record", "--backend", "emu", "-o", log, guest("crash"));
+	cr_assert_eq(rec.status, 6, "record:\n%s", rec.err);
+	RW(&r, NULL, "replay", log);
+	expect_status(&r, 6);
+	const char *names[] = {"guest backtrace:", "in triple_fault+", "in page_fault+",
+			       "<exception frame>", "in faulty+", "in do_work+", "in main+",
+			       "in g_start+"};
+	const char *at = r.err;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		const char *p = strstr(at, names[i]);
+		cr_assert(p, "\"%s\" missing or out of order in:\n%s", names[i], r.err);
+		at = p;
+	}
+	cr_expect(strstr(r.err, ": matched"), "replay did not match:\n%s", r.err);
+}
