@@ -286,7 +286,11 @@ static bool fde_find(const struct bt_image *img, uint64_t pc, bool *signal)
 
 	uint64_t begin = rd_encoded(&r, fde_enc, 0);
 	uint64_t range = rd_encoded(&r, fde_enc & 0x0f, 0);
-	return r.ok && pc >= begin && pc - begin < range;
+	if (!r.ok || pc < begin || pc - begin >= range) {
+		*signal = false;
+		return false;
+	}
+	return true;
 }
 
 /* ---- opening an image ------------------------------------------------------------ */
@@ -553,6 +557,13 @@ int bt_image_open(const void *elf, size_t len, struct bt_image **out)
 	img->as = unw_create_addr_space((unw_accessors_t *)&bt_accessors, 0);
 	if (!img->as) {
 		rc = vmm_fail(VMM_ENOMEM, "libunwind address space");
+		goto fail;
+	}
+	/* The address space's own cache of decoded CFI (keyed by pc, safe: our tables never
+	 * change). Not the per-thread one: that is one cache for all address spaces, keyed by
+	 * pc alone, so two images would mix. */
+	if (unw_set_caching_policy(img->as, UNW_CACHE_GLOBAL) < 0) {
+		rc = vmm_fail(VMM_EINTERNAL, "libunwind refused its global cache");
 		goto fail;
 	}
 	free(ph);

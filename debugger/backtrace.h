@@ -67,9 +67,11 @@ typedef int (*bt_read_fn)(void *opaque, uint64_t va, void *buf, size_t len);
  * call instruction), except right after an exception frame, where pc is the interrupted
  * instruction itself.
  *
- * Cost: a binary search of the FDE table and a few 8-byte reads per frame (the return
- * address and the saved registers the CFI names; all the registers of an exception
- * frame); libunwind caches the decoded CFI per pc within an image.
+ * Cost: per frame, a binary search of the FDE table and a few 8-byte reads through read
+ * (the return address and the saved registers the CFI names; all 16 registers and rsp
+ * of an exception frame); libunwind caches decoded CFI per pc within an image, behind a
+ * lock that blocks signals (two system calls per frame). About 25 us for the 8 frames of
+ * the crash guest over read_virt on emu; bt_image_open about 3 us for a small guest.
  */
 int bt_unwind(struct bt_image *img, const struct vmm_regs *r, bt_read_fn read, void *opaque,
 	      struct bt_frame *out, int max) VMM_WUR;

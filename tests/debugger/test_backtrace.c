@@ -6,7 +6,10 @@
  * fault in faulty() <- do_work() <- main() raised. Unwinding from the stopped vCPU must
  * cross the exception frame (isr.S's CFI) down to the PVH entry. Then: bad ELFs, symbol
  * lookups, an unreadable stack (the accessor failing at every read, and at the Nth), a
- * corrupt .eh_frame_hdr and every byte of .eh_frame_hdr and .eh_frame flipped.
+ * corrupt .eh_frame_hdr and every byte of .eh_frame_hdr and .eh_frame flipped. Last,
+ * guests stopped at every position (or every Nth) of their run must unwind to the entry:
+ * through every instruction of isr.S's entry and exit, prologues and epilogues, and
+ * nested interrupts; and threads may share an image.
  * Guest ELFs come from $REWIND_BUILD/guests (default build/); tests run from the repo root.
  */
 #include "debugger/backtrace.h"
@@ -19,6 +22,7 @@
 #include <criterion/logging.h>
 #include <elf.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -423,6 +427,29 @@ Test(backtrace, no_unwind_tables_gives_frame_0, .timeout = 60)
 	crash_free(&c);
 }
 
+Test(backtrace, pc_outside_any_fde_is_frame_0_only, .timeout = 60)
+{
+	struct crash c;
+	crash_run(&c);
+	struct bt_image *img;
+	cr_assert_eq(bt_image_open(c.elf, c.len, &img), 0, "%s", vmm_errdetail());
+	/* Just past isr_common (the last FDE, a signal frame's), in data, nowhere: no
+	 * exception frame is made up from the nearest FDE below. */
+	Elf64_Sym isr = symbol(c.elf, "isr_common");
+	const uint64_t pcs[] = {isr.st_value + isr.st_size + 3, symbol(c.elf, "g_gdt").st_value, 0,
+				UINT64_MAX};
+	for (size_t i = 0; i < sizeof(pcs) / sizeof(pcs[0]); i++) {
+		struct vmm_regs r = c.regs;
+		r.rip = pcs[i];
+		struct bt_frame f[MAXF];
+		cr_assert_eq(bt_unwind(img, &r, read_ram, &c, f, MAXF), 1, "pc 0x%" PRIx64, pcs[i]);
+		cr_assert_eq(f[0].pc, pcs[i]);
+		cr_assert(!f[0].signal_frame, "pc 0x%" PRIx64, pcs[i]);
+	}
+	bt_image_free(img);
+	crash_free(&c);
+}
+
 /* ---- unreadable stacks ----------------------------------------------------------------- */
 
 Test(backtrace, unreadable_stack_gives_frame_0, .timeout = 60)
@@ -573,5 +600,128 @@ Test(backtrace, every_table_byte_flipped_never_crashes, .timeout = 120)
 	cr_assert_gt(opened, 0);
 	cr_assert_gt(failed, 0);
 	free(e);
+	crash_free(&c);
+}
+
+/* ---- every position of a run ------------------------------------------------------------ */
+
+/*
+ * Stop the guest at every stride-th position to its end and unwind there: the walk must
+ * end at long_entry, unless frame 0 is where no CFI can be (the 32-bit PVH entry before
+ * long mode, the ISR stubs). Returns the number of stops with nested exception frames.
+ */
+static long walk_guest(const char *guest, const char *cmdline, uint64_t stride)
+{
+	void *elf;
+	size_t len;
+	load_elf(guest, &elf, &len);
+	struct vmm_live *live;
+	struct vmm_live_config lc = {.in_fd = -1, .virtual_clock = true};
+	cr_assert_eq(vmm_live_create(&lc, &live), 0, "%s", vmm_errdetail());
+	struct vmm_config cfg = {.mem_size = RAM,
+				 .backend = &emu_cpu_ops,
+				 .input = &vmm_live_input_ops,
+				 .input_opaque = live};
+	struct vmm_machine *m;
+	cr_assert_eq(vmm_machine_create(&cfg, &m), 0, "%s", vmm_errdetail());
+	cr_assert_eq(vmm_machine_load(m, elf, len, cmdline), 0, "%s", vmm_errdetail());
+	cr_assert_eq(vmm_live_start(live, m), 0, "%s", vmm_errdetail());
+	struct bt_image *img;
+	cr_assert_eq(bt_image_open(elf, len, &img), 0, "%s", vmm_errdetail());
+
+	long stops = 0, deep = 0, nested = 0;
+	for (;;) {
+		struct vmm_stop st;
+		cr_assert_eq(vmm_machine_run_until(m, vmm_machine_pos(m) + stride, &st), 0, "%s",
+			     vmm_errdetail());
+		if (st.reason != VMM_STOP_LIMIT)
+			break;
+		stops++;
+		struct vmm_regs r;
+		cr_assert_eq(vmm_machine_backend(m)->get_regs(vmm_machine_cpu(m), &r), 0);
+		struct bt_frame f[MAXF];
+		int n = bt_unwind(img, &r, read_machine, m, f, MAXF);
+		cr_assert(n >= 1 && n < MAXF, "%s at %" PRIu64 ": %d frames", guest, st.pos, n);
+		const char *f0 = name_or(&f[0]), *last = name_or(&f[n - 1]);
+		if (strcmp(last, "long_entry") && strcmp(f0, "g_pvh_entry") &&
+		    strcmp(f0, "g_isr_stubs")) {
+			log_frames(f, n);
+			cr_assert_fail("%s at position %" PRIu64 ": the walk stops at %s", guest,
+				       st.pos, last);
+		}
+		int exc = 0;
+		for (int i = 0; i < n; i++)
+			exc += f[i].signal_frame;
+		deep += n >= 5;
+		nested += exc >= 2;
+	}
+	cr_log_info("%s: %ld stops, %ld with 5 frames or more, %ld in nested interrupts", guest,
+		    stops, deep, nested);
+	cr_assert_gt(deep, 0);
+	bt_image_free(img);
+	vmm_live_destroy(live);
+	vmm_machine_destroy(m);
+	free(elf);
+	return nested;
+}
+
+Test(backtrace, every_position_of_timer_unwinds_to_the_entry, .timeout = 120)
+{
+	walk_guest("timer", "ticks=20", 1);
+}
+
+Test(backtrace, every_position_of_crash_unwinds_to_the_entry, .timeout = 120)
+{
+	walk_guest("crash", "", 1);
+}
+
+Test(backtrace, nested_interrupts_unwind_to_the_entry, .timeout = 180)
+{
+	/* conform_irq nests software interrupts three deep ("abcCBA"); every 31st position
+	 * (its run is deterministic on the virtual clock) lands inside that a few times. */
+	cr_assert_gt(walk_guest("conform_irq", "", 31), 0, "no stop inside nested interrupts");
+}
+
+/* ---- threads ------------------------------------------------------------------------------ */
+
+struct shared {
+	struct bt_image *img;
+	struct crash *c;
+	struct bt_frame want[MAXF];
+	int n;
+	int bad;
+};
+
+static void *unwind_many(void *arg)
+{
+	struct shared *s = arg;
+	for (int k = 0; k < 2000; k++) {
+		struct bt_frame f[MAXF];
+		int n = bt_unwind(s->img, &s->c->regs, read_ram, s->c, f, MAXF);
+		bool same = n == s->n;
+		for (int i = 0; same && i < n; i++)
+			same = f[i].pc == s->want[i].pc && f[i].sp == s->want[i].sp &&
+			       f[i].func == s->want[i].func;
+		if (!same)
+			__atomic_add_fetch(&s->bad, 1, __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+Test(backtrace, threads_share_an_image, .timeout = 120)
+{
+	struct crash c;
+	crash_run(&c);
+	struct shared s = {.c = &c};
+	cr_assert_eq(bt_image_open(c.elf, c.len, &s.img), 0, "%s", vmm_errdetail());
+	s.n = bt_unwind(s.img, &c.regs, read_ram, &c, s.want, MAXF);
+	cr_assert_geq(s.n, 8);
+	pthread_t t[4];
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(pthread_create(&t[i], NULL, unwind_many, &s), 0);
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	cr_assert_eq(s.bad, 0, "%d walks differed", s.bad);
+	bt_image_free(s.img);
 	crash_free(&c);
 }
