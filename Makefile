@@ -131,7 +131,7 @@ format:
 clean:
 	rm -rf $(B)/obj $(B)/gobj $(B)/guests $(B)/tests $(B)/rewind $(B)/lib*.a $(B)/asan $(B)/fuzz
 
-# fuzz (logfmt): libFuzzer over everything that reads a log (tests/logfmt/fuzz_body.h,
+# fuzz-logfmt: libFuzzer over everything that reads a log (tests/logfmt/fuzz_body.h,
 # which test_corpus.c replays in `make test`). Seeds: tests/logfmt/corpus/ and golden/;
 # new inputs go to $(B)/fuzz/corpus, crashes to $(B)/fuzz/crash-*. Copy an input that
 # broke something into tests/logfmt/corpus/ once fixed. FUZZ_TIME: seconds to run.

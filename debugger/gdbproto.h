@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define GDB_WUR __attribute__((warn_unused_result))
+
 /* The PacketSize we advertise (payload bytes after unescaping); hex in qSupported. */
 #define GDB_PACKET_MAX     16384
 #define GDB_PACKET_MAX_HEX "4000"
@@ -86,8 +88,8 @@ size_t gdb_frame(const char *payload, size_t len, char *out, size_t cap);
 
 /* Hex helpers (lower case out, either case in). */
 size_t gdb_hex_encode(const void *bytes, size_t n, char *out); /* 2n chars, no NUL */
-int gdb_hex_decode(const char *hex, size_t nchars, void *out); /* nchars even; -1 on a bad
-								  digit or odd nchars */
+/* nchars even; -1 on a bad digit or odd nchars. hex and out may be the same buffer. */
+int gdb_hex_decode(const char *hex, size_t nchars, void *out) GDB_WUR;
 
 enum gdb_cmd_kind {
 	GDB_CMD_UNKNOWN,          /* reply "" (empty packet) */

@@ -103,9 +103,10 @@ int gdb_reg_encode(unsigned regno, const struct vmm_regs *r, const struct vmm_fp
  * 2 * GDB_REGS_BYTES chars; P: exactly twice the register's size), a bad hex digit, an
  * unknown regno, or a segment selector above 0xffff; then nothing is changed.
  */
-int gdb_regs_decode(const char *hex, size_t len, struct vmm_regs *r, struct vmm_fpregs *f);
+int gdb_regs_decode(const char *hex, size_t len, struct vmm_regs *r,
+		    struct vmm_fpregs *f) VMM_WUR;
 int gdb_reg_decode(unsigned regno, const char *hex, size_t len, struct vmm_regs *r,
-		   struct vmm_fpregs *f);
+		   struct vmm_fpregs *f) VMM_WUR;
 
 /* Lookup by name ("rip", "cr3", ...): the regno, or -1 if none. */
 int gdb_reg_by_name(const char *name);

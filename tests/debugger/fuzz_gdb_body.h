@@ -117,6 +117,14 @@ static void gdb_fuzz_replies(const struct gdb_cmd *c)
 		gdb_fuzz_regs(&r, &f);
 		k = gdb_reg_encode(c->regno, &r, &f, out, sizeof(out));
 		GDB_FUZZ_CHECK((k == -1) == (c->regno >= gdb_reg_count()));
+		if (k > 0) {
+			GDB_FUZZ_CHECK(gdb_reg_by_name(gdb_reg_name(c->regno)) == (int)c->regno);
+			GDB_FUZZ_CHECK((unsigned)k == 2 * gdb_reg_size(c->regno));
+			GDB_FUZZ_CHECK(gdb_reg_offset(c->regno) + gdb_reg_size(c->regno) <=
+				       GDB_REGS_BYTES);
+		} else {
+			GDB_FUZZ_CHECK(!gdb_reg_name(c->regno) && gdb_reg_offset(c->regno) == -1);
+		}
 		break;
 	case GDB_CMD_READ_MEM:
 		/* The hex reply always fits in a packet. */
@@ -139,6 +147,16 @@ static void gdb_fuzz_replies(const struct gdb_cmd *c)
 	case GDB_CMD_SUPPORTED:
 		(void)gdb_feature_supported(c->text, "swbreak");
 		(void)gdb_feature_supported(c->text, "");
+		break;
+	case GDB_CMD_STEP:
+	case GDB_CMD_CONTINUE:
+	case GDB_CMD_REVERSE_STEP:
+	case GDB_CMD_REVERSE_CONTINUE:
+		/* Every stop it could end in, with the numbers gdb sent. */
+		for (int why = GDB_STOP_SIGNAL; why <= GDB_STOP_EXITED; why++) {
+			n = gdb_stop_reply((enum gdb_stop_why)why, c->signal, c->addr, out, 64);
+			GDB_FUZZ_CHECK(n > 0 && n < 64 && strlen(out) == n);
+		}
 		break;
 	case GDB_CMD_INSERT_BP:
 	case GDB_CMD_REMOVE_BP:
@@ -304,7 +322,12 @@ static int gdb_fuzz_one(const uint8_t *data, size_t size)
 		GDB_FUZZ_CHECK(gdb_hex_encode(data, size, hex) == 2 * size);
 		GDB_FUZZ_CHECK(gdb_hex_decode(hex, 2 * size, back) == 0);
 		GDB_FUZZ_CHECK(size == 0 || memcmp(back, data, size) == 0);
-		(void)gdb_hex_decode((const char *)data, size & ~(size_t)1, back);
+		/* The input as hex: where it decodes, it encodes back (in lower case). */
+		size_t hn = size & ~(size_t)1;
+		if (gdb_hex_decode((const char *)data, hn, back) == 0) {
+			GDB_FUZZ_CHECK(gdb_hex_encode(back, hn / 2, hex) == hn);
+			GDB_FUZZ_CHECK(gdb_fuzz_same_hex(hex, (const char *)data, hn));
+		}
 	}
 	return 0;
 }

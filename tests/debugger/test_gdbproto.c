@@ -316,6 +316,14 @@ Test(gdbproto, parse_connect_sequence)
 	cr_assert_not(gdb_feature_supported(cmd.text, "swbreak+"));
 	cr_assert_not(gdb_feature_supported(cmd.text, "break"));
 	cr_assert_not(gdb_feature_supported(cmd.text, "xmlRegisters"));
+	/* What gdb 13 really sends once it knows the architecture is x86. */
+	PARSES_AS("qSupported:multiprocess+;swbreak+;hwbreak+;qRelocInsn+;fork-events+;"
+		  "vfork-events+;exec-events+;vContSupported+;QThreadEvents+;no-resumed+;"
+		  "memory-tagging+;xmlRegisters=i386",
+		  GDB_CMD_SUPPORTED);
+	cr_assert(gdb_feature_supported(cmd.text, "swbreak"));
+	cr_assert_not(gdb_feature_supported(cmd.text, "xmlRegisters"));
+	cr_assert_not_null(strstr(cmd.text, ";xmlRegisters=i386"));
 	PARSES_AS("qSupported", GDB_CMD_SUPPORTED);
 	cr_assert_str_eq(cmd.text, "");
 	PARSES_AS("vMustReplyEmpty", GDB_CMD_MUST_REPLY_EMPTY);
