@@ -23,7 +23,7 @@
 #define GDB_WUR __attribute__((warn_unused_result))
 
 /* The PacketSize we advertise (payload bytes after unescaping); hex in qSupported. */
-#define GDB_PACKET_MAX     16384
+#define GDB_PACKET_MAX	   16384
 #define GDB_PACKET_MAX_HEX "4000"
 
 /* The largest framed packet gdb_frame can produce from GDB_PACKET_MAX payload bytes:
@@ -44,28 +44,28 @@
  * (gdb_feature_supported); every gdb since 7.10 does.
  */
 #define GDB_SUPPORTED_REPLY                                                                        \
-	"PacketSize=" GDB_PACKET_MAX_HEX ";qXfer:features:read+;swbreak+;hwbreak+;"               \
+	"PacketSize=" GDB_PACKET_MAX_HEX ";qXfer:features:read+;swbreak+;hwbreak+;"                \
 	"QStartNoAckMode+;vContSupported+;ReverseStep+;ReverseContinue+"
 
 enum gdb_rx_result {
-	GDB_RX_NONE,         /* need more bytes */
-	GDB_RX_PACKET,       /* rx->data[0..len) holds the payload, escapes ('}' x^0x20) removed,
+	GDB_RX_NONE,	     /* need more bytes */
+	GDB_RX_PACKET,	     /* rx->data[0..len) holds the payload, escapes ('}' x^0x20) removed,
 				NUL-terminated; checksum was good: send '+' (unless no-ack mode) */
 	GDB_RX_BAD_CHECKSUM, /* send '-' (unless no-ack mode) */
 	GDB_RX_OVERSIZE,     /* packet longer than GDB_PACKET_MAX: dropped; send '-' */
 	GDB_RX_INTERRUPT,    /* a 0x03 byte outside a packet (Ctrl-C) */
-	GDB_RX_ACK,          /* '+' */
-	GDB_RX_NACK,         /* '-': resend the last reply */
+	GDB_RX_ACK,	     /* '+' */
+	GDB_RX_NACK,	     /* '-': resend the last reply */
 };
 
 /* The receiver. Only data and len are public; the rest is its state between bytes. */
 struct gdb_rx {
 	char data[GDB_PACKET_MAX + 1];
 	size_t len;
-	int state;       /* private */
-	uint8_t sum;     /* private: sum of the bytes after '$' so far */
+	int state;	 /* private */
+	uint8_t sum;	 /* private: sum of the bytes after '$' so far */
 	uint8_t got_sum; /* private: the first checksum digit */
-	bool overflow;   /* private: more than GDB_PACKET_MAX payload bytes */
+	bool overflow;	 /* private: more than GDB_PACKET_MAX payload bytes */
 };
 
 /* Start between packets. */
@@ -92,43 +92,43 @@ size_t gdb_hex_encode(const void *bytes, size_t n, char *out); /* 2n chars, no N
 int gdb_hex_decode(const char *hex, size_t nchars, void *out) GDB_WUR;
 
 enum gdb_cmd_kind {
-	GDB_CMD_UNKNOWN,          /* reply "" (empty packet) */
-	GDB_CMD_MALFORMED,        /* a known command with bad arguments: reply "E01" */
-	GDB_CMD_HALT_REASON,      /* ? */
-	GDB_CMD_READ_REGS,        /* g */
-	GDB_CMD_WRITE_REGS,       /* G hex: data/datalen = the hex text (even, hex digits) */
-	GDB_CMD_READ_REG,         /* p n: regno */
-	GDB_CMD_WRITE_REG,        /* P n=hex: regno, data/datalen = the hex text */
-	GDB_CMD_READ_MEM,         /* m addr,len (len <= GDB_PACKET_MAX/2) */
-	GDB_CMD_WRITE_MEM,        /* M addr,len:hex (decoded) and X addr,len:binary (unescaped):
+	GDB_CMD_UNKNOWN,	  /* reply "" (empty packet) */
+	GDB_CMD_MALFORMED,	  /* a known command with bad arguments: reply "E01" */
+	GDB_CMD_HALT_REASON,	  /* ? */
+	GDB_CMD_READ_REGS,	  /* g */
+	GDB_CMD_WRITE_REGS,	  /* G hex: data/datalen = the hex text (even, hex digits) */
+	GDB_CMD_READ_REG,	  /* p n: regno */
+	GDB_CMD_WRITE_REG,	  /* P n=hex: regno, data/datalen = the hex text */
+	GDB_CMD_READ_MEM,	  /* m addr,len (len <= GDB_PACKET_MAX/2) */
+	GDB_CMD_WRITE_MEM,	  /* M addr,len:hex (decoded) and X addr,len:binary (unescaped):
 				     addr, len, data = the raw bytes (datalen == len; may be 0) */
-	GDB_CMD_INSERT_BP,        /* Z type,addr,kind: bptype 0..4, addr, len = kind */
-	GDB_CMD_REMOVE_BP,        /* z type,addr,kind */
-	GDB_CMD_STEP,             /* s [addr], S sig[;addr], vCont;s/S/r...: has_addr/addr */
-	GDB_CMD_CONTINUE,         /* c [addr], C sig[;addr], vCont;c/C... */
-	GDB_CMD_REVERSE_STEP,     /* bs */
+	GDB_CMD_INSERT_BP,	  /* Z type,addr,kind: bptype 0..4, addr, len = kind */
+	GDB_CMD_REMOVE_BP,	  /* z type,addr,kind */
+	GDB_CMD_STEP,		  /* s [addr], S sig[;addr], vCont;s/S/r...: has_addr/addr */
+	GDB_CMD_CONTINUE,	  /* c [addr], C sig[;addr], vCont;c/C... */
+	GDB_CMD_REVERSE_STEP,	  /* bs */
 	GDB_CMD_REVERSE_CONTINUE, /* bc */
-	GDB_CMD_VCONT_QUERY,      /* vCont? -> reply "vCont;c;C;s;S" */
-	GDB_CMD_SUPPORTED,        /* qSupported[:features]; feature text in text[] */
-	GDB_CMD_XFER_FEATURES,    /* qXfer:features:read:ANNEX:off,len: text = annex, addr = off,
+	GDB_CMD_VCONT_QUERY,	  /* vCont? -> reply "vCont;c;C;s;S" */
+	GDB_CMD_SUPPORTED,	  /* qSupported[:features]; feature text in text[] */
+	GDB_CMD_XFER_FEATURES,	  /* qXfer:features:read:ANNEX:off,len: text = annex, addr = off,
 				     len = len clamped to GDB_XFER_MAX (gdb_xfer_reply) */
-	GDB_CMD_MONITOR,          /* qRcmd,hex: text = the decoded command (NUL-terminated) */
-	GDB_CMD_DETACH,           /* D, D;pid */
-	GDB_CMD_KILL,             /* k, vKill;pid */
-	GDB_CMD_ATTACHED,         /* qAttached, qAttached:pid: reply "1" */
-	GDB_CMD_THREAD_FIRST,     /* qfThreadInfo: reply "m1" */
-	GDB_CMD_THREAD_NEXT,      /* qsThreadInfo: reply "l" */
-	GDB_CMD_CURRENT_THREAD,   /* qC: reply "QC1" */
-	GDB_CMD_SET_THREAD,       /* Hg.., Hc..: op = 'g' or 'c', thread */
-	GDB_CMD_THREAD_ALIVE,     /* T thread: thread; reply "OK" if it is ours, else "E01" */
-	GDB_CMD_NOACK,            /* QStartNoAckMode: reply "OK", then stop sending '+'/'-' */
+	GDB_CMD_MONITOR,	  /* qRcmd,hex: text = the decoded command (NUL-terminated) */
+	GDB_CMD_DETACH,		  /* D, D;pid */
+	GDB_CMD_KILL,		  /* k, vKill;pid */
+	GDB_CMD_ATTACHED,	  /* qAttached, qAttached:pid: reply "1" */
+	GDB_CMD_THREAD_FIRST,	  /* qfThreadInfo: reply "m1" */
+	GDB_CMD_THREAD_NEXT,	  /* qsThreadInfo: reply "l" */
+	GDB_CMD_CURRENT_THREAD,	  /* qC: reply "QC1" */
+	GDB_CMD_SET_THREAD,	  /* Hg.., Hc..: op = 'g' or 'c', thread */
+	GDB_CMD_THREAD_ALIVE,	  /* T thread: thread; reply "OK" if it is ours, else "E01" */
+	GDB_CMD_NOACK,		  /* QStartNoAckMode: reply "OK", then stop sending '+'/'-' */
 	GDB_CMD_MUST_REPLY_EMPTY, /* vMustReplyEmpty (reply "") */
 };
 
 /* Z/z types. */
 enum gdb_bp_type {
-	GDB_BP_SW = 0,     /* software breakpoint; len = kind (1 on x86: int3) */
-	GDB_BP_HW = 1,     /* hardware breakpoint */
+	GDB_BP_SW = 0,	   /* software breakpoint; len = kind (1 on x86: int3) */
+	GDB_BP_HW = 1,	   /* hardware breakpoint */
 	GDB_BP_WRITE = 2,  /* write watchpoint over [addr, addr+len) */
 	GDB_BP_READ = 3,   /* read watchpoint */
 	GDB_BP_ACCESS = 4, /* access (read or write) watchpoint */
@@ -195,15 +195,15 @@ size_t gdb_console_output(const char *text, size_t n, char *out, size_t cap);
 
 /* Stop replies. */
 enum gdb_stop_why {
-	GDB_STOP_SIGNAL,        /* "T<sig>thread:1;" */
-	GDB_STOP_SWBREAK,       /* "T<sig>swbreak:;thread:1;" */
-	GDB_STOP_HWBREAK,       /* "T<sig>hwbreak:;thread:1;" */
-	GDB_STOP_WATCH,         /* "T<sig>watch:ADDR;thread:1;" */
-	GDB_STOP_RWATCH,        /* "T<sig>rwatch:ADDR;thread:1;" */
-	GDB_STOP_AWATCH,        /* "T<sig>awatch:ADDR;thread:1;" */
+	GDB_STOP_SIGNAL,	/* "T<sig>thread:1;" */
+	GDB_STOP_SWBREAK,	/* "T<sig>swbreak:;thread:1;" */
+	GDB_STOP_HWBREAK,	/* "T<sig>hwbreak:;thread:1;" */
+	GDB_STOP_WATCH,		/* "T<sig>watch:ADDR;thread:1;" */
+	GDB_STOP_RWATCH,	/* "T<sig>rwatch:ADDR;thread:1;" */
+	GDB_STOP_AWATCH,	/* "T<sig>awatch:ADDR;thread:1;" */
 	GDB_STOP_HISTORY_BEGIN, /* "T<sig>replaylog:begin;": reverse execution hit the start */
-	GDB_STOP_HISTORY_END,   /* "T<sig>replaylog:end;": replay reached the end of the log */
-	GDB_STOP_EXITED,        /* "W<status>" */
+	GDB_STOP_HISTORY_END,	/* "T<sig>replaylog:end;": replay reached the end of the log */
+	GDB_STOP_EXITED,	/* "W<status>" */
 };
 
 /*

@@ -17,12 +17,12 @@
 #include <string.h>
 
 enum reg_kind {
-	K_U64,    /* a uint64_t in struct vmm_regs at off */
+	K_U64,	  /* a uint64_t in struct vmm_regs at off */
 	K_EFLAGS, /* rflags, low 32 bits */
-	K_SEG,    /* struct vmm_seg in vmm_regs at off: the selector */
-	K_ST,     /* fpregs st[off] */
-	K_F32,    /* a uint32_t in struct vmm_fpregs at off */
-	K_XMM,    /* fpregs xmm[off] */
+	K_SEG,	  /* struct vmm_seg in vmm_regs at off: the selector */
+	K_ST,	  /* fpregs st[off] */
+	K_F32,	  /* a uint32_t in struct vmm_fpregs at off */
+	K_XMM,	  /* fpregs xmm[off] */
 };
 
 struct reg_desc {
@@ -32,11 +32,13 @@ struct reg_desc {
 	uint16_t off;
 };
 
+/* clang-format off */
 #define R64(n, field) {n, 8, K_U64, offsetof(struct vmm_regs, field)}
 #define SEG(n, field) {n, 4, K_SEG, offsetof(struct vmm_regs, field)}
 #define F32(n, field) {n, 4, K_F32, offsetof(struct vmm_fpregs, field)}
 #define ST(i)         {"st" #i, 10, K_ST, i}
 #define XMM(i)        {"xmm" #i, 16, K_XMM, i}
+/* clang-format on */
 
 static const struct reg_desc regs[GDB_REG_COUNT] = {
     R64("rax", rax),
@@ -416,8 +418,7 @@ static int reg_set(unsigned regno, const uint8_t *b, struct vmm_regs *r, struct 
 	return 0;
 }
 
-size_t gdb_regs_encode(const struct vmm_regs *r, const struct vmm_fpregs *f, char *out,
-		       size_t cap)
+size_t gdb_regs_encode(const struct vmm_regs *r, const struct vmm_fpregs *f, char *out, size_t cap)
 {
 	uint8_t b[16];
 	size_t o = 0;
@@ -433,8 +434,8 @@ size_t gdb_regs_encode(const struct vmm_regs *r, const struct vmm_fpregs *f, cha
 	return o;
 }
 
-int gdb_reg_encode(unsigned regno, const struct vmm_regs *r, const struct vmm_fpregs *f,
-		   char *out, size_t cap)
+int gdb_reg_encode(unsigned regno, const struct vmm_regs *r, const struct vmm_fpregs *f, char *out,
+		   size_t cap)
 {
 	uint8_t b[16];
 	size_t n;

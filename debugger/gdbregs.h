@@ -90,21 +90,19 @@ int gdb_reg_offset(unsigned regno);
  * Writes a NUL after them if there is room. Returns chars written (without the NUL) or 0
  * if cap is too small.
  */
-size_t gdb_regs_encode(const struct vmm_regs *r, const struct vmm_fpregs *f, char *out,
-		       size_t cap);
+size_t gdb_regs_encode(const struct vmm_regs *r, const struct vmm_fpregs *f, char *out, size_t cap);
 
 /* 'p': one register, little-endian hex (NUL after it if there is room); returns chars
  * written, -1 for an unknown regno, 0 if cap is too small. */
-int gdb_reg_encode(unsigned regno, const struct vmm_regs *r, const struct vmm_fpregs *f,
-		   char *out, size_t cap);
+int gdb_reg_encode(unsigned regno, const struct vmm_regs *r, const struct vmm_fpregs *f, char *out,
+		   size_t cap);
 
 /*
  * 'G' and 'P': update *r and *f from hex (either case). -1 on bad length (G: exactly
  * 2 * GDB_REGS_BYTES chars; P: exactly twice the register's size), a bad hex digit, an
  * unknown regno, or a segment selector above 0xffff; then nothing is changed.
  */
-int gdb_regs_decode(const char *hex, size_t len, struct vmm_regs *r,
-		    struct vmm_fpregs *f) VMM_WUR;
+int gdb_regs_decode(const char *hex, size_t len, struct vmm_regs *r, struct vmm_fpregs *f) VMM_WUR;
 int gdb_reg_decode(unsigned regno, const char *hex, size_t len, struct vmm_regs *r,
 		   struct vmm_fpregs *f) VMM_WUR;
 

@@ -102,7 +102,11 @@ Test(gdbproto, frame_known_packets)
 	cr_assert_eq(memcmp(out, "$g#67", 5), 0);
 	/* '$' '#' '}' '*' each become '}' and the byte ^ 0x20; the sum is over the escapes. */
 	cr_assert_eq(gdb_frame("a$#}*b", 6, out, sizeof(out)), 1 + 10 + 3);
-	cr_assert_eq(memcmp(out, "$a}\x04}\x03}]}\x0a" "b#", 12), 0);
+	cr_assert_eq(memcmp(out,
+			    "$a}\x04}\x03}]}\x0a"
+			    "b#",
+			    12),
+		     0);
 	uint8_t sum = 0;
 	for (int i = 1; i < 11; i++)
 		sum = (uint8_t)(sum + (uint8_t)out[i]);
@@ -180,7 +184,8 @@ Test(gdbproto, escapes_in_x_packets)
 {
 	/* gdb 13 writing the bytes 24 23 7d 2a 00 41 to 0x1000 (set {char[6]}...): it
 	 * escapes '$' '#' '}' '*'. */
-	static const char body[] = "X1000,6:}\x04}\x03}]}\x0a\x00" "A";
+	static const char body[] = "X1000,6:}\x04}\x03}]}\x0a\x00"
+				   "A";
 	char framed[64];
 
 	/* Framed by hand, as gdb does (the escapes are already in body). */
@@ -260,7 +265,9 @@ Test(gdbproto, junk_between_packets)
 			continue;
 		r[n++] = x;
 		if (x == GDB_RX_PACKET)
-			pk[np++] = strcmp(rx.data, "g") == 0 ? "g" : strcmp(rx.data, "?") == 0 ? "?" : "";
+			pk[np++] = strcmp(rx.data, "g") == 0   ? "g"
+				   : strcmp(rx.data, "?") == 0 ? "?"
+							       : "";
 	}
 	cr_assert_eq(n, 4);
 	cr_assert_eq(r[0], GDB_RX_ACK);
@@ -410,7 +417,7 @@ Test(gdbproto, parse_memory)
 	PARSES_AS("m0,2000", GDB_CMD_READ_MEM); /* GDB_PACKET_MAX / 2 */
 	PARSES_AS("m0,2001", GDB_CMD_MALFORMED);
 	PARSES_AS("m0,ffffffffffffffff", GDB_CMD_MALFORMED);
-	PARSES_AS("m1ffffffffffffffff,1", GDB_CMD_MALFORMED); /* 65 bits */
+	PARSES_AS("m1ffffffffffffffff,1", GDB_CMD_MALFORMED);	   /* 65 bits */
 	PARSES_AS("m00000000000000000001000,1", GDB_CMD_READ_MEM); /* leading zeros */
 	cr_assert_eq(cmd.addr, 0x1000);
 	PARSES_AS("m1000", GDB_CMD_MALFORMED);
@@ -648,9 +655,14 @@ Test(gdbproto, supported_text_is_cut_at_a_feature)
 Test(gdbproto, parse_never_reads_past_len)
 {
 	/* Every prefix of some packets, in a buffer that ends right after it. */
-	static const char *const pk[] = {
-	    "qXfer:features:read:target.xml:0,ffb", "vCont;s:p1.1;c", "M1000,4:deadbeef",
-	    "qRcmd,7768656e", "Z2,1008,8", "S05;401000", "qSupported:swbreak+", "P10=0011"};
+	static const char *const pk[] = {"qXfer:features:read:target.xml:0,ffb",
+					 "vCont;s:p1.1;c",
+					 "M1000,4:deadbeef",
+					 "qRcmd,7768656e",
+					 "Z2,1008,8",
+					 "S05;401000",
+					 "qSupported:swbreak+",
+					 "P10=0011"};
 
 	for (size_t i = 0; i < sizeof(pk) / sizeof(pk[0]); i++) {
 		size_t n = strlen(pk[i]);

@@ -50,8 +50,9 @@ static size_t expect_bytes(unsigned regno, const struct vmm_regs *r, const struc
 				  r->r12, r->r13, r->r14, r->r15, r->rip};
 	const uint32_t fx[8] = {f->fctrl, f->fstat, f->ftag,  f->fiseg,
 				f->fioff, f->foseg, f->fooff, f->fop};
-	const uint64_t sys[9] = {r->fs_base, r->gs_base, r->kernel_gs_base, r->cr0,
-				 r->cr2,     r->cr3,     r->cr4,           r->cr8, r->efer};
+	const uint64_t sys[9] = {r->fs_base, r->gs_base, r->kernel_gs_base,
+				 r->cr0,     r->cr2,	 r->cr3,
+				 r->cr4,     r->cr8,	 r->efer};
 	uint64_t v;
 	size_t n;
 
@@ -120,18 +121,18 @@ Test(gdbregs, table)
 		int regno;
 		unsigned size;
 	} want[] = {
-	    {"rax", GDB_REG_RAX, 8},        {"rsp", GDB_REG_RSP, 8},
-	    {"r8", GDB_REG_R8, 8},          {"r15", GDB_REG_R15, 8},
-	    {"rip", GDB_REG_RIP, 8},        {"eflags", GDB_REG_EFLAGS, 4},
-	    {"cs", GDB_REG_CS, 4},          {"gs", GDB_REG_GS, 4},
-	    {"st0", GDB_REG_ST0, 10},       {"st7", GDB_REG_ST0 + 7, 10},
-	    {"fctrl", GDB_REG_FCTRL, 4},    {"fop", GDB_REG_FOP, 4},
-	    {"xmm0", GDB_REG_XMM0, 16},     {"xmm15", GDB_REG_XMM0 + 15, 16},
-	    {"mxcsr", GDB_REG_MXCSR, 4},    {"fs_base", GDB_REG_FS_BASE, 8},
+	    {"rax", GDB_REG_RAX, 8},	     {"rsp", GDB_REG_RSP, 8},
+	    {"r8", GDB_REG_R8, 8},	     {"r15", GDB_REG_R15, 8},
+	    {"rip", GDB_REG_RIP, 8},	     {"eflags", GDB_REG_EFLAGS, 4},
+	    {"cs", GDB_REG_CS, 4},	     {"gs", GDB_REG_GS, 4},
+	    {"st0", GDB_REG_ST0, 10},	     {"st7", GDB_REG_ST0 + 7, 10},
+	    {"fctrl", GDB_REG_FCTRL, 4},     {"fop", GDB_REG_FOP, 4},
+	    {"xmm0", GDB_REG_XMM0, 16},	     {"xmm15", GDB_REG_XMM0 + 15, 16},
+	    {"mxcsr", GDB_REG_MXCSR, 4},     {"fs_base", GDB_REG_FS_BASE, 8},
 	    {"gs_base", GDB_REG_GS_BASE, 8}, {"k_gs_base", GDB_REG_K_GS_BASE, 8},
-	    {"cr0", GDB_REG_CR0, 8},        {"cr2", GDB_REG_CR2, 8},
-	    {"cr3", GDB_REG_CR3, 8},        {"cr4", GDB_REG_CR4, 8},
-	    {"cr8", GDB_REG_CR8, 8},        {"efer", GDB_REG_EFER, 8},
+	    {"cr0", GDB_REG_CR0, 8},	     {"cr2", GDB_REG_CR2, 8},
+	    {"cr3", GDB_REG_CR3, 8},	     {"cr4", GDB_REG_CR4, 8},
+	    {"cr8", GDB_REG_CR8, 8},	     {"efer", GDB_REG_EFER, 8},
 	};
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
 		cr_assert_eq(gdb_reg_by_name(want[i].name), want[i].regno, "%s", want[i].name);
@@ -437,8 +438,8 @@ Test(gdbregs, gdb_accepts_target_xml, .timeout = 60)
 		char name[64], type[64], one[40];
 		int nr, rel, off, size, rnr, goff;
 
-		if (sscanf(line, "%63s %d %d %d %d %63s %d %d", name, &nr, &rel, &off, &size,
-			   type, &rnr, &goff) != 8)
+		if (sscanf(line, "%63s %d %d %d %d %63s %d %d", name, &nr, &rel, &off, &size, type,
+			   &rnr, &goff) != 8)
 			continue;
 		remote++;
 		cr_assert(rnr >= 0 && (unsigned)rnr < GDB_REG_COUNT, "%s", line);
@@ -476,8 +477,8 @@ struct fake {
 	unsigned bad_checksums, nacks;
 	bool noack;
 	uint64_t watch_addr;
-	int watch_type; /* -1: none */
-	int bp_at_1010; /* the Z type of a breakpoint there, -1: none */
+	int watch_type;	  /* -1: none */
+	int bp_at_1010;	  /* the Z type of a breakpoint there, -1: none */
 	unsigned z_types; /* bit n: a Zn was inserted */
 	char features[256];
 	FILE *capture;
@@ -536,18 +537,18 @@ static bool fake_answer(struct fake *fk, int fd, struct gdb_cmd *c)
 		break;
 	}
 	case GDB_CMD_WRITE_REG:
-		n = (size_t)snprintf(out, sizeof(out), "%s",
-				     gdb_reg_decode(c->regno, (const char *)c->data, c->datalen,
-						    &fk->r, &fk->f) == 0
-					 ? "OK"
-					 : "E01");
+		n = (size_t)snprintf(
+		    out, sizeof(out), "%s",
+		    gdb_reg_decode(c->regno, (const char *)c->data, c->datalen, &fk->r, &fk->f) == 0
+			? "OK"
+			: "E01");
 		break;
 	case GDB_CMD_WRITE_REGS:
-		n = (size_t)snprintf(out, sizeof(out), "%s",
-				     gdb_regs_decode((const char *)c->data, c->datalen, &fk->r,
-						     &fk->f) == 0
-					 ? "OK"
-					 : "E01");
+		n = (size_t)snprintf(
+		    out, sizeof(out), "%s",
+		    gdb_regs_decode((const char *)c->data, c->datalen, &fk->r, &fk->f) == 0
+			? "OK"
+			: "E01");
 		break;
 	case GDB_CMD_READ_MEM:
 		if (c->addr < FAKE_MEM || c->addr + c->len > FAKE_MEM + sizeof(fk->mem))
@@ -593,7 +594,7 @@ static bool fake_answer(struct fake *fk, int fd, struct gdb_cmd *c)
 		} else if (fk->bp_at_1010 >= 0) {
 			fk->r.rip = 0x1010;
 			n = gdb_stop_reply(fk->bp_at_1010 == GDB_BP_HW ? GDB_STOP_HWBREAK
-								: GDB_STOP_SWBREAK,
+								       : GDB_STOP_SWBREAK,
 					   5, 0, out, sizeof(out));
 		} else {
 			n = gdb_stop_reply(GDB_STOP_HISTORY_END, 5, 0, out, sizeof(out));
@@ -784,19 +785,19 @@ Test(gdbregs, gdb_session_registers, .timeout = 60)
 
 	HAS(out, "rip            0x1000");
 	HAS(out, "cr3            0x123000");
-	HAS(out, "= 1191936");            /* p $cr3 */
-	HAS(out, "= 0x80050033");         /* p/x $cr0 */
+	HAS(out, "= 1191936");	  /* p $cr3 */
+	HAS(out, "= 0x80050033"); /* p/x $cr0 */
 	HAS(out, "[ PE MP ET NE WP AM PG ]");
 	HAS(out, "[ SCE LME LMA NXE ]");
 	HAS(out, "= 0xffff888000000000"); /* k_gs_base */
-	HAS(out, "= 0x7f0000001000");     /* fs_base */
+	HAS(out, "= 0x7f0000001000");	  /* fs_base */
 	HAS(out, "eflags         0x246               [ PF ZF IF ]");
-	HAS(out, "= 16\n");               /* cs */
-	HAS(out, "= 24\n");               /* ds */
-	HAS(out, "= 1\n");                /* st0 */
-	HAS(out, "= {42, 0}");            /* xmm1 */
+	HAS(out, "= 16\n");		   /* cs */
+	HAS(out, "= 24\n");		   /* ds */
+	HAS(out, "= 1\n");		   /* st0 */
+	HAS(out, "= {42, 0}");		   /* xmm1 */
 	HAS(out, "[ IM DM ZM OM UM PM ]"); /* mxcsr 0x1f80 */
-	HAS(out, "= 895\n");              /* fctrl 0x37f */
+	HAS(out, "= 895\n");		   /* fctrl 0x37f */
 	HAS(out, "= 0x1234abcd");
 	HAS(out, "= 4546560"); /* the new cr3 read back */
 	HAS(out, "r15            0x0");
@@ -881,7 +882,8 @@ Test(gdbregs, gdb_session_raw_packets, .timeout = 60)
 	char *out = fake_session(
 	    &fk, "raw-packets",
 	    "-ex 'maint packet p10' -ex 'maint packet p3e' -ex 'maint packet p42' "
-	    "-ex 'maint packet P3e=0040000000000000' -ex 'maint flush register-cache' -ex 'p/x $cr3' "
+	    "-ex 'maint packet P3e=0040000000000000' -ex 'maint flush register-cache' -ex 'p/x "
+	    "$cr3' "
 	    "-ex 'maint packet P12=00000100' -ex 'maint packet m1000,4' "
 	    "-ex 'maint packet m1000' -ex 'maint packet m0,4001' -ex 'maint packet Z9,0,0' "
 	    "-ex 'maint packet qXfer:features:read:nope.xml:0,10' "
