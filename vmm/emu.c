@@ -718,21 +718,28 @@ static bool block_fresh(struct vmm_cpu *c, struct emu_block *b)
 	return true;
 }
 
-/* The cached decode of the block, dropping one whose code has changed since. */
-static struct emu_block *block_find_slow(struct vmm_cpu *c, uint64_t addr, uint32_t size);
+/*
+ * The cached decode of the block, dropping one whose code has changed since (then
+ * *changed is set: see block_hook, the translated block may be as old as the decode).
+ */
+static struct emu_block *block_find_slow(struct vmm_cpu *c, uint64_t addr, uint32_t size,
+					 bool *changed);
 
-static struct emu_block *block_find(struct vmm_cpu *c, uint64_t addr, uint32_t size)
+static struct emu_block *block_find(struct vmm_cpu *c, uint64_t addr, uint32_t size,
+				    bool *changed)
 {
 	struct emu_block *b = c->front[FRONT_IDX(addr)];
+	*changed = false;
 	if (b && b->addr == addr && b->size == size && b->bits == c->bits && !b->dirty)
 		return b;
-	b = block_find_slow(c, addr, size);
+	b = block_find_slow(c, addr, size, changed);
 	if (b)
 		c->front[FRONT_IDX(addr)] = b;
 	return b;
 }
 
-static struct emu_block *block_find_slow(struct vmm_cpu *c, uint64_t addr, uint32_t size)
+static struct emu_block *block_find_slow(struct vmm_cpu *c, uint64_t addr, uint32_t size,
+					 bool *changed)
 {
 	for (struct emu_block **pp = &c->blocks[block_hash(addr, size)], *b; (b = *pp);
 	     pp = &b->next) {
@@ -745,6 +752,7 @@ static struct emu_block *block_find_slow(struct vmm_cpu *c, uint64_t addr, uint3
 			block_unlink_pages(c, b);
 			free(b);
 			c->nblocks--;
+			*changed = true;
 			return NULL;
 		}
 	}
@@ -823,7 +831,28 @@ static void block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *opaque
 	}
 	if (c->bits_dirty)
 		update_bits(c);
-	struct emu_block *b = block_find(c, addr, size);
+	bool changed;
+	struct emu_block *b = block_find(c, addr, size, &changed);
+	if (changed) {
+		/*
+		 * The code under a cached decode changed since it was checked, and Unicorn's
+		 * translation of the block may be older than the change: Unicorn 2.1.1 does
+		 * not always drop translations when the guest writes to code (measured in a
+		 * Linux boot: blocks translated before Linux patched a page kept running its
+		 * old code, e.g. a `jmp __x86_return_thunk` patched to `ret; int3`). A stale
+		 * block runs old code while we count the new, and whether it is still cached
+		 * depends on which translations earlier stops removed, which differs between
+		 * a recording (kick stops) and its replay (budget stops): the two diverge.
+		 * So every translation of the block goes, and the block is translated again
+		 * from RAM and decoded when it comes back here. Every executed block has a
+		 * cached decode (made at its first execution, right after its translation),
+		 * and every write to its code marks that decode for this check, so a stale
+		 * translation is caught here before it runs again.
+		 */
+		uc_ctl_remove_cache(c->uc, addr, addr + size);
+		stop_at_block(c, addr, ES_RETRANSLATE);
+		return;
+	}
 	if (!b) {
 		bool placed;
 		b = block_decode(c, addr, size, &placed);
