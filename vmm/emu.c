@@ -606,11 +606,21 @@ static void block_unlink_pages(struct vmm_cpu *c, struct emu_block *b)
 	}
 }
 
+/*
+ * Instructions that get a code hook: those emulated here, and CMPXCHG8B/16B. Unicorn
+ * 2.1.1 (QEMU 5.0's translator) calls the CMPXCHG8B/16B helper without first storing the
+ * pending lazy-flags operation, so the helper computes the flags it keeps from a stale
+ * one: after `add rcx, rbx; cmpxchg16b [rdi]` EFLAGS held RBX's low bits (TF, AC, ID...).
+ * That is harmless while the next flag-setting instruction overwrites it, but a stop in
+ * between (a budget stop, a hash) makes it EFLAGS for real: TF set, #DB after the next
+ * instruction, measured in Linux's SLUB fast path. Unicorn stores the lazy flags before
+ * every hooked instruction, so a hook that does nothing makes the helper right.
+ */
 static bool is_special(uint8_t kind)
 {
 	return kind == X86_IN || kind == X86_OUT || kind == X86_INS || kind == X86_OUTS ||
 	       kind == X86_RDTSC || kind == X86_RDTSCP || kind == X86_RDMSR ||
-	       kind == X86_WRMSR || kind == X86_HLT;
+	       kind == X86_WRMSR || kind == X86_HLT || kind == X86_CMPXCHGB;
 }
 
 /* Decode a new block; place site hooks on its special instructions. NULL on failure. */
@@ -988,6 +998,8 @@ static void site_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *opaque)
 	if (c->stop)
 		return;
 	struct emu_site *s = site_find(c, addr);
+	if (s && s->insn.kind == X86_CMPXCHGB)
+		return; /* the hook's existence is its purpose: see is_special */
 	int idx = (s && c->cur && is_special(s->insn.kind)) ? block_index(c->cur, addr) : -1;
 	if (idx < 0)
 		return; /* not reached through a block we know, or retired: let Unicorn run it */
@@ -2111,7 +2123,7 @@ static int emu_load(struct vmm_cpu *c, const void *blob, size_t len)
 	size_t n = ctx_data(c, &data);
 	if (h.magic != EMU_STATE_MAGIC || h.version != 1 || h.ctx_size != n || !n ||
 	    len != sizeof(h) + n || (h.bits != 16 && h.bits != 32 && h.bits != 64) ||
-	    h.prev_kind > X86_MOVSS)
+	    h.prev_kind > X86_CMPXCHGB)
 		return vmm_fail(VMM_ESTATE, "emu state: bad header or size");
 	memcpy(data, (const uint8_t *)blob + sizeof(h), n);
 	uc_err e = uc_context_restore(c->uc, c->ctx);
