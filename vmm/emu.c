@@ -709,11 +709,21 @@ static void block_unlink_pages(struct vmm_cpu *c, struct emu_block *b)
 	}
 }
 
+/*
+ * Instructions that get a code hook: those emulated here, and CMPXCHG8B/16B. Unicorn
+ * 2.1.1 (QEMU 5.0's translator) calls the CMPXCHG8B/16B helper without first storing the
+ * pending lazy-flags operation, so the helper computes the flags it keeps from a stale
+ * one: after `add rcx, rbx; cmpxchg16b [rdi]` EFLAGS held RBX's low bits (TF, AC, ID...).
+ * That is harmless while the next flag-setting instruction overwrites it, but a stop in
+ * between (a budget stop, a hash) makes it EFLAGS for real: TF set, #DB after the next
+ * instruction, measured in Linux's SLUB fast path. Unicorn stores the lazy flags before
+ * every hooked instruction, so a hook that does nothing makes the helper right.
+ */
 static bool is_special(uint8_t kind)
 {
 	return kind == X86_IN || kind == X86_OUT || kind == X86_INS || kind == X86_OUTS ||
 	       kind == X86_RDTSC || kind == X86_RDTSCP || kind == X86_RDMSR ||
-	       kind == X86_WRMSR || kind == X86_HLT;
+	       kind == X86_WRMSR || kind == X86_HLT || kind == X86_CMPXCHGB;
 }
 
 /* Decode a new block; place site hooks on its special instructions. NULL on failure. */
@@ -821,21 +831,28 @@ static bool block_fresh(struct vmm_cpu *c, struct emu_block *b)
 	return true;
 }
 
-/* The cached decode of the block, dropping one whose code has changed since. */
-static struct emu_block *block_find_slow(struct vmm_cpu *c, uint64_t addr, uint32_t size);
+/*
+ * The cached decode of the block, dropping one whose code has changed since (then
+ * *changed is set: see block_hook, the translated block may be as old as the decode).
+ */
+static struct emu_block *block_find_slow(struct vmm_cpu *c, uint64_t addr, uint32_t size,
+					 bool *changed);
 
-static struct emu_block *block_find(struct vmm_cpu *c, uint64_t addr, uint32_t size)
+static struct emu_block *block_find(struct vmm_cpu *c, uint64_t addr, uint32_t size,
+				    bool *changed)
 {
 	struct emu_block *b = c->front[FRONT_IDX(addr)];
+	*changed = false;
 	if (b && b->addr == addr && b->size == size && b->bits == c->bits && !b->dirty)
 		return b;
-	b = block_find_slow(c, addr, size);
+	b = block_find_slow(c, addr, size, changed);
 	if (b)
 		c->front[FRONT_IDX(addr)] = b;
 	return b;
 }
 
-static struct emu_block *block_find_slow(struct vmm_cpu *c, uint64_t addr, uint32_t size)
+static struct emu_block *block_find_slow(struct vmm_cpu *c, uint64_t addr, uint32_t size,
+					 bool *changed)
 {
 	for (struct emu_block **pp = &c->blocks[block_hash(addr, size)], *b; (b = *pp);
 	     pp = &b->next) {
@@ -848,6 +865,7 @@ static struct emu_block *block_find_slow(struct vmm_cpu *c, uint64_t addr, uint3
 			block_unlink_pages(c, b);
 			free(b);
 			c->nblocks--;
+			*changed = true;
 			return NULL;
 		}
 	}
@@ -942,7 +960,28 @@ static void block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *opaque
 	}
 	if (c->bits_dirty)
 		update_bits(c);
-	struct emu_block *b = block_find(c, addr, size);
+	bool changed;
+	struct emu_block *b = block_find(c, addr, size, &changed);
+	if (changed) {
+		/*
+		 * The code under a cached decode changed since it was checked, and Unicorn's
+		 * translation of the block may be older than the change: Unicorn 2.1.1 does
+		 * not always drop translations when the guest writes to code (measured in a
+		 * Linux boot: blocks translated before Linux patched a page kept running its
+		 * old code, e.g. a `jmp __x86_return_thunk` patched to `ret; int3`). A stale
+		 * block runs old code while we count the new, and whether it is still cached
+		 * depends on which translations earlier stops removed, which differs between
+		 * a recording (kick stops) and its replay (budget stops): the two diverge.
+		 * So every translation of the block goes, and the block is translated again
+		 * from RAM and decoded when it comes back here. Every executed block has a
+		 * cached decode (made at its first execution, right after its translation),
+		 * and every write to its code marks that decode for this check, so a stale
+		 * translation is caught here before it runs again.
+		 */
+		uc_ctl_remove_cache(c->uc, addr, addr + size);
+		stop_at_block(c, addr, ES_RETRANSLATE);
+		return;
+	}
 	if (!b) {
 		bool placed;
 		b = block_decode(c, addr, size, &placed);
@@ -1080,6 +1119,8 @@ static void site_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *opaque)
 	if (c->stop)
 		return;
 	struct emu_site *s = site_find(c, addr);
+	if (s && s->insn.kind == X86_CMPXCHGB)
+		return; /* the hook's existence is its purpose: see is_special */
 	int idx = (s && c->cur && is_special(s->insn.kind)) ? block_index(c->cur, addr) : -1;
 	if (idx < 0)
 		return; /* not reached through a block we know, or retired: let Unicorn run it */
@@ -2237,7 +2278,7 @@ static int emu_load(struct vmm_cpu *c, const void *blob, size_t len)
 	size_t n = ctx_data(c, &data);
 	if (h.magic != EMU_STATE_MAGIC || h.version != 1 || h.ctx_size != n || !n ||
 	    len != sizeof(h) + n || (h.bits != 16 && h.bits != 32 && h.bits != 64) ||
-	    h.prev_kind > X86_MOVSS)
+	    h.prev_kind > X86_CMPXCHGB)
 		return vmm_fail(VMM_ESTATE, "emu state: bad header or size");
 	memcpy(data, (const uint8_t *)blob + sizeof(h), n);
 	uc_err e = uc_context_restore(c->uc, c->ctx);

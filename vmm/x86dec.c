@@ -204,6 +204,10 @@ int x86_decode(const uint8_t *code, size_t avail, int bits, struct x86_insn *out
 			if (i < avail && code[i] == 0xF9)
 				out->kind = X86_RDTSCP;
 			break;
+		case 0xC7:
+			if (i < avail && ((code[i] >> 3) & 7) == 1 && (code[i] >> 6) != 3)
+				out->kind = X86_CMPXCHGB;
+			break;
 		}
 		op = op2;
 	} else {

@@ -1,7 +1,8 @@
 /*
  * x86dec.h: an x86 instruction length decoder with the little classification the emu
  * backend needs (which instructions it must emulate itself: port I/O, RDTSC, RDMSR,
- * WRMSR, HLT; which open an interrupt shadow: STI, MOV SS, POP SS).
+ * WRMSR, HLT; which open an interrupt shadow: STI, MOV SS, POP SS; CMPXCHG8B/16B, which
+ * Unicorn needs a code hook on, see vmm/emu.c).
  *
  * It decodes legacy/REX/VEX/EVEX prefixes, the one-, two- and three-byte opcode maps,
  * ModRM/SIB/displacements and immediates in 16-, 32- and 64-bit code. It does not
@@ -26,6 +27,7 @@ enum x86_kind {
 	X86_HLT,    /* F4 */
 	X86_STI,    /* FB */
 	X86_MOVSS,  /* 8E /2, 17 (POP SS) */
+	X86_CMPXCHGB, /* 0F C7 /1, memory: CMPXCHG8B / CMPXCHG16B */
 };
 
 struct x86_insn {

@@ -94,6 +94,17 @@ Test(x86dec, classification)
 	cr_assert_eq(in.kind, X86_OTHER);
 	x86_decode(outsw, 3, 64, &in);
 	cr_assert(in.kind == X86_OUTS && in.width == 2 && in.rep);
+	/* cmpxchg16b %gs:(%rdi), cmpxchg8b (%eax), and 0F C7 /6 with a register (RDRAND) */
+	uint8_t cx16[] = {0x65, 0x48, 0x0f, 0xc7, 0x0f}, cx8[] = {0x0f, 0xc7, 0x08},
+		rdrand[] = {0x0f, 0xc7, 0xf0}, cx_reg[] = {0x0f, 0xc7, 0xc8};
+	cr_assert_eq(x86_decode(cx16, 5, 64, &in), 0);
+	cr_assert(in.kind == X86_CMPXCHGB && in.len == 5);
+	x86_decode(cx8, 3, 32, &in);
+	cr_assert(in.kind == X86_CMPXCHGB && in.len == 3);
+	x86_decode(rdrand, 3, 64, &in);
+	cr_assert_eq(in.kind, X86_OTHER);
+	x86_decode(cx_reg, 3, 64, &in);
+	cr_assert_eq(in.kind, X86_OTHER);
 }
 
 Test(x86dec, truncated_and_overlong)
