@@ -186,31 +186,22 @@ static void ck_free(struct ck *c)
 MERGE_FN(merge_u32, uint32_t)
 MERGE_FN(merge_u64, uint64_t)
 
-static bool has_u32(const uint32_t *a, size_t n, uint32_t x)
-{
-	size_t lo = 0, hi = n;
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		if (a[mid] < x)
-			lo = mid + 1;
-		else
-			hi = mid;
+/* Is x in the sorted array a[0..n)? */
+#define HAS_FN(name, type)                                                                 \
+	static bool name(const type *a, size_t n, type x)                                  \
+	{                                                                                  \
+		size_t lo = 0, hi = n;                                                     \
+		while (lo < hi) {                                                          \
+			size_t mid = (lo + hi) / 2;                                        \
+			if (a[mid] < x)                                                    \
+				lo = mid + 1;                                              \
+			else                                                               \
+				hi = mid;                                                  \
+		}                                                                          \
+		return lo < n && a[lo] == x;                                               \
 	}
-	return lo < n && a[lo] == x;
-}
-
-static bool has_u64(const uint64_t *a, size_t n, uint64_t x)
-{
-	size_t lo = 0, hi = n;
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		if (a[mid] < x)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < n && a[lo] == x;
-}
+HAS_FN(has_u32, uint32_t)
+HAS_FN(has_u64, uint64_t)
 
 /*
  * Drop checkpoint i (neither the first, the last nor the base): its page difference

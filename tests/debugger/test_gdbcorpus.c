@@ -6,45 +6,14 @@
  */
 #include "fuzz_gdb_body.h"
 
+#include "tests/corpus.h"
+
 #include <criterion/criterion.h>
-#include <dirent.h>
 
-static size_t replay_dir(const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	size_t files = 0;
-
-	cr_assert_not_null(d, "%s: run the tests from the repository root", dir);
-	while ((e = readdir(d)) != NULL) {
-		char path[512];
-		FILE *f;
-		uint8_t *buf;
-		long n;
-
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		f = fopen(path, "rb");
-		cr_assert_not_null(f, "%s", path);
-		fseek(f, 0, SEEK_END);
-		n = ftell(f);
-		fseek(f, 0, SEEK_SET);
-		buf = malloc((size_t)n + 1);
-		cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n, "%s", path);
-		fclose(f);
-		cr_log_info("%s", path);
-		gdb_fuzz_one(buf, (size_t)n);
-		free(buf);
-		files++;
-	}
-	closedir(d);
-	return files;
-}
 
 Test(gdbcorpus, replays_seeds_and_regressions)
 {
-	cr_assert_geq(replay_dir("tests/debugger/corpus"), 15);
+	cr_assert_geq(corpus_replay("tests/debugger/corpus", gdb_fuzz_one), 15);
 }
 
 Test(gdbcorpus, odd_small_inputs)

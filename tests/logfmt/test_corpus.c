@@ -6,50 +6,19 @@
  */
 #include "fuzz_body.h"
 
+#include "tests/corpus.h"
+
 #include <criterion/criterion.h>
-#include <dirent.h>
 
-static size_t replay_dir(const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	size_t files = 0;
-
-	cr_assert_not_null(d, "%s: run the tests from the repository root", dir);
-	while ((e = readdir(d)) != NULL) {
-		char path[512];
-		FILE *f;
-		uint8_t *buf;
-		long n;
-
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		f = fopen(path, "rb");
-		cr_assert_not_null(f, "%s", path);
-		fseek(f, 0, SEEK_END);
-		n = ftell(f);
-		fseek(f, 0, SEEK_SET);
-		buf = malloc((size_t)n + 1);
-		cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n, "%s", path);
-		fclose(f);
-		cr_log_info("%s", path);
-		lf_fuzz_one(buf, (size_t)n);
-		free(buf);
-		files++;
-	}
-	closedir(d);
-	return files;
-}
 
 Test(corpus, replays_seeds_and_regressions)
 {
-	cr_assert_geq(replay_dir("tests/logfmt/corpus"), 6);
+	cr_assert_geq(corpus_replay("tests/logfmt/corpus", lf_fuzz_one), 6);
 }
 
 Test(corpus, replays_golden_files)
 {
-	cr_assert_geq(replay_dir("tests/logfmt/golden"), 9);
+	cr_assert_geq(corpus_replay("tests/logfmt/golden", lf_fuzz_one), 9);
 }
 
 Test(corpus, odd_small_inputs)
