@@ -216,6 +216,37 @@ Test(debug, goto_a_position_and_back, .timeout = DEBUG_TIMEOUT_S + 30)
 	cr_expect_str_eq(a, b, "registers at 100000 differ after going there twice");
 }
 
+/*
+ * The smc guest rewrites the code at one address every round. Going back restores an
+ * older version of that page, and what runs from there must be that version, not code
+ * translated from a later one: the sum it reaches at smc_done must be the straight run's.
+ */
+Test(debug, going_back_runs_the_restored_version_of_rewritten_code,
+     .timeout = DEBUG_TIMEOUT_S + 30)
+{
+	NEED_GDB();
+	struct h_run rec, r;
+	const char *log = scratch("smc.rwl");
+	RW(&rec, NULL, "record", "--backend", "emu", "-o", log, guest("smc"));
+	cr_assert_eq(rec.status, 1, "record failed:\n%s", rec.err);
+	debug_script(log,
+		     "break smc_done\ncontinue\nprintf \"A 0 %lx\\n\", $rdi\nwhen\n"
+		     "goto 3000001\ncontinue\nprintf \"B 0 %lx\\n\", $rdi\n"
+		     "delete\ngoto 15000003\ngoto 9000002\nbreak smc_done\ncontinue\n"
+		     "printf \"C 0 %lx\\n\", $rdi\n",
+		     &r);
+	char a[64], b[64], c[64];
+	cr_assert(tagged(r.out, 'A', 0, a, sizeof(a)) && tagged(r.out, 'B', 0, b, sizeof(b)) &&
+			  tagged(r.out, 'C', 0, c, sizeof(c)),
+		  "no sums:\n%s\n%s", r.out, r.err);
+	const char *want = strstr(rec.out, "smc: sum ");
+	cr_assert(want, "no sum in the recording's output:\n%s", rec.out);
+	cr_expect(!strncmp(want + 9, a, strlen(a)), "straight run: %s, recorded %.30s", a, want);
+	cr_expect_str_eq(b, a, "after going back to 3000001 the sum is %s, not %s", b, a);
+	cr_expect_str_eq(c, a, "after 15000003 then 9000002 the sum is %s, not %s", c, a);
+	cr_expect_eq(occurrences(r.out, "diverged"), 0, "the replay diverged:\n%s", r.out);
+}
+
 Test(debug, both_ends_of_history_and_output_printed_once, .timeout = DEBUG_TIMEOUT_S + 30)
 {
 	NEED_GDB();

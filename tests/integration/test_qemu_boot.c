@@ -149,6 +149,17 @@ Test(qemu_boot, compute, .timeout = TIMEOUT_S + 10)
 	done(&r);
 }
 
+/* Self-modifying code: QEMU and rewind must both run each round's new code. */
+Test(qemu_boot, smc, .timeout = TIMEOUT_S + 10)
+{
+	struct h_run r;
+	run_guest("smc", "", NULL, NULL, &r);
+	expect_line(&r, "smc: 400 rounds of 5000 calls\n");
+	expect_line(&r, "smc: sum 7aab02609934c580\n");
+	expect_status(&r, 1);
+	done(&r);
+}
+
 Test(qemu_boot, spew, .timeout = TIMEOUT_S + 10)
 {
 	struct h_run r;

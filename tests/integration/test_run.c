@@ -192,6 +192,16 @@ Test(run, compute_checksum, .timeout = TIMEOUT_S + 10)
 	h_free(&r);
 }
 
+/* Self-modifying code: each round's new code runs (the sum is QEMU's too). */
+Test(run, smc_runs_the_code_it_writes, .timeout = TIMEOUT_S + 10)
+{
+	struct h_run r;
+	RW(&r, NULL, "run", "--backend", "emu", guest("smc"));
+	expect_out_is(&r, "smc: 400 rounds of 5000 calls\nsmc: sum 7aab02609934c580\n");
+	expect_status(&r, 1);
+	h_free(&r);
+}
+
 Test(run, selftest_passes, .timeout = TIMEOUT_S + 10)
 {
 	struct h_run r;
