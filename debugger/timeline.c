@@ -48,6 +48,7 @@ struct tl {
 	struct ck *ck;
 	unsigned nck, capck;
 	uint64_t seq_next;
+	uint64_t every;  /* checkpoint spacing now: ck_every, doubled by each thinning */
 	unsigned base;
 	uint64_t *dirty; /* scratch bitmap over RAM pages */
 	uint64_t bytes, pages, thinned, reexec, skipped;
@@ -203,75 +204,109 @@ MERGE_FN(merge_u64, uint64_t)
 HAS_FN(has_u32, uint32_t)
 HAS_FN(has_u64, uint64_t)
 
-/*
- * Drop checkpoint i (neither the first, the last nor the base): its page difference
- * merges into the next checkpoint's.
- */
-static int ck_drop(struct tl *t, unsigned i)
+/* Index of the checkpoint with sequence number seq (it exists). */
+static unsigned ck_of_seq(const struct tl *t, uint64_t seq)
 {
-	struct ck *c = &t->ck[i], *next = &t->ck[i + 1];
-	size_t np, nc;
-	uint32_t *pages = merge_u32(c->pages, c->npages, next->pages, next->npages, &np);
-	uint64_t *code = merge_u64(c->code, c->ncode, next->code, next->ncode, &nc);
-	if (!pages || !code) {
-		free(pages);
-		free(code);
+	unsigned lo = 0, hi = t->nck - 1;
+	while (lo < hi) {
+		unsigned mid = (lo + hi) / 2;
+		if (t->ck[mid].seq < seq)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/*
+ * Keep the checkpoints at multiples of `every`, the first, the last and the base; drop
+ * the others. A dropped checkpoint's interval joins the next kept one's (the union of
+ * their written pages and code pages). Each page version is relabelled with the kept
+ * checkpoint it now belongs to, the first kept one at or after it; of the versions that
+ * fall together only the latest stays, which is that page's contents there. Contents at
+ * a kept checkpoint are unchanged: the latest version at or before it is the same one.
+ */
+static int thin_to(struct tl *t, uint64_t every)
+{
+	unsigned n = t->nck, *owner = malloc(n * sizeof(*owner));
+	if (!owner)
 		return -VMM_ENOMEM;
+	for (unsigned i = n; i-- > 0;) {
+		bool keep = i == 0 || i == n - 1 || i == t->base || t->ck[i].pos % every == 0;
+		owner[i] = keep ? i : owner[i + 1];
 	}
-	for (size_t k = 0; k < c->npages; k++) {
-		uint32_t pg = c->pages[k];
-		struct pvers *pv = &t->pv[pg];
-		uint32_t at = 0;
-		while (at < pv->n && pv->v[at].seq != c->seq)
-			at++;
-		if (at == pv->n)
+	for (unsigned i = 0; i < n; i++) {
+		struct ck *c = &t->ck[i], *o = &t->ck[owner[i]];
+		if (owner[i] == i)
 			continue;
-		if (has_u32(next->pages, next->npages, pg)) {
-			/* Only checkpoint i needed this contents. */
-			if (pv->v[at].data)
-				t->bytes -= PAGE;
-			free(pv->v[at].data);
-			memmove(&pv->v[at], &pv->v[at + 1], (pv->n - at - 1) * sizeof(*pv->v));
-			pv->n--;
-			t->pages--;
-		} else {
-			/* Not written before the next checkpoint: the same contents there. */
-			pv->v[at].seq = next->seq;
+		size_t np, nc;
+		uint32_t *pages = merge_u32(c->pages, c->npages, o->pages, o->npages, &np);
+		uint64_t *code = merge_u64(c->code, c->ncode, o->code, o->ncode, &nc);
+		if (!pages || !code) {
+			free(pages);
+			free(code);
+			free(owner);
+			return -VMM_ENOMEM;
 		}
+		free(o->pages);
+		free(o->code);
+		o->pages = pages;
+		o->npages = np;
+		o->code = code;
+		o->ncode = nc;
 	}
-	t->bytes -= c->snap_len + c->npages * 4 + c->ncode * 8;
-	t->bytes -= next->npages * 4 + next->ncode * 8;
-	free(next->pages);
-	free(next->code);
-	next->pages = pages;
-	next->npages = np;
-	next->code = code;
-	next->ncode = nc;
-	t->bytes += np * 4 + nc * 8;
-	ck_free(c);
-	memmove(&t->ck[i], &t->ck[i + 1], (t->nck - i - 1) * sizeof(*t->ck));
-	t->nck--;
-	if (t->base > i)
-		t->base--;
-	t->thinned++;
+	uint64_t data = 0;
+	for (uint32_t pg = 0; pg < t->npg; pg++) {
+		struct pvers *pv = &t->pv[pg];
+		uint32_t k = 0;
+		for (uint32_t v = 0; v < pv->n; v++) {
+			uint64_t seq = t->ck[owner[ck_of_seq(t, pv->v[v].seq)]].seq;
+			if (k && pv->v[k - 1].seq == seq) {
+				free(pv->v[k - 1].data); /* a later version for the same checkpoint */
+				k--;
+				t->pages--;
+			}
+			pv->v[k] = pv->v[v];
+			pv->v[k++].seq = seq;
+		}
+		pv->n = k;
+		for (uint32_t v = 0; v < k; v++)
+			data += pv->v[v].data ? PAGE : 0;
+	}
+	unsigned k = 0;
+	t->bytes = data;
+	for (unsigned i = 0; i < n; i++) {
+		if (owner[i] != i) {
+			ck_free(&t->ck[i]);
+			t->thinned++;
+			continue;
+		}
+		if (i == t->base)
+			t->base = k;
+		t->ck[k] = t->ck[i];
+		t->bytes += t->ck[k].snap_len + t->ck[k].npages * 4 + t->ck[k].ncode * 8;
+		k++;
+	}
+	t->nck = k;
+	free(owner);
 	return 0;
 }
 
-/* Over the bound: drop every other checkpoint in the older half, until under it. */
+/*
+ * Over the bound: double the spacing and keep only the checkpoints at its multiples, until
+ * under it. Spacing stays uniform over the whole recording, so the instructions a step
+ * back re-executes are bounded by the same spacing everywhere, old or recent.
+ */
 static int thin(struct tl *t)
 {
-	while (t->bytes > t->cfg.ck_mem && t->nck > 3) {
-		unsigned before = t->nck;
-		for (unsigned i = 1; i + 1 < t->nck && i <= t->nck / 2 && t->bytes > t->cfg.ck_mem;
-		     i++) {
-			if (i == t->base)
-				continue;
-			int rc = ck_drop(t, i);
-			if (rc < 0)
-				return rc;
-		}
-		if (t->nck == before)
-			break;
+	while (t->bytes > t->cfg.ck_mem && t->every <= UINT64_MAX / 2) {
+		unsigned fixed = 1 + (t->nck > 1) + (t->base != 0 && t->base != t->nck - 1);
+		if (t->nck <= fixed)
+			break; /* only the first, the last and the base are left */
+		t->every *= 2;
+		int rc = thin_to(t, t->every);
+		if (rc < 0)
+			return rc;
 	}
 	return 0;
 }
@@ -369,7 +404,7 @@ static int at_position(struct tl *t)
 	vmm_pos_t pos = vmm_machine_pos(t->m);
 	const struct ck *last = &t->ck[t->nck - 1];
 	if (pos > last->pos) {
-		if (pos % t->cfg.ck_every == 0)
+		if (pos % t->every == 0)
 			return take_checkpoint(t, false);
 		return 0;
 	}
@@ -388,7 +423,7 @@ static vmm_pos_t next_boundary(const struct tl *t, vmm_pos_t pos)
 	if (!replaying(t))
 		return UINT64_MAX;
 	if (pos >= t->ck[t->nck - 1].pos)
-		return (pos / t->cfg.ck_every + 1) * t->cfg.ck_every;
+		return (pos / t->every + 1) * t->every;
 	return t->ck[ck_le(t, pos) + 1].pos;
 }
 
@@ -589,6 +624,7 @@ int tl_create(const struct tl_config *cfg, struct tl **out)
 		t->cfg.ck_every = TL_CK_EVERY_DEFAULT;
 	if (!t->cfg.ck_mem)
 		t->cfg.ck_mem = TL_CK_MEM_DEFAULT;
+	t->every = t->cfg.ck_every;
 	t->m = cfg->m;
 	t->ram = vmm_machine_ram(t->m);
 	t->npg = (uint32_t)(vmm_machine_ram_size(t->m) / PAGE);
@@ -805,7 +841,7 @@ void tl_stats(const struct tl *t, struct tl_stats *s)
 	s->bytes = t->bytes;
 	s->pages = t->pages;
 	s->bound = t->cfg.ck_mem;
-	s->every = t->cfg.ck_every;
+	s->every = t->every;
 	if (t->nck) {
 		s->first_pos = t->ck[0].pos;
 		s->last_pos = t->ck[t->nck - 1].pos;
