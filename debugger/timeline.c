@@ -30,6 +30,7 @@ struct pvers {
 struct ck {
 	uint64_t seq;
 	vmm_pos_t pos;
+	uint64_t cr3;    /* the CPU's CR3 here (reverse searches compare mappings) */
 	void *snap;
 	size_t snap_len;
 	struct rpl_mark mark;
@@ -350,6 +351,9 @@ static int take_checkpoint(struct tl *t, bool first)
 			}
 		}
 	}
+	struct vmm_regs r;
+	if (vmm_machine_backend(t->m)->get_regs(vmm_machine_cpu(t->m), &r) == 0)
+		c.cr3 = r.cr3;
 	if ((rc = vmm_machine_snapshot(t->m, &c.snap, &c.snap_len)) < 0) {
 		ck_free(&c);
 		return rc;
@@ -766,25 +770,92 @@ int tl_reverse_step(struct tl *t, struct tl_stop *st)
 	return tl_goto(t, pos - 1, st);
 }
 
-/* Can the interval that ends at checkpoint c hold no debug stop? */
-static bool interval_clean(struct tl *t, const struct ck *c)
+/* A watched page as the current page tables map it, taken before a reverse search. */
+struct wmap {
+	bool ok;                   /* mapped, and the backend can say where */
+	uint32_t pg;               /* the physical page */
+	uint64_t cr3;
+	unsigned nt;
+	uint64_t te[VMM_WALK_MAX]; /* the page-table entries the walk read */
+	uint64_t tv[VMM_WALK_MAX]; /* and their values now */
+};
+
+#define PTE_AD 0x60ull /* accessed and dirty: they change no mapping */
+
+/* Up to 8 bytes of guest-physical memory as it was at checkpoint c. */
+static uint64_t ck_read(const struct tl *t, const struct ck *c, uint64_t pa)
+{
+	uint64_t v = 0;
+	uint32_t off = (uint32_t)(pa % PAGE), n = PAGE - off < 8 ? PAGE - off : 8;
+	const uint8_t *p = pa / PAGE < t->npg ? version_at(&t->pv[pa / PAGE], c->seq) : NULL;
+	if (p)
+		memcpy(&v, p + off, n);
+	return v;
+}
+
+/* The watched pages and how they are mapped now; *n of them. NULL: out of memory. */
+static struct wmap *watch_maps(struct tl *t, unsigned *n)
 {
 	const struct vmm_cpu_ops *ops = vmm_machine_backend(t->m);
-	for (unsigned i = 0; i < t->nbp; i++)
-		if (has_u64(c->code, c->ncode, t->bp[i] >> 12))
-			return false;
-	for (unsigned i = 0; i < t->nwp; i++) {
-		const struct vmm_watch *w = &t->wp[i];
-		if (w->access & VMM_ACCESS_READ)
-			return false; /* reads leave no trace in a page difference */
-		for (uint64_t va = w->addr & ~(uint64_t)(PAGE - 1); va < w->addr + w->len;
-		     va += PAGE) {
+	struct vmm_cpu *cpu = vmm_machine_cpu(t->m);
+	struct vmm_regs r;
+	unsigned cap = 0;
+	for (unsigned i = 0; i < t->nwp; i++)
+		cap += 2; /* at most 4096 bytes: two pages */
+	struct wmap *w = calloc(cap ? cap : 1, sizeof(*w));
+	if (!w)
+		return NULL;
+	bool regs = ops->get_regs(cpu, &r) == 0;
+	*n = 0;
+	for (unsigned i = 0; i < t->nwp; i++)
+		for (uint64_t va = t->wp[i].addr & ~(uint64_t)(PAGE - 1);
+		     va < t->wp[i].addr + t->wp[i].len; va += PAGE) {
+			struct wmap *m = &w[(*n)++];
 			uint64_t pa;
-			if (!ops->translate || ops->translate(vmm_machine_cpu(t->m), va, &pa) < 0)
-				return false;
-			if (has_u32(c->pages, c->npages, (uint32_t)(pa / PAGE)))
-				return false;
+			m->ok = regs && ops->translate &&
+				ops->translate(cpu, va, &pa, m->te, &m->nt) == 0;
+			if (!m->ok)
+				continue;
+			m->pg = (uint32_t)(pa / PAGE);
+			m->cr3 = r.cr3;
+			for (unsigned k = 0; k < m->nt; k++)
+				if (m->te[k] / PAGE >= t->npg)
+					m->ok = false;
+			for (unsigned k = 0; m->ok && k < m->nt; k++)
+				memcpy(&m->tv[k], t->ram + m->te[k],
+				       PAGE - m->te[k] % PAGE < 8 ? PAGE - m->te[k] % PAGE : 8);
 		}
+	return w;
+}
+
+/*
+ * Can the interval from checkpoint a to the next one, b, hold no debug stop?
+ * Breakpoints: it ran no code on their (virtual) pages. Write watchpoints: it wrote
+ * none of the watched physical pages, where "the watched physical page" is the one the
+ * current page tables give; that is what the interval saw only if its CR3 at both ends
+ * was today's, and the page-table entries on the way held today's values (but for the
+ * accessed and dirty bits) and were not written in the interval. Otherwise it is run.
+ * Not seen: a write to the same virtual address by another address space switched to
+ * and back inside the interval (docs/time-travel.md).
+ */
+static bool interval_clean(struct tl *t, const struct ck *a, const struct ck *b,
+			   const struct wmap *wm, unsigned nwm)
+{
+	for (unsigned i = 0; i < t->nbp; i++)
+		if (has_u64(b->code, b->ncode, t->bp[i] >> 12))
+			return false;
+	for (unsigned i = 0; i < t->nwp; i++)
+		if (t->wp[i].access & VMM_ACCESS_READ)
+			return false; /* reads leave no trace in a page difference */
+	for (unsigned i = 0; i < nwm; i++) {
+		const struct wmap *m = &wm[i];
+		if (!m->ok || a->cr3 != m->cr3 || b->cr3 != m->cr3 ||
+		    has_u32(b->pages, b->npages, m->pg))
+			return false;
+		for (unsigned k = 0; k < m->nt; k++)
+			if (has_u32(b->pages, b->npages, (uint32_t)(m->te[k] / PAGE)) ||
+			    ((ck_read(t, b, m->te[k]) ^ m->tv[k]) & ~PTE_AD))
+				return false;
 	}
 	return true;
 }
@@ -796,30 +867,31 @@ int tl_reverse_continue(struct tl *t, struct tl_stop *st)
 	vmm_pos_t hi = vmm_machine_pos(t->m);
 	if (hi == 0)
 		return tl_reverse_step(t, st);
+	unsigned nwm = 0;
+	struct wmap *wm = watch_maps(t, &nwm); /* before any restore changes RAM */
+	if (!wm)
+		return -VMM_ENOMEM;
 	unsigned j = ck_le(t, hi - 1);
+	int rc = 0;
 	for (;;) {
 		bool ends_at_ck = j + 1 < t->nck && t->ck[j + 1].pos == hi;
-		if (ends_at_ck && interval_clean(t, &t->ck[j + 1])) {
+		if (ends_at_ck && interval_clean(t, &t->ck[j], &t->ck[j + 1], wm, nwm)) {
 			t->skipped++;
 		} else {
-			int rc = restore(t, j);
-			if (rc < 0)
-				return rc;
+			if ((rc = restore(t, j)) < 0)
+				goto out;
 			struct hit h = {0};
-			rc = run_forward(t, hi, true, false, &h, st);
-			if (rc < 0)
-				return rc;
+			if ((rc = run_forward(t, hi, true, false, &h, st)) < 0)
+				goto out;
 			if (st->kind == TL_STOP_INTERRUPTED || st->kind == TL_STOP_HISTORY_END)
-				return 0;
+				goto out;
 			if (h.found) {
-				if ((rc = tl_goto(t, h.pos, st)) < 0)
-					return rc;
-				if (st->kind != TL_STOP_DONE)
-					return 0;
+				if ((rc = tl_goto(t, h.pos, st)) < 0 || st->kind != TL_STOP_DONE)
+					goto out;
 				st->kind = h.kind;
 				st->addr = h.addr;
 				st->access = h.access;
-				return 0;
+				goto out;
 			}
 		}
 		if (j == 0)
@@ -827,11 +899,11 @@ int tl_reverse_continue(struct tl *t, struct tl_stop *st)
 		hi = t->ck[j].pos;
 		j--;
 	}
-	int rc = tl_goto(t, 0, st);
-	if (rc < 0)
-		return rc;
-	st->kind = TL_STOP_HISTORY_BEGIN;
-	return 0;
+	if ((rc = tl_goto(t, 0, st)) >= 0)
+		st->kind = TL_STOP_HISTORY_BEGIN;
+out:
+	free(wm);
+	return rc < 0 ? rc : 0;
 }
 
 void tl_stats(const struct tl *t, struct tl_stats *s)

@@ -167,9 +167,16 @@ struct vmm_cpu_ops {
 	 */
 	int (*set_debug)(struct vmm_cpu *cpu, const struct vmm_debug *d);
 	int (*track)(struct vmm_cpu *cpu, struct vmm_track *t);
-	/* Guest-virtual to guest-physical, as a supervisor read would see it. */
-	int (*translate)(struct vmm_cpu *cpu, uint64_t va, uint64_t *pa);
+	/*
+	 * Guest-virtual to guest-physical, as a supervisor read would see it. tables (NULL:
+	 * not wanted) receives the guest-physical addresses of the page-table entries the
+	 * walk read, up to VMM_WALK_MAX, and *ntables their number (0 with paging off).
+	 */
+	int (*translate)(struct vmm_cpu *cpu, uint64_t va, uint64_t *pa, uint64_t *tables,
+			 unsigned *ntables);
 };
+
+#define VMM_WALK_MAX 5
 
 extern const struct vmm_cpu_ops emu_cpu_ops;
 extern const struct vmm_cpu_ops kvm_cpu_ops;

@@ -307,8 +307,9 @@ static void all_dirty(struct vmm_cpu *c)
  * *perm_write / *perm_exec (what a TLB entry may allow). On failure returns false with
  * the #PF error code.
  */
-static bool walk(struct vmm_cpu *c, uint64_t va, int acc, bool user, bool set_ad, uint64_t *pa,
-		 bool *perm_write, bool *perm_exec, uint32_t *pferr)
+static bool walk_path(struct vmm_cpu *c, uint64_t va, int acc, bool user, bool set_ad,
+		      uint64_t *pa, bool *perm_write, bool *perm_exec, uint32_t *pferr,
+		      uint64_t *path, unsigned *npath)
 {
 	uint64_t cr0 = rreg(c, UC_X86_REG_CR0);
 	uint64_t cr4 = rreg(c, UC_X86_REG_CR4);
@@ -336,6 +337,8 @@ static bool walk(struct vmm_cpu *c, uint64_t va, int acc, bool user, bool set_ad
 		if (!pte_read(c, (cr3 & 0xffffffe0ull) + ((va >> 30) & 3) * 8, 8, &pdpte) ||
 		    !(pdpte & PTE_P))
 			goto fault_np;
+		if (path)
+			path[(*npath)++] = (cr3 & 0xffffffe0ull) + ((va >> 30) & 3) * 8;
 		levels = 2;
 		table = pdpte & PTE_ADDR;
 	} else {
@@ -380,6 +383,8 @@ static bool walk(struct vmm_cpu *c, uint64_t va, int acc, bool user, bool set_ad
 					e |= PTE_D;
 			}
 			*pa = base | (va & page_mask);
+			for (int i = 0; path && i < nent; i++)
+				path[(*npath)++] = entry_pa[i];
 			bool writable = rw || (!user && !(cr0 & CR0_WP));
 			/* Allow writes in the TLB only once D is set, so the first write
 			 * comes back here to set it. */
@@ -395,6 +400,12 @@ fault_np:
 fault_prot:
 	*pferr = ecode | PF_P;
 	return false;
+}
+
+static bool walk(struct vmm_cpu *c, uint64_t va, int acc, bool user, bool set_ad, uint64_t *pa,
+		 bool *perm_write, bool *perm_exec, uint32_t *pferr)
+{
+	return walk_path(c, va, acc, user, set_ad, pa, perm_write, perm_exec, pferr, NULL, NULL);
 }
 
 static bool cpl3(struct vmm_cpu *c)
@@ -2386,11 +2397,16 @@ static int emu_track(struct vmm_cpu *c, struct vmm_track *t)
 	return 0;
 }
 
-static int emu_translate(struct vmm_cpu *c, uint64_t va, uint64_t *pa)
+static int emu_translate(struct vmm_cpu *c, uint64_t va, uint64_t *pa, uint64_t *tables,
+			 unsigned *ntables)
 {
 	bool w, x;
 	uint32_t err;
-	if (!walk(c, va, ACC_READ, false, false, pa, &w, &x, &err))
+	unsigned n = 0;
+	bool ok = walk_path(c, va, ACC_READ, false, false, pa, &w, &x, &err, tables, &n);
+	if (ntables)
+		*ntables = n;
+	if (!ok)
 		return vmm_fail(VMM_EGUEST, "%#llx is not mapped", (unsigned long long)va);
 	return 0;
 }
