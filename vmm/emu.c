@@ -2265,7 +2265,7 @@ static int emu_set_regs(struct vmm_cpu *c, const struct vmm_regs *r)
 		wreg(c, gpr_map[i].id, *(const uint64_t *)((const uint8_t *)r + gpr_map[i].off));
 	wreg(c, UC_X86_REG_FS_BASE, r->fs_base);
 	wreg(c, UC_X86_REG_GS_BASE, r->gs_base);
-	wreg(c, UC_X86_REG_CR2, r->cr2);
+	write_cr2(c, r->cr2);
 	uc_x86_msr kgs = {.rid = 0xc0000102, .value = r->kernel_gs_base};
 	uc_reg_write(c->uc, UC_X86_REG_MSR, &kgs);
 	return 0;

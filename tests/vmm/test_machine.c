@@ -331,7 +331,7 @@ Test(machine, set_regs_changes_what_it_can_and_names_what_it_cannot, .timeout = 
 	struct vmm_machine *m = boot(&a, "compute", "n=1");
 	const struct vmm_cpu_ops *ops = vmm_machine_backend(m);
 	struct vmm_cpu *cpu = vmm_machine_cpu(m);
-	step(m, 100000);
+	step(m, 1000000); /* paging on */
 	struct vmm_regs r, back;
 	cr_assert_eq(ops->get_regs(cpu, &r), 0);
 	r.rax = 0x1122334455667788ull;
@@ -350,6 +350,10 @@ Test(machine, set_regs_changes_what_it_can_and_names_what_it_cannot, .timeout = 
 	cr_assert_eq(back.kernel_gs_base, 0x789000);
 	cr_assert_eq(back.cr2, 0xabc);
 	cr_assert_eq(back.rflags & 1, 1);
+	/* Nothing else moved (Unicorn's CR2 write also loads CR3, for one). */
+	cr_assert_eq(back.cr3, r.cr3, "cr3 %#llx, was %#llx", (unsigned long long)back.cr3,
+		     (unsigned long long)r.cr3);
+	cr_assert_eq(memcmp(&back, &r, sizeof(r)), 0, "set_regs changed more than it was given");
 	struct vmm_regs bad = back;
 	bad.cs.sel = 0x33;
 	cr_assert_eq(ops->set_regs(cpu, &bad), -VMM_EBACKEND);
