@@ -25,6 +25,9 @@ struct vin {
 	char out[1 << 16];
 	size_t len;
 	uint64_t clock_reads;
+	vmm_pos_t last_poll; /* where poll was last called */
+	uint64_t polls_at_mark; /* polls at position `mark` */
+	vmm_pos_t mark;
 };
 
 static uint64_t v_now(struct vin *v, struct vmm_machine *m)
@@ -41,7 +44,11 @@ static uint64_t v_clock(void *o, struct vmm_machine *m)
 
 static int v_poll(void *o, struct vmm_machine *m)
 {
+	struct vin *v = o;
 	uint64_t now = v_now(o, m);
+	v->last_poll = vmm_machine_pos(m);
+	if (v->last_poll == v->mark)
+		v->polls_at_mark++;
 
 	for (unsigned i = 0; i < vmm_timer_count(m); i++) {
 		struct vmm_timer *t = vmm_timer_get(m, i);
@@ -430,4 +437,37 @@ Test(machine, a_held_live_clock_does_not_count_the_time_held, .timeout = 30)
 	uint64_t t2 = vmm_live_host_ns(l);
 	cr_assert_geq(t2 - t1, 50000000ull, "the clock does not run again after the hold");
 	vmm_live_destroy(l);
+}
+
+Test(machine, no_events_after_an_interrupt_acknowledge_at_a_debug_stop, .timeout = 60)
+{
+	/*
+	 * A breakpoint on an interrupt's first instruction stops at the position of the
+	 * INTA. Events polled there on resuming would land after the INTA; replay delivers
+	 * every event of a position before it: none may come.
+	 */
+	static struct vin a;
+	a.mark = UINT64_MAX;
+	struct vmm_machine *m = boot(&a, "race", "hz=1000 ticks=5");
+	const struct vmm_cpu_ops *ops = vmm_machine_backend(m);
+	step(m, 2000000); /* the IDT is set up */
+	struct vmm_regs r;
+	cr_assert_eq(ops->get_regs(vmm_machine_cpu(m), &r), 0);
+	uint64_t gate[2];
+	cr_assert_eq(ops->read_virt(vmm_machine_cpu(m), r.idt.base + 0x20 * 16, gate, 16), 0);
+	uint64_t isr = (gate[0] & 0xffff) | ((gate[0] >> 32) & 0xffff0000ull) | (gate[1] << 32);
+	struct vmm_debug d = {.bp = &isr, .nbp = 1, .pass_pos = UINT64_MAX};
+	cr_assert_eq(vmm_machine_set_debug(m, &d), 0);
+	struct vmm_stop st;
+	cr_assert_eq(vmm_machine_run(m, &st), 0);
+	cr_assert_eq(st.reason, VMM_STOP_BREAK, "stop %d", st.reason);
+	a.mark = st.pos;
+	a.polls_at_mark = 0;
+	d.pass_pos = st.pos;
+	cr_assert_eq(vmm_machine_set_debug(m, &d), 0);
+	cr_assert_eq(vmm_machine_run_until(m, st.pos + 1, &st), 0);
+	cr_assert_eq(vmm_machine_pos(m), a.mark + 1);
+	cr_assert_eq(a.polls_at_mark, 0, "polled at %llu, after its interrupt acknowledge",
+		     (unsigned long long)a.mark);
+	vmm_machine_destroy(m);
 }
