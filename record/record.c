@@ -235,6 +235,15 @@ int rec_finish(struct rec *r, struct vmm_machine *m, const struct vmm_stop *stop
 	return report(r);
 }
 
+void rec_flush(struct rec *r)
+{
+	if (r->err)
+		return;
+	int lrc = lf_writer_flush(r->cfg.writer);
+	if (lrc < 0)
+		note_lf_error(r, lrc);
+}
+
 int rec_error(const struct rec *r)
 {
 	return r->err;
