@@ -2211,8 +2211,7 @@ static int emu_get_fpregs(struct vmm_cpu *c, struct vmm_fpregs *f)
 
 static bool seg_eq(const struct vmm_seg *a, const struct vmm_seg *b)
 {
-	return a->sel == b->sel && a->base == b->base && a->limit == b->limit &&
-	       a->attr == b->attr;
+	return a->sel == b->sel && a->base == b->base && a->limit == b->limit && a->attr == b->attr;
 }
 
 /*

@@ -41,7 +41,7 @@ struct vmm_machine {
 	atomic_int stop_reason; /* enum vmm_stop_reason requested by a device, 0 if none */
 	uint32_t stop_value;
 	bool halted;
-	atomic_bool interrupt;  /* vmm_machine_interrupt: do not wait for a halted guest */
+	atomic_bool interrupt; /* vmm_machine_interrupt: do not wait for a halted guest */
 	/*
 	 * Where the last interrupt was acknowledged, and a position whose events must not
 	 * be polled for again: a debug stop there came after the acknowledge, and events

@@ -268,7 +268,6 @@ Test(machine, bad_memory_size)
 	cr_assert_eq(vmm_machine_create(&cfg, &m), -VMM_EINVAL);
 }
 
-
 /* Run to the next time the guest is about to execute the instruction at rip. */
 static void run_to(struct vmm_machine *m, uint64_t rip)
 {
