@@ -1,9 +1,11 @@
 /*
  * gdbstub.c: carries out gdb's commands on a timeline (gdbstub.h, docs/time-travel.md).
  *
- * All-stop, one thread, one client. While the guest runs (continue, reverse-continue),
- * the timeline asks between slices whether gdb sent Ctrl-C. A replay's memory and
- * registers are read-only: writing them would make the replay diverge from its log.
+ * All-stop, one client. While the guest runs (continue, reverse-continue, goto), a
+ * second thread owns the connection's input: on Ctrl-C it tells the machine not to wait
+ * for a halted guest, and the timeline, which asks between slices, stops. A replay's
+ * memory and registers are read-only: writing them would make the replay diverge from
+ * its log; a recording's too (cfg->no_writes); a plain live run's are not.
  */
 #include "gdbstub.h"
 
@@ -16,10 +18,13 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -27,6 +32,7 @@
 #define MAX_WP 16
 #define SIG_TRAP 5
 #define SIG_INT 2
+#define QUIT_POLL_MS 200 /* how often cfg->quit is asked while waiting for gdb */
 
 struct bp {
 	uint64_t addr;
@@ -53,6 +59,12 @@ struct stub {
 	struct wp wp[MAX_WP];
 	unsigned nwp;
 	bool closed;
+	struct gdbstub_result *res;
+	/* While the guest runs: the input watcher (watch_input) and what it saw. */
+	pthread_t watcher;
+	bool watching;
+	int stop_fd; /* eventfd: the watcher returns */
+	atomic_bool irq, gone;
 };
 
 static void note(struct stub *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -113,10 +125,89 @@ static void console(struct stub *s, const char *text)
 	}
 }
 
-/* Did gdb send Ctrl-C? Bytes other than 0x03 are kept for later. */
+/* Bytes read while the guest ran: Ctrl-C is noted, the rest is kept for later. */
+static bool take_input(struct stub *s, const uint8_t *buf, size_t n)
+{
+	bool irq = false;
+	for (size_t i = 0; i < n; i++) {
+		if (buf[i] == 0x03)
+			irq = true;
+		else if (s->npend < sizeof(s->pend))
+			s->pend[s->npend++] = buf[i];
+	}
+	return irq;
+}
+
+/*
+ * The input watcher: owns the connection's input until told to return, so that Ctrl-C
+ * is seen at once, also while the guest waits halted for an interrupt (a live guest idle
+ * in HLT never reaches the timeline's next look between slices by itself).
+ */
+static void *watch_input(void *opaque)
+{
+	struct stub *s = opaque;
+	for (;;) {
+		struct pollfd p[2] = {{.fd = s->fd, .events = POLLIN},
+				      {.fd = s->stop_fd, .events = POLLIN}};
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (p[1].revents & POLLIN)
+			break;
+		if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR)))
+			continue;
+		uint8_t buf[512];
+		ssize_t n = recv(s->fd, buf, sizeof(buf), 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			atomic_store(&s->gone, true);
+			vmm_machine_interrupt(s->cfg->m, true);
+			break;
+		}
+		if (take_input(s, buf, (size_t)n)) {
+			atomic_store(&s->irq, true);
+			vmm_machine_interrupt(s->cfg->m, true);
+		}
+	}
+	return NULL;
+}
+
+/* The guest is about to run for gdb: watch for Ctrl-C meanwhile. */
+static void run_begin(struct stub *s)
+{
+	atomic_store(&s->irq, false);
+	atomic_store(&s->gone, false);
+	s->watching = s->stop_fd >= 0 && pthread_create(&s->watcher, NULL, watch_input, s) == 0;
+	if (s->cfg->running)
+		s->cfg->running(s->cfg->opaque, true);
+}
+
+static void run_end(struct stub *s)
+{
+	if (s->cfg->running)
+		s->cfg->running(s->cfg->opaque, false);
+	if (s->watching) {
+		uint64_t v = 1;
+		(void)!write(s->stop_fd, &v, sizeof(v));
+		pthread_join(s->watcher, NULL);
+		(void)!read(s->stop_fd, &v, sizeof(v));
+		s->watching = false;
+	}
+	vmm_machine_interrupt(s->cfg->m, false);
+	if (atomic_load(&s->gone))
+		s->closed = true;
+}
+
+/* Did gdb send Ctrl-C (or go away)? Asked by the timeline between slices. */
 static bool interrupted(void *opaque)
 {
 	struct stub *s = opaque;
+	if (s->watching)
+		return atomic_load(&s->irq) || atomic_load(&s->gone);
+	/* No watcher thread: look at the connection now. */
 	struct pollfd p = {.fd = s->fd, .events = POLLIN};
 	if (poll(&p, 1, 0) <= 0)
 		return false;
@@ -126,14 +217,7 @@ static bool interrupted(void *opaque)
 		s->closed = true;
 		return true;
 	}
-	bool irq = false;
-	for (ssize_t i = 0; i < n; i++) {
-		if (buf[i] == 0x03)
-			irq = true;
-		else if (s->npend < sizeof(s->pend))
-			s->pend[s->npend++] = buf[i];
-	}
-	return irq;
+	return take_input(s, buf, (size_t)n);
 }
 
 static int find_wp(const struct stub *s, uint64_t addr)
@@ -189,10 +273,16 @@ static void stop_reply(struct stub *s, const struct tl_stop *st)
 				note(s, "%s", st->why);
 			}
 		} else {
+			/* A live guest ended: gdb sees the exit status rewind exits with. */
 			why = GDB_STOP_EXITED;
 			sig = st->end.reason == VMM_STOP_DEBUG_EXIT
 				      ? (int)(((st->end.exit_value << 1) | 1) & 0xff)
 				      : 0;
+			if (st->end.reason == 0 && st->why[0]) {
+				char line[700];
+				snprintf(line, sizeof(line), "rewind: %s\n", st->why);
+				console(s, line);
+			}
 		}
 		break;
 	case TL_STOP_INTERRUPTED:
@@ -302,6 +392,76 @@ static void read_regs(struct stub *s, struct vmm_regs *r, struct vmm_fpregs *f)
 		(void)ops->get_fpregs(cpu, f);
 }
 
+/*
+ * An error reply gdb shows as it is ("E.text": gdb 13 prints it for register writes and
+ * takes any 'E' reply as an error), with the same line for the user.
+ */
+static void refuse(struct stub *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void refuse(struct stub *s, const char *fmt, ...)
+{
+	char text[400] = "E.";
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text + 2, sizeof(text) - 2, fmt, ap);
+	va_end(ap);
+	note(s, "%s", text + 2);
+	reply(s, text);
+}
+
+/* May gdb change the guest? Refuses (and says why) when not. */
+static bool writable(struct stub *s, const char *what)
+{
+	const char *why =
+	    tl_can_reverse(s->cfg->tl) ? "a replay must follow its log" : s->cfg->no_writes;
+	if (!why)
+		return true;
+	refuse(s, "gdb may not change the guest's %s: %s", what, why);
+	return false;
+}
+
+static void do_write_mem(struct stub *s, const struct gdb_cmd *c)
+{
+	if (!c->len) {
+		reply(s, "OK"); /* gdb's probe for X: nothing changes */
+		return;
+	}
+	if (!writable(s, "memory"))
+		return;
+	if (vmm_machine_write_virt(s->cfg->m, c->addr, c->data, c->len) < 0) {
+		/* Unmapped (gdb says "Cannot access memory"), or a backend that cannot. */
+		reply(s, "E14");
+		return;
+	}
+	reply(s, "OK");
+}
+
+static void do_write_regs(struct stub *s, const struct gdb_cmd *c)
+{
+	if (!writable(s, "registers"))
+		return;
+	struct vmm_regs r;
+	struct vmm_fpregs f, f0;
+	read_regs(s, &r, &f);
+	f0 = f;
+	const char *hex = (const char *)c->data;
+	int rc = c->kind == GDB_CMD_WRITE_REGS ? gdb_regs_decode(hex, c->datalen, &r, &f)
+					       : gdb_reg_decode(c->regno, hex, c->datalen, &r, &f);
+	if (rc < 0) {
+		reply(s, "E01");
+		return;
+	}
+	if (memcmp(&f, &f0, sizeof(f))) {
+		refuse(s, "the x87 and SSE registers cannot be changed yet");
+		return;
+	}
+	const struct vmm_cpu_ops *ops = vmm_machine_backend(s->cfg->m);
+	if (ops->set_regs(vmm_machine_cpu(s->cfg->m), &r) < 0) {
+		refuse(s, "%s", vmm_errdetail());
+		return;
+	}
+	reply(s, "OK");
+}
+
 static void monitor(struct stub *s, const char *cmd)
 {
 	char out[1024];
@@ -324,15 +484,37 @@ static void monitor(struct stub *s, const char *cmd)
 			reply(s, "OK");
 			return;
 		}
+		if (!tl_can_reverse(t) && pos < tl_pos(t)) {
+			snprintf(out, sizeof(out),
+				 "goto: position %llu is behind this one (%" PRIu64 "), and a live "
+				 "run only goes forward (record it, then 'rewind debug' the log to "
+				 "go back)\n",
+				 pos, tl_pos(t));
+			console(s, out);
+			reply(s, "OK");
+			return;
+		}
 		struct tl_stop st;
-		if (tl_goto(t, pos, &st) < 0) {
+		run_begin(s);
+		int rc = tl_goto(t, pos, &st);
+		run_end(s);
+		if (rc < 0) {
 			snprintf(out, sizeof(out), "goto: %s\n", vmm_errdetail());
-		} else if (st.kind == TL_STOP_HISTORY_END) {
+		} else if (st.kind == TL_STOP_HISTORY_END && tl_can_reverse(t)) {
 			snprintf(out, sizeof(out),
 				 "the recording ends at position %" PRIu64 "; now there\n", st.pos);
+		} else if (st.kind == TL_STOP_HISTORY_END) {
+			snprintf(out, sizeof(out),
+				 "the guest ended at position %" PRIu64 " (continue to end the "
+				 "session)\n",
+				 st.pos);
+		} else if (st.kind == TL_STOP_INTERRUPTED) {
+			snprintf(out, sizeof(out), "interrupted at position %" PRIu64 "\n", st.pos);
 		} else {
 			snprintf(out, sizeof(out), "now at position %" PRIu64 "\n", st.pos);
 		}
+		if (s->closed)
+			return;
 		console(s, out);
 		reply(s, "OK");
 	} else if (!strcmp(cmd, "checkpoints")) {
@@ -354,12 +536,18 @@ static void monitor(struct stub *s, const char *cmd)
 			console(s, out);
 		}
 		reply(s, "OK");
-	} else if (!strcmp(cmd, "help") || !*cmd) {
+	} else if ((!strcmp(cmd, "help") || !*cmd) && tl_can_reverse(t)) {
 		console(s, "rewind monitor commands:\n"
 			   "  when           the current position (instructions retired)\n"
 			   "  goto POS       go to a position (then: maintenance flush "
 			   "register-cache)\n"
 			   "  checkpoints    what checkpoints are kept, and their memory\n");
+		reply(s, "OK");
+	} else if (!strcmp(cmd, "help") || !*cmd) {
+		console(s, "rewind monitor commands (a live run: forward only):\n"
+			   "  when           the current position (instructions retired)\n"
+			   "  goto POS       run forward to a position (then: maintenance flush "
+			   "register-cache)\n");
 		reply(s, "OK");
 	} else {
 		snprintf(out, sizeof(out), "unknown monitor command '%.200s' (try: monitor help)\n",
@@ -422,11 +610,10 @@ static bool handle(struct stub *s, char *pkt, size_t len, enum gdbstub_end *end)
 	}
 	case GDB_CMD_WRITE_REGS:
 	case GDB_CMD_WRITE_REG:
+		do_write_regs(s, &c);
+		break;
 	case GDB_CMD_WRITE_MEM:
-		note(s, "gdb tried to change the guest's %s: refused (%s)",
-		     c.kind == GDB_CMD_WRITE_MEM ? "memory" : "registers",
-		     rev ? "a replay must follow its log" : "not supported yet");
-		reply(s, "E01");
+		do_write_mem(s, &c);
 		break;
 	case GDB_CMD_READ_MEM:
 		do_read_mem(s, &c);
@@ -444,13 +631,18 @@ static bool handle(struct stub *s, char *pkt, size_t len, enum gdbstub_end *end)
 			break;
 		}
 		if (!rev && (c.kind == GDB_CMD_REVERSE_STEP || c.kind == GDB_CMD_REVERSE_CONTINUE)) {
-			reply(s, "");
+			/* Not advertised, so gdb refuses by itself; a client that asks anyway
+			 * is told why. */
+			refuse(s, "a live run cannot go back: record it, then 'rewind debug' the "
+				  "log");
 			break;
 		}
+		run_begin(s);
 		rc = c.kind == GDB_CMD_STEP           ? tl_step(t, &st)
 		     : c.kind == GDB_CMD_CONTINUE     ? tl_forward(t, UINT64_MAX, &st)
 		     : c.kind == GDB_CMD_REVERSE_STEP ? tl_reverse_step(t, &st)
 						      : tl_reverse_continue(t, &st);
+		run_end(s);
 		if (s->closed)
 			return false;
 		if (rc < 0) {
@@ -463,6 +655,13 @@ static bool handle(struct stub *s, char *pkt, size_t len, enum gdbstub_end *end)
 			break;
 		}
 		stop_reply(s, &st);
+		if (!rev && st.kind == TL_STOP_HISTORY_END) {
+			/* A live guest ended and gdb knows (W): nothing is left to debug. */
+			s->res->stop = st.end;
+			snprintf(s->res->why, sizeof(s->res->why), "%s", st.why);
+			*end = GDBSTUB_EXITED;
+			return false;
+		}
 		break;
 	case GDB_CMD_VCONT_QUERY:
 		reply(s, "vCont;c;C;s;S");
@@ -583,17 +782,39 @@ int gdbstub_listen(const char *spec, int *fd, uint16_t *port)
 	return 0;
 }
 
-int gdbstub_serve(const struct gdbstub_config *cfg, int lfd, enum gdbstub_end *end)
+void gdbstub_addr(int lfd, char *buf, size_t cap)
+{
+	struct sockaddr_in sa;
+	socklen_t sl = sizeof(sa);
+	char host[INET_ADDRSTRLEN] = "?";
+	if (getsockname(lfd, (struct sockaddr *)&sa, &sl) < 0 ||
+	    !inet_ntop(AF_INET, &sa.sin_addr, host, sizeof(host)))
+		sa.sin_port = 0;
+	snprintf(buf, cap, "%s:%u", host, (unsigned)ntohs(sa.sin_port));
+}
+
+int gdbstub_serve(const struct gdbstub_config *cfg, int lfd, struct gdbstub_result *res)
 {
 	struct stub *s = calloc(1, sizeof(*s));
 	if (!s)
 		return -VMM_ENOMEM;
 	s->cfg = cfg;
 	s->lfd = lfd;
-	*end = GDBSTUB_GONE;
+	s->res = res;
+	memset(res, 0, sizeof(*res));
+	res->end = GDBSTUB_GONE;
+	enum gdbstub_end *end = &res->end;
 	for (;;) {
+		if (cfg->quit && cfg->quit(cfg->opaque)) {
+			res->end = GDBSTUB_STOPPED;
+			free(s);
+			return 0;
+		}
+		struct pollfd p = {.fd = lfd, .events = POLLIN};
+		if (poll(&p, 1, QUIT_POLL_MS) <= 0)
+			continue;
 		s->fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-		if (s->fd >= 0 || errno != EINTR)
+		if (s->fd >= 0 || (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED))
 			break;
 	}
 	if (s->fd < 0) {
@@ -601,6 +822,8 @@ int gdbstub_serve(const struct gdbstub_config *cfg, int lfd, enum gdbstub_end *e
 		free(s);
 		return vmm_fail(VMM_EIO, "accepting gdb: %s", strerror(e));
 	}
+	/* Without it, Ctrl-C is seen only between slices (interrupted()). */
+	s->stop_fd = eventfd(0, EFD_CLOEXEC);
 	int one = 1;
 	setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	gdb_rx_init(&s->rx);
@@ -617,12 +840,17 @@ int gdbstub_serve(const struct gdbstub_config *cfg, int lfd, enum gdbstub_end *e
 				break;
 			continue;
 		}
-		struct pollfd p[2] = {{.fd = s->fd, .events = POLLIN}, {.fd = lfd, .events = POLLIN}};
-		if (poll(p, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
+		if (cfg->quit && cfg->quit(cfg->opaque)) {
+			*end = GDBSTUB_STOPPED;
 			break;
 		}
+		struct pollfd p[2] = {{.fd = s->fd, .events = POLLIN},
+				      {.fd = lfd, .events = POLLIN}};
+		int np = poll(p, 2, cfg->quit ? QUIT_POLL_MS : -1);
+		if (np < 0 && errno == EINTR)
+			continue;
+		if (np < 0)
+			break;
 		if (p[1].revents & POLLIN) {
 			int other = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 			if (other >= 0) {
@@ -645,9 +873,12 @@ int gdbstub_serve(const struct gdbstub_config *cfg, int lfd, enum gdbstub_end *e
 	}
 	tl_set_interrupt(cfg->tl, NULL, NULL);
 	close(s->fd);
-	note(s, *end == GDBSTUB_DETACHED ? "gdb detached"
-		: *end == GDBSTUB_KILLED ? "gdb killed the session"
-					 : "gdb went away");
+	if (s->stop_fd >= 0)
+		close(s->stop_fd);
+	if (*end != GDBSTUB_EXITED && *end != GDBSTUB_STOPPED)
+		note(s, *end == GDBSTUB_DETACHED ? "gdb detached"
+			: *end == GDBSTUB_KILLED ? "gdb killed the session"
+						 : "gdb went away");
 	free(s);
 	return 0;
 }

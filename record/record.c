@@ -159,6 +159,13 @@ static void rec_serial_tx(void *opaque, struct vmm_machine *m, uint8_t byte)
 	r->cfg.inner->serial_tx(r->cfg.inner_opaque, m, byte);
 }
 
+static void rec_wake(void *opaque)
+{
+	struct rec *r = opaque;
+	if (r->cfg.inner->wake)
+		r->cfg.inner->wake(r->cfg.inner_opaque);
+}
+
 const struct vmm_input_ops rec_input_ops = {
 	.clock_read = rec_clock_read,
 	.poll = rec_poll,
@@ -166,6 +173,7 @@ const struct vmm_input_ops rec_input_ops = {
 	.run_budget = rec_run_budget,
 	.timers_changed = rec_timers_changed,
 	.serial_tx = rec_serial_tx,
+	.wake = rec_wake,
 };
 
 static void rec_tap_timer(void *opaque, struct vmm_machine *m, unsigned id)
@@ -225,6 +233,15 @@ int rec_finish(struct rec *r, struct vmm_machine *m, const struct vmm_stop *stop
 			note_lf_error(r, lrc);
 	}
 	return report(r);
+}
+
+void rec_flush(struct rec *r)
+{
+	if (r->err)
+		return;
+	int lrc = lf_writer_flush(r->cfg.writer);
+	if (lrc < 0)
+		note_lf_error(r, lrc);
 }
 
 int rec_error(const struct rec *r)

@@ -41,6 +41,13 @@ int rec_create(const struct rec_config *cfg, struct rec **out) VMM_WUR;
 int rec_finish(struct rec *r, struct vmm_machine *m, const struct vmm_stop *stop) VMM_WUR;
 
 /*
+ * Write out the events held in memory now: the guest is about to stand still for a
+ * while (stopped at a debugger), and a recorder killed meanwhile would lose them. A
+ * failure is kept as rec_error(), as for any write.
+ */
+void rec_flush(struct rec *r);
+
+/*
  * The first log write error, if any (0 otherwise). When the log cannot be written the
  * recorder stops the machine at its next poll with -VMM_EIO; the log stays readable up
  * to its last complete chunk.

@@ -2,6 +2,8 @@
  * debugcmd.c: a replay (or a live run) under gdb: `rewind debug`, `rewind replay --gdb`,
  * `rewind run|record --gdb` (docs/time-travel.md). The machine is built by the caller;
  * this file adds the timeline and the gdb server, and for `debug` starts gdb itself.
+ * A live run ends here only when the guest does (or is killed); after a detach the
+ * caller runs it on as a plain run.
  */
 #include "tools/debugcmd.h"
 
@@ -110,6 +112,27 @@ static pid_t start_gdb(const struct debug_opts *o, uint16_t port, char *elf, cha
 	return pid;
 }
 
+int debug_listen(const char *addr, uint16_t *port)
+{
+	int lfd;
+	int rc = gdbstub_listen(addr ? addr : "127.0.0.1:0", &lfd, port);
+	if (rc == -VMM_EINVAL)
+		die_line(EXIT_USAGE, "--gdb %s: %s", addr, vmm_errdetail());
+	if (rc < 0)
+		die_line(EXIT_HOST, "--gdb: %s (choose another port)", vmm_errdetail());
+	return lfd;
+}
+
+/* The one line that says where gdb is awaited. */
+static void say_waiting(int lfd)
+{
+	char at[64];
+	gdbstub_addr(lfd, at, sizeof(at));
+	const char *port = strrchr(at, ':');
+	fprintf(stderr, "%s: waiting for gdb on %s (in gdb: target remote %s)\n", prog, at,
+		strncmp(at, "0.0.0.0:", 8) ? at : port);
+}
+
 int debug_session(struct vmm_machine *m, struct rpl *rp, const struct debug_opts *o)
 {
 	struct tl_config tc = {.m = m, .rpl = rp, .ck_every = o->ck_every, .ck_mem = o->ck_mem};
@@ -120,14 +143,8 @@ int debug_session(struct vmm_machine *m, struct rpl *rp, const struct debug_opts
 			 *vmm_errdetail() ? vmm_errdetail() : vmm_strerror(-rc));
 	g_tl = t;
 	g_m = m;
-
-	int lfd;
 	uint16_t port;
-	rc = gdbstub_listen(o->gdb_addr ? o->gdb_addr : "127.0.0.1:0", &lfd, &port);
-	if (rc == -VMM_EINVAL)
-		die_line(EXIT_USAGE, "--gdb %s: %s", o->gdb_addr, vmm_errdetail());
-	if (rc < 0)
-		die_line(EXIT_HOST, "--gdb: %s (choose another port)", vmm_errdetail());
+	int lfd = debug_listen(o->gdb_addr, &port);
 
 	pid_t gdb = -1;
 	char elf[4096] = "", script[4096] = "";
@@ -149,14 +166,12 @@ int debug_session(struct vmm_machine *m, struct rpl *rp, const struct debug_opts
 			}
 		}
 	} else {
-		fprintf(stderr,
-			"%s: waiting for gdb on 127.0.0.1:%u (in gdb: target remote :%u)\n", prog,
-			(unsigned)port, (unsigned)port);
+		say_waiting(lfd);
 	}
 
 	struct gdbstub_config gc = {.tl = t, .m = m, .note = note};
-	enum gdbstub_end end;
-	rc = gdbstub_serve(&gc, lfd, &end);
+	struct gdbstub_result res;
+	rc = gdbstub_serve(&gc, lfd, &res);
 	close(lfd);
 	int status = 0;
 	if (rc < 0)
@@ -169,17 +184,78 @@ int debug_session(struct vmm_machine *m, struct rpl *rp, const struct debug_opts
 		unlink(elf);
 		unlink(script);
 	}
-	if (!rp && end == GDBSTUB_DETACHED) {
-		/* A live run goes on without gdb, to its end. */
-		struct tl_stop st;
-		rc = tl_set_debug(t, NULL, 0, NULL, 0);
-		if (rc == 0)
-			rc = tl_forward(t, UINT64_MAX, &st);
-		if (rc == 0 && st.kind == TL_STOP_HISTORY_END &&
-		    st.end.reason == VMM_STOP_DEBUG_EXIT)
-			status = (int)(((st.end.exit_value << 1) | 1) & 0xff);
-	}
 	g_tl = NULL;
 	tl_free(t);
 	return status;
+}
+
+/*
+ * The guest runs for gdb (on) or stands at gdb (off): its clock stands with it, and a
+ * recording's events are written out, not left in memory while gdb takes its time.
+ */
+static void live_running(void *opaque, bool on)
+{
+	const struct debug_opts *o = opaque;
+	vmm_live_hold(o->live, !on);
+	if (!on && o->rec)
+		rec_flush(o->rec);
+}
+
+static bool live_quit(void *opaque)
+{
+	const struct debug_opts *o = opaque;
+	return vmm_live_stopping(o->live);
+}
+
+enum debug_live_end debug_live(struct vmm_machine *m, int lfd, const struct debug_opts *o,
+			       struct vmm_stop *stop, char *why, size_t cap)
+{
+	struct tl_config tc = {.m = m};
+	struct tl *t;
+	int rc = tl_create(&tc, &t);
+	if (rc < 0)
+		die_line(EXIT_INTERNAL, "starting the debugger: %s",
+			 *vmm_errdetail() ? vmm_errdetail() : vmm_strerror(-rc));
+	say_waiting(lfd);
+	/* The guest does not see the time it waits for gdb, nor any later stop. */
+	vmm_live_hold(o->live, true);
+	struct gdbstub_config gc = {.tl = t,
+				    .m = m,
+				    .note = note,
+				    .running = live_running,
+				    .quit = live_quit,
+				    .opaque = (void *)o,
+				    .no_writes = o->no_writes};
+	struct gdbstub_result res;
+	rc = gdbstub_serve(&gc, lfd, &res);
+	close(lfd);
+	vmm_live_hold(o->live, false);
+	if (rc < 0)
+		die_line(EXIT_HOST, "%s", vmm_errdetail());
+	memset(stop, 0, sizeof(*stop));
+	why[0] = 0;
+	enum debug_live_end end;
+	switch (res.end) {
+	case GDBSTUB_EXITED:
+		*stop = res.stop;
+		snprintf(why, cap, "%s", res.why);
+		end = DEBUG_LIVE_ENDED;
+		break;
+	case GDBSTUB_KILLED:
+	case GDBSTUB_STOPPED:
+		stop->reason = VMM_STOP_USER;
+		stop->pos = vmm_machine_pos(m);
+		end = DEBUG_LIVE_STOPPED;
+		break;
+	default:
+		/* Breakpoints gdb left behind (it went away without removing them) go. */
+		if (tl_set_debug(t, NULL, 0, NULL, 0) < 0)
+			die_line(EXIT_INTERNAL, "clearing breakpoints: %s", vmm_errdetail());
+		if (res.end == GDBSTUB_GONE)
+			fprintf(stderr, "%s: the guest runs on without gdb\n", prog);
+		end = DEBUG_LIVE_RUN_ON;
+		break;
+	}
+	tl_free(t);
+	return end;
 }

@@ -41,6 +41,8 @@ static void usage_main(FILE *f)
 		"Commands:\n"
 		"  run [options] GUEST.elf               run a PVH guest live, no log\n"
 		"  record [options] -o LOG GUEST.elf     run live and log every input\n"
+		"                                        (both: --gdb [HOST:]PORT to debug it\n"
+		"                                        live with gdb, forward only)\n"
 		"  replay [options] LOG                  run the recording again, verified\n"
 		"  debug [options] LOG [-- GDB-ARGS]     replay it under gdb, forwards and back\n"
 		"  log info|dump|verify LOG              inspect or check a log\n"
@@ -51,7 +53,8 @@ static void usage_main(FILE *f)
 		"  odd N     the guest wrote V to isa-debug-exit (port 0xf4): N = (V << 1) | 1\n"
 		"            (replay: the status the recorded guest exited with)\n"
 		"  0         the guest stopped another way (halted with interrupts off, or\n"
-		"            stopped by the user: Ctrl-A x on a terminal, SIGINT otherwise)\n"
+		"            stopped by the user: Ctrl-A x on a terminal, SIGINT otherwise,\n"
+		"            kill in gdb)\n"
 		"  2         usage error\n"
 		"  4         bad input: file, ELF image, log (corrupt, cut, other version)\n"
 		"  6         the guest reset the machine or triple-faulted\n"
@@ -78,12 +81,24 @@ static const char machine_help[] =
 	"                          varies from run to run). virtual: 1 ns per instruction\n"
 	"                          from 2026-01-01, timers at exact instruction counts, the\n"
 	"                          same every run without input (emu only).\n"
+	"  --gdb [HOST:]PORT       listen there for gdb (host 127.0.0.1 unless given;\n"
+	"                          port 0 picks one), say where on stderr, and wait for\n"
+	"                          it before the first instruction (QEMU's -s -S); then\n"
+	"                          gdb runs the guest forward only: break, watch, step,\n"
+	"                          continue, Ctrl-C, 'monitor when'. The guest's clock\n"
+	"                          stands still while gdb holds it. Detaching lets the\n"
+	"                          guest run on; its exit reaches gdb and sets rewind's\n"
+	"                          status as usual. emu backend only\n"
 	"  --verbose               show backend, position and unhandled ports at exit\n"
 	"  -h, --help              this help\n";
 
 static void usage_run(FILE *f)
 {
-	fprintf(f, "usage: rewind run [options] GUEST.elf\n\n%s\nExit status: see 'rewind --help'.\n",
+	fprintf(f,
+		"usage: rewind run [options] GUEST.elf\n\n%s\n"
+		"Under --gdb, gdb may also change the guest's memory (set var, also code) and\n"
+		"registers (the general ones, rip, eflags, fs_base, gs_base).\n"
+		"\nExit status: see 'rewind --help'.\n",
 		machine_help);
 }
 
@@ -111,6 +126,10 @@ static void usage_record(FILE *f)
 		"  --hash-every N          a state hash (registers, output) every N positions\n"
 		"                          (default 33554432); smaller finds a divergence closer\n"
 		"                          to its cause, at some cost in speed and log size\n"
+		"\n"
+		"Under --gdb, breakpoints and steps do not change what is logged, and gdb may\n"
+		"not change memory or registers: a change the log does not contain would make\n"
+		"the recording unreplayable. Replay it with 'rewind debug LOG' to go back.\n"
 		"\n"
 		"Exit status: as 'rewind run'; see 'rewind --help'.\n",
 		machine_help);
@@ -244,6 +263,7 @@ struct common_opts {
 	const char *serial;
 	const char *clock;
 	bool verbose;
+	const char *gdb; /* --gdb ADDR, or NULL */
 	/* record */
 	const char *output;
 	const char *compress;
@@ -273,6 +293,16 @@ static const struct vmm_cpu_ops *pick_backend(const char *name, bool verbose)
 		return &emu_cpu_ops;
 	}
 	die_line(EXIT_USAGE, "--backend %s: expected kvm, emu or auto", name);
+}
+
+/* --gdb: emu (kvm was refused already); auto says so, as it always says which. */
+static const struct vmm_cpu_ops *pick_gdb_backend(const char *name)
+{
+	if (!strcmp(name, "auto"))
+		fprintf(stderr, "%s: using the emu backend (--gdb needs it)\n", prog);
+	else if (strcmp(name, "emu"))
+		die_line(EXIT_USAGE, "--backend %s: expected kvm, emu or auto", name);
+	return &emu_cpu_ops;
 }
 
 /* The guest image of a replay: for backtraces (NULL: none shown). */
@@ -427,7 +457,8 @@ static void parse_machine_opts(int argc, char **argv, bool record, struct common
 		{"clock", required_argument, NULL, 'c'},   {"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},          {"output", required_argument, NULL, 'o'},
 		{"compress", required_argument, NULL, 'z'}, {"no-embed", no_argument, NULL, 'n'},
-		{"hash-every", required_argument, NULL, 'H'}, {NULL, 0, NULL, 0}};
+		{"hash-every", required_argument, NULL, 'H'}, {"gdb", required_argument, NULL, 'g'},
+		{NULL, 0, NULL, 0}};
 	const char *cmd = record ? "record" : "run";
 	int c;
 	optind = 1;
@@ -453,6 +484,9 @@ static void parse_machine_opts(int argc, char **argv, bool record, struct common
 			break;
 		case 'v':
 			o->verbose = true;
+			break;
+		case 'g':
+			o->gdb = optarg;
 			break;
 		case 'o':
 			o->output = optarg;
@@ -522,6 +556,11 @@ static int cmd_run_or_record(int argc, char **argv, bool record)
 	if (vclock && !strcmp(o.backend, "kvm"))
 		die_line(EXIT_USAGE, "--clock virtual needs the emu backend (--backend emu): kvm "
 				     "cannot stop a guest at an exact instruction count");
+	if (o.gdb && !strcmp(o.backend, "kvm"))
+		die_line(EXIT_USAGE, "--gdb needs the emu backend (--backend emu): the kvm "
+				     "backend has no breakpoints or single steps yet");
+	/* Before anything is created: a bad address or a busy port changes nothing. */
+	int gdb_fd = o.gdb ? debug_listen(o.gdb, &(uint16_t){0}) : -1;
 
 	struct console con;
 	int rc = console_open(&con, o.serial);
@@ -535,8 +574,9 @@ static int cmd_run_or_record(int argc, char **argv, bool record)
 	if (rc < 0) /* missing, a directory, not a regular file, too large: bad input */
 		fail_with(rc == -VMM_ENOMEM ? EXIT_HOST : EXIT_BADINPUT, rc, path);
 
-	const struct vmm_cpu_ops *backend =
-		vclock ? &emu_cpu_ops : pick_backend(o.backend, o.verbose);
+	const struct vmm_cpu_ops *backend = vclock  ? &emu_cpu_ops
+					    : o.gdb ? pick_gdb_backend(o.backend)
+						    : pick_backend(o.backend, o.verbose);
 
 	struct vmm_live_config lc = {.in_fd = con.in_fd,
 				     .escape = con.escape,
@@ -609,7 +649,22 @@ static int cmd_run_or_record(int argc, char **argv, bool record)
 	console_start(&con);
 
 	struct vmm_stop stop;
-	rc = vmm_machine_run(m, &stop);
+	rc = 0;
+	enum debug_live_end dend = DEBUG_LIVE_RUN_ON;
+	if (o.gdb) {
+		struct debug_opts dbg = {
+			.live = live,
+			.rec = rec,
+			.no_writes = record ? "a change the log does not contain would make the "
+					      "recording unreplayable"
+					    : NULL};
+		char why[640];
+		dend = debug_live(m, gdb_fd, &dbg, &stop, why, sizeof(why));
+		if (dend == DEBUG_LIVE_ENDED && !stop.reason)
+			rc = vmm_fail(record && rec_error(rec) ? VMM_EIO : VMM_EGUEST, "%s", why);
+	}
+	if (dend == DEBUG_LIVE_RUN_ON)
+		rc = vmm_machine_run(m, &stop);
 	console_finish(&con);
 	if (rc < 0) {
 		if (record) {

@@ -140,6 +140,14 @@ struct vmm_cpu_ops {
 	vmm_pos_t (*pos)(struct vmm_cpu *cpu);
 
 	int (*get_regs)(struct vmm_cpu *cpu, struct vmm_regs *r);
+	/*
+	 * Set the state get_regs reports (typically get_regs' result with some fields
+	 * changed). A backend that cannot change part of it from outside fails with
+	 * -VMM_EBACKEND and a detail message naming it when that part differs from the
+	 * current state, and then changes nothing (emu: the general registers, RIP, RFLAGS,
+	 * FS/GS base, KERNEL_GS_BASE and CR2 change; segment selectors and descriptors,
+	 * descriptor tables, CR0/CR3/CR4/CR8 and EFER do not).
+	 */
 	int (*set_regs)(struct vmm_cpu *cpu, const struct vmm_regs *r);
 	int (*get_fpregs)(struct vmm_cpu *cpu, struct vmm_fpregs *f);
 
@@ -159,6 +167,14 @@ struct vmm_cpu_ops {
 
 	/* Read guest memory at a virtual address through the guest's page tables. */
 	int (*read_virt)(struct vmm_cpu *cpu, uint64_t va, void *buf, size_t len);
+	/*
+	 * Write guest memory at a virtual address through the guest's page tables, as a
+	 * debugger does: every page must be mapped (else -VMM_EGUEST and nothing is
+	 * written); write protection is not checked and accessed/dirty bits are left as
+	 * they are. Code translated or decoded from the bytes written is dropped, so the
+	 * guest runs what is there now. Called with the vCPU stopped. May be NULL.
+	 */
+	int (*write_virt)(struct vmm_cpu *cpu, uint64_t va, const void *buf, size_t len);
 
 	/*
 	 * Debugging (NULL where the backend cannot: callers say so). set_debug replaces the

@@ -2220,10 +2220,64 @@ static int emu_get_fpregs(struct vmm_cpu *c, struct vmm_fpregs *f)
 	return 0;
 }
 
+static bool seg_eq(const struct vmm_seg *a, const struct vmm_seg *b)
+{
+	return a->sel == b->sel && a->base == b->base && a->limit == b->limit && a->attr == b->attr;
+}
+
+/*
+ * The part of vmm_regs that set_regs leaves alone, compared with the current state: the
+ * name of the first field that differs, or NULL. Segment registers hold hidden state
+ * that Unicorn reloads from the GDT, and CR0/CR3/CR4/EFER change how this file walks
+ * page tables and counts code: changing them from outside would need more than a write.
+ */
+static const char *fixed_field_changed(const struct vmm_regs *cur, const struct vmm_regs *r)
+{
+	static const struct {
+		const char *name;
+		size_t off;
+	} segs[] = {
+		{"cs", offsetof(struct vmm_regs, cs)}, {"ds", offsetof(struct vmm_regs, ds)},
+		{"es", offsetof(struct vmm_regs, es)}, {"fs", offsetof(struct vmm_regs, fs)},
+		{"gs", offsetof(struct vmm_regs, gs)}, {"ss", offsetof(struct vmm_regs, ss)},
+		{"tr", offsetof(struct vmm_regs, tr)}, {"ldtr", offsetof(struct vmm_regs, ldt)},
+	};
+	for (size_t i = 0; i < sizeof(segs) / sizeof(segs[0]); i++)
+		if (!seg_eq((const struct vmm_seg *)((const uint8_t *)cur + segs[i].off),
+			    (const struct vmm_seg *)((const uint8_t *)r + segs[i].off)))
+			return segs[i].name;
+	if (cur->gdt.base != r->gdt.base || cur->gdt.limit != r->gdt.limit)
+		return "gdtr";
+	if (cur->idt.base != r->idt.base || cur->idt.limit != r->idt.limit)
+		return "idtr";
+	if (cur->cr0 != r->cr0)
+		return "cr0";
+	if (cur->cr3 != r->cr3)
+		return "cr3";
+	if (cur->cr4 != r->cr4)
+		return "cr4";
+	if (cur->cr8 != r->cr8)
+		return "cr8";
+	if (cur->efer != r->efer)
+		return "efer";
+	return NULL;
+}
+
 static int emu_set_regs(struct vmm_cpu *c, const struct vmm_regs *r)
 {
+	struct vmm_regs cur;
+	emu_get_regs(c, &cur);
+	const char *fixed = fixed_field_changed(&cur, r);
+	if (fixed)
+		return vmm_fail(VMM_EBACKEND, "the emu backend cannot change %s from outside the "
+				"guest", fixed);
 	for (size_t i = 0; i < sizeof(gpr_map) / sizeof(gpr_map[0]); i++)
 		wreg(c, gpr_map[i].id, *(const uint64_t *)((const uint8_t *)r + gpr_map[i].off));
+	wreg(c, UC_X86_REG_FS_BASE, r->fs_base);
+	wreg(c, UC_X86_REG_GS_BASE, r->gs_base);
+	write_cr2(c, r->cr2);
+	uc_x86_msr kgs = {.rid = 0xc0000102, .value = r->kernel_gs_base};
+	uc_reg_write(c->uc, UC_X86_REG_MSR, &kgs);
 	return 0;
 }
 
@@ -2320,6 +2374,56 @@ static int emu_load(struct vmm_cpu *c, const void *blob, size_t len)
 static int emu_read_virt(struct vmm_cpu *c, uint64_t va, void *buf, size_t len)
 {
 	return read_virt_raw(c, va, buf, len, false);
+}
+
+/*
+ * A debugger's write. Pages are translated as the supervisor reads them (a breakpoint
+ * byte goes into read-only code, as ptrace allows), all of them before the first byte
+ * is written. The VMM writes behind Unicorn's back, so what was made from the old bytes
+ * must go: our decodes of the page are marked for checking, and a block whose code
+ * changed is retranslated before it runs again (block_hook); the TLB is flushed in case
+ * the bytes were page tables.
+ */
+static int emu_write_virt(struct vmm_cpu *c, uint64_t va, const void *buf, size_t len)
+{
+	if (!len)
+		return 0;
+	if (va + len < va)
+		return vmm_fail(VMM_EGUEST, "%#llx+%zu wraps around", (unsigned long long)va, len);
+	for (uint64_t p = va & ~0xfffull; p < va + len && p >= (va & ~0xfffull); p += 0x1000) {
+		uint64_t pa;
+		bool w, x;
+		uint32_t err;
+		uint64_t at = p < va ? va : p;
+		if (long_mode(c) && (uint64_t)((int64_t)(at << 16) >> 16) != at)
+			return vmm_fail(VMM_EGUEST, "%#llx is not a canonical address",
+					(unsigned long long)at);
+		if (!walk(c, at, ACC_READ, false, false, &pa, &w, &x, &err) || !ram_ptr(c, pa, 1))
+			return vmm_fail(VMM_EGUEST, "%#llx is not mapped to RAM",
+					(unsigned long long)at);
+	}
+	const uint8_t *in = buf;
+	while (len) {
+		uint64_t pa;
+		bool w, x;
+		uint32_t err;
+		if (!walk(c, va, ACC_READ, false, false, &pa, &w, &x, &err))
+			return -VMM_EINTERNAL; /* translated a moment ago */
+		size_t chunk = 0x1000 - (va & 0xfff);
+		if (chunk > len)
+			chunk = len;
+		memcpy(ram_ptr(c, pa, 1), in, chunk);
+		uint32_t pg = (uint32_t)(pa >> 12);
+		if (c->tracking)
+			c->pg_dirt[pg] = 1;
+		page_dirty(c, pg);
+		in += chunk;
+		va += chunk;
+		len -= chunk;
+	}
+	uc_ctl_flush_tlb(c->uc);
+	memset(c->pg_wr, 0, c->npages);
+	return 0;
 }
 
 static int emu_set_debug(struct vmm_cpu *c, const struct vmm_debug *d)
@@ -2427,6 +2531,7 @@ const struct vmm_cpu_ops emu_cpu_ops = {
 	.save = emu_save,
 	.load = emu_load,
 	.read_virt = emu_read_virt,
+	.write_virt = emu_write_virt,
 	.set_debug = emu_set_debug,
 	.track = emu_track,
 	.translate = emu_translate,

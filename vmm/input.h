@@ -9,7 +9,7 @@
  *
  * All members are called on the vCPU thread, with the vCPU stopped at an instruction
  * boundary (or inside a port access, for clock_read and serial_tx); vmm_machine_pos() is
- * exact at every call. None may be NULL.
+ * exact at every call. None may be NULL but wake.
  */
 #ifndef REWIND_VMM_INPUT_H
 #define REWIND_VMM_INPUT_H
@@ -56,6 +56,13 @@ struct vmm_input_ops {
 
 	/* The guest wrote one byte to the serial line. */
 	void (*serial_tx)(void *opaque, struct vmm_machine *m, uint8_t byte);
+
+	/*
+	 * Make an idle() in progress return soon, with 0 and nothing delivered (a spurious
+	 * early return of a later idle() is allowed). Called from any thread
+	 * (vmm_machine_interrupt). May be NULL: idle() never waits long (replay).
+	 */
+	void (*wake)(void *opaque);
 };
 
 /*

@@ -4,8 +4,9 @@
  * is derived from the position instead of the host clock; input stays live.
  *
  * Threads: the vCPU thread calls the input ops; one watcher thread only waits (on the
- * input fd and the earliest timer deadline) and kicks the vCPU. They share three
- * atomics: the published deadline, whether the UART can take input, and the stop flag.
+ * input fd and the earliest timer deadline) and kicks the vCPU. They share atomics: the
+ * published deadline, whether the UART can take input, the stop flag, and the time the
+ * clock was held (a debugger's stops). live_wake may come from any thread.
  */
 #include "live.h"
 
@@ -31,6 +32,7 @@ struct vmm_live {
 	bool in_eof;
 	bool esc_pending;
 	int wake_fd;        /* eventfd: the watcher re-reads the deadline */
+	int idle_fd;        /* eventfd: an idle wait returns (live_wake) */
 	int stop_pipe[2];   /* readable once a stop is requested */
 	pthread_t thread;
 	bool thread_on;
@@ -40,6 +42,10 @@ struct vmm_live {
 	atomic_bool want_input;
 	atomic_bool input_kicked;
 	uint64_t vskip; /* virtual clock: ns skipped while halted */
+	/* Host time the guest did not see (vmm_live_hold), and when the current hold began. */
+	atomic_uint_fast64_t held_ns;
+	uint64_t hold_start;
+	bool holding;
 };
 
 static uint64_t mono_ns(void)
@@ -51,7 +57,22 @@ static uint64_t mono_ns(void)
 
 uint64_t vmm_live_host_ns(struct vmm_live *l)
 {
-	return mono_ns() + l->epoch_off;
+	return mono_ns() + l->epoch_off - atomic_load(&l->held_ns);
+}
+
+void vmm_live_hold(struct vmm_live *l, bool on)
+{
+	if (on == l->holding)
+		return;
+	l->holding = on;
+	if (on) {
+		l->hold_start = mono_ns();
+		if (l->cfg.flush)
+			l->cfg.flush(l->cfg.out_opaque); /* show what the guest printed so far */
+		return;
+	}
+	/* The watcher may wake early for a deadline now further away: it looks again. */
+	atomic_fetch_add(&l->held_ns, mono_ns() - l->hold_start);
 }
 
 /* The machine clock now: host time, or the virtual clock of the current position. */
@@ -198,11 +219,19 @@ static int live_idle(void *opaque, struct vmm_machine *m)
 		int timeout = -1;
 		if (d != UINT64_MAX)
 			timeout = d <= now ? 0 : (int)((d - now + 999999) / 1000000);
-		struct pollfd p[2] = {{.fd = l->stop_pipe[0], .events = POLLIN}, {.fd = -1}};
+		struct pollfd p[3] = {{.fd = l->stop_pipe[0], .events = POLLIN},
+				      {.fd = l->idle_fd, .events = POLLIN},
+				      {.fd = -1}};
 		if (l->cfg.in_fd >= 0 && !l->in_eof && vmm_serial_rx_room(m) > 0)
-			p[1] = (struct pollfd){.fd = l->cfg.in_fd, .events = POLLIN};
-		if (poll(p, 2, timeout) < 0 && errno != EINTR)
+			p[2] = (struct pollfd){.fd = l->cfg.in_fd, .events = POLLIN};
+		if (poll(p, 3, timeout) < 0 && errno != EINTR)
 			return vmm_fail(VMM_EIO, "waiting for guest input: %s", strerror(errno));
+		if (p[1].revents & POLLIN) {
+			uint64_t v;
+			ssize_t r = read(l->idle_fd, &v, sizeof(v));
+			(void)r;
+			return 0; /* woken (live_wake): the run loop looks again */
+		}
 	}
 }
 
@@ -226,6 +255,14 @@ static void live_serial_tx(void *opaque, struct vmm_machine *m, uint8_t byte)
 		l->cfg.out(l->cfg.out_opaque, byte);
 }
 
+static void live_wake(void *opaque)
+{
+	struct vmm_live *l = opaque;
+	uint64_t one = 1;
+	ssize_t w = write(l->idle_fd, &one, sizeof(one));
+	(void)w;
+}
+
 const struct vmm_input_ops vmm_live_input_ops = {
 	.clock_read = live_clock_read,
 	.poll = live_poll,
@@ -233,6 +270,7 @@ const struct vmm_input_ops vmm_live_input_ops = {
 	.run_budget = live_run_budget,
 	.timers_changed = live_timers_changed,
 	.serial_tx = live_serial_tx,
+	.wake = live_wake,
 };
 
 static void *watcher(void *arg)
@@ -295,13 +333,15 @@ int vmm_live_create(const struct vmm_live_config *cfg, struct vmm_live **out)
 		return -VMM_ENOMEM;
 	l->cfg = *cfg;
 	l->stop_pipe[0] = l->stop_pipe[1] = -1;
+	l->wake_fd = l->idle_fd = -1;
 	struct timespec rt;
 	clock_gettime(CLOCK_REALTIME, &rt);
 	uint64_t real = (uint64_t)rt.tv_sec * 1000000000ull + (uint64_t)rt.tv_nsec;
 	l->epoch_off = real - mono_ns();
 	atomic_store(&l->deadline, UINT64_MAX);
 	l->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (l->wake_fd < 0 || pipe2(l->stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+	l->idle_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (l->wake_fd < 0 || l->idle_fd < 0 || pipe2(l->stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
 		int e = errno;
 		vmm_live_destroy(l);
 		return vmm_fail(VMM_EIO, "live input: %s", strerror(e));
@@ -336,6 +376,11 @@ void vmm_live_request_stop(struct vmm_live *l)
 		vmm_machine_kick(l->m);
 }
 
+bool vmm_live_stopping(struct vmm_live *l)
+{
+	return atomic_load(&l->stop);
+}
+
 void vmm_live_destroy(struct vmm_live *l)
 {
 	if (!l)
@@ -349,6 +394,8 @@ void vmm_live_destroy(struct vmm_live *l)
 	}
 	if (l->wake_fd >= 0)
 		close(l->wake_fd);
+	if (l->idle_fd >= 0)
+		close(l->idle_fd);
 	if (l->stop_pipe[0] >= 0)
 		close(l->stop_pipe[0]);
 	if (l->stop_pipe[1] >= 0)

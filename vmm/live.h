@@ -40,10 +40,24 @@ int vmm_live_create(const struct vmm_live_config *cfg, struct vmm_live **out) VM
 int vmm_live_start(struct vmm_live *l, struct vmm_machine *m) VMM_WUR;
 /* Ask the machine to stop: async-signal-safe (SIGINT handlers call it). */
 void vmm_live_request_stop(struct vmm_live *l);
+/* Was a stop requested (vmm_live_request_stop, Ctrl-A x)? Any thread. */
+bool vmm_live_stopping(struct vmm_live *l);
 /* Stop the watcher thread and free. */
 void vmm_live_destroy(struct vmm_live *l);
 
-/* The host clock as the machine clock uses it: ns since the epoch, monotonic. */
+/*
+ * The host clock as the machine clock uses it: ns since the epoch, monotonic, less the
+ * time the clock was held.
+ */
 uint64_t vmm_live_host_ns(struct vmm_live *l);
+
+/*
+ * Hold the machine clock (on) while the guest is stopped from outside (at a debugger),
+ * and let it go on (off) from where it stood: the guest does not see the time it spent
+ * stopped, so its timers do not all come due at once when it resumes. Holding also
+ * flushes the guest's output. Call on the vCPU thread, with the vCPU stopped. No
+ * effect on the virtual clock, which stands still anyway while nothing runs.
+ */
+void vmm_live_hold(struct vmm_live *l, bool on);
 
 #endif

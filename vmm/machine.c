@@ -41,6 +41,14 @@ struct vmm_machine {
 	atomic_int stop_reason; /* enum vmm_stop_reason requested by a device, 0 if none */
 	uint32_t stop_value;
 	bool halted;
+	atomic_bool interrupt; /* vmm_machine_interrupt: do not wait for a halted guest */
+	/*
+	 * Where the last interrupt was acknowledged, and a position whose events must not
+	 * be polled for again: a debug stop there came after the acknowledge, and events
+	 * that land at a position must all come before it, as replay delivers them (an
+	 * event polled now would be logged at this position, before the INTA on replay).
+	 */
+	vmm_pos_t inta_pos, no_poll_pos;
 	uint64_t (*unhandled)[2]; /* per port: reads, writes (allocated on first use) */
 };
 
@@ -67,6 +75,7 @@ int vmm_machine_create(const struct vmm_config *cfg, struct vmm_machine **out)
 		return -VMM_ENOMEM;
 	m->cfg = *cfg;
 	m->ram_size = cfg->mem_size;
+	m->inta_pos = m->no_poll_pos = UINT64_MAX;
 	m->ram = mmap(NULL, m->ram_size, PROT_READ | PROT_WRITE,
 		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (m->ram == MAP_FAILED) {
@@ -140,6 +149,7 @@ int vmm_machine_load(struct vmm_machine *m, const void *elf, size_t len, const c
 	if (rc < 0)
 		return rc;
 	m->halted = false;
+	m->inta_pos = m->no_poll_pos = UINT64_MAX;
 	atomic_store(&m->stop_reason, 0);
 	return m->cfg.backend->reset_pvh(m->cpu, res.entry, res.start_info);
 }
@@ -187,7 +197,7 @@ int vmm_machine_run_until(struct vmm_machine *m, vmm_pos_t until, struct vmm_sto
 			stop->pos = pos;
 			return 0;
 		}
-		int rc = in->poll(op, m);
+		int rc = pos == m->no_poll_pos ? 0 : in->poll(op, m);
 		if (rc < 0)
 			return rc;
 		if (rc == VMM_INPUT_STOP) {
@@ -201,6 +211,10 @@ int vmm_machine_run_until(struct vmm_machine *m, vmm_pos_t until, struct vmm_sto
 			} else if (!guest_if(m)) {
 				stop->reason = VMM_STOP_HALTED;
 				stop->pos = vmm_machine_pos(m);
+				return 0;
+			} else if (atomic_load(&m->interrupt)) {
+				stop->reason = VMM_STOP_LIMIT;
+				stop->pos = pos;
 				return 0;
 			} else {
 				rc = in->idle(op, m);
@@ -235,6 +249,8 @@ int vmm_machine_run_until(struct vmm_machine *m, vmm_pos_t until, struct vmm_sto
 		case VMM_EXIT_WATCH:
 			stop->reason = ex.reason == VMM_EXIT_BREAK ? VMM_STOP_BREAK : VMM_STOP_WATCH;
 			stop->pos = vmm_machine_pos(m);
+			if (stop->pos == m->inta_pos)
+				m->no_poll_pos = stop->pos;
 			stop->addr = ex.addr;
 			stop->access = ex.access;
 			return 0;
@@ -419,6 +435,7 @@ bool vmm_intr_pending(struct vmm_machine *m)
 
 uint8_t vmm_intr_ack(struct vmm_machine *m)
 {
+	m->inta_pos = vmm_machine_pos(m);
 	return pic_ack(m->dev[0]);
 }
 
@@ -501,6 +518,7 @@ static int load_common(struct vmm_machine *m, bool with_ram, const void *blob, s
 	if (rc < 0)
 		return rc;
 	m->halted = h.halted;
+	m->inta_pos = m->no_poll_pos = UINT64_MAX;
 	atomic_store(&m->stop_reason, 0);
 	return 0;
 }
@@ -531,6 +549,21 @@ int vmm_machine_set_debug(struct vmm_machine *m, const struct vmm_debug *d)
 		return vmm_fail(VMM_EBACKEND, "the %s backend has no breakpoints or watchpoints "
 				"yet: use --backend emu", m->cfg.backend->name);
 	return m->cfg.backend->set_debug(m->cpu, d);
+}
+
+int vmm_machine_write_virt(struct vmm_machine *m, uint64_t va, const void *buf, size_t len)
+{
+	if (!m->cfg.backend->write_virt)
+		return vmm_fail(VMM_EBACKEND, "the %s backend cannot write guest memory for a "
+				"debugger yet: use --backend emu", m->cfg.backend->name);
+	return m->cfg.backend->write_virt(m->cpu, va, buf, len);
+}
+
+void vmm_machine_interrupt(struct vmm_machine *m, bool on)
+{
+	atomic_store(&m->interrupt, on);
+	if (on && m->cfg.input->wake)
+		m->cfg.input->wake(m->cfg.input_opaque);
 }
 
 int vmm_machine_track(struct vmm_machine *m, struct vmm_track *t)

@@ -81,6 +81,24 @@ int vmm_machine_set_debug(struct vmm_machine *m, const struct vmm_debug *d) VMM_
 int vmm_machine_track(struct vmm_machine *m, struct vmm_track *t) VMM_WUR;
 
 /*
+ * A debugger's write to guest-virtual memory (vmm_cpu_ops.write_virt: through the page
+ * tables, nothing written unless every page is mapped, stale translated code dropped).
+ * Fails with -VMM_EBACKEND on a backend that cannot, -VMM_EGUEST where a page is not
+ * mapped. The caller decides whether a write is allowed: one a log does not contain
+ * makes a recording unreplayable.
+ */
+int vmm_machine_write_virt(struct vmm_machine *m, uint64_t va, const void *buf,
+			   size_t len) VMM_WUR;
+
+/*
+ * While on, the run loop does not wait for a halted guest (HLT with interrupts enabled):
+ * vmm_machine_run_until returns VMM_STOP_LIMIT at the current position instead, and a
+ * wait in progress ends soon (vmm_input_ops.wake). A computing guest is not stopped: the
+ * caller bounds its runs. For a debugger's Ctrl-C; any thread.
+ */
+void vmm_machine_interrupt(struct vmm_machine *m, bool on);
+
+/*
  * Everything but RAM (every device, the vCPU, the run loop's own state) into a
  * malloc'd blob, and back: checkpoints keep RAM themselves, as page differences.
  */
