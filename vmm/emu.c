@@ -2285,9 +2285,13 @@ static int emu_load(struct vmm_cpu *c, const void *blob, size_t len)
 	if (e != UC_ERR_OK)
 		return uc_fail(e, "restoring the CPU context");
 	uc_ctl_flush_tlb(c->uc);
-	/* RAM may have been loaded too: code translated from the old contents must go, and
-	 * every cached decode is checked once. */
-	uc_ctl_flush_tb(c->uc);
+	/*
+	 * RAM may have been loaded too, and code translated from its old contents must not
+	 * run: every cached decode is checked once, and a block whose code changed is
+	 * removed and translated again before it runs (block_hook). Not uc_ctl_flush_tb:
+	 * Unicorn 2.1.1's tb_flush memsets its whole 1 GiB code buffer, 25 ms and 1 GiB of
+	 * resident memory at every restore (each reverse step of the debugger).
+	 */
 	memset(c->pg_wr, 0, c->npages);
 	all_dirty(c);
 	c->icount = h.icount;

@@ -12,7 +12,7 @@
  * (every device, the vCPU, the run loop), a hash of each page of RAM, and the replay's
  * place in its log. Covered: goto in random, backward and repeated orders around
  * checkpoint boundaries and input events; the same with a memory bound small enough that
- * checkpoints are thinned; forward steps
+ * checkpoints are thinned; going back across code the guest rewrote; forward steps
  * retraced by reverse steps; both ends of the recording; an interrupted run;
  * reverse-continue to breakpoints and to write watchpoints, against a
  * forward scan that records every hit without the timeline.
@@ -1165,5 +1165,17 @@ Test(timeline, reverse_continue_finds_the_last_write_to_a_watchpoint_echo, .time
 	record("echo", "", "0123456789abcdef\nq", &lg);
 	struct vmm_watch w = {.addr = symbol(&lg, "rx_head"), .len = 4, .access = VMM_ACCESS_WRITE};
 	check_one(&lg, 1000, NULL, &w, 10);
+	log_free(&lg);
+}
+
+/* ---- code the guest rewrites ---------------------------------------------------------------- */
+
+Test(timeline, going_back_runs_the_code_as_it_was_then, .timeout = TIMEOUT)
+{
+	struct log lg;
+	seed();
+	record("patch", "n=2000", NULL, &lg);
+	cr_assert(strstr(lg.out, "bad=0"), "%s", lg.out);
+	check_gotos(&lg, lg.stop.pos / 12 + 1, 0, false);
 	log_free(&lg);
 }
