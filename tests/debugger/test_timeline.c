@@ -14,7 +14,7 @@
  * checkpoint boundaries and input events; the same with a memory bound small enough that
  * checkpoints are thinned; going back across code the guest rewrote; forward steps
  * retraced by reverse steps; both ends of the recording; an interrupted run;
- * reverse-continue to breakpoints and to write watchpoints, against a
+ * reverse-continue (and continue) to breakpoints and to write watchpoints, against a
  * forward scan that records every hit without the timeline.
  *
  * TL_SEED=N repeats the random choices of a run (it is logged); TL_SAVE=DIR keeps each
@@ -1077,6 +1077,18 @@ static void check_reverse_continue(const struct log *lg, uint64_t every, const s
 		capture(&x.rp, &s);
 		expect_same(ref_at(ref, np, want), &s, "reverse-continue");
 		state_free(&s);
+		if (i >= 2)
+			continue;
+		/* Continue forward from there: a watchpoint reports the access just found
+		 * (after it), a breakpoint the next hit; then back to go on backwards. */
+		cr_assert_eq(tl_forward(x.t, UINT64_MAX, &st), 0, "%s", vmm_errdetail());
+		vmm_pos_t next = c->bp ? (i ? hits[nh - i] : end) : want + 1;
+		cr_assert_eq(st.pos, next,
+			     "continue from the hit at %" PRIu64 " stopped at %" PRIu64
+			     " (kind %d), not at %" PRIu64,
+			     want, st.pos, st.kind, next);
+		cr_assert_eq(st.kind, c->bp && !i ? TL_STOP_HISTORY_END : kind);
+		cr_assert_eq(tl_goto(x.t, want, &st), 0);
 	}
 	for (size_t i = 0; i < c->ns; i++) {
 		cr_assert_eq(tl_goto(x.t, c->starts[i], &st), 0);
