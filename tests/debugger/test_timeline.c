@@ -15,7 +15,8 @@
  * checkpoints are thinned; going back across code the guest rewrote; forward steps
  * retraced by reverse steps; both ends of the recording; an interrupted run;
  * reverse-continue (and continue) to breakpoints and to write watchpoints, against a
- * forward scan that records every hit without the timeline.
+ * forward scan that records every hit without the timeline; a watch stop in an STI
+ * shadow.
  *
  * TL_SEED=N repeats the random choices of a run (it is logged); TL_SAVE=DIR keeps each
  * recording in DIR, and TL_LOAD=FILE runs a test (choose one with --filter) on one of them
@@ -971,6 +972,38 @@ static size_t forward_hits(const struct log *lg, const uint64_t *bp, unsigned nb
 	return n;
 }
 
+/*
+ * Where the guest's code loads (opcode 0x8b) or stores (0x89) the 64-bit global var with
+ * `mov disp32(%rip), %r64` (REX.W, ModRM mod 00 r/m 101): what -O2 makes of a volatile
+ * global's reads and writes. A breakpoint on each gives the positions of those accesses
+ * without the watchpoint machinery, to check watchpoints against.
+ */
+static size_t rip_movs(const struct log *lg, uint8_t opcode, uint64_t var, uint64_t *out,
+		       size_t max)
+{
+	const uint8_t *e = lg->elf;
+	const Elf64_Ehdr *eh = (const void *)e;
+	const Elf64_Shdr *sh = (const void *)(e + eh->e_shoff);
+	size_t n = 0;
+	for (unsigned i = 0; i < eh->e_shnum; i++) {
+		if (sh[i].sh_type != SHT_PROGBITS || !(sh[i].sh_flags & SHF_EXECINSTR))
+			continue;
+		const uint8_t *b = e + sh[i].sh_offset;
+		for (size_t k = 0; k + 7 <= sh[i].sh_size; k++) {
+			int32_t disp;
+			memcpy(&disp, b + k + 3, 4);
+			uint64_t at = sh[i].sh_addr + k;
+			if ((b[k] & 0xf8) == 0x48 && b[k + 1] == opcode &&
+			    (b[k + 2] & 0xc7) == 0x05 && at + 7 + (uint64_t)(int64_t)disp == var) {
+				cr_assert_lt(n, max);
+				out[n++] = at;
+			}
+		}
+	}
+	cr_assert_gt(n, 0, "no mov of %#" PRIx64 " found in the guest's code", var);
+	return n;
+}
+
 /* The last hit before p, or -1. */
 static long last_before(const vmm_pos_t *hits, size_t n, vmm_pos_t p)
 {
@@ -1177,6 +1210,73 @@ Test(timeline, reverse_continue_finds_the_last_write_to_a_watchpoint_echo, .time
 	record("echo", "", "0123456789abcdef\nq", &lg);
 	struct vmm_watch w = {.addr = symbol(&lg, "rx_head"), .len = 4, .access = VMM_ACCESS_WRITE};
 	check_one(&lg, 1000, NULL, &w, 10);
+	log_free(&lg);
+}
+
+/*
+ * A straight replay with the watchpoint w, each watch stop passed as the timeline does
+ * (resume there with the pages open for one instruction), up to the stop at p: the state
+ * after the instruction at p.
+ */
+static void watch_step_at(const struct log *lg, const struct vmm_watch *w, vmm_pos_t p,
+			  struct state *s)
+{
+	struct rp r;
+	struct vmm_debug d = {.wp = w, .nwp = 1, .pass_pos = UINT64_MAX};
+	struct vmm_stop st, st1;
+	rp_open(lg, &r);
+	do {
+		cr_assert_eq(vmm_machine_set_debug(r.m, &d), 0, "%s", vmm_errdetail());
+		cr_assert_eq(vmm_machine_run_until(r.m, p + 1, &st), 0, "%s", vmm_errdetail());
+		cr_assert_eq(st.reason, VMM_STOP_WATCH,
+			     "no watch stop at %" PRIu64 " (stop %d at %" PRIu64 ")", p, st.reason,
+			     st.pos);
+		d.pass_pos = st.pos;
+		cr_assert_eq(vmm_machine_set_debug(r.m, &d), 0, "%s", vmm_errdetail());
+		cr_assert_eq(vmm_machine_run_until(r.m, st.pos + 1, &st1), 0, "%s",
+			     vmm_errdetail());
+		cr_assert_eq(st1.reason, VMM_STOP_LIMIT);
+		d.pass_pos = UINT64_MAX;
+	} while (st.pos < p);
+	cr_assert_eq(st.pos, p, "the watch stop was at %" PRIu64 ", not %" PRIu64, st.pos, p);
+	capture(&r, s);
+	rp_close(&r);
+}
+
+/*
+ * race starts its loop with `sti; mov ticks(%rip), %rax`: with IRQ 0 already pending (a
+ * tick while interrupts were still off), the load runs in the STI shadow and the
+ * interrupt is taken after it. A read watchpoint on ticks stops before that load; going
+ * on from the stop must keep the shadow (load, then interrupt), as the straight run does.
+ */
+Test(timeline, a_watch_stop_in_an_sti_shadow_keeps_the_shadow, .timeout = TIMEOUT)
+{
+	struct log lg;
+	uint64_t loads[16];
+	vmm_pos_t ev[4], p[2];
+	size_t tries = 0, nl = 0;
+	for (;;) {
+		record("race", "hz=100000 ticks=3", NULL, &lg);
+		nl = rip_movs(&lg, 0x8b, symbol(&lg, "ticks"), loads, 16);
+		size_t nh = forward_hits(&lg, loads, (unsigned)nl, NULL, g_hits, MAXH);
+		cr_assert_gt(nh, 1);
+		/* The first load of ticks is the one after the STI; a tick before it? */
+		if (event_positions(&lg, ev, 1) == 1 && ev[0] < g_hits[0])
+			break;
+		log_free(&lg);
+		if (++tries == 20)
+			cr_skip_test("no tick came before the STI in 20 recordings: the shadow "
+				     "case did not occur");
+	}
+	struct vmm_watch w = {.addr = symbol(&lg, "ticks"), .len = 8, .access = VMM_ACCESS_READ};
+	p[0] = g_hits[0];
+	p[1] = g_hits[0] + 1;
+	struct state *ref = straight(&lg, p, 2), s;
+	watch_step_at(&lg, &w, p[0], &s);
+	expect_same(&ref[1], &s, "the machine, after the load in the STI shadow");
+	state_free(&s);
+
+	states_free(ref, 2);
 	log_free(&lg);
 }
 
