@@ -2002,7 +2002,8 @@ static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 			c->cur = NULL;
 			c->watch_pending = false;
 			exit->reason = VMM_EXIT_WATCH;
-			exit->addr = c->watch_va;
+			/* The fill saw only the page: the address the instruction accesses. */
+			exit->addr = exact_fault_addr(c, c->watch_va & ~0xfffull);
 			exit->access = c->watch_acc;
 			return 0;
 		}

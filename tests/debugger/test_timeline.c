@@ -14,9 +14,9 @@
  * checkpoint boundaries and input events; the same with a memory bound small enough that
  * checkpoints are thinned; going back across code the guest rewrote; forward steps
  * retraced by reverse steps; both ends of the recording; an interrupted run;
- * reverse-continue (and continue) to breakpoints and to write watchpoints, against a
- * forward scan that records every hit without the timeline; a watch stop in an STI
- * shadow.
+ * reverse-continue (and continue) to breakpoints and to write and read watchpoints,
+ * against a forward scan that records every hit without the timeline (for reads and for
+ * writes beside the watched bytes, with breakpoints on the instructions that access them).
  *
  * TL_SEED=N repeats the random choices of a run (it is logged); TL_SAVE=DIR keeps each
  * recording in DIR, and TL_LOAD=FILE runs a test (choose one with --filter) on one of them
@@ -1084,6 +1084,8 @@ static void check_reverse_continue(const struct log *lg, uint64_t every, const s
 	}
 	cr_assert_eq(tl_goto(x.t, end, &st), 0);
 	for (size_t i = 0; i < c->walk && i <= nh; i++) {
+		if (i == nh && c->from)
+			break; /* the scan did not look before `from` */
 		vmm_pos_t at = tl_pos(x.t);
 		cr_assert_eq(tl_reverse_continue(x.t, &st), 0, "%s", vmm_errdetail());
 		if (i == nh) {
@@ -1147,7 +1149,7 @@ static void check_reverse_continue(const struct log *lg, uint64_t every, const s
 }
 
 enum { MAXH = 1 << 16, NSTART = 24 };
-static vmm_pos_t g_hits[MAXH];
+static vmm_pos_t g_hits[MAXH], g_more[MAXH];
 
 /* Random starts after `from`, plus just after the last hit and on the middle one. */
 static size_t random_starts(const struct log *lg, const struct rc *c, vmm_pos_t *s, size_t n)
@@ -1214,6 +1216,29 @@ Test(timeline, reverse_continue_finds_the_last_write_to_a_watchpoint_echo, .time
 }
 
 /*
+ * race's shared_counter is the first variable of its page, ticks the second. A read
+ * watchpoint on ticks stops at each load of ticks (the main loop's test, the handler's
+ * increment, the final print), found here with breakpoints on those loads.
+ */
+Test(timeline, reverse_continue_finds_the_last_read_of_a_watchpoint, .timeout = TIMEOUT)
+{
+	struct log lg;
+	uint64_t loads[16];
+	vmm_pos_t starts[NSTART + 2];
+	seed();
+	record("race", "hz=100000 ticks=4", NULL, &lg);
+	uint64_t ticks = symbol(&lg, "ticks");
+	cr_assert_eq(ticks & 0xfff, 8, "ticks is not 8 bytes into its page: update this test");
+	size_t nl = rip_movs(&lg, 0x8b, ticks, loads, 16);
+	struct vmm_watch w = {.addr = ticks, .len = 8, .access = VMM_ACCESS_READ};
+	struct rc c = {.w = &w, .hits = g_hits, .walk = 20, .starts = starts};
+	c.nh = forward_hits(&lg, loads, (unsigned)nl, NULL, g_hits, MAXH);
+	c.ns = random_starts(&lg, &c, starts, 6);
+	check_reverse_continue(&lg, lg.stop.pos / 16 + 1, &c);
+	log_free(&lg);
+}
+
+/*
  * A straight replay with the watchpoint w, each watch stop passed as the timeline does
  * (resume there with the pages open for one instruction), up to the stop at p: the state
  * after the instruction at p.
@@ -1247,7 +1272,8 @@ static void watch_step_at(const struct log *lg, const struct vmm_watch *w, vmm_p
  * race starts its loop with `sti; mov ticks(%rip), %rax`: with IRQ 0 already pending (a
  * tick while interrupts were still off), the load runs in the STI shadow and the
  * interrupt is taken after it. A read watchpoint on ticks stops before that load; going
- * on from the stop must keep the shadow (load, then interrupt), as the straight run does.
+ * on from the stop must keep the shadow (load, then interrupt), as the straight run does:
+ * the machine's own watch stop, and the timeline's forward, reverse and step over it.
  */
 Test(timeline, a_watch_stop_in_an_sti_shadow_keeps_the_shadow, .timeout = TIMEOUT)
 {
@@ -1276,7 +1302,59 @@ Test(timeline, a_watch_stop_in_an_sti_shadow_keeps_the_shadow, .timeout = TIMEOU
 	expect_same(&ref[1], &s, "the machine, after the load in the STI shadow");
 	state_free(&s);
 
+	struct tlr x;
+	struct tl_stop st;
+	tlr_open(&lg, lg.stop.pos / 4 + 1, 0, &x);
+	cr_assert_eq(tl_set_debug(x.t, NULL, 0, &w, 1), 0);
+	cr_assert_eq(tl_forward(x.t, UINT64_MAX, &st), 0);
+	cr_assert_eq(st.kind, TL_STOP_WATCH, "kind %d at %" PRIu64, st.kind, st.pos);
+	cr_assert_eq(st.pos, p[1]);
+	capture(&x.rp, &s);
+	expect_same(&ref[1], &s, "after the load in the STI shadow");
+	state_free(&s);
+	/* The same from a reverse-continue to it, from the next load (in the handler). */
+	cr_assert_eq(tl_goto(x.t, g_hits[1], &st), 0);
+	cr_assert_eq(tl_reverse_continue(x.t, &st), 0);
+	cr_assert_eq(st.pos, p[0]);
+	capture(&x.rp, &s);
+	expect_same(&ref[0], &s, "before the load in the STI shadow");
+	state_free(&s);
+	cr_assert_eq(tl_step(x.t, &st), 0);
+	capture(&x.rp, &s);
+	expect_same(&ref[1], &s, "a step over the load in the STI shadow");
+	state_free(&s);
+	tlr_close(&x);
 	states_free(ref, 2);
+	log_free(&lg);
+}
+
+/*
+ * A write watchpoint on shared_counter stops at each store to it (main's increment and the
+ * handler's add), and not at the handler's store to ticks on the same page right after its
+ * own: reverse-continue from just after that store must go back to the store before it.
+ * The entry code's zeroing of .bss writes shared_counter too; the check starts after it.
+ */
+Test(timeline, a_write_next_to_a_watchpoint_is_not_a_hit, .timeout = TIMEOUT)
+{
+	struct log lg;
+	uint64_t stores[16], tstores[16];
+	vmm_pos_t starts[NSTART + 2 + 32];
+	seed();
+	record("race", "hz=10000 ticks=4", NULL, &lg);
+	uint64_t sc = symbol(&lg, "shared_counter"), ticks = symbol(&lg, "ticks");
+	cr_assert_eq(sc & 0xfff, 0, "shared_counter does not start its page: update this test");
+	size_t ns = rip_movs(&lg, 0x89, sc, stores, 16),
+	       nt = rip_movs(&lg, 0x89, ticks, tstores, 16);
+	struct vmm_watch w = {.addr = sc, .len = 8, .access = VMM_ACCESS_WRITE};
+	struct rc c = {.w = &w, .hits = g_hits, .walk = 20, .starts = starts};
+	c.nh = forward_hits(&lg, stores, (unsigned)ns, NULL, g_hits, MAXH);
+	c.from = g_hits[0];
+	size_t nts = forward_hits(&lg, tstores, (unsigned)nt, NULL, g_more, MAXH);
+	c.ns = random_starts(&lg, &c, starts, 6);
+	for (size_t i = 0; i < nts && c.ns < NSTART + 2 + 32; i++)
+		if (g_more[i] > c.from)
+			starts[c.ns++] = g_more[i] + 1; /* just after a store to ticks */
+	check_reverse_continue(&lg, lg.stop.pos / 16 + 1, &c);
 	log_free(&lg);
 }
 
