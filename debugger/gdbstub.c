@@ -113,12 +113,56 @@ static void console(struct stub *s, const char *text)
 	}
 }
 
-/* Did gdb send Ctrl-C? Bytes other than 0x03 are kept for later. */
+/*
+ * A second gdb while one is attached: its first packet is acknowledged and answered with
+ * an error that says why (gdb waits for the acknowledgement before it reads a reply, and
+ * then shows "Remote failure reply: E.rewind: ..."), then the connection ends. What it
+ * sends is read before the close, so that the close is not a reset that could destroy the
+ * answer before gdb reads it. A client that says nothing is answered after half a second.
+ */
+static void refuse_other(struct stub *s)
+{
+	static const char why[] = "E.rewind: a debugger is attached already";
+	static struct gdb_rx rx;
+	char frame[sizeof(why) + 5] = "+";
+	uint8_t b[512];
+	int other = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (other < 0)
+		return;
+	gdb_rx_init(&rx);
+	struct pollfd p = {.fd = other, .events = POLLIN};
+	bool got = false;
+	for (int tries = 0; !got && tries < 10; tries++) {
+		if (poll(&p, 1, 50) <= 0)
+			continue;
+		ssize_t n = recv(other, b, sizeof(b), MSG_DONTWAIT);
+		if (n <= 0)
+			break;
+		for (ssize_t i = 0; i < n; i++)
+			got |= gdb_rx_byte(&rx, b[i]) == GDB_RX_PACKET;
+	}
+	size_t n = gdb_frame(why, sizeof(why) - 1, frame + 1, sizeof(frame) - 1);
+	(void)!send(other, frame, n + 1, MSG_NOSIGNAL);
+	shutdown(other, SHUT_WR);
+	while (poll(&p, 1, 100) > 0 && recv(other, b, sizeof(b), MSG_DONTWAIT) > 0)
+		;
+	close(other);
+	note(s, "refused a second gdb connection (one is attached)");
+}
+
+/*
+ * Did gdb send Ctrl-C? Bytes other than 0x03 are kept for later. A second gdb is refused
+ * here too, while the guest runs.
+ */
 static bool interrupted(void *opaque)
 {
 	struct stub *s = opaque;
-	struct pollfd p = {.fd = s->fd, .events = POLLIN};
-	if (poll(&p, 1, 0) <= 0)
+	struct pollfd p[2] = {{.fd = s->fd, .events = POLLIN}, {.fd = s->lfd, .events = POLLIN}};
+	if (poll(p, 2, 0) <= 0)
+		return false;
+	if (p[1].revents & POLLIN)
+		refuse_other(s);
+	if (!p[0].revents)
 		return false;
 	uint8_t buf[512];
 	ssize_t n = recv(s->fd, buf, sizeof(buf), 0);
@@ -623,15 +667,8 @@ int gdbstub_serve(const struct gdbstub_config *cfg, int lfd, enum gdbstub_end *e
 				continue;
 			break;
 		}
-		if (p[1].revents & POLLIN) {
-			int other = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-			if (other >= 0) {
-				static const char busy[] = "$E.rewind: a debugger is attached already#";
-				(void)!send(other, busy, sizeof(busy) - 1, MSG_NOSIGNAL);
-				close(other);
-				note(s, "refused a second gdb connection (one is attached)");
-			}
-		}
+		if (p[1].revents & POLLIN)
+			refuse_other(s);
 		if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
 			uint8_t b[4096];
 			ssize_t n = recv(s->fd, b, sizeof(b), 0);

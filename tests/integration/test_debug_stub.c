@@ -3,10 +3,13 @@
  * test_debug_stub.c: rewind's gdb server as a client sees it on the wire. The real
  * `rewind replay --gdb 127.0.0.1:0 LOG` serves a recording; a small gdb remote-protocol
  * client written here (framing, checksums, acknowledgements, console output) talks to it.
- * Ctrl-C stops a long continue well before the end of the recording, where `monitor when`
- * says; a long continue under a small --checkpoint-mem thins the checkpoints and stays
- * within the bound, as `monitor checkpoints` shows; bad checksums get '-', unknown packets
- * an empty reply, oversized and malformed packets and junk never end the server.
+ * A second client is refused with a well-formed error, the answer to its first packet
+ * (which real gdb shows), while one is attached, also while the first one's continue
+ * runs, and the first session goes on; Ctrl-C stops a long continue well before the end
+ * of the recording, where `monitor when` says; a long continue under a small
+ * --checkpoint-mem thins the checkpoints and stays within the bound, as `monitor
+ * checkpoints` shows; bad checksums get '-', unknown packets an empty reply, oversized
+ * and malformed packets and junk never end the server.
  */
 #include "tests/integration/harness.h"
 #include "tests/integration/rw.h"
@@ -313,6 +316,100 @@ static unsigned long long record(const char *name, const char *guest_name, const
 }
 
 /* ---- tests ------------------------------------------------------------------------------ */
+
+/* The refusal a second client gets: one well-formed error packet, then the end. */
+static void expect_refused(unsigned port)
+{
+	struct client b;
+	client_connect(&b, port);
+	send_raw(&b, "+", 1);
+	send_packet(&b, "qSupported:multiprocess+");
+	char *r = reply(&b, REPLY_S);
+	cr_assert(r, "the second client got no well-formed reply (%zu bytes: %.*s)", b.len,
+		  (int)b.len, (const char *)b.in);
+	cr_expect(r[0] == 'E' && strstr(r, "attached"), "the second client got \"%s\"", r);
+	free(r);
+	/* Then the server closes it. */
+	double end = h_now() + REPLY_S;
+	while (!b.eof && h_now() < end) {
+		b.len = 0;
+		fill(&b, end);
+	}
+	cr_expect(b.eof, "the second connection was not closed");
+	client_close(&b);
+}
+
+Test(debug_stub, a_second_client_is_refused_and_the_first_goes_on, .timeout = STUB_TIMEOUT_S)
+{
+	const char *log = scratch("race.rwl");
+	struct server s;
+	struct client a;
+	record("race.rwl", "race", "ticks=5");
+	server_start(log, NULL, NULL, &s);
+	client_connect(&a, s.port);
+	handshake(&a);
+	cr_expect_eq(monitor_when(&a), 0);
+
+	expect_refused(s.port);
+	cr_assert(server_wait_err(&s, "refused a second gdb connection", REPLY_S), "%s", s.err);
+
+	/* The first session is as it was: it steps and reads. */
+	char *r = ask(&a, "s");
+	cr_expect(r[0] == 'T', "s: %s", r);
+	free(r);
+	cr_expect_eq(monitor_when(&a), 1);
+	r = ask(&a, "g");
+	cr_expect(strlen(r) > 16 * 16, "g: %s", r);
+	free(r);
+	detach_and_end(&a, &s);
+}
+
+Test(debug_stub, a_second_gdb_says_why_it_is_refused, .timeout = STUB_TIMEOUT_S)
+{
+	const char *log = scratch("race.rwl");
+	struct server s;
+	struct client a;
+	struct h_run r;
+	char target[64];
+	if (!h_have_program("gdb"))
+		cr_skip_test("gdb is not installed (apt-get install gdb): this test runs it");
+	record("race.rwl", "race", "ticks=5");
+	server_start(log, NULL, NULL, &s);
+	client_connect(&a, s.port);
+	handshake(&a);
+	snprintf(target, sizeof(target), "target remote 127.0.0.1:%u", s.port);
+	char *argv[] = {"gdb", "-batch", "-nx", "-ex", target, NULL};
+	struct h_opts o = {.timeout_s = REPLY_S, .merge = true};
+	h_run(argv, &o, &r);
+	cr_expect(strstr(r.out, "Remote failure reply: E.rewind: a debugger is attached already"),
+		  "gdb did not show why it was refused:\n%s", r.out);
+	h_free(&r);
+	cr_expect_eq(monitor_when(&a), 0);
+	detach_and_end(&a, &s);
+}
+
+Test(debug_stub, a_second_client_is_refused_while_the_first_runs, .timeout = STUB_TIMEOUT_S)
+{
+	const char *log = scratch("compute.rwl");
+	struct server s;
+	struct client a;
+	unsigned long long end = record("compute.rwl", "compute", "n=150");
+	server_start(log, NULL, NULL, &s);
+	client_connect(&a, s.port);
+	handshake(&a);
+	send_packet(&a, "c");
+	usleep(200 * 1000);
+	/* Refused while a's continue runs, not once it ends. */
+	expect_refused(s.port);
+	send_raw(&a, "\x03", 1);
+	char *r = reply(&a, REPLY_S);
+	cr_assert(r, "no stop reply after Ctrl-C");
+	cr_expect(!strncmp(r, "T02", 3), "stop reply %s, expected SIGINT", r);
+	free(r);
+	unsigned long long at = monitor_when(&a);
+	cr_expect(at > 0 && at < end / 2, "refused before position %llu of %llu", at, end);
+	detach_and_end(&a, &s);
+}
 
 Test(debug_stub, ctrl_c_stops_a_long_continue_inside_the_run, .timeout = STUB_TIMEOUT_S)
 {
