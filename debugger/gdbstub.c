@@ -125,6 +125,43 @@ static void console(struct stub *s, const char *text)
 	}
 }
 
+/*
+ * A second gdb while one is attached: its first packet is acknowledged and answered with
+ * an error that says why (gdb waits for the acknowledgement before it reads a reply, and
+ * then shows "Remote failure reply: E.rewind: ..."), then the connection ends. What it
+ * sends is read before the close, so that the close is not a reset that could destroy the
+ * answer before gdb reads it. A client that says nothing is answered after half a second.
+ */
+static void refuse_other(struct stub *s)
+{
+	static const char why[] = "E.rewind: a debugger is attached already";
+	static struct gdb_rx rx;
+	char frame[sizeof(why) + 5] = "+";
+	uint8_t b[512];
+	int other = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (other < 0)
+		return;
+	gdb_rx_init(&rx);
+	struct pollfd p = {.fd = other, .events = POLLIN};
+	bool got = false;
+	for (int tries = 0; !got && tries < 10; tries++) {
+		if (poll(&p, 1, 50) <= 0)
+			continue;
+		ssize_t n = recv(other, b, sizeof(b), MSG_DONTWAIT);
+		if (n <= 0)
+			break;
+		for (ssize_t i = 0; i < n; i++)
+			got |= gdb_rx_byte(&rx, b[i]) == GDB_RX_PACKET;
+	}
+	size_t n = gdb_frame(why, sizeof(why) - 1, frame + 1, sizeof(frame) - 1);
+	(void)!send(other, frame, n + 1, MSG_NOSIGNAL);
+	shutdown(other, SHUT_WR);
+	while (poll(&p, 1, 100) > 0 && recv(other, b, sizeof(b), MSG_DONTWAIT) > 0)
+		;
+	close(other);
+	note(s, "refused a second gdb connection (one is attached)");
+}
+
 /* Bytes read while the guest ran: Ctrl-C is noted, the rest is kept for later. */
 static bool take_input(struct stub *s, const uint8_t *buf, size_t n)
 {
@@ -147,15 +184,18 @@ static void *watch_input(void *opaque)
 {
 	struct stub *s = opaque;
 	for (;;) {
-		struct pollfd p[2] = {{.fd = s->fd, .events = POLLIN},
-				      {.fd = s->stop_fd, .events = POLLIN}};
-		if (poll(p, 2, -1) < 0) {
+		struct pollfd p[3] = {{.fd = s->fd, .events = POLLIN},
+				      {.fd = s->stop_fd, .events = POLLIN},
+				      {.fd = s->lfd, .events = POLLIN}};
+		if (poll(p, 3, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
 		}
 		if (p[1].revents & POLLIN)
 			break;
+		if (p[2].revents & POLLIN)
+			refuse_other(s); /* a second gdb, while the guest runs */
 		if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR)))
 			continue;
 		uint8_t buf[512];
@@ -207,9 +247,13 @@ static bool interrupted(void *opaque)
 	struct stub *s = opaque;
 	if (s->watching)
 		return atomic_load(&s->irq) || atomic_load(&s->gone);
-	/* No watcher thread: look at the connection now. */
-	struct pollfd p = {.fd = s->fd, .events = POLLIN};
-	if (poll(&p, 1, 0) <= 0)
+	/* No watcher thread: look at the connections now. */
+	struct pollfd p[2] = {{.fd = s->fd, .events = POLLIN}, {.fd = s->lfd, .events = POLLIN}};
+	if (poll(p, 2, 0) <= 0)
+		return false;
+	if (p[1].revents & POLLIN)
+		refuse_other(s);
+	if (!p[0].revents)
 		return false;
 	uint8_t buf[512];
 	ssize_t n = recv(s->fd, buf, sizeof(buf), 0);
@@ -851,15 +895,8 @@ int gdbstub_serve(const struct gdbstub_config *cfg, int lfd, struct gdbstub_resu
 			continue;
 		if (np < 0)
 			break;
-		if (p[1].revents & POLLIN) {
-			int other = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-			if (other >= 0) {
-				static const char busy[] = "$E.rewind: a debugger is attached already#";
-				(void)!send(other, busy, sizeof(busy) - 1, MSG_NOSIGNAL);
-				close(other);
-				note(s, "refused a second gdb connection (one is attached)");
-			}
-		}
+		if (p[1].revents & POLLIN)
+			refuse_other(s);
 		if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
 			uint8_t b[4096];
 			ssize_t n = recv(s->fd, b, sizeof(b), 0);

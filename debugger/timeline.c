@@ -431,12 +431,12 @@ static vmm_pos_t next_boundary(const struct tl *t, vmm_pos_t pos)
 	return t->ck[ck_le(t, pos) + 1].pos;
 }
 
-static int arm(struct tl *t, bool armed, vmm_pos_t pass)
+static int arm(struct tl *t, bool armed, bool wp_only, vmm_pos_t pass)
 {
 	struct vmm_debug d = {.pass_pos = pass};
 	if (armed) {
-		d.bp = t->bp;
-		d.nbp = t->nbp;
+		d.bp = wp_only ? NULL : t->bp;
+		d.nbp = wp_only ? 0 : t->nbp;
 		d.wp = t->wp;
 		d.nwp = t->nwp;
 	}
@@ -512,6 +512,9 @@ static int run_forward(struct tl *t, vmm_pos_t limit, bool armed, bool exempt,
 	vmm_pos_t pos = vmm_machine_pos(t->m);
 	vmm_pos_t pass = exempt ? pos : UINT64_MAX;
 	bool watch_step = false;
+	/* Exempt passes a breakpoint here, but the instruction here is watched as any other
+	 * (a watchpoint reports the access after it): it runs first alone, without breakpoints. */
+	bool first = exempt && armed && t->nwp;
 	struct vmm_stop wstop = {0};
 	memset(st, 0, sizeof(*st));
 	for (;;) {
@@ -540,14 +543,15 @@ static int run_forward(struct tl *t, vmm_pos_t limit, bool armed, bool exempt,
 				return 0;
 			}
 		}
-		vmm_pos_t until = watch_step ? pos + 1 : limit;
+		vmm_pos_t until = watch_step || first ? pos + 1 : limit;
 		vmm_pos_t nb = next_boundary(t, pos);
 		if (nb < until)
 			until = nb;
 		if (until - pos > SLICE)
 			until = pos + SLICE;
-		if ((rc = arm(t, armed, pass)) < 0)
+		if ((rc = arm(t, armed, first, first ? UINT64_MAX : pass)) < 0)
 			return rc;
+		first = false;
 		struct vmm_stop vs;
 		rc = vmm_machine_run_until(t->m, until, &vs);
 		t->reexec += vmm_machine_pos(t->m) < t->hwm ? vmm_machine_pos(t->m) - pos : 0;

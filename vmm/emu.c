@@ -2002,14 +2002,19 @@ static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 
 		if (e == UC_ERR_EXCEPTION && c->watch_pending && !c->pf_pending && !c->gp_pending &&
 		    why == ES_NONE) {
-			/* A watched page: stop before the instruction that accesses it. */
-			if (c->cur)
-				settle_at(c, rreg(c, UC_X86_REG_RIP));
+			/*
+			 * A watched page: stop before the instruction that accesses it. First
+			 * in its block, it may be in the shadow of the STI or MOV SS that ended
+			 * the block before (prev_kind): that holds until it has run.
+			 */
+			if (!c->cur || !settle_at(c, rreg(c, UC_X86_REG_RIP)) ||
+			    c->icount != c->cur_start)
+				c->prev_kind = X86_OTHER;
 			c->cur = NULL;
 			c->watch_pending = false;
-			c->prev_kind = X86_OTHER;
 			exit->reason = VMM_EXIT_WATCH;
-			exit->addr = c->watch_va;
+			/* The fill saw only the page: the address the instruction accesses. */
+			exit->addr = exact_fault_addr(c, c->watch_va & ~0xfffull);
 			exit->access = c->watch_acc;
 			return 0;
 		}

@@ -160,6 +160,15 @@ Test(qemu_boot, smc, .timeout = TIMEOUT_S + 10)
 	done(&r);
 }
 
+Test(qemu_boot, patch, .timeout = TIMEOUT_S + 10)
+{
+	struct h_run r;
+	run_guest("patch", "n=300", NULL, NULL, &r);
+	expect_line(&r, "patch: n=300 sum=0bb274a8933ca841 bad=0\n");
+	expect_status(&r, 1);
+	done(&r);
+}
+
 Test(qemu_boot, spew, .timeout = TIMEOUT_S + 10)
 {
 	struct h_run r;
