@@ -247,6 +247,45 @@ Test(debug, going_back_runs_the_restored_version_of_rewritten_code,
 	cr_expect_eq(occurrences(r.out, "diverged"), 0, "the replay diverged:\n%s", r.out);
 }
 
+/*
+ * The remap guest writes 42 through a virtual page while it maps physical page A, then
+ * maps that virtual page to page B (holding 7). A reverse search for the last write to
+ * the virtual address must not take today's physical page (B) for the whole past: the
+ * write went to A, in an interval whose page difference holds no B.
+ */
+Test(debug, reverse_continue_finds_a_write_through_an_older_mapping,
+     .timeout = DEBUG_TIMEOUT_S + 30)
+{
+	NEED_GDB();
+	struct h_run rec, r;
+	const char *log = scratch("remap.rwl");
+	RW(&rec, NULL, "record", "--backend", "emu", "-o", log, guest("remap"));
+	cr_assert_eq(rec.status, 1, "record failed:\n%s", rec.err);
+	cr_assert(strstr(rec.out, "remap: A=42 B=7 now=7"), "guest output:\n%s", rec.out);
+	debug_script(log,
+		     "break remap_done\ncontinue\ndelete\nwatch -l *(long *)0x40000000\n"
+		     "reverse-continue\ninfo symbol $pc\n"
+		     "printf \"V 0 %lu\\n\", *(long *)0x40000000\nmonitor checkpoints\n",
+		     &r);
+	char v[64];
+	cr_assert(tagged(r.out, 'V', 0, v, sizeof(v)), "no stop:\n%s\n%s", r.out, r.err);
+	/* info symbol: "write_v[.constprop...] in section .text" */
+	const char *in = strstr(r.out, " in section .text");
+	const char *line = in;
+	while (line && line > r.out && line[-1] != '\n')
+		line--;
+	cr_expect(line && !strncmp(line, "write_v", 7), "not stopped in write_v:\n%s", r.out);
+	cr_expect_str_eq(v, "0", "before the write the address reads %s, not 0", v);
+	cr_expect(!strstr(r.out, "No more reverse-execution history"),
+		  "the write was not found:\n%s", r.out);
+	/* Intervals after the remap are still skipped. */
+	unsigned long long skipped = 0;
+	const char *k = strstr(r.out, "instructions; ");
+	cr_expect(k && sscanf(k, "instructions; %llu intervals skipped", &skipped) == 1 &&
+			  skipped > 0,
+		  "no interval skipped:\n%s", r.out);
+}
+
 Test(debug, both_ends_of_history_and_output_printed_once, .timeout = DEBUG_TIMEOUT_S + 30)
 {
 	NEED_GDB();

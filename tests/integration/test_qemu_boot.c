@@ -169,6 +169,15 @@ Test(qemu_boot, patch, .timeout = TIMEOUT_S + 10)
 	done(&r);
 }
 
+Test(qemu_boot, remap, .timeout = TIMEOUT_S + 10)
+{
+	struct h_run r;
+	run_guest("remap", "", NULL, NULL, &r);
+	expect_line(&r, "remap: A=42 B=7 now=7 x=1dd2fa61b14b2e41\n");
+	expect_status(&r, 1);
+	done(&r);
+}
+
 Test(qemu_boot, spew, .timeout = TIMEOUT_S + 10)
 {
 	struct h_run r;

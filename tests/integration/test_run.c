@@ -202,6 +202,16 @@ Test(run, smc_runs_the_code_it_writes, .timeout = TIMEOUT_S + 10)
 	h_free(&r);
 }
 
+/* A virtual page mapped to one physical page, then to another. */
+Test(run, remap_moves_a_virtual_page, .timeout = TIMEOUT_S + 10)
+{
+	struct h_run r;
+	RW(&r, NULL, "run", "--backend", "emu", guest("remap"));
+	expect_out_is(&r, "remap: A=42 B=7 now=7 x=1dd2fa61b14b2e41\n");
+	expect_status(&r, 1);
+	h_free(&r);
+}
+
 Test(run, selftest_passes, .timeout = TIMEOUT_S + 10)
 {
 	struct h_run r;
