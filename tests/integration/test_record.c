@@ -256,8 +256,9 @@ static uint64_t lone_timer_pos(const char *log)
 
 /*
  * Copy a log, changing the first event of kind `kind` (and its bytes for input; for a
- * timer, the first expiry alone at its position), with valid CRCs: what a bug in a
- * device, or a wrong log, looks like to replay.
+ * timer, the first expiry alone at its position; for a hash, the first that covers
+ * memory, and its memory hash), with valid CRCs: what a bug in a device, or a wrong log,
+ * looks like to replay.
  */
 static uint64_t alter_log(const char *from, const char *to, unsigned kind)
 {
@@ -281,7 +282,8 @@ static uint64_t alter_log(const char *from, const char *to, unsigned kind)
 	int rc;
 	while ((rc = lf_reader_next(r, &ev)) == 1) {
 		if (ev.kind == kind && altered == UINT64_MAX &&
-		    (kind != LF_EV_TIMER || ev.pos == timer_pos)) {
+		    (kind != LF_EV_TIMER || ev.pos == timer_pos) &&
+		    (kind != LF_EV_HASH || (ev.hash.flags & LF_HASH_MEM))) {
 			altered = ev.pos;
 			if (kind == LF_EV_INPUT) {
 				memcpy(buf, ev.input.data, ev.input.len);
@@ -289,6 +291,8 @@ static uint64_t alter_log(const char *from, const char *to, unsigned kind)
 				ev.input.data = buf;
 			} else if (kind == LF_EV_TIMER) {
 				ev.timer = ev.timer ? 0 : 1; /* another device's timer */
+			} else if (kind == LF_EV_HASH) {
+				ev.hash.mem ^= 1;
 			}
 		}
 		cr_assert_eq(lf_writer_append(w, &ev), 0);
@@ -344,6 +348,27 @@ Test(record, altered_timer_is_a_divergence, .timeout = 2 * TIMEOUT_S)
 	rr_done(&x);
 }
 
+/*
+ * The memory hash is a function of RAM's contents (logfmt/FORMAT.md), however each side
+ * finds the pages it must read: every replay that matches shows that the recorder and
+ * the replayer compute it alike; this shows that one that differs is noticed, and named.
+ */
+Test(record, altered_memory_hash_is_a_divergence, .timeout = 2 * TIMEOUT_S)
+{
+	struct rr x;
+	record_replay(&x, "hello", NULL, NULL, "alter-mem.rwl");
+	const char *bad = scratch("altered-mem.rwl");
+	alter_log(x.log, bad, LF_EV_HASH);
+	struct h_run r;
+	RW(&r, NULL, "replay", "--quiet", bad);
+	expect_status(&r, 8);
+	expect_err(&r, "rewind: replay diverged at position ");
+	expect_err(&r, "observed: memory differs");
+	h_free(&r);
+	unlink(bad);
+	rr_done(&x);
+}
+
 /* --- bad logs -------------------------------------------------------------------- */
 
 Test(record, not_a_log_and_missing_log, .timeout = TIMEOUT_S)
@@ -374,6 +399,10 @@ Test(record, golden_bad_logs_are_refused, .timeout = TIMEOUT_S)
 	struct h_run r;
 	RW(&r, NULL, "replay", "tests/logfmt/golden/bad-version.rwl");
 	REFUSED(&r, 4, "version");
+	h_free(&r);
+	/* Version 1's memory hash is another function: refused, never a false divergence. */
+	RW(&r, NULL, "replay", "tests/logfmt/golden/old-version.rwl");
+	REFUSED(&r, 4, "format version 1; this build reads version 2");
 	h_free(&r);
 	RW(&r, NULL, "replay", "tests/logfmt/golden/flipped-header.rwl");
 	expect_status(&r, 4);

@@ -412,16 +412,16 @@ Test(header, version_mismatch)
 	struct lf_verify_report rep;
 
 	lft_write(&m, NULL, 0, NULL, NULL);
-	lf_put32(m.data + 8, 2);
+	lf_put32(m.data + 8, 3);
 	lf_io_mem_reader(&io, &rm, m.data, m.len);
 	cr_assert_eq(lf_reader_open(&io, &r), -LF_EVERSION);
 	cr_assert_null(r);
 	cr_assert_str_eq(lf_errdetail(),
-			 "the log has format version 2; this build reads version 1");
+			 "the log has format version 3; this build reads version 2");
 	lf_io_mem_reader(&io, &rm, m.data, m.len);
 	cr_assert_eq(lf_verify(&io, &rep), -LF_EVERSION);
 	cr_assert_not(rep.header_ok);
-	cr_assert(strstr(rep.problem, "version 2") != NULL);
+	cr_assert(strstr(rep.problem, "version 3") != NULL);
 	free(m.data);
 }
 
