@@ -7,11 +7,16 @@
  * Memory stays bounded (the open chunk plus 32 bytes of index per chunk) and the writer
  * never seeks, so a pipe or socket works. A failed write is final: what was written
  * before it stays a readable log, and every later call reports the same failure.
+ *
+ * The header may be written by a helper thread (background_header): it touches only
+ * the hdr_* fields and the byte I/O until it is joined, which happens before anything
+ * else is written.
  */
 #include "lf_priv.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -42,6 +47,15 @@ struct lf_writer {
 
 	bool failed, finished;
 	char why[256]; /* the failure, repeated by every later call */
+
+	/* The header on the helper thread: what to write, then its outcome. */
+	bool hdr_pending;  /* the thread runs or has not been joined */
+	pthread_t hdr_thread;
+	struct lf_header hdr;
+	char *hdr_text;    /* hdr's strings, copied */
+	int hdr_err;       /* 0, or the lf_err (positive) that stopped it */
+	size_t hdr_len;    /* bytes written */
+	char hdr_why[256];
 };
 
 static uint64_t lf_now_ns(void)
@@ -76,6 +90,80 @@ static int lf_writer_usable(struct lf_writer *w)
 	return 0;
 }
 
+/*
+ * Encode and write the header. Runs on the caller's thread or the helper thread, so it
+ * reports through *len and its return value (with the detail in why) only.
+ */
+static int lf_writer_put_header(struct lf_writer *w, const struct lf_header *h, size_t *len,
+				char *why, size_t why_cap)
+{
+	uint8_t *hdr = NULL;
+	int rc = lf_header_encode(h, w->codec, w->level, &hdr, len);
+
+	if (rc < 0) {
+		snprintf(why, why_cap, "%s", lf_errdetail());
+		return rc;
+	}
+	if (w->io.ops->write(w->io.opaque, hdr, *len) < 0) {
+		snprintf(why, why_cap, "writing the header at offset 0: %s", strerror(errno));
+		rc = -LF_EIO;
+	}
+	free(hdr);
+	return rc;
+}
+
+static void *lf_writer_header_thread(void *arg)
+{
+	struct lf_writer *w = arg;
+	int rc = lf_writer_put_header(w, &w->hdr, &w->hdr_len, w->hdr_why, sizeof(w->hdr_why));
+
+	w->hdr_err = -rc;
+	return NULL;
+}
+
+/* Wait for the helper thread's header, if any: its failure becomes the writer's. */
+static int lf_writer_header_done(struct lf_writer *w)
+{
+	if (!w->hdr_pending)
+		return 0;
+	pthread_join(w->hdr_thread, NULL);
+	w->hdr_pending = false;
+	free(w->hdr_text);
+	w->hdr_text = NULL;
+	if (w->hdr_err) {
+		snprintf(w->why, sizeof(w->why), "%s", w->hdr_why);
+		w->failed = true;
+		return lf_fail(w->hdr_err, "%s", w->why);
+	}
+	w->off = w->hdr_len;
+	w->stats.header_bytes = w->hdr_len;
+	return 0;
+}
+
+/* Copy the header's strings (the caller's may not outlive lf_writer_open). */
+static int lf_writer_keep_header(struct lf_writer *w, const struct lf_header *h)
+{
+	const char *const src[4] = {h->tool, h->config, h->cmdline, h->image_path};
+	const char **dst[4] = {&w->hdr.tool, &w->hdr.config, &w->hdr.cmdline, &w->hdr.image_path};
+	size_t total = 0;
+	char *p;
+
+	for (int i = 0; i < 4; i++)
+		total += (src[i] ? strlen(src[i]) : 0) + 1;
+	w->hdr = *h;
+	w->hdr_text = p = malloc(total);
+	if (p == NULL)
+		return lf_fail(LF_ENOMEM, "no memory for the header's strings");
+	for (int i = 0; i < 4; i++) {
+		size_t l = src[i] ? strlen(src[i]) : 0;
+
+		memcpy(p, src[i] ? src[i] : "", l + 1);
+		*dst[i] = p;
+		p += l + 1;
+	}
+	return 0;
+}
+
 static int lf_writer_close_chunk(struct lf_writer *w)
 {
 	uint32_t used;
@@ -85,6 +173,9 @@ static int lf_writer_close_chunk(struct lf_writer *w)
 
 	if (w->ch.events == 0)
 		return 0;
+	rc = lf_writer_header_done(w);
+	if (rc < 0)
+		return rc;
 	/* Make room in the index first: no chunk may be written that the index then lacks. */
 	if (w->n_index == w->index_cap) {
 		size_t cap = w->index_cap ? 2 * w->index_cap : 64;
@@ -133,7 +224,6 @@ int lf_writer_open(const struct lf_io *io, const struct lf_header *h,
 {
 	struct lf_writer_config c = {.codec = LF_CODEC_ZSTD};
 	struct lf_writer *w = NULL;
-	uint8_t *hdr = NULL;
 	size_t hdr_len;
 	int rc;
 
@@ -192,19 +282,30 @@ int lf_writer_open(const struct lf_io *io, const struct lf_header *h,
 			goto fail;
 		}
 	}
-	rc = lf_header_encode(h, c.codec, c.level, &hdr, &hdr_len);
-	if (rc < 0)
+	if (c.background_header) {
+		rc = lf_writer_keep_header(w, h);
+		if (rc < 0)
+			goto fail;
+		if (pthread_create(&w->hdr_thread, NULL, lf_writer_header_thread, w) == 0) {
+			w->hdr_pending = true;
+			*out = w;
+			return 0;
+		}
+		/* No thread to be had: write it now, as without background_header. */
+		free(w->hdr_text);
+		w->hdr_text = NULL;
+	}
+	rc = lf_writer_put_header(w, h, &hdr_len, w->why, sizeof(w->why));
+	if (rc < 0) {
+		rc = lf_fail(-rc, "%s", w->why);
 		goto fail;
-	rc = lf_writer_put(w, hdr, hdr_len, "the header");
-	if (rc < 0)
-		goto fail;
+	}
+	w->off = hdr_len;
 	w->stats.header_bytes = hdr_len;
-	free(hdr);
 	*out = w;
 	return 0;
 
 fail:
-	free(hdr);
 	lf_writer_free(w);
 	return rc;
 }
@@ -256,6 +357,8 @@ int lf_writer_flush(struct lf_writer *w)
 {
 	int rc = lf_writer_usable(w);
 
+	if (rc == 0)
+		rc = lf_writer_header_done(w);
 	return rc < 0 ? rc : lf_writer_close_chunk(w);
 }
 
@@ -267,7 +370,7 @@ int lf_writer_finish(struct lf_writer *w)
 
 	if (rc < 0)
 		return rc;
-	rc = lf_writer_close_chunk(w);
+	rc = lf_writer_flush(w);
 	if (rc < 0)
 		return rc;
 	rc = lf_tail_encode(w->index, w->n_index, w->off, &tail, &len);
@@ -290,6 +393,10 @@ void lf_writer_free(struct lf_writer *w)
 {
 	if (w == NULL)
 		return;
+	if (w->hdr_pending) {
+		pthread_join(w->hdr_thread, NULL);
+		free(w->hdr_text);
+	}
 	ZSTD_freeCCtx(w->cctx);
 	free(w->raw);
 	free(w->out);

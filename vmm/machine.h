@@ -113,8 +113,11 @@ vmm_pos_t vmm_machine_pos(struct vmm_machine *m);
 
 /*
  * Hashes of the machine state for divergence checks: *regs over the vCPU's registers
- * (struct vmm_regs), *mem over all of guest RAM (either pointer may be NULL). Equal
- * hashes at equal positions in two runs mean, with overwhelming probability, equal state.
+ * (struct vmm_regs), *mem over the contents of all of guest RAM (either pointer may be
+ * NULL). Equal hashes at equal positions in two runs mean, with overwhelming probability,
+ * equal state. The memory hash is defined in logfmt/FORMAT.md ("State hashes"): all-zero
+ * pages do not enter it, so its cost follows the memory the guest has touched, not the
+ * size of RAM.
  */
 int vmm_machine_hash(struct vmm_machine *m, uint64_t *regs, uint64_t *mem) VMM_WUR;
 

@@ -85,11 +85,21 @@ static void golden(const char *dir)
 	memcpy(b + 4, m[0].data + 5, n - 5);
 	put(dir, "bad-magic.rwl", b, n - 1);
 
-	/* Version 2 with a header CRC that matches: only the version is wrong. */
+	/* A later version with a header CRC that matches: only the version is wrong. */
 	memcpy(b, m[0].data, n);
-	set32(b + 8, 2);
+	set32(b + 8, LF_VERSION + 1);
 	set32(b + hlen - 4, lf_crc32c(0, b, hlen - 4));
 	put(dir, "bad-version.rwl", b, n);
+
+	/*
+	 * The same log as version 1 wrote it: version 2 kept every byte of the layout and
+	 * changed what the memory hash means (FORMAT.md, "Versions"), so this is the
+	 * version 1 good.rwl byte for byte, and a reader must refuse it.
+	 */
+	memcpy(b, m[0].data, n);
+	set32(b + 8, 1);
+	set32(b + hlen - 4, lf_crc32c(0, b, hlen - 4));
+	put(dir, "old-version.rwl", b, n);
 
 	put(dir, "cut-chunk.rwl", m[0].data, c1 + 48 + 5);
 	put(dir, "unfinished.rwl", m[0].data, last);

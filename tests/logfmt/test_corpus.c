@@ -18,7 +18,7 @@ Test(corpus, replays_seeds_and_regressions)
 
 Test(corpus, replays_golden_files)
 {
-	cr_assert_geq(corpus_replay("tests/logfmt/golden", lf_fuzz_one), 9);
+	cr_assert_geq(corpus_replay("tests/logfmt/golden", lf_fuzz_one), 10);
 }
 
 Test(corpus, odd_small_inputs)
@@ -28,5 +28,5 @@ Test(corpus, odd_small_inputs)
 	lf_fuzz_one(NULL, 0);
 	lf_fuzz_one(zeros, sizeof(zeros));
 	lf_fuzz_one((const uint8_t *)"\x89RWL\r\n\x1a\n", 8);
-	lf_fuzz_one((const uint8_t *)"\x89RWL\r\n\x1a\n\x01\x00\x00\x00\xff\xff\xff\xff", 16);
+	lf_fuzz_one((const uint8_t *)"\x89RWL\r\n\x1a\n\x02\x00\x00\x00\xff\xff\xff\xff", 16);
 }

@@ -320,6 +320,20 @@ Test(roundtrip, writer_checks_arguments)
 	cr_assert_eq(lf_writer_append(NULL, NULL), -LF_EINVAL);
 	lf_writer_free(NULL);
 	free(m.data);
+
+	/* In the background the same refusal comes from the first call that writes. */
+	struct lf_event ev = {.kind = LF_EV_TIMER, .pos = 1};
+	cfg = (struct lf_writer_config){.background_header = true};
+	lf_io_mem_writer(&io, &m);
+	cr_assert_eq(lf_writer_open(&io, &h, &cfg, &w), 0);
+	cr_assert_eq(lf_writer_append(w, &ev), 0, "events are taken meanwhile");
+	cr_assert_eq(lf_writer_finish(w), -LF_EINVAL);
+	cr_assert_str_eq(lf_errdetail(), "image_hash is not lf_hash64 of the image bytes");
+	cr_assert_eq(lf_writer_flush(w), -LF_EIO, "failed for good");
+	cr_assert(strstr(lf_errdetail(), "image_hash") != NULL, "%s", lf_errdetail());
+	lf_writer_free(w);
+	cr_assert_eq(m.len, 0, "nothing may be written for a refused header");
+	free(m.data);
 }
 
 static void check_header(const struct lf_header *got, const struct lf_header *want)
@@ -332,6 +346,67 @@ static void check_header(const struct lf_header *got, const struct lf_header *wa
 	cr_assert_str_eq(got->image_path, want->image_path ? want->image_path : "");
 	cr_assert_eq(got->image_hash, want->image_hash);
 	cr_assert_eq(got->image_len, want->image_len);
+}
+
+/*
+ * background_header writes the same bytes, from the caller's strings as they were at
+ * lf_writer_open (they may change or go right after); lf_writer_free without finish
+ * waits for the helper thread.
+ */
+Test(header, background_header_same_bytes)
+{
+	enum { LEN = 300000 };
+	uint8_t *img = malloc(LEN);
+	struct lf_header h = lft_header;
+	struct lf_event ev[40];
+
+	for (size_t i = 0; i < LEN; i++)
+		img[i] = (uint8_t)(i % 251 < 200 ? i / 1000 : i * 7);
+	h.image = img;
+	h.image_len = LEN;
+	h.image_hash = lf_hash64(img, LEN);
+	lft_mixed_events(ev, 40, 7);
+	for (size_t c = 0; c < 3; c++) {
+		struct lf_io_mem m[2];
+		struct lf_writer_stats s[2];
+
+		for (int bg = 0; bg < 2; bg++) {
+			struct lf_writer_config cfg = {
+			    .codec = codecs[c], .chunk_events = 7, .background_header = bg};
+			char config[64];
+			struct lf_header hh = h;
+			struct lf_io io;
+			struct lf_writer *w;
+
+			snprintf(config, sizeof(config), "%s", h.config);
+			hh.config = config;
+			lf_io_mem_writer(&io, &m[bg]);
+			cr_assert_eq(lf_writer_open(&io, &hh, &cfg, &w), 0, "%s", lf_errdetail());
+			memset(config, 'x', sizeof(config) - 1); /* the writer kept a copy */
+			for (size_t i = 0; i < 40; i++)
+				cr_assert_eq(lf_writer_append(w, &ev[i]), 0, "%s", lf_errdetail());
+			cr_assert_eq(lf_writer_finish(w), 0, "%s", lf_errdetail());
+			lf_writer_stats(w, &s[bg]);
+			lf_writer_free(w);
+		}
+		cr_assert_eq(m[1].len, m[0].len, "codec %u", codecs[c]);
+		cr_assert_eq(memcmp(m[1].data, m[0].data, m[0].len), 0, "codec %u", codecs[c]);
+		cr_assert_eq(s[1].header_bytes, s[0].header_bytes);
+		cr_assert_eq(s[1].total_bytes, s[0].total_bytes);
+		free(m[0].data);
+		free(m[1].data);
+	}
+
+	/* Given up on before anything was written: the thread is waited for. */
+	struct lf_writer_config cfg = {.background_header = true};
+	struct lf_io_mem m;
+	struct lf_io io;
+	struct lf_writer *w;
+	lf_io_mem_writer(&io, &m);
+	cr_assert_eq(lf_writer_open(&io, &h, &cfg, &w), 0);
+	lf_writer_free(w);
+	free(m.data);
+	free(img);
 }
 
 Test(header, image_embedded_every_codec)
@@ -412,16 +487,16 @@ Test(header, version_mismatch)
 	struct lf_verify_report rep;
 
 	lft_write(&m, NULL, 0, NULL, NULL);
-	lf_put32(m.data + 8, 2);
+	lf_put32(m.data + 8, 3);
 	lf_io_mem_reader(&io, &rm, m.data, m.len);
 	cr_assert_eq(lf_reader_open(&io, &r), -LF_EVERSION);
 	cr_assert_null(r);
 	cr_assert_str_eq(lf_errdetail(),
-			 "the log has format version 2; this build reads version 1");
+			 "the log has format version 3; this build reads version 2");
 	lf_io_mem_reader(&io, &rm, m.data, m.len);
 	cr_assert_eq(lf_verify(&io, &rep), -LF_EVERSION);
 	cr_assert_not(rep.header_ok);
-	cr_assert(strstr(rep.problem, "version 2") != NULL);
+	cr_assert(strstr(rep.problem, "version 3") != NULL);
 	free(m.data);
 }
 

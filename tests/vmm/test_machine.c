@@ -3,9 +3,9 @@
  * test_machine.c: the machine and the emu backend under a deterministic input boundary
  * (time derived from the instruction count, idle time skipped): exact stops at any
  * instruction count, determinism of timer interrupts, and save/load of the whole machine
- * into a fresh one that then runs on identically. Then what a debugger needs of it:
- * memory writes that code picks up, register writes, ending the wait for a halted guest,
- * and a live clock held while the guest is stopped.
+ * into a fresh one that then runs on identically, and the memory hash. Then what a
+ * debugger needs of it: memory writes that code picks up, register writes, ending the
+ * wait for a halted guest, and a live clock held while the guest is stopped.
  */
 #include "vmm/cpu.h"
 #include "vmm/live.h"
@@ -13,11 +13,14 @@
 #include "vmm/machine.h"
 
 #include <criterion/criterion.h>
+#include <endian.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 /* Virtual time: 1 ns per instruction, plus the time skipped while idle. */
 struct vin {
@@ -468,5 +471,74 @@ Test(machine, no_events_after_an_interrupt_acknowledge_at_a_debug_stop, .timeout
 	cr_assert_eq(vmm_machine_pos(m), a.mark + 1);
 	cr_assert_eq(a.polls_at_mark, 0, "polled at %llu, after its interrupt acknowledge",
 		     (unsigned long long)a.mark);
+	vmm_machine_destroy(m);
+}
+
+/* The memory hash as logfmt/FORMAT.md defines it, the slow way: every page is read. */
+static uint64_t mem_hash_by_the_book(struct vmm_machine *m)
+{
+	static const uint8_t zero[4096];
+	const uint8_t *ram = vmm_machine_ram(m);
+	uint64_t npages = vmm_machine_ram_size(m) / 4096;
+	XXH3_state_t *st = XXH3_createState();
+	XXH3_64bits_reset(st);
+	uint64_t le = htole64(npages);
+	XXH3_64bits_update(st, &le, 8);
+	for (uint64_t i = 0; i < npages; i++) {
+		if (!memcmp(ram + i * 4096, zero, 4096))
+			continue;
+		le = htole64(i);
+		XXH3_64bits_update(st, &le, 8);
+		XXH3_64bits_update(st, ram + i * 4096, 4096);
+	}
+	uint64_t h = XXH3_64bits_digest(st);
+	XXH3_freeState(st);
+	return h;
+}
+
+static uint64_t mem_hash(struct vmm_machine *m)
+{
+	uint64_t h;
+	cr_assert_eq(vmm_machine_hash(m, NULL, &h), 0, "%s", vmm_errdetail());
+	return h;
+}
+
+static bool resident(struct vmm_machine *m, uint64_t page)
+{
+	unsigned char v;
+	cr_assert_eq(mincore(vmm_machine_ram(m) + page * 4096, 4096, &v), 0);
+	return v & 1;
+}
+
+Test(machine, memory_hash_is_a_function_of_contents, .timeout = 60)
+{
+	static struct vin a;
+	struct vmm_machine *m = boot(&a, "hello", NULL);
+	uint8_t *ram = vmm_machine_ram(m);
+	uint64_t npages = vmm_machine_ram_size(m) / 4096, far = npages - 7;
+	uint64_t h0 = mem_hash(m);
+	/* Pages the guest never touched are not read (each read would fault one in). */
+	cr_assert_not(resident(m, far), "the hash read an untouched page");
+	cr_assert_eq(h0, mem_hash_by_the_book(m));
+
+	/* A byte in a page nobody touched changes it; so does the page it is in. */
+	ram[far * 4096 + 100] = 0x5a;
+	uint64_t h1 = mem_hash(m);
+	cr_assert_neq(h1, h0);
+	cr_assert_eq(h1, mem_hash_by_the_book(m));
+	ram[far * 4096 + 100] = 0;
+	ram[(far + 1) * 4096 + 100] = 0x5a;
+	uint64_t h2 = mem_hash(m);
+	cr_assert_neq(h2, h1, "the same bytes in another page hash the same");
+	cr_assert_neq(h2, h0);
+	/* A page written back to zero counts as one never written: contents decide. */
+	ram[(far + 1) * 4096 + 100] = 0;
+	cr_assert_eq(mem_hash(m), h0);
+
+	/* And after the guest ran. */
+	cr_assert_eq(finish(m), 0);
+	uint64_t h3 = mem_hash(m);
+	cr_assert_neq(h3, h0);
+	cr_assert_eq(h3, mem_hash_by_the_book(m));
 	vmm_machine_destroy(m);
 }
