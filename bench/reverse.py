@@ -11,7 +11,10 @@
 # and never answers `monitor replay_seek`, either of which leaves gdb waiting forever.
 #
 #   reverse.py rewind|qemu --port P [--qmp PATH] --elf GUEST.elf --total N
-#              [--fracs "0.9 0.5 0.1"] [--steps 5] [--forward] --out FILE
+#              [--fracs "0.9 0.5 0.1"] [--steps 5] [--forward] [--far] --out FILE
+#
+# --far: also reverse-continue to a breakpoint whose last hit is a whole mark= period
+# back (the next milestone() call after the 90% one, less one instruction).
 #
 # Positions are retired guest instructions on both (QEMU's replay icount counts the same
 # instructions as rewind, checked by --forward on both: the same total). rewind: monitor
@@ -166,6 +169,7 @@ def main():
     ap.add_argument("--fracs", default="0.9 0.5 0.1")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--forward", action="store_true")
+    ap.add_argument("--far", action="store_true")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     syms = symbols(a.elf)
@@ -243,6 +247,24 @@ def main():
         put("rcb_%s_s" % tag, "%.3f" % dt)
         put("rcb_%s_stop" % tag, r.split(";")[0])
         put("rcb_%s_pos" % tag, position())
+
+    if a.far:
+        # The worst case of the breakpoint target: the last hit a whole mark= period
+        # back. From the 90% breakpoint stop (a milestone() call), on to the next call,
+        # one instruction before it, and back.
+        goto(int(a.total * 0.9))
+        g.cmd("Z0,%x,1" % syms["milestone"])
+        g.cmd("bc")
+        p1 = position()
+        g.cmd("c")
+        p2 = position()
+        goto(p2 - 1)
+        dt, r = timed("bc")
+        g.cmd("z0,%x,1" % syms["milestone"])
+        put("rcbfar_s", "%.3f" % dt)
+        put("rcbfar_from", p2 - 1)
+        put("rcbfar_pos", position())
+        put("rcbfar_want", p1)
 
     if not qmp:
         text = g.monitor("checkpoints")
