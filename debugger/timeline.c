@@ -36,7 +36,7 @@ struct ck {
 	struct rpl_mark mark;
 	uint32_t *pages; /* written in the interval that ends here, sorted */
 	size_t npages;
-	uint64_t *code;  /* virtual code pages run in that interval, sorted */
+	struct vmm_code_range *code; /* the blocks run in that interval, sorted */
 	size_t ncode;
 };
 
@@ -142,8 +142,9 @@ static unsigned ck_le(const struct tl *t, vmm_pos_t pos)
 	return lo ? lo - 1 : 0;
 }
 
-/* The pages and code pages run since the last call, into t->dirty (cleared first). */
-static int track(struct tl *t, uint64_t **code, size_t *ncode)
+/* The pages written and the blocks run since the last call, into t->dirty (cleared
+ * first) and *code. */
+static int track(struct tl *t, struct vmm_code_range **code, size_t *ncode)
 {
 	memset(t->dirty, 0, ((size_t)t->npg + 63) / 64 * 8);
 	struct vmm_track tr = {.dirty = t->dirty};
@@ -166,8 +167,18 @@ static void ck_free(struct ck *c)
 	free(c->code);
 }
 
-/* Union of two sorted arrays (of a given element size compare) into a new array. */
-#define MERGE_FN(name, type)                                                               \
+static bool u32_less(uint32_t x, uint32_t y)
+{
+	return x < y;
+}
+
+static bool range_less(struct vmm_code_range x, struct vmm_code_range y)
+{
+	return x.addr < y.addr || (x.addr == y.addr && x.end < y.end);
+}
+
+/* Union of two arrays sorted by less(), each element once, into a new array. */
+#define MERGE_FN(name, type, less)                                                         \
 	static type *name(const type *a, size_t na, const type *b, size_t nb, size_t *n)   \
 	{                                                                                  \
 		type *out = malloc((na + nb ? na + nb : 1) * sizeof(type));                \
@@ -175,9 +186,9 @@ static void ck_free(struct ck *c)
 		if (!out)                                                                  \
 			return NULL;                                                       \
 		while (i < na || j < nb) {                                                 \
-			if (j == nb || (i < na && a[i] < b[j]))                            \
+			if (j == nb || (i < na && less(a[i], b[j])))                       \
 				out[k++] = a[i++];                                         \
-			else if (i == na || b[j] < a[i])                                   \
+			else if (i == na || less(b[j], a[i]))                              \
 				out[k++] = b[j++];                                         \
 			else                                                               \
 				out[k++] = a[i++], j++;                                    \
@@ -185,8 +196,25 @@ static void ck_free(struct ck *c)
 		*n = k;                                                                    \
 		return out;                                                                \
 	}
-MERGE_FN(merge_u32, uint32_t)
-MERGE_FN(merge_u64, uint64_t)
+MERGE_FN(merge_u32, uint32_t, u32_less)
+MERGE_FN(merge_code, struct vmm_code_range, range_less)
+
+/* Did a block of code[0..n) (sorted by address) hold the instruction at x? */
+static bool ran_at(const struct vmm_code_range *code, size_t n, uint64_t x)
+{
+	size_t lo = 0, hi = n; /* the first block that starts after x */
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (code[mid].addr <= x)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (size_t i = lo; i-- > 0 && code[i].addr + VMM_BLOCK_MAX > x;)
+		if (x < code[i].end)
+			return true;
+	return false;
+}
 
 /* Is x in the sorted array a[0..n)? */
 #define HAS_FN(name, type)                                                                 \
@@ -203,7 +231,6 @@ MERGE_FN(merge_u64, uint64_t)
 		return lo < n && a[lo] == x;                                               \
 	}
 HAS_FN(has_u32, uint32_t)
-HAS_FN(has_u64, uint64_t)
 
 /* Index of the checkpoint with sequence number seq (it exists). */
 static unsigned ck_of_seq(const struct tl *t, uint64_t seq)
@@ -222,7 +249,7 @@ static unsigned ck_of_seq(const struct tl *t, uint64_t seq)
 /*
  * Keep the checkpoints at multiples of `every`, the first, the last and the base; drop
  * the others. A dropped checkpoint's interval joins the next kept one's (the union of
- * their written pages and code pages). Each page version is relabelled with the kept
+ * their written pages and blocks run). Each page version is relabelled with the kept
  * checkpoint it now belongs to, the first kept one at or after it; of the versions that
  * fall together only the latest stays, which is that page's contents there. Contents at
  * a kept checkpoint are unchanged: the latest version at or before it is the same one.
@@ -242,7 +269,7 @@ static int thin_to(struct tl *t, uint64_t every)
 			continue;
 		size_t np, nc;
 		uint32_t *pages = merge_u32(c->pages, c->npages, o->pages, o->npages, &np);
-		uint64_t *code = merge_u64(c->code, c->ncode, o->code, o->ncode, &nc);
+		struct vmm_code_range *code = merge_code(c->code, c->ncode, o->code, o->ncode, &nc);
 		if (!pages || !code) {
 			free(pages);
 			free(code);
@@ -285,7 +312,7 @@ static int thin_to(struct tl *t, uint64_t every)
 		if (i == t->base)
 			t->base = k;
 		t->ck[k] = t->ck[i];
-		t->bytes += t->ck[k].snap_len + t->ck[k].npages * 4 + t->ck[k].ncode * 8;
+		t->bytes += t->ck[k].snap_len + t->ck[k].npages * 4 + t->ck[k].ncode * sizeof(*t->ck[k].code);
 		k++;
 	}
 	t->nck = k;
@@ -314,7 +341,7 @@ static int thin(struct tl *t)
 
 static int take_checkpoint(struct tl *t, bool first)
 {
-	uint64_t *code = NULL;
+	struct vmm_code_range *code = NULL;
 	size_t ncode = 0;
 	int rc = track(t, &code, &ncode);
 	if (rc < 0)
@@ -359,7 +386,7 @@ static int take_checkpoint(struct tl *t, bool first)
 		return rc;
 	}
 	rpl_mark(t->cfg.rpl, &c.mark);
-	t->bytes += c.snap_len + c.npages * 4 + c.ncode * 8;
+	t->bytes += c.snap_len + c.npages * 4 + c.ncode * sizeof(*c.code);
 	t->ck[t->nck++] = c;
 	t->base = t->nck - 1;
 	return thin(t);
@@ -834,7 +861,7 @@ static struct wmap *watch_maps(struct tl *t, unsigned *n)
 
 /*
  * Can the interval from checkpoint a to the next one, b, hold no debug stop?
- * Breakpoints: it ran no code on their (virtual) pages. Write watchpoints: it wrote
+ * Breakpoints: no block it ran holds their (virtual) address. Write watchpoints: it wrote
  * none of the watched physical pages, where "the watched physical page" is the one the
  * current page tables give; that is what the interval saw only if its CR3 at both ends
  * was today's, and the page-table entries on the way held today's values (but for the
@@ -846,7 +873,7 @@ static bool interval_clean(struct tl *t, const struct ck *a, const struct ck *b,
 			   const struct wmap *wm, unsigned nwm)
 {
 	for (unsigned i = 0; i < t->nbp; i++)
-		if (has_u64(b->code, b->ncode, t->bp[i] >> 12))
+		if (ran_at(b->code, b->ncode, t->bp[i]))
 			return false;
 	for (unsigned i = 0; i < t->nwp; i++)
 		if (t->wp[i].access & VMM_ACCESS_READ)

@@ -89,11 +89,20 @@ struct vmm_debug {
  * behalf: page-table A/D bits, interrupt frames, string I/O), and guest-virtual pages
  * fetched as code. Supersets, never subsets.
  */
+/* Guest-virtual code [addr, end) that ran: a translated block. */
+struct vmm_code_range {
+	uint64_t addr, end;
+};
+
 struct vmm_track {
 	uint64_t *dirty;  /* in: bitmap over RAM pages; written pages are OR'ed in */
-	uint64_t *code;   /* out: malloc'd array of virtual page numbers (va >> 12), sorted */
+	/* out: malloc'd, the blocks run, sorted by addr then end, each once */
+	struct vmm_code_range *code;
 	size_t ncode;
 };
+
+/* No block is longer than this (a breakpoint search looks this far back). */
+#define VMM_BLOCK_MAX 8192
 
 struct vmm_exit {
 	enum vmm_exit_reason reason;

@@ -105,6 +105,7 @@ struct emu_block {
 	uint8_t has_special;
 	uint16_t len0;     /* bytes of the block in its first page */
 	uint8_t dirty;     /* its pages may have been written since it was checked */
+	uint64_t seen;     /* the tracking interval it last ran in (c->epoch) */
 	uint32_t pg[2];    /* guest page numbers of the code; PG_NONE: none / not in RAM */
 	struct emu_block *pnext[2]; /* next block in the list of page pg[i] */
 	uint8_t *bytes;    /* copy of the code, after offs[] */
@@ -216,8 +217,9 @@ struct vmm_cpu {
 	 * open addressing, 0 = empty slot, keys stored + 1). */
 	bool tracking;
 	uint8_t *pg_dirt;
-	uint64_t *code_set;
-	size_t code_cap, code_n;
+	uint64_t epoch;              /* the tracking interval: blocks run in it are listed */
+	struct vmm_code_range *ran;  /* once each */
+	size_t nran, capran;
 };
 
 static int uc_fail(uc_err e, const char *what)
@@ -427,38 +429,21 @@ static enum vmm_access watched_access(struct vmm_cpu *c, uint64_t va)
 	return (enum vmm_access)a;
 }
 
-/* Remember that the guest fetched code from virtual page vpn in this interval. */
-static void code_add(struct vmm_cpu *c, uint64_t vpn)
+/* Remember that block b ran in this tracking interval (once per interval). */
+static void ran_add(struct vmm_cpu *c, struct emu_block *b)
 {
-	if (2 * (c->code_n + 1) > c->code_cap) {
-		size_t cap = c->code_cap ? 2 * c->code_cap : 256;
-		uint64_t *set = calloc(cap, sizeof(*set));
-		if (!set) {
+	b->seen = c->epoch;
+	if (c->nran == c->capran) {
+		size_t cap = c->capran ? 2 * c->capran : 256;
+		struct vmm_code_range *r = realloc(c->ran, cap * sizeof(*r));
+		if (!r) {
 			c->tracking = false; /* the next track() reports the failure */
 			return;
 		}
-		for (size_t i = 0; i < c->code_cap; i++) {
-			uint64_t k = c->code_set[i];
-			if (!k)
-				continue;
-			size_t j = (size_t)(k * 0x9E3779B97F4A7C15ull) & (cap - 1);
-			while (set[j])
-				j = (j + 1) & (cap - 1);
-			set[j] = k;
-		}
-		free(c->code_set);
-		c->code_set = set;
-		c->code_cap = cap;
+		c->ran = r;
+		c->capran = cap;
 	}
-	uint64_t k = vpn + 1;
-	size_t j = (size_t)(k * 0x9E3779B97F4A7C15ull) & (c->code_cap - 1);
-	while (c->code_set[j]) {
-		if (c->code_set[j] == k)
-			return;
-		j = (j + 1) & (c->code_cap - 1);
-	}
-	c->code_set[j] = k;
-	c->code_n++;
+	c->ran[c->nran++] = (struct vmm_code_range){b->addr, b->addr + b->size};
 }
 
 static bool tlb_fill_hook(uc_engine *uc, uint64_t va, uc_mem_type type, uc_tlb_entry *res,
@@ -509,8 +494,6 @@ static bool tlb_fill_hook(uc_engine *uc, uint64_t va, uc_mem_type type, uc_tlb_e
 		}
 	}
 	uint64_t pg = pa >> 12;
-	if (c->tracking && acc == ACC_FETCH)
-		code_add(c, va >> 12);
 	if (pg < c->npages) {
 		if (c->tracking && w) {
 			/* Write permission only for a write, or for a page already written in
@@ -812,6 +795,7 @@ static struct emu_block *block_decode(struct vmm_cpu *c, uint64_t addr, uint32_t
 		}
 	}
 	block_arm(c, b);
+	b->seen = 0; /* tracking intervals count from 1 */
 	b->addr = addr;
 	b->size = size;
 	b->n = (uint16_t)n;
@@ -1009,6 +993,8 @@ static void block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *opaque
 			return;
 		}
 	}
+	if (c->tracking && b->seen != c->epoch)
+		ran_add(c, b);
 	if (c->nbp)
 		break_in_block(c, b);
 	if (c->target != UINT64_MAX && c->icount + b->n > c->target) {
@@ -1864,7 +1850,7 @@ static void emu_destroy(struct vmm_cpu *c)
 	free(c->pg_writes);
 	free(c->pg_blocks);
 	free(c->pg_dirt);
-	free(c->code_set);
+	free(c->ran);
 	free(c->bp);
 	free(c->wp);
 	free(c);
@@ -2467,10 +2453,12 @@ static int emu_set_debug(struct vmm_cpu *c, const struct vmm_debug *d)
 	return 0;
 }
 
-static int cmp_u64(const void *a, const void *b)
+static int cmp_range(const void *a, const void *b)
 {
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
+	const struct vmm_code_range *x = a, *y = b;
+	if (x->addr != y->addr)
+		return x->addr < y->addr ? -1 : 1;
+	return x->end < y->end ? -1 : x->end > y->end;
 }
 
 static int emu_track(struct vmm_cpu *c, struct vmm_track *t)
@@ -2487,19 +2475,20 @@ static int emu_track(struct vmm_cpu *c, struct vmm_track *t)
 		for (uint32_t pg = 0; pg < c->npages; pg++)
 			if (c->pg_dirt[pg])
 				t->dirty[pg / 64] |= 1ull << (pg % 64);
-		if (c->code_n) {
-			if (!(t->code = malloc(c->code_n * sizeof(*t->code))))
-				return -VMM_ENOMEM;
-			for (size_t i = 0; i < c->code_cap; i++)
-				if (c->code_set[i])
-					t->code[t->ncode++] = c->code_set[i] - 1;
-			qsort(t->code, t->ncode, sizeof(*t->code), cmp_u64);
-		}
+		/* The blocks run, each once (a block decoded again may be listed twice). */
+		qsort(c->ran, c->nran, sizeof(*c->ran), cmp_range);
+		size_t n = 0;
+		for (size_t i = 0; i < c->nran; i++)
+			if (!n || cmp_range(&c->ran[n - 1], &c->ran[i]))
+				c->ran[n++] = c->ran[i];
+		t->code = c->ran;
+		t->ncode = n;
+		c->ran = NULL;
+		c->nran = c->capran = 0;
 	}
 	memset(c->pg_dirt, 0, c->npages);
-	if (c->code_set)
-		memset(c->code_set, 0, c->code_cap * sizeof(*c->code_set));
-	c->code_n = 0;
+	c->nran = 0;
+	c->epoch++; /* every block is listed again at its next run */
 	/* Every page touched from now on must come through a fill again. */
 	uc_ctl_flush_tlb(c->uc);
 	memset(c->pg_wr, 0, c->npages);
