@@ -111,7 +111,7 @@ test-layering:
 	@tools/check-layering.sh
 
 test-asan:
-	LSAN_OPTIONS=suppressions=$(abspath tools/lsan.supp) $(MAKE) B=build/asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" \
+	LSAN_OPTIONS=suppressions=$(abspath tools/lsan.supp):print_suppressions=0 $(MAKE) B=build/asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" \
 		DEPS=$(abspath $(DEPS)) test
 
 demo:

@@ -2476,7 +2476,8 @@ static int emu_track(struct vmm_cpu *c, struct vmm_track *t)
 			if (c->pg_dirt[pg])
 				t->dirty[pg / 64] |= 1ull << (pg % 64);
 		/* The blocks run, each once (a block decoded again may be listed twice). */
-		qsort(c->ran, c->nran, sizeof(*c->ran), cmp_range);
+		if (c->nran)
+			qsort(c->ran, c->nran, sizeof(*c->ran), cmp_range);
 		size_t n = 0;
 		for (size_t i = 0; i < c->nran; i++)
 			if (!n || cmp_range(&c->ran[n - 1], &c->ran[i]))
