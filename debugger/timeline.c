@@ -217,20 +217,18 @@ static bool ran_at(const struct vmm_code_range *code, size_t n, uint64_t x)
 }
 
 /* Is x in the sorted array a[0..n)? */
-#define HAS_FN(name, type)                                                                 \
-	static bool name(const type *a, size_t n, type x)                                  \
-	{                                                                                  \
-		size_t lo = 0, hi = n;                                                     \
-		while (lo < hi) {                                                          \
-			size_t mid = (lo + hi) / 2;                                        \
-			if (a[mid] < x)                                                    \
-				lo = mid + 1;                                              \
-			else                                                               \
-				hi = mid;                                                  \
-		}                                                                          \
-		return lo < n && a[lo] == x;                                               \
+static bool has_u32(const uint32_t *a, size_t n, uint32_t x)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (a[mid] < x)
+			lo = mid + 1;
+		else
+			hi = mid;
 	}
-HAS_FN(has_u32, uint32_t)
+	return lo < n && a[lo] == x;
+}
 
 /* Index of the checkpoint with sequence number seq (it exists). */
 static unsigned ck_of_seq(const struct tl *t, uint64_t seq)

@@ -129,4 +129,24 @@ static inline void write_file(const char *path, const void *d, size_t len)
 }
 
 
+/* For tests that drive Debian's gdb: without it they skip and say why. */
+#define NEED_GDB()                                                                        \
+	do {                                                                               \
+		if (!h_have_program("gdb"))                                                \
+			cr_skip_test("gdb is not installed (apt-get install gdb): the "   \
+				     "debugger tests drive it");                           \
+	} while (0)
+
+/* The positions `monitor when` (gdb's `when`) printed, in order; how many, up to max. */
+static inline int positions(const char *out, unsigned long long *pos, int max)
+{
+	int n = 0;
+	for (const char *p = out; (p = strstr(p, "position ")) && n < max; p++) {
+		char c = 0;
+		if (sscanf(p, "position %llu (instructions retire%c", &pos[n], &c) == 2 && c == 'd')
+			n++;
+	}
+	return n;
+}
+
 #endif

@@ -16,18 +16,6 @@
 
 #define DEBUG_TIMEOUT_S 120
 
-static bool have_gdb(void)
-{
-	return system("gdb --version >/dev/null 2>&1") == 0;
-}
-
-#define NEED_GDB()                                                                        \
-	do {                                                                               \
-		if (!have_gdb())                                                           \
-			cr_skip_test("gdb is not installed (apt-get install gdb): the "   \
-				     "debugger tests drive it");                           \
-	} while (0)
-
 /* Record race with ticks=10 into a scratch log. */
 static const char *record_race(struct h_run *rec)
 {
@@ -48,18 +36,6 @@ static void debug_script(const char *log, const char *script, struct h_run *r)
 	RW(r, &o, "debug", log, "--", "-batch", "-nx", "-x", path);
 	cr_assert_eq(r->status, 0, "rewind debug ended with %d\nstdout:\n%s\nstderr:\n%s",
 		     r->status, r->out, r->err);
-}
-
-/* The positions printed by `when`, in order. */
-static int positions(const char *out, unsigned long long *pos, int max)
-{
-	int n = 0;
-	for (const char *p = out; (p = strstr(p, "position ")) && n < max; p++) {
-		char c = 0;
-		if (sscanf(p, "position %llu (instructions retire%c", &pos[n], &c) == 2 && c == 'd')
-			n++;
-	}
-	return n;
 }
 
 /* The text after "TAG K " on the line that starts with it; NULL if none. */

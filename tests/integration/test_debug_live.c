@@ -17,13 +17,6 @@
 
 #define LIVE_TIMEOUT_S 90
 
-#define NEED_GDB()                                                                                 \
-	do {                                                                                       \
-		if (!h_have_program("gdb"))                                                        \
-			cr_skip_test("gdb is not installed (apt-get install gdb): the "            \
-				     "debugger tests drive it");                                   \
-	} while (0)
-
 /* rewind under test: started, and waiting for gdb at addr. */
 struct live {
 	struct h_proc p;
@@ -148,18 +141,6 @@ static void under_gdb(const char *guest_name, const char *script, struct h_run *
 
 #define UNDER_GDB(guest_name, script, g, r, ...)                                                   \
 	under_gdb(guest_name, script, g, r, (const char *[]){__VA_ARGS__, NULL})
-
-/* The positions `monitor when` printed, in order. */
-static int positions(const char *out, unsigned long long *pos, int max)
-{
-	int n = 0;
-	for (const char *p = out; (p = strstr(p, "position ")) && n < max; p++) {
-		char c = 0;
-		if (sscanf(p, "position %llu (instructions retire%c", &pos[n], &c) == 2 && c == 'd')
-			n++;
-	}
-	return n;
-}
 
 static const char gdbme_out[] = "gdbme: round 0 answer 1000 secret 21\n"
 				"gdbme: round 1 answer 1000 secret 21\n"
