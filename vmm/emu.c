@@ -144,6 +144,11 @@ struct vmm_cpu {
 	 * the block's count once charged. */
 	uint64_t icount;
 	struct emu_block *cur; /* block being executed, charged in full; NULL if closed */
+	/*
+	 * The next block hook takes the slow path (see block_hook). Set before every run and
+	 * by every other hook, cleared by the slow path when nothing rare is pending.
+	 */
+	bool slow;
 	uint64_t cur_start;    /* icount when cur started */
 	uint8_t prev_kind;     /* last kind of the block fully executed before this stop */
 	uint64_t target;       /* stop when icount reaches this; UINT64_MAX: never */
@@ -292,8 +297,11 @@ enum { ACC_READ = 0, ACC_WRITE = 1, ACC_FETCH = 2 };
 /* Page pg was (or is about to be) written: its cached decodes must be checked. */
 static void page_dirty(struct vmm_cpu *c, uint32_t pg)
 {
-	for (struct emu_block *b = c->pg_blocks[pg]; b; b = b->pnext[b->pg[1] == pg])
+	for (struct emu_block *b = c->pg_blocks[pg]; b; b = b->pnext[b->pg[1] == pg]) {
 		b->dirty = 1;
+		if (c->front[FRONT_IDX(b->addr)] == b)
+			c->front[FRONT_IDX(b->addr)] = NULL; /* the front holds clean decodes only */
+	}
 }
 
 /* Every cached decode must be checked (the VMM wrote RAM behind the TLB). */
@@ -302,6 +310,7 @@ static void all_dirty(struct vmm_cpu *c)
 	for (unsigned i = 0; i < EMU_BLOCK_BUCKETS; i++)
 		for (struct emu_block *b = c->blocks[i]; b; b = b->next)
 			b->dirty = 1;
+	memset(c->front, 0, sizeof(c->front));
 }
 
 /*
@@ -450,6 +459,7 @@ static bool tlb_fill_hook(uc_engine *uc, uint64_t va, uc_mem_type type, uc_tlb_e
 			  void *opaque)
 {
 	struct vmm_cpu *c = opaque;
+	c->slow = true; /* whatever this hook changes, the next block rechecks */
 	(void)uc;
 	int acc = type == UC_MEM_WRITE ? ACC_WRITE : (type == UC_MEM_FETCH ? ACC_FETCH : ACC_READ);
 	uint64_t pa;
@@ -593,10 +603,10 @@ static void update_bits(struct vmm_cpu *c)
 	    read_virt_raw(c, gdtr.base + (sel & ~7ull), &desc, 8, false) < 0)
 		return; /* keep what we had */
 	bool l = (desc >> 53) & 1, d = (desc >> 54) & 1;
-	if (long_mode(c) && l)
-		c->bits = 64;
-	else
-		c->bits = d ? 32 : 16;
+	int bits = long_mode(c) && l ? 64 : (d ? 32 : 16);
+	if (bits != c->bits)
+		memset(c->front, 0, sizeof(c->front)); /* it holds decodes of this size only */
+	c->bits = bits;
 }
 
 static bool far_transfer(const uint8_t *code, size_t avail)
@@ -841,7 +851,8 @@ static struct emu_block *block_find(struct vmm_cpu *c, uint64_t addr, uint32_t s
 	if (b && b->addr == addr && b->size == size && b->bits == c->bits && !b->dirty)
 		return b;
 	b = block_find_slow(c, addr, size, changed);
-	if (b)
+	/* See block_hook: what the front holds, the fast path takes without checks. */
+	if (b && !b->dirty && b->last_kind != 0xFF)
 		c->front[FRONT_IDX(addr)] = b;
 	return b;
 }
@@ -900,6 +911,7 @@ static void budget_clear(struct vmm_cpu *c)
 static void stop_now(struct vmm_cpu *c, enum emu_stop why)
 {
 	c->stop = why;
+	c->slow = true;
 	uc_emu_stop(c->uc);
 }
 
@@ -1022,6 +1034,7 @@ static __attribute__((noinline)) void block_hook_slow(struct vmm_cpu *c, uint64_
 	c->cur = b;
 	c->cur_start = c->icount;
 	c->icount += b->n;
+	c->slow = c->watch_if || c->bits_dirty || c->nbp || b->last_kind == 0xFF;
 }
 
 /*
@@ -1033,15 +1046,24 @@ static __attribute__((noinline)) void block_hook_slow(struct vmm_cpu *c, uint64_
  * due in it) does what block_hook_slow would do in that case; it is kept a small leaf
  * so that it needs no stack frame and saves no registers, which the slow path's calls
  * would cost on every block (measured: ~25% of the run time of the compute guest).
+ *
+ * The rare conditions are one flag, c->slow: it is set before every run, by every
+ * other hook and by every stop, and only the slow path clears it, when no stop, IF
+ * watch, code size change or breakpoint is pending and the block it made current does
+ * not end in a far transfer (such blocks never enter the front, so the fast path never
+ * makes one current). So the fast path also knows c->cur is a block.
+ *
+ * The front holds only decodes that are clean and of the current code size: a block
+ * leaves it when its page is written (page_dirty), all leave it when every decode is
+ * marked (all_dirty, after the VMM writes RAM or restores) or the code size changes
+ * (update_bits), and a block enters it only clean (block_find).
  */
 static void block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *opaque)
 {
 	struct vmm_cpu *c = opaque;
 	struct emu_block *p = c->cur, *b = c->front[FRONT_IDX(addr)];
 	(void)uc;
-	if (__builtin_expect(p && b && !(c->stop | c->watch_if | c->bits_dirty | c->nbp) &&
-				     p->last_kind != 0xFF && b->addr == addr && b->size == size &&
-				     b->bits == c->bits && !b->dirty &&
+	if (__builtin_expect(!c->slow && b && b->addr == addr && b->size == size &&
 				     c->icount + b->n <= c->target &&
 				     !(c->tracking && b->seen != c->epoch) &&
 				     !atomic_load_explicit(&c->kick, memory_order_relaxed),
@@ -1071,6 +1093,7 @@ static bool settle_at(struct vmm_cpu *c, uint64_t addr)
 static void budget_hook_cb(uc_engine *uc, uint64_t addr, uint32_t size, void *opaque)
 {
 	struct vmm_cpu *c = opaque;
+	c->slow = true; /* whatever this hook changes, the next block rechecks */
 	(void)uc;
 	(void)size;
 	if (c->stop || !c->cur)
@@ -1142,6 +1165,7 @@ static bool string_io(struct vmm_cpu *c, const struct x86_insn *in, uint16_t por
 static void site_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *opaque)
 {
 	struct vmm_cpu *c = opaque;
+	c->slow = true; /* whatever this hook changes, the next block rechecks */
 	(void)uc;
 	(void)size;
 	if (c->stop)
@@ -1367,6 +1391,7 @@ static void cpuid_values(uint32_t leaf, uint32_t sub, uint32_t r[4])
 static int cpuid_hook(uc_engine *uc, void *opaque)
 {
 	struct vmm_cpu *c = opaque;
+	c->slow = true; /* whatever this hook changes, the next block rechecks */
 	(void)uc;
 	uint32_t r[4];
 	cpuid_values((uint32_t)rreg(c, UC_X86_REG_RAX), (uint32_t)rreg(c, UC_X86_REG_RCX), r);
@@ -1382,6 +1407,7 @@ static int cpuid_hook(uc_engine *uc, void *opaque)
 static void intr_hook(uc_engine *uc, uint32_t intno, void *opaque)
 {
 	struct vmm_cpu *c = opaque;
+	c->slow = true; /* whatever this hook changes, the next block rechecks */
 	(void)uc;
 	if (c->stop)
 		return;
@@ -1412,6 +1438,7 @@ static void intr_hook(uc_engine *uc, uint32_t intno, void *opaque)
 static bool insn_invalid_hook(uc_engine *uc, void *opaque)
 {
 	struct vmm_cpu *c = opaque;
+	c->slow = true; /* whatever this hook changes, the next block rechecks */
 	(void)uc;
 	if (c->stop)
 		return false;
@@ -1999,6 +2026,7 @@ static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 		c->watch_if = vmm_intr_pending(c->m) &&
 			      !(rreg(c, UC_X86_REG_EFLAGS) & RFLAGS_IF);
 		uint64_t rip = rreg(c, UC_X86_REG_RIP);
+		c->slow = true;
 		uc_err e = uc_emu_start(c->uc, rip, UINT64_MAX, 0, 0);
 		enum emu_stop why = c->stop;
 		if (c->watch_opened) {
