@@ -71,13 +71,21 @@ qemu_cmd() { # guest args
 		"-cpu qemu64,-apic -m 128M -no-reboot -nographic -nodefaults -serial stdio" \
 		"-device isa-debug-exit,iobase=0xf4,iosize=4 -kernel $1${2:+ -append $2}"
 }
+# QEMU counting every instruction exactly, as rewind does (its record/replay's mode).
+qemui_cmd() { # guest args
+	echo "$(qemu_cmd "$1" "$2") -icount shift=auto"
+}
 
 # run_once WHO GUEST ARGS CHECK: one run, output to a file; appends "wall cpu" to
 # $tmp/WHO.times. Fails unless the exit status is 1 (the guest's success) and the
 # output has the line CHECK matches (grep -E).
 run_once() {
 	local who=$1 guest=$2 args=$3 check=$4 cmd rc t
-	if [ "$who" = rewind ]; then cmd=$(rewind_cmd "$guest" "$args"); else cmd=$(qemu_cmd "$guest" "$args"); fi
+	case $who in
+	rewind) cmd=$(rewind_cmd "$guest" "$args") ;;
+	qemu) cmd=$(qemu_cmd "$guest" "$args") ;;
+	qemui) cmd=$(qemui_cmd "$guest" "$args") ;;
+	esac
 	local TIMEFORMAT='%R %U %S'
 	# shellcheck disable=SC2086  # the command is word-split on purpose
 	t=$({ time $cmd </dev/null >"$tmp/out" 2>"$tmp/err"; echo "rc=$?" >"$tmp/rc"; } 2>&1)
@@ -105,11 +113,11 @@ median() { # column (1 wall, 2 cpu) of a times file
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || a <= 0 || b <= 0) print "-"; else printf "%.2f\n", a / b }'; }
 sub3() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-") print "-"; else printf "%.3f\n", a - b }'; }
 
-# bench NAME GUEST ARGS CHECK [RUNS]: interleaved runs; sets med_{r,q}_{wall,cpu} and
-# runs_{r,q}.
+# bench NAME GUEST ARGS CHECK [RUNS [ICOUNT]]: interleaved runs; sets med_{r,q}_{wall,cpu}
+# and runs_{r,q}; with ICOUNT=1 also QEMU with -icount (med_i_*, runs_i).
 bench() {
-	local name=$1 guest=$2 args=$3 check=$4 n=${5:-$runs} i
-	rm -f "$tmp/rewind.times" "$tmp/qemu.times" "$tmp/rewind.check" "$tmp/qemu.check"
+	local name=$1 guest=$2 args=$3 check=$4 n=${5:-$runs} icount=${6:-0} i
+	rm -f "$tmp"/{rewind,qemu,qemui}.{times,check}
 	printf 'bench: %-8s' "$name" >&2
 	for ((i = 0; i < n; i++)); do
 		run_once rewind "$guest" "$args" "$check" || exit 1
@@ -117,6 +125,10 @@ bench() {
 		if [ $have_qemu = 1 ]; then
 			run_once qemu "$guest" "$args" "$check" || exit 1
 			printf ' q%s' "$(tail -n 1 "$tmp/qemu.times" | cut -d' ' -f1)" >&2
+			if [ "$icount" = 1 ]; then
+				run_once qemui "$guest" "$args" "$check" || exit 1
+				printf ' i%s' "$(tail -n 1 "$tmp/qemui.times" | cut -d' ' -f1)" >&2
+			fi
 		fi
 	done
 	echo >&2
@@ -134,6 +146,13 @@ bench() {
 	else
 		med_q_wall=- med_q_cpu=- runs_q="(QEMU missing)"
 	fi
+	if [ $have_qemu = 1 ] && [ "$icount" = 1 ]; then
+		med_i_wall=$(median 1 "$tmp/qemui.times")
+		med_i_cpu=$(median 2 "$tmp/qemui.times")
+		runs_i=$(cut -d' ' -f1 "$tmp/qemui.times" | paste -sd' ')
+	else
+		med_i_wall=- med_i_cpu=- runs_i="(QEMU missing)"
+	fi
 }
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
@@ -142,8 +161,9 @@ echo "bench: $runs interleaved runs each; compute n=$compute_n, spew lines=$spew
 # Startup is short and noisy (see README): twice the runs, plus one.
 bench startup "$gdir/hello.elf" "" '^Hello from rewind guest' $((2 * runs + 1))
 s_rw=$med_r_wall s_qw=$med_q_wall s_rc=$med_r_cpu s_qc=$med_q_cpu s_rr=$runs_r s_qr=$runs_q
-bench compute "$gdir/compute.elf" "n=$compute_n" '^compute: checksum [0-9a-f]{16}$'
+bench compute "$gdir/compute.elf" "n=$compute_n" '^compute: checksum [0-9a-f]{16}$' "$runs" 1
 c_rw=$med_r_wall c_qw=$med_q_wall c_rc=$med_r_cpu c_qc=$med_q_cpu c_rr=$runs_r c_qr=$runs_q
+c_iw=$med_i_wall c_ic=$med_i_cpu c_ir=$runs_i
 bench spew "$gdir/spew.elf" "lines=$spew_lines" "^spew: done, $spew_lines lines\$"
 p_rw=$med_r_wall p_qw=$med_q_wall p_rc=$med_r_cpu p_qc=$med_q_cpu p_rr=$runs_r p_qr=$runs_q
 load_after=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
@@ -164,6 +184,7 @@ table() {
 	echo "| compute | compute n=$compute_n | $c_rw | $c_qw | $c_ratio | $c_rc | $c_qc | $(ratio "$c_rc" "$c_qc") | <= 1.25: **$c_met** |"
 	echo "| compute minus startup | | $(sub3 "$c_rw" "$s_rw") | $(sub3 "$c_qw" "$s_qw") | $(ratio "$(sub3 "$c_rw" "$s_rw")" "$(sub3 "$c_qw" "$s_qw")") | $(sub3 "$c_rc" "$s_rc") | $(sub3 "$c_qc" "$s_qc") | $(ratio "$(sub3 "$c_rc" "$s_rc")" "$(sub3 "$c_qc" "$s_qc")") | |"
 	echo "| spew | spew lines=$spew_lines | $p_rw | $p_qw | $p_ratio | $p_rc | $p_qc | $(ratio "$p_rc" "$p_qc") | < 1.00: **$p_met** |"
+	echo "| compute, QEMU with -icount (exact count) | compute n=$compute_n | $c_rw | $c_iw | $(ratio "$c_rw" "$c_iw") | $c_rc | $c_ic | $(ratio "$c_rc" "$c_ic") | (none) |"
 }
 
 echo
@@ -204,6 +225,7 @@ fi
 		rewind_cmd "$gdir/${g%%|*}" "${g#*|}"
 		[ $have_qemu = 1 ] && qemu_cmd "$gdir/${g%%|*}" "${g#*|}"
 	done
+	[ $have_qemu = 1 ] && qemui_cmd "$gdir/compute.elf" "n=$compute_n"
 	echo '```'
 	echo
 	table
@@ -211,6 +233,6 @@ fi
 	echo "Targets: compute within 1.25x of QEMU: **$c_met** ($c_ratio); spew faster than QEMU: **$p_met** ($p_ratio)."
 	echo
 	echo "Wall times of each run (s): startup rewind $s_rr, QEMU $s_qr; compute rewind $c_rr, QEMU $c_qr;"
-	echo "spew rewind $p_rr, QEMU $p_qr."
+	echo "spew rewind $p_rr, QEMU $p_qr; compute QEMU -icount $c_ir."
 } >>"$results"
 echo "bench: appended to $results" >&2
