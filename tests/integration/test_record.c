@@ -1,7 +1,7 @@
 /* integration */
 /*
  * test_record.c: `rewind record`, `rewind replay` and `rewind log` as a user runs them, on
- * the emu backend: every guest records and replays to the same output and end; race
+ * the emu backend (and the guests that exit or idle on kvm, where /dev/kvm opens): every guest records and replays to the same output and end; race
  * recordings differ and each replays to its own result; echo replays without input; an
  * altered event is caught as a divergence; cut, corrupt and foreign logs get one clear
  * line; SIGINT, SIGKILL and a full disk while recording leave a log that replays.
@@ -20,16 +20,16 @@ struct rr {
 	char log[512];
 };
 
-static void record_replay(struct rr *x, const char *name, const char *append, const char *input,
-			  const char *logname)
+static void record_replay_on(struct rr *x, const char *backend, const char *name,
+			     const char *append, const char *input, const char *logname)
 {
 	snprintf(x->log, sizeof(x->log), "%s", scratch(logname));
 	struct h_opts o = {.timeout_s = TIMEOUT_S, .input = input};
 	if (append)
-		RW(&x->rec, &o, "record", "--backend", "emu", "-o", x->log, "--append", append,
+		RW(&x->rec, &o, "record", "--backend", backend, "-o", x->log, "--append", append,
 		   guest(name));
 	else
-		RW(&x->rec, &o, "record", "--backend", "emu", "-o", x->log, guest(name));
+		RW(&x->rec, &o, "record", "--backend", backend, "-o", x->log, guest(name));
 	cr_expect(strstr(x->rec.err, "rewind: recorded ") != NULL, "no record summary:\n%s",
 		  x->rec.err);
 	/* Replay gets different stdin on purpose: it must not read it. */
@@ -46,6 +46,12 @@ static void record_replay(struct rr *x, const char *name, const char *append, co
 		rename(x->log, keep);
 		cr_expect(0, "replay did not match (log kept in %s):\n%s", keep, x->rpl.err);
 	}
+}
+
+static void record_replay(struct rr *x, const char *name, const char *append, const char *input,
+			  const char *logname)
+{
+	record_replay_on(x, "emu", name, append, input, logname);
 }
 
 static void rr_done(struct rr *x)
@@ -74,6 +80,36 @@ GUEST_RR(selftest, NULL, 1)
 GUEST_RR(conform_exc, NULL, 1)
 GUEST_RR(conform_irq, NULL, 1)
 GUEST_RR(conform_regs, NULL, 1)
+
+/*
+ * On kvm (where /dev/kvm opens): positions are exit counts and interrupts are delivered
+ * only at guest-initiated exits, so these are the guests that do port I/O or idle in
+ * HLT (race spins without an exit: it is not preempted on kvm, docs/record-replay.md).
+ * The log says which backend and positions it was made with, and replay uses them.
+ */
+#define KVM_RR(name, append, input, want)                                                  \
+	Test(record, name##_records_and_replays_on_kvm, .timeout = 2 * TIMEOUT_S + 10)      \
+	{                                                                                   \
+		if (!h_have_kvm())                                                          \
+			cr_skip_test("no /dev/kvm here: kvm record/replay not run");        \
+		struct rr x;                                                                \
+		record_replay_on(&x, "kvm", #name, append, input, #name "-kvm.rwl");        \
+		expect_status(&x.rec, 1);                                                   \
+		expect_out(&x.rpl, want);                                                   \
+		struct h_run i;                                                             \
+		RW(&i, NULL, "log", "info", x.log);                                         \
+		expect_status(&i, 0);                                                       \
+		expect_out(&i, "backend=kvm");                                                    \
+		expect_out(&i, "positions=exits");                                                   \
+		h_free(&i);                                                                 \
+		rr_done(&x);                                                                \
+	}
+
+KVM_RR(hello, "a b c", NULL, "Hello from rewind guest")
+KVM_RR(timer, "hz=1000 ticks=200", NULL, "timer: done")
+KVM_RR(spew, "lines=3000", NULL, "spew: done, 3000 lines\n")
+KVM_RR(compute, "n=5", NULL, "compute: checksum ")
+KVM_RR(echo, NULL, "typed on kvm\nq", "typed on kvm\n")
 
 Test(record, echo_replays_without_input, .timeout = 2 * TIMEOUT_S + 10)
 {
