@@ -66,6 +66,8 @@
 #define EFER_LMA (1ull << 10)
 #define RFLAGS_FIXED 0x2ull
 #define RFLAGS_IF (1ull << 9)
+#define MSR_APICBASE_BSP (1ull << 8)
+#define MSR_APICBASE_ENABLE (1ull << 11)
 
 /*
  * The MSRs save/load carry besides what sregs holds (EFER, FS/GS base). Not every host
@@ -590,28 +592,44 @@ static int kvm_put_sregs(struct vmm_cpu *cpu, const struct kvm_sregs *s)
 	return 0;
 }
 
+/*
+ * The PVH entry state (DESIGN.md §2.2) in sregs, over whatever KVM_GET_SREGS gave:
+ * 32-bit protected mode, paging off, flat CS/DS/ES/FS/GS/SS, a busy 32-bit TSS in TR
+ * and an unusable LDTR, which is what VMX's guest-state checks demand.
+ *
+ * apic_base becomes "BSP, disabled". KVM enables the APIC base at vCPU reset even
+ * without an in-kernel LAPIC, and it recomputes CPUID.1:EDX.APIC from that enable bit
+ * at run time (kvm_update_cpuid_runtime), so left alone it would put the APIC flag back
+ * into the CPUID our filter cleared.
+ */
+static void kvm_pvh_sregs(struct kvm_sregs *s)
+{
+	s->cs = kvm_flat(0x8, 0xb);
+	s->ds = s->es = s->fs = s->gs = s->ss = kvm_flat(0x10, 0x3);
+	memset(&s->tr, 0, sizeof(s->tr));
+	s->tr.selector = 0x18;
+	s->tr.limit = 0x67;
+	s->tr.type = 0xb; /* busy 32-bit TSS, as VM entry demands */
+	s->tr.present = 1;
+	memset(&s->ldt, 0, sizeof(s->ldt));
+	s->ldt.type = 0x2;
+	s->ldt.unusable = 1;
+	memset(&s->gdt, 0, sizeof(s->gdt));
+	memset(&s->idt, 0, sizeof(s->idt));
+	s->cr0 = CR0_PE | CR0_ET;
+	s->cr2 = s->cr3 = s->cr4 = s->cr8 = 0;
+	s->efer = 0;
+	s->apic_base = MSR_APICBASE_BSP;
+	memset(s->interrupt_bitmap, 0, sizeof(s->interrupt_bitmap));
+}
+
 static int kvm_reset_pvh(struct vmm_cpu *cpu, uint32_t entry, uint32_t start_info)
 {
 	struct kvm_sregs s;
 	cpu->ready_src = KVM_READY_ASK;
-	if (ioctl(cpu->vcpu_fd, KVM_GET_SREGS, &s) < 0) /* keeps apic_base as KVM has it */
+	if (ioctl(cpu->vcpu_fd, KVM_GET_SREGS, &s) < 0)
 		return kvm_ioerr("KVM_GET_SREGS");
-	s.cs = kvm_flat(0x8, 0xb);
-	s.ds = s.es = s.fs = s.gs = s.ss = kvm_flat(0x10, 0x3);
-	memset(&s.tr, 0, sizeof(s.tr));
-	s.tr.selector = 0x18;
-	s.tr.limit = 0x67;
-	s.tr.type = 0xb; /* busy 32-bit TSS, as VM entry demands */
-	s.tr.present = 1;
-	memset(&s.ldt, 0, sizeof(s.ldt));
-	s.ldt.type = 0x2;
-	s.ldt.unusable = 1;
-	memset(&s.gdt, 0, sizeof(s.gdt));
-	memset(&s.idt, 0, sizeof(s.idt));
-	s.cr0 = CR0_PE | CR0_ET;
-	s.cr2 = s.cr3 = s.cr4 = s.cr8 = 0;
-	s.efer = 0;
-	memset(s.interrupt_bitmap, 0, sizeof(s.interrupt_bitmap));
+	kvm_pvh_sregs(&s);
 	int err = kvm_put_sregs(cpu, &s);
 	if (err)
 		return err;
