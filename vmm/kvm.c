@@ -55,6 +55,13 @@
 #define RW_MSR_CSTAR 0xc0000083u
 #define RW_MSR_SFMASK 0xc0000084u
 #define RW_MSR_KERNEL_GS_BASE 0xc0000102u
+/* MTRRs: KVM gives 8 variable pairs (base 0x200+2n, mask 0x201+2n), 11 fixed, default. */
+#define RW_MSR_MTRR_VAR0 0x00000200u
+#define RW_MSR_MTRR_FIX64K 0x00000250u
+#define RW_MSR_MTRR_FIX16K_80000 0x00000258u
+#define RW_MSR_MTRR_FIX16K_A0000 0x00000259u
+#define RW_MSR_MTRR_FIX4K_C0000 0x00000268u
+#define RW_MSR_MTRR_DEF_TYPE 0x000002ffu
 
 /* Control-register and EFER bits used by the page walker and reset. */
 #define CR0_PE (1ull << 0)
@@ -70,14 +77,25 @@
 #define MSR_APICBASE_ENABLE (1ull << 11)
 
 /*
- * The MSRs save/load carry besides what sregs holds (EFER, FS/GS base). Not every host
- * has every one; create() keeps those KVM_GET_MSRS answers for, and the blob records
- * which, so a blob loads only where the same set exists.
+ * The MSRs save/load carry besides what sregs holds (EFER, FS/GS base, APIC base). Not
+ * every host has every one; create() keeps those KVM_GET_MSRS answers for, and the blob
+ * records which, so a blob loads only where the same set exists. The MTRRs are here
+ * because CPUID advertises MTRR (as qemu64 and emu do) and KVM keeps what a guest
+ * writes to them: without them a restored checkpoint would read back later values.
  */
+#define RW_MSR_MTRR_VAR(n) (RW_MSR_MTRR_VAR0 + (n))
 static const uint32_t kvm_state_msrs[] = {
 	RW_MSR_STAR,         RW_MSR_LSTAR,        RW_MSR_CSTAR,        RW_MSR_SFMASK,
 	RW_MSR_KERNEL_GS_BASE, RW_MSR_SYSENTER_CS, RW_MSR_SYSENTER_ESP, RW_MSR_SYSENTER_EIP,
 	RW_MSR_PAT,          RW_MSR_MISC_ENABLE,  RW_MSR_TSC,
+	RW_MSR_MTRR_DEF_TYPE, RW_MSR_MTRR_FIX64K, RW_MSR_MTRR_FIX16K_80000,
+	RW_MSR_MTRR_FIX16K_A0000, RW_MSR_MTRR_FIX4K_C0000, RW_MSR_MTRR_FIX4K_C0000 + 1,
+	RW_MSR_MTRR_FIX4K_C0000 + 2, RW_MSR_MTRR_FIX4K_C0000 + 3, RW_MSR_MTRR_FIX4K_C0000 + 4,
+	RW_MSR_MTRR_FIX4K_C0000 + 5, RW_MSR_MTRR_FIX4K_C0000 + 6, RW_MSR_MTRR_FIX4K_C0000 + 7,
+	RW_MSR_MTRR_VAR(0),  RW_MSR_MTRR_VAR(1),  RW_MSR_MTRR_VAR(2),  RW_MSR_MTRR_VAR(3),
+	RW_MSR_MTRR_VAR(4),  RW_MSR_MTRR_VAR(5),  RW_MSR_MTRR_VAR(6),  RW_MSR_MTRR_VAR(7),
+	RW_MSR_MTRR_VAR(8),  RW_MSR_MTRR_VAR(9),  RW_MSR_MTRR_VAR(10), RW_MSR_MTRR_VAR(11),
+	RW_MSR_MTRR_VAR(12), RW_MSR_MTRR_VAR(13), RW_MSR_MTRR_VAR(14), RW_MSR_MTRR_VAR(15),
 };
 #define KVM_NMSRS (sizeof(kvm_state_msrs) / sizeof(kvm_state_msrs[0]))
 
@@ -1087,7 +1105,7 @@ static vmm_pos_t kvm_pos(struct vmm_cpu *cpu)
 /* ---- save / load ---------------------------------------------------------------- */
 
 #define KVM_STATE_MAGIC 0x314d564bu /* "KVM1" */
-#define KVM_STATE_VERSION 1u
+#define KVM_STATE_VERSION 2u /* 2: the MTRRs joined the MSR set */
 #define KVM_STATE_XSAVE 1u
 
 /* The blob: this header, then the structs in this order, each at its sizeof. */

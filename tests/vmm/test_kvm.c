@@ -247,6 +247,29 @@ Test(kvm_seg, attr_matches_descriptor_layout_and_round_trips)
 	}
 }
 
+
+/* ---- the MSR set -------------------------------------------------------------------- */
+
+Test(kvm_msrs, state_set_has_mtrrs_and_no_duplicates)
+{
+	bool var[16] = {false}, def = false;
+	unsigned fixed = 0;
+	for (size_t i = 0; i < KVM_NMSRS; i++) {
+		uint32_t m = kvm_state_msrs[i];
+		for (size_t j = 0; j < i; j++)
+			cr_assert_neq(kvm_state_msrs[j], m, "MSR 0x%x twice", m);
+		if (m >= 0x200 && m < 0x210)
+			var[m - 0x200] = true;
+		if (m == 0x250 || m == 0x258 || m == 0x259 || (m >= 0x268 && m <= 0x26f))
+			fixed++;
+		def |= m == 0x2ff;
+	}
+	for (int i = 0; i < 16; i++)
+		cr_assert(var[i], "variable MTRR MSR 0x%x missing", 0x200 + i);
+	cr_assert_eq(fixed, 11);
+	cr_assert(def);
+}
+
 #else
 
 Test(kvm_cpuid, not_x86_64)
