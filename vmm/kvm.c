@@ -114,6 +114,7 @@ struct vmm_cpu {
 	uint8_t *ram;
 	uint64_t ram_size;
 	bool has_xsave;
+	bool has_tsc_offset; /* KVM_VCPU_TSC_OFFSET can be set (Linux 5.16 and later) */
 	uint32_t msrs[KVM_NMSRS]; /* the subset of kvm_state_msrs this host has */
 	uint32_t nmsrs;
 	enum kvm_ready_src ready_src;
@@ -384,6 +385,43 @@ static void kvm_find_msrs(struct vmm_cpu *cpu)
 	}
 }
 
+/*
+ * Set the MSRs in b (as kvm_set_msrs) where the TSC, if among them, gets exactly its
+ * value. A host write of IA32_TSC goes through KVM's TSC "synchronisation": a write of 0,
+ * or (before Linux 6.8, and after the first write since) of a value within a second of
+ * what KVM expects, keeps the current offset instead, so a reset would not start at 0 and
+ * a recent checkpoint would not rewind the TSC. Where the vCPU has the TSC offset
+ * attribute, the TSC is set through it instead (guest TSC = host TSC + offset; we never
+ * change the guest's TSC frequency, so there is no scaling).
+ */
+static int kvm_set_msrs_tsc(struct vmm_cpu *cpu, struct kvm_msr_buf *b, uint32_t n)
+{
+	uint64_t tsc = 0;
+	bool has_tsc = false;
+	if (cpu->has_tsc_offset) {
+		for (uint32_t i = 0; i < n; i++) {
+			if (b->e[i].index != RW_MSR_TSC)
+				continue;
+			tsc = b->e[i].data;
+			has_tsc = true;
+			b->e[i] = b->e[--n]; /* the order of the others does not matter */
+			break;
+		}
+	}
+	int err = kvm_set_msrs(cpu, b, n);
+	if (err || !has_tsc)
+		return err;
+#ifdef KVM_VCPU_TSC_CTRL
+	uint64_t offset = tsc - (uint64_t)__builtin_ia32_rdtsc();
+	struct kvm_device_attr a = {.group = KVM_VCPU_TSC_CTRL,
+				    .attr = KVM_VCPU_TSC_OFFSET,
+				    .addr = (uint64_t)(uintptr_t)&offset};
+	if (ioctl(cpu->vcpu_fd, KVM_SET_DEVICE_ATTR, &a) < 0)
+		return kvm_ioerr("KVM_SET_DEVICE_ATTR(KVM_VCPU_TSC_OFFSET)");
+#endif
+	return 0;
+}
+
 /* ---- signals and kick ---------------------------------------------------------- */
 
 static void kvm_kick_handler(int sig)
@@ -548,6 +586,10 @@ static int kvm_create(struct vmm_machine *m, struct vmm_cpu **out)
 	}
 	cpu->has_xsave = ioctl(cpu->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE) > 0;
 	kvm_find_msrs(cpu);
+#ifdef KVM_VCPU_TSC_CTRL
+	struct kvm_device_attr tsc_attr = {.group = KVM_VCPU_TSC_CTRL, .attr = KVM_VCPU_TSC_OFFSET};
+	cpu->has_tsc_offset = ioctl(cpu->vcpu_fd, KVM_HAS_DEVICE_ATTR, &tsc_attr) == 0;
+#endif
 
 	*out = cpu;
 	return 0;
@@ -690,7 +732,7 @@ static int kvm_reset_pvh(struct vmm_cpu *cpu, uint32_t entry, uint32_t start_inf
 		b.e[n].data = cpu->msrs[i] == RW_MSR_PAT ? 0x0007040600070406ull : 0;
 		n++;
 	}
-	err = kvm_set_msrs(cpu, &b, n);
+	err = kvm_set_msrs_tsc(cpu, &b, n);
 	if (err)
 		return err;
 
@@ -1286,7 +1328,7 @@ static int kvm_load(struct vmm_cpu *cpu, const void *blob, size_t len)
 		if (r < 0)
 			return kvm_ioerr("KVM_SET_XSAVE");
 	}
-	err = kvm_set_msrs(cpu, &b, h.nmsrs);
+	err = kvm_set_msrs_tsc(cpu, &b, h.nmsrs);
 	if (err)
 		return err;
 	if (ioctl(cpu->vcpu_fd, KVM_SET_VCPU_EVENTS, &ev) < 0)
