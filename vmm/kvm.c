@@ -1170,6 +1170,26 @@ static size_t kvm_state_size(uint32_t flags, uint32_t nmsrs)
 	       sizeof(struct kvm_debugregs);
 }
 
+/* The header save() writes for this host: flags, struct sizes, the MSR set, pos. */
+static void kvm_state_hdr_init(struct kvm_state_hdr *h, bool has_xsave, const uint32_t *msrs,
+			       uint32_t nmsrs, uint64_t pos)
+{
+	uint32_t flags = has_xsave ? KVM_STATE_XSAVE : 0;
+	memset(h, 0, sizeof(*h));
+	h->magic = KVM_STATE_MAGIC;
+	h->version = KVM_STATE_VERSION;
+	h->flags = flags;
+	h->nmsrs = nmsrs;
+	h->pos = pos;
+	h->sz_regs = sizeof(struct kvm_regs);
+	h->sz_sregs = sizeof(struct kvm_sregs);
+	h->sz_fpu = sizeof(struct kvm_fpu);
+	h->sz_xsave = (flags & KVM_STATE_XSAVE) ? sizeof(struct kvm_xsave) : 0;
+	h->sz_events = sizeof(struct kvm_vcpu_events);
+	h->sz_debugregs = sizeof(struct kvm_debugregs);
+	memcpy(h->msr_index, msrs, nmsrs * sizeof(uint32_t));
+}
+
 static int kvm_save(struct vmm_cpu *cpu, void **blob, size_t *len)
 {
 	uint32_t flags = cpu->has_xsave ? KVM_STATE_XSAVE : 0;
@@ -1178,19 +1198,7 @@ static int kvm_save(struct vmm_cpu *cpu, void **blob, size_t *len)
 	if (!buf)
 		return vmm_fail(VMM_ENOMEM, "KVM state: out of memory");
 	struct kvm_state_hdr h;
-	memset(&h, 0, sizeof(h));
-	h.magic = KVM_STATE_MAGIC;
-	h.version = KVM_STATE_VERSION;
-	h.flags = flags;
-	h.nmsrs = cpu->nmsrs;
-	h.pos = atomic_load(&cpu->pos);
-	h.sz_regs = sizeof(struct kvm_regs);
-	h.sz_sregs = sizeof(struct kvm_sregs);
-	h.sz_fpu = sizeof(struct kvm_fpu);
-	h.sz_xsave = (flags & KVM_STATE_XSAVE) ? sizeof(struct kvm_xsave) : 0;
-	h.sz_events = sizeof(struct kvm_vcpu_events);
-	h.sz_debugregs = sizeof(struct kvm_debugregs);
-	memcpy(h.msr_index, cpu->msrs, cpu->nmsrs * sizeof(uint32_t));
+	kvm_state_hdr_init(&h, cpu->has_xsave, cpu->msrs, cpu->nmsrs, atomic_load(&cpu->pos));
 
 	int err = 0;
 	uint8_t *p = buf + sizeof(h);
@@ -1261,7 +1269,12 @@ fail:
 	return err;
 }
 
-static int kvm_load(struct vmm_cpu *cpu, const void *blob, size_t len)
+/*
+ * Check a state blob's header against this build and host (XSAVE or not, the MSR set);
+ * *h receives the header. -VMM_ESTATE with the first difference found.
+ */
+static int kvm_state_check(const void *blob, size_t len, bool has_xsave, const uint32_t *msrs,
+			   uint32_t nmsrs, struct kvm_state_hdr *out)
 {
 	struct kvm_state_hdr h;
 	if (!blob || len < sizeof(h))
@@ -1272,7 +1285,7 @@ static int kvm_load(struct vmm_cpu *cpu, const void *blob, size_t len)
 	if (h.version != KVM_STATE_VERSION)
 		return vmm_fail(VMM_ESTATE, "KVM state: version %u, this build reads %u",
 				h.version, KVM_STATE_VERSION);
-	uint32_t want_flags = cpu->has_xsave ? KVM_STATE_XSAVE : 0;
+	uint32_t want_flags = has_xsave ? KVM_STATE_XSAVE : 0;
 	if (h.flags != want_flags)
 		return vmm_fail(VMM_ESTATE, "KVM state: flags 0x%x, this host needs 0x%x",
 				h.flags, want_flags);
@@ -1282,11 +1295,22 @@ static int kvm_load(struct vmm_cpu *cpu, const void *blob, size_t len)
 	    h.sz_events != sizeof(struct kvm_vcpu_events) ||
 	    h.sz_debugregs != sizeof(struct kvm_debugregs))
 		return vmm_fail(VMM_ESTATE, "KVM state: struct sizes differ from this build");
-	if (h.nmsrs != cpu->nmsrs || memcmp(h.msr_index, cpu->msrs, h.nmsrs * sizeof(uint32_t)))
+	if (h.nmsrs != nmsrs || memcmp(h.msr_index, msrs, h.nmsrs * sizeof(uint32_t)))
 		return vmm_fail(VMM_ESTATE, "KVM state: saved MSR set differs from this host's");
 	size_t want = kvm_state_size(h.flags, h.nmsrs);
 	if (len != want)
 		return vmm_fail(VMM_ESTATE, "KVM state: %zu bytes, expected %zu", len, want);
+	*out = h;
+	return 0;
+}
+
+static int kvm_load(struct vmm_cpu *cpu, const void *blob, size_t len)
+{
+	struct kvm_state_hdr h;
+	memset(&h, 0, sizeof(h)); /* gcc cannot see that a failed check returns nonzero */
+	int err = kvm_state_check(blob, len, cpu->has_xsave, cpu->msrs, cpu->nmsrs, &h);
+	if (err)
+		return err;
 
 	const uint8_t *p = (const uint8_t *)blob + sizeof(h);
 	struct kvm_regs regs;
@@ -1311,7 +1335,7 @@ static int kvm_load(struct vmm_cpu *cpu, const void *blob, size_t len)
 
 	/* Mode first, then registers; events last, as they override sregs' pending vector. */
 	cpu->ready_src = KVM_READY_ASK;
-	int err = kvm_put_sregs(cpu, &sregs);
+	err = kvm_put_sregs(cpu, &sregs);
 	if (err)
 		return err;
 	if (ioctl(cpu->vcpu_fd, KVM_SET_REGS, &regs) < 0)
@@ -1458,17 +1482,14 @@ static int kvm_translate(struct vmm_cpu *cpu, const struct kvm_sregs *s, uint64_
 	return 0;
 }
 
-static int kvm_read_virt(struct vmm_cpu *cpu, uint64_t va, void *buf, size_t len)
+/* Copy guest-virtual [va, va + len) out of RAM through the page tables s describes. */
+static int kvm_copy_virt(struct vmm_cpu *cpu, const struct kvm_sregs *s, uint64_t va, void *buf,
+			 size_t len)
 {
-	struct kvm_sregs s;
-	if (len == 0)
-		return 0;
-	if (ioctl(cpu->vcpu_fd, KVM_GET_SREGS, &s) < 0)
-		return kvm_ioerr("KVM_GET_SREGS");
 	uint8_t *out = buf;
 	while (len) {
 		uint64_t pa = 0, left = 0;
-		int err = kvm_translate(cpu, &s, va, &pa, &left);
+		int err = kvm_translate(cpu, s, va, &pa, &left);
 		if (err)
 			return err;
 		size_t n = left < len ? (size_t)left : len;
@@ -1481,6 +1502,16 @@ static int kvm_read_virt(struct vmm_cpu *cpu, uint64_t va, void *buf, size_t len
 		len -= n;
 	}
 	return 0;
+}
+
+static int kvm_read_virt(struct vmm_cpu *cpu, uint64_t va, void *buf, size_t len)
+{
+	struct kvm_sregs s;
+	if (len == 0)
+		return 0;
+	if (ioctl(cpu->vcpu_fd, KVM_GET_SREGS, &s) < 0)
+		return kvm_ioerr("KVM_GET_SREGS");
+	return kvm_copy_virt(cpu, &s, va, buf, len);
 }
 
 const struct vmm_cpu_ops kvm_cpu_ops = {
