@@ -539,10 +539,14 @@ static int kvm_create(struct vmm_machine *m, struct vmm_cpu **out)
 	}
 	/* Only Intel hosts without unrestricted guest use it; they refuse RAM over it. */
 	if (ioctl(cpu->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)KVM_TSS_ADDR) < 0) {
-		err = vmm_fail(VMM_EBACKEND,
-			       "KVM_SET_TSS_ADDR: %s (this host needs 0x%x-0x%x free of RAM: "
-			       "use less than 4 GiB of --mem)",
-			       strerror(errno), KVM_IDENT_ADDR, KVM_TSS_ADDR + 3 * KVM_PAGE);
+		if (errno == EEXIST) /* its private memory slot collides with RAM */
+			err = vmm_fail(VMM_EBACKEND,
+				       "KVM_SET_TSS_ADDR: %s (this host needs 0x%x-0x%x free of "
+				       "RAM: use --mem of at most 0x%x bytes)",
+				       strerror(errno), KVM_IDENT_ADDR, KVM_TSS_ADDR + 3 * KVM_PAGE,
+				       KVM_IDENT_ADDR);
+		else
+			err = kvm_ioerr("KVM_SET_TSS_ADDR");
 		goto fail;
 	}
 
@@ -551,9 +555,9 @@ static int kvm_create(struct vmm_machine *m, struct vmm_cpu **out)
 		if (errno == EEXIST) /* the identity-map page collides with RAM */
 			err = vmm_fail(VMM_EBACKEND,
 				       "KVM_CREATE_VCPU: %s (this host needs 0x%x-0x%x free "
-				       "of RAM: use less than 4 GiB of --mem)",
+				       "of RAM: use --mem of at most 0x%x bytes)",
 				       strerror(errno), KVM_IDENT_ADDR,
-				       KVM_TSS_ADDR + 3 * KVM_PAGE);
+				       KVM_TSS_ADDR + 3 * KVM_PAGE, KVM_IDENT_ADDR);
 		else
 			err = kvm_ioerr("KVM_CREATE_VCPU");
 		goto fail;
@@ -588,7 +592,9 @@ static int kvm_create(struct vmm_machine *m, struct vmm_cpu **out)
 	kvm_find_msrs(cpu);
 #ifdef KVM_VCPU_TSC_CTRL
 	struct kvm_device_attr tsc_attr = {.group = KVM_VCPU_TSC_CTRL, .attr = KVM_VCPU_TSC_OFFSET};
-	cpu->has_tsc_offset = ioctl(cpu->vcpu_fd, KVM_HAS_DEVICE_ATTR, &tsc_attr) == 0;
+	cpu->has_tsc_offset =
+		ioctl(cpu->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_VCPU_ATTRIBUTES) > 0 &&
+		ioctl(cpu->vcpu_fd, KVM_HAS_DEVICE_ATTR, &tsc_attr) == 0;
 #endif
 
 	*out = cpu;
