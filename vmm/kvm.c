@@ -855,6 +855,17 @@ static int kvm_set_regs(struct vmm_cpu *cpu, const struct vmm_regs *in)
 
 /* ---- interrupts ----------------------------------------------------------------- */
 
+/*
+ * The test KVM makes for ready_for_interrupt_injection without an in-kernel LAPIC:
+ * IF set, no STI/MOV-SS shadow, and no event (interrupt, NMI, exception) already on its
+ * way in, since VM entry may carry only one and refuses an external interrupt otherwise.
+ */
+static bool kvm_ready_from(uint64_t rflags, const struct kvm_vcpu_events *ev)
+{
+	return (rflags & RFLAGS_IF) && !ev->interrupt.shadow && !ev->interrupt.injected &&
+	       !ev->nmi.injected && !ev->exception.injected && !ev->exception.pending;
+}
+
 /* Could an external interrupt be taken before the next guest instruction? */
 static int kvm_ready(struct vmm_cpu *cpu, bool *ready)
 {
@@ -868,15 +879,13 @@ static int kvm_ready(struct vmm_cpu *cpu, bool *ready)
 	case KVM_READY_ASK:
 		break;
 	}
-	/* The same test KVM makes for ready_for_interrupt_injection. */
 	struct kvm_regs r;
 	struct kvm_vcpu_events ev;
 	if (ioctl(cpu->vcpu_fd, KVM_GET_REGS, &r) < 0)
 		return kvm_ioerr("KVM_GET_REGS");
 	if (ioctl(cpu->vcpu_fd, KVM_GET_VCPU_EVENTS, &ev) < 0)
 		return kvm_ioerr("KVM_GET_VCPU_EVENTS");
-	*ready = (r.rflags & RFLAGS_IF) && !ev.interrupt.shadow && !ev.interrupt.injected &&
-		 !ev.nmi.injected && !ev.exception.injected && !ev.exception.pending;
+	*ready = kvm_ready_from(r.rflags, &ev);
 	return 0;
 }
 

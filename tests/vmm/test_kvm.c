@@ -590,6 +590,32 @@ Test(kvm_state, header_accepts_own_and_rejects_every_difference)
 	}
 }
 
+
+/* ---- interrupt readiness after state was set from outside ------------------------- */
+
+Test(kvm_intr, ready_needs_if_no_shadow_and_nothing_in_flight)
+{
+	struct kvm_vcpu_events ev;
+	memset(&ev, 0, sizeof(ev));
+	cr_assert(kvm_ready_from(RFLAGS_FIXED | RFLAGS_IF, &ev));
+	cr_assert_not(kvm_ready_from(RFLAGS_FIXED, &ev), "IF clear");
+	ev.interrupt.shadow = KVM_X86_SHADOW_INT_STI;
+	cr_assert_not(kvm_ready_from(RFLAGS_FIXED | RFLAGS_IF, &ev), "STI shadow");
+	ev.interrupt.shadow = KVM_X86_SHADOW_INT_MOV_SS;
+	cr_assert_not(kvm_ready_from(RFLAGS_FIXED | RFLAGS_IF, &ev), "MOV SS shadow");
+	memset(&ev, 0, sizeof(ev));
+	ev.interrupt.injected = 1;
+	ev.interrupt.nr = 0x20;
+	cr_assert_not(kvm_ready_from(RFLAGS_FIXED | RFLAGS_IF, &ev),
+		      "an interrupt KVM_INTERRUPT queued is still on its way in");
+	memset(&ev, 0, sizeof(ev));
+	ev.exception.injected = 1;
+	cr_assert_not(kvm_ready_from(RFLAGS_FIXED | RFLAGS_IF, &ev), "exception in flight");
+	memset(&ev, 0, sizeof(ev));
+	ev.nmi.injected = 1;
+	cr_assert_not(kvm_ready_from(RFLAGS_FIXED | RFLAGS_IF, &ev), "NMI in flight");
+}
+
 #else
 
 Test(kvm_cpuid, not_x86_64)
