@@ -55,6 +55,13 @@
 #define RW_MSR_CSTAR 0xc0000083u
 #define RW_MSR_SFMASK 0xc0000084u
 #define RW_MSR_KERNEL_GS_BASE 0xc0000102u
+/* MTRRs: KVM gives 8 variable pairs (base 0x200+2n, mask 0x201+2n), 11 fixed, default. */
+#define RW_MSR_MTRR_VAR0 0x00000200u
+#define RW_MSR_MTRR_FIX64K 0x00000250u
+#define RW_MSR_MTRR_FIX16K_80000 0x00000258u
+#define RW_MSR_MTRR_FIX16K_A0000 0x00000259u
+#define RW_MSR_MTRR_FIX4K_C0000 0x00000268u
+#define RW_MSR_MTRR_DEF_TYPE 0x000002ffu
 
 /* Control-register and EFER bits used by the page walker and reset. */
 #define CR0_PE (1ull << 0)
@@ -66,16 +73,29 @@
 #define EFER_LMA (1ull << 10)
 #define RFLAGS_FIXED 0x2ull
 #define RFLAGS_IF (1ull << 9)
+#define MSR_APICBASE_BSP (1ull << 8)
+#define MSR_APICBASE_ENABLE (1ull << 11)
 
 /*
- * The MSRs save/load carry besides what sregs holds (EFER, FS/GS base). Not every host
- * has every one; create() keeps those KVM_GET_MSRS answers for, and the blob records
- * which, so a blob loads only where the same set exists.
+ * The MSRs save/load carry besides what sregs holds (EFER, FS/GS base, APIC base). Not
+ * every host has every one; create() keeps those KVM_GET_MSRS answers for, and the blob
+ * records which, so a blob loads only where the same set exists. The MTRRs are here
+ * because CPUID advertises MTRR (as qemu64 and emu do) and KVM keeps what a guest
+ * writes to them: without them a restored checkpoint would read back later values.
  */
+#define RW_MSR_MTRR_VAR(n) (RW_MSR_MTRR_VAR0 + (n))
 static const uint32_t kvm_state_msrs[] = {
 	RW_MSR_STAR,         RW_MSR_LSTAR,        RW_MSR_CSTAR,        RW_MSR_SFMASK,
 	RW_MSR_KERNEL_GS_BASE, RW_MSR_SYSENTER_CS, RW_MSR_SYSENTER_ESP, RW_MSR_SYSENTER_EIP,
 	RW_MSR_PAT,          RW_MSR_MISC_ENABLE,  RW_MSR_TSC,
+	RW_MSR_MTRR_DEF_TYPE, RW_MSR_MTRR_FIX64K, RW_MSR_MTRR_FIX16K_80000,
+	RW_MSR_MTRR_FIX16K_A0000, RW_MSR_MTRR_FIX4K_C0000, RW_MSR_MTRR_FIX4K_C0000 + 1,
+	RW_MSR_MTRR_FIX4K_C0000 + 2, RW_MSR_MTRR_FIX4K_C0000 + 3, RW_MSR_MTRR_FIX4K_C0000 + 4,
+	RW_MSR_MTRR_FIX4K_C0000 + 5, RW_MSR_MTRR_FIX4K_C0000 + 6, RW_MSR_MTRR_FIX4K_C0000 + 7,
+	RW_MSR_MTRR_VAR(0),  RW_MSR_MTRR_VAR(1),  RW_MSR_MTRR_VAR(2),  RW_MSR_MTRR_VAR(3),
+	RW_MSR_MTRR_VAR(4),  RW_MSR_MTRR_VAR(5),  RW_MSR_MTRR_VAR(6),  RW_MSR_MTRR_VAR(7),
+	RW_MSR_MTRR_VAR(8),  RW_MSR_MTRR_VAR(9),  RW_MSR_MTRR_VAR(10), RW_MSR_MTRR_VAR(11),
+	RW_MSR_MTRR_VAR(12), RW_MSR_MTRR_VAR(13), RW_MSR_MTRR_VAR(14), RW_MSR_MTRR_VAR(15),
 };
 #define KVM_NMSRS (sizeof(kvm_state_msrs) / sizeof(kvm_state_msrs[0]))
 
@@ -94,6 +114,7 @@ struct vmm_cpu {
 	uint8_t *ram;
 	uint64_t ram_size;
 	bool has_xsave;
+	bool has_tsc_offset; /* KVM_VCPU_TSC_OFFSET can be set (Linux 5.16 and later) */
 	uint32_t msrs[KVM_NMSRS]; /* the subset of kvm_state_msrs this host has */
 	uint32_t nmsrs;
 	enum kvm_ready_src ready_src;
@@ -364,6 +385,43 @@ static void kvm_find_msrs(struct vmm_cpu *cpu)
 	}
 }
 
+/*
+ * Set the MSRs in b (as kvm_set_msrs) where the TSC, if among them, gets exactly its
+ * value. A host write of IA32_TSC goes through KVM's TSC "synchronisation": a write of 0,
+ * or (before Linux 6.8, and after the first write since) of a value within a second of
+ * what KVM expects, keeps the current offset instead, so a reset would not start at 0 and
+ * a recent checkpoint would not rewind the TSC. Where the vCPU has the TSC offset
+ * attribute, the TSC is set through it instead (guest TSC = host TSC + offset; we never
+ * change the guest's TSC frequency, so there is no scaling).
+ */
+static int kvm_set_msrs_tsc(struct vmm_cpu *cpu, struct kvm_msr_buf *b, uint32_t n)
+{
+	uint64_t tsc = 0;
+	bool has_tsc = false;
+	if (cpu->has_tsc_offset) {
+		for (uint32_t i = 0; i < n; i++) {
+			if (b->e[i].index != RW_MSR_TSC)
+				continue;
+			tsc = b->e[i].data;
+			has_tsc = true;
+			b->e[i] = b->e[--n]; /* the order of the others does not matter */
+			break;
+		}
+	}
+	int err = kvm_set_msrs(cpu, b, n);
+	if (err || !has_tsc)
+		return err;
+#ifdef KVM_VCPU_TSC_CTRL
+	uint64_t offset = tsc - (uint64_t)__builtin_ia32_rdtsc();
+	struct kvm_device_attr a = {.group = KVM_VCPU_TSC_CTRL,
+				    .attr = KVM_VCPU_TSC_OFFSET,
+				    .addr = (uint64_t)(uintptr_t)&offset};
+	if (ioctl(cpu->vcpu_fd, KVM_SET_DEVICE_ATTR, &a) < 0)
+		return kvm_ioerr("KVM_SET_DEVICE_ATTR(KVM_VCPU_TSC_OFFSET)");
+#endif
+	return 0;
+}
+
 /* ---- signals and kick ---------------------------------------------------------- */
 
 static void kvm_kick_handler(int sig)
@@ -481,10 +539,14 @@ static int kvm_create(struct vmm_machine *m, struct vmm_cpu **out)
 	}
 	/* Only Intel hosts without unrestricted guest use it; they refuse RAM over it. */
 	if (ioctl(cpu->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)KVM_TSS_ADDR) < 0) {
-		err = vmm_fail(VMM_EBACKEND,
-			       "KVM_SET_TSS_ADDR: %s (this host needs 0x%x-0x%x free of RAM: "
-			       "use less than 4 GiB of --mem)",
-			       strerror(errno), KVM_IDENT_ADDR, KVM_TSS_ADDR + 3 * KVM_PAGE);
+		if (errno == EEXIST) /* its private memory slot collides with RAM */
+			err = vmm_fail(VMM_EBACKEND,
+				       "KVM_SET_TSS_ADDR: %s (this host needs 0x%x-0x%x free of "
+				       "RAM: use --mem of at most 0x%x bytes)",
+				       strerror(errno), KVM_IDENT_ADDR, KVM_TSS_ADDR + 3 * KVM_PAGE,
+				       KVM_IDENT_ADDR);
+		else
+			err = kvm_ioerr("KVM_SET_TSS_ADDR");
 		goto fail;
 	}
 
@@ -493,9 +555,9 @@ static int kvm_create(struct vmm_machine *m, struct vmm_cpu **out)
 		if (errno == EEXIST) /* the identity-map page collides with RAM */
 			err = vmm_fail(VMM_EBACKEND,
 				       "KVM_CREATE_VCPU: %s (this host needs 0x%x-0x%x free "
-				       "of RAM: use less than 4 GiB of --mem)",
+				       "of RAM: use --mem of at most 0x%x bytes)",
 				       strerror(errno), KVM_IDENT_ADDR,
-				       KVM_TSS_ADDR + 3 * KVM_PAGE);
+				       KVM_TSS_ADDR + 3 * KVM_PAGE, KVM_IDENT_ADDR);
 		else
 			err = kvm_ioerr("KVM_CREATE_VCPU");
 		goto fail;
@@ -528,6 +590,12 @@ static int kvm_create(struct vmm_machine *m, struct vmm_cpu **out)
 	}
 	cpu->has_xsave = ioctl(cpu->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE) > 0;
 	kvm_find_msrs(cpu);
+#ifdef KVM_VCPU_TSC_CTRL
+	struct kvm_device_attr tsc_attr = {.group = KVM_VCPU_TSC_CTRL, .attr = KVM_VCPU_TSC_OFFSET};
+	cpu->has_tsc_offset =
+		ioctl(cpu->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_VCPU_ATTRIBUTES) > 0 &&
+		ioctl(cpu->vcpu_fd, KVM_HAS_DEVICE_ATTR, &tsc_attr) == 0;
+#endif
 
 	*out = cpu;
 	return 0;
@@ -590,28 +658,44 @@ static int kvm_put_sregs(struct vmm_cpu *cpu, const struct kvm_sregs *s)
 	return 0;
 }
 
+/*
+ * The PVH entry state (DESIGN.md §2.2) in sregs, over whatever KVM_GET_SREGS gave:
+ * 32-bit protected mode, paging off, flat CS/DS/ES/FS/GS/SS, a busy 32-bit TSS in TR
+ * and an unusable LDTR, which is what VMX's guest-state checks demand.
+ *
+ * apic_base becomes "BSP, disabled". KVM enables the APIC base at vCPU reset even
+ * without an in-kernel LAPIC, and it recomputes CPUID.1:EDX.APIC from that enable bit
+ * at run time (kvm_update_cpuid_runtime), so left alone it would put the APIC flag back
+ * into the CPUID our filter cleared.
+ */
+static void kvm_pvh_sregs(struct kvm_sregs *s)
+{
+	s->cs = kvm_flat(0x8, 0xb);
+	s->ds = s->es = s->fs = s->gs = s->ss = kvm_flat(0x10, 0x3);
+	memset(&s->tr, 0, sizeof(s->tr));
+	s->tr.selector = 0x18;
+	s->tr.limit = 0x67;
+	s->tr.type = 0xb; /* busy 32-bit TSS, as VM entry demands */
+	s->tr.present = 1;
+	memset(&s->ldt, 0, sizeof(s->ldt));
+	s->ldt.type = 0x2;
+	s->ldt.unusable = 1;
+	memset(&s->gdt, 0, sizeof(s->gdt));
+	memset(&s->idt, 0, sizeof(s->idt));
+	s->cr0 = CR0_PE | CR0_ET;
+	s->cr2 = s->cr3 = s->cr4 = s->cr8 = 0;
+	s->efer = 0;
+	s->apic_base = MSR_APICBASE_BSP;
+	memset(s->interrupt_bitmap, 0, sizeof(s->interrupt_bitmap));
+}
+
 static int kvm_reset_pvh(struct vmm_cpu *cpu, uint32_t entry, uint32_t start_info)
 {
 	struct kvm_sregs s;
 	cpu->ready_src = KVM_READY_ASK;
-	if (ioctl(cpu->vcpu_fd, KVM_GET_SREGS, &s) < 0) /* keeps apic_base as KVM has it */
+	if (ioctl(cpu->vcpu_fd, KVM_GET_SREGS, &s) < 0)
 		return kvm_ioerr("KVM_GET_SREGS");
-	s.cs = kvm_flat(0x8, 0xb);
-	s.ds = s.es = s.fs = s.gs = s.ss = kvm_flat(0x10, 0x3);
-	memset(&s.tr, 0, sizeof(s.tr));
-	s.tr.selector = 0x18;
-	s.tr.limit = 0x67;
-	s.tr.type = 0xb; /* busy 32-bit TSS, as VM entry demands */
-	s.tr.present = 1;
-	memset(&s.ldt, 0, sizeof(s.ldt));
-	s.ldt.type = 0x2;
-	s.ldt.unusable = 1;
-	memset(&s.gdt, 0, sizeof(s.gdt));
-	memset(&s.idt, 0, sizeof(s.idt));
-	s.cr0 = CR0_PE | CR0_ET;
-	s.cr2 = s.cr3 = s.cr4 = s.cr8 = 0;
-	s.efer = 0;
-	memset(s.interrupt_bitmap, 0, sizeof(s.interrupt_bitmap));
+	kvm_pvh_sregs(&s);
 	int err = kvm_put_sregs(cpu, &s);
 	if (err)
 		return err;
@@ -654,7 +738,7 @@ static int kvm_reset_pvh(struct vmm_cpu *cpu, uint32_t entry, uint32_t start_inf
 		b.e[n].data = cpu->msrs[i] == RW_MSR_PAT ? 0x0007040600070406ull : 0;
 		n++;
 	}
-	err = kvm_set_msrs(cpu, &b, n);
+	err = kvm_set_msrs_tsc(cpu, &b, n);
 	if (err)
 		return err;
 
@@ -771,6 +855,17 @@ static int kvm_set_regs(struct vmm_cpu *cpu, const struct vmm_regs *in)
 
 /* ---- interrupts ----------------------------------------------------------------- */
 
+/*
+ * The test KVM makes for ready_for_interrupt_injection without an in-kernel LAPIC:
+ * IF set, no STI/MOV-SS shadow, and no event (interrupt, NMI, exception) already on its
+ * way in, since VM entry may carry only one and refuses an external interrupt otherwise.
+ */
+static bool kvm_ready_from(uint64_t rflags, const struct kvm_vcpu_events *ev)
+{
+	return (rflags & RFLAGS_IF) && !ev->interrupt.shadow && !ev->interrupt.injected &&
+	       !ev->nmi.injected && !ev->exception.injected && !ev->exception.pending;
+}
+
 /* Could an external interrupt be taken before the next guest instruction? */
 static int kvm_ready(struct vmm_cpu *cpu, bool *ready)
 {
@@ -784,15 +879,13 @@ static int kvm_ready(struct vmm_cpu *cpu, bool *ready)
 	case KVM_READY_ASK:
 		break;
 	}
-	/* The same test KVM makes for ready_for_interrupt_injection. */
 	struct kvm_regs r;
 	struct kvm_vcpu_events ev;
 	if (ioctl(cpu->vcpu_fd, KVM_GET_REGS, &r) < 0)
 		return kvm_ioerr("KVM_GET_REGS");
 	if (ioctl(cpu->vcpu_fd, KVM_GET_VCPU_EVENTS, &ev) < 0)
 		return kvm_ioerr("KVM_GET_VCPU_EVENTS");
-	*ready = (r.rflags & RFLAGS_IF) && !ev.interrupt.shadow && !ev.interrupt.injected &&
-		 !ev.nmi.injected && !ev.exception.injected && !ev.exception.pending;
+	*ready = kvm_ready_from(r.rflags, &ev);
 	return 0;
 }
 
@@ -1069,7 +1162,7 @@ static vmm_pos_t kvm_pos(struct vmm_cpu *cpu)
 /* ---- save / load ---------------------------------------------------------------- */
 
 #define KVM_STATE_MAGIC 0x314d564bu /* "KVM1" */
-#define KVM_STATE_VERSION 1u
+#define KVM_STATE_VERSION 2u /* 2: the MTRRs joined the MSR set */
 #define KVM_STATE_XSAVE 1u
 
 /* The blob: this header, then the structs in this order, each at its sizeof. */
@@ -1092,6 +1185,26 @@ static size_t kvm_state_size(uint32_t flags, uint32_t nmsrs)
 	       sizeof(struct kvm_debugregs);
 }
 
+/* The header save() writes for this host: flags, struct sizes, the MSR set, pos. */
+static void kvm_state_hdr_init(struct kvm_state_hdr *h, bool has_xsave, const uint32_t *msrs,
+			       uint32_t nmsrs, uint64_t pos)
+{
+	uint32_t flags = has_xsave ? KVM_STATE_XSAVE : 0;
+	memset(h, 0, sizeof(*h));
+	h->magic = KVM_STATE_MAGIC;
+	h->version = KVM_STATE_VERSION;
+	h->flags = flags;
+	h->nmsrs = nmsrs;
+	h->pos = pos;
+	h->sz_regs = sizeof(struct kvm_regs);
+	h->sz_sregs = sizeof(struct kvm_sregs);
+	h->sz_fpu = sizeof(struct kvm_fpu);
+	h->sz_xsave = (flags & KVM_STATE_XSAVE) ? sizeof(struct kvm_xsave) : 0;
+	h->sz_events = sizeof(struct kvm_vcpu_events);
+	h->sz_debugregs = sizeof(struct kvm_debugregs);
+	memcpy(h->msr_index, msrs, nmsrs * sizeof(uint32_t));
+}
+
 static int kvm_save(struct vmm_cpu *cpu, void **blob, size_t *len)
 {
 	uint32_t flags = cpu->has_xsave ? KVM_STATE_XSAVE : 0;
@@ -1100,19 +1213,7 @@ static int kvm_save(struct vmm_cpu *cpu, void **blob, size_t *len)
 	if (!buf)
 		return vmm_fail(VMM_ENOMEM, "KVM state: out of memory");
 	struct kvm_state_hdr h;
-	memset(&h, 0, sizeof(h));
-	h.magic = KVM_STATE_MAGIC;
-	h.version = KVM_STATE_VERSION;
-	h.flags = flags;
-	h.nmsrs = cpu->nmsrs;
-	h.pos = atomic_load(&cpu->pos);
-	h.sz_regs = sizeof(struct kvm_regs);
-	h.sz_sregs = sizeof(struct kvm_sregs);
-	h.sz_fpu = sizeof(struct kvm_fpu);
-	h.sz_xsave = (flags & KVM_STATE_XSAVE) ? sizeof(struct kvm_xsave) : 0;
-	h.sz_events = sizeof(struct kvm_vcpu_events);
-	h.sz_debugregs = sizeof(struct kvm_debugregs);
-	memcpy(h.msr_index, cpu->msrs, cpu->nmsrs * sizeof(uint32_t));
+	kvm_state_hdr_init(&h, cpu->has_xsave, cpu->msrs, cpu->nmsrs, atomic_load(&cpu->pos));
 
 	int err = 0;
 	uint8_t *p = buf + sizeof(h);
@@ -1183,7 +1284,12 @@ fail:
 	return err;
 }
 
-static int kvm_load(struct vmm_cpu *cpu, const void *blob, size_t len)
+/*
+ * Check a state blob's header against this build and host (XSAVE or not, the MSR set);
+ * *h receives the header. -VMM_ESTATE with the first difference found.
+ */
+static int kvm_state_check(const void *blob, size_t len, bool has_xsave, const uint32_t *msrs,
+			   uint32_t nmsrs, struct kvm_state_hdr *out)
 {
 	struct kvm_state_hdr h;
 	if (!blob || len < sizeof(h))
@@ -1194,7 +1300,7 @@ static int kvm_load(struct vmm_cpu *cpu, const void *blob, size_t len)
 	if (h.version != KVM_STATE_VERSION)
 		return vmm_fail(VMM_ESTATE, "KVM state: version %u, this build reads %u",
 				h.version, KVM_STATE_VERSION);
-	uint32_t want_flags = cpu->has_xsave ? KVM_STATE_XSAVE : 0;
+	uint32_t want_flags = has_xsave ? KVM_STATE_XSAVE : 0;
 	if (h.flags != want_flags)
 		return vmm_fail(VMM_ESTATE, "KVM state: flags 0x%x, this host needs 0x%x",
 				h.flags, want_flags);
@@ -1204,11 +1310,22 @@ static int kvm_load(struct vmm_cpu *cpu, const void *blob, size_t len)
 	    h.sz_events != sizeof(struct kvm_vcpu_events) ||
 	    h.sz_debugregs != sizeof(struct kvm_debugregs))
 		return vmm_fail(VMM_ESTATE, "KVM state: struct sizes differ from this build");
-	if (h.nmsrs != cpu->nmsrs || memcmp(h.msr_index, cpu->msrs, h.nmsrs * sizeof(uint32_t)))
+	if (h.nmsrs != nmsrs || memcmp(h.msr_index, msrs, h.nmsrs * sizeof(uint32_t)))
 		return vmm_fail(VMM_ESTATE, "KVM state: saved MSR set differs from this host's");
 	size_t want = kvm_state_size(h.flags, h.nmsrs);
 	if (len != want)
 		return vmm_fail(VMM_ESTATE, "KVM state: %zu bytes, expected %zu", len, want);
+	*out = h;
+	return 0;
+}
+
+static int kvm_load(struct vmm_cpu *cpu, const void *blob, size_t len)
+{
+	struct kvm_state_hdr h;
+	memset(&h, 0, sizeof(h)); /* gcc cannot see that a failed check returns nonzero */
+	int err = kvm_state_check(blob, len, cpu->has_xsave, cpu->msrs, cpu->nmsrs, &h);
+	if (err)
+		return err;
 
 	const uint8_t *p = (const uint8_t *)blob + sizeof(h);
 	struct kvm_regs regs;
@@ -1233,7 +1350,7 @@ static int kvm_load(struct vmm_cpu *cpu, const void *blob, size_t len)
 
 	/* Mode first, then registers; events last, as they override sregs' pending vector. */
 	cpu->ready_src = KVM_READY_ASK;
-	int err = kvm_put_sregs(cpu, &sregs);
+	err = kvm_put_sregs(cpu, &sregs);
 	if (err)
 		return err;
 	if (ioctl(cpu->vcpu_fd, KVM_SET_REGS, &regs) < 0)
@@ -1250,7 +1367,7 @@ static int kvm_load(struct vmm_cpu *cpu, const void *blob, size_t len)
 		if (r < 0)
 			return kvm_ioerr("KVM_SET_XSAVE");
 	}
-	err = kvm_set_msrs(cpu, &b, h.nmsrs);
+	err = kvm_set_msrs_tsc(cpu, &b, h.nmsrs);
 	if (err)
 		return err;
 	if (ioctl(cpu->vcpu_fd, KVM_SET_VCPU_EVENTS, &ev) < 0)
@@ -1380,17 +1497,14 @@ static int kvm_translate(struct vmm_cpu *cpu, const struct kvm_sregs *s, uint64_
 	return 0;
 }
 
-static int kvm_read_virt(struct vmm_cpu *cpu, uint64_t va, void *buf, size_t len)
+/* Copy guest-virtual [va, va + len) out of RAM through the page tables s describes. */
+static int kvm_copy_virt(struct vmm_cpu *cpu, const struct kvm_sregs *s, uint64_t va, void *buf,
+			 size_t len)
 {
-	struct kvm_sregs s;
-	if (len == 0)
-		return 0;
-	if (ioctl(cpu->vcpu_fd, KVM_GET_SREGS, &s) < 0)
-		return kvm_ioerr("KVM_GET_SREGS");
 	uint8_t *out = buf;
 	while (len) {
 		uint64_t pa = 0, left = 0;
-		int err = kvm_translate(cpu, &s, va, &pa, &left);
+		int err = kvm_translate(cpu, s, va, &pa, &left);
 		if (err)
 			return err;
 		size_t n = left < len ? (size_t)left : len;
@@ -1403,6 +1517,16 @@ static int kvm_read_virt(struct vmm_cpu *cpu, uint64_t va, void *buf, size_t len
 		len -= n;
 	}
 	return 0;
+}
+
+static int kvm_read_virt(struct vmm_cpu *cpu, uint64_t va, void *buf, size_t len)
+{
+	struct kvm_sregs s;
+	if (len == 0)
+		return 0;
+	if (ioctl(cpu->vcpu_fd, KVM_GET_SREGS, &s) < 0)
+		return kvm_ioerr("KVM_GET_SREGS");
+	return kvm_copy_virt(cpu, &s, va, buf, len);
 }
 
 const struct vmm_cpu_ops kvm_cpu_ops = {
