@@ -1,17 +1,23 @@
 #!/bin/sh
 # Run every test binary given, from the repository root, and print one summary line
-# "N passed, N failed" (Criterion prints its own synthesis per binary).
+# "N passed, N failed, N skipped" (Criterion prints its own synthesis per binary). A test
+# that skips is shown with its reason (Criterion prints those only when verbose).
 B=$1
 shift
 export REWIND_BUILD="$B"
 pass=0
 fail=0
+skip=0
 failed=""
 for t in "$@"; do
 	echo "== $t"
-	out=$("$t" --jobs=2 2>&1)
+	out=$("$t" --jobs=2 --verbose 2>&1)
 	rc=$?
-	printf '%s\n' "$out" | grep -vE '^\[----\] +(Criterion v|Running)' | tail -n 40
+	# Verbose prints every test; keep the skips with their reasons, failures and notes.
+	printf '%s\n' "$out" | grep -vE '^\[(RUN |PASS)\]|^\[----\] +(Criterion v|Running)|^\[====\] Running|: Test is disabled$' |
+		tail -n 60
+	s=$(printf '%s\n' "$out" | grep '^\[SKIP\]' | grep -vc ': Test is disabled$')
+	skip=$((skip + s))
 	p=$(printf '%s\n' "$out" | sed -n 's/.*Passing: \([0-9]*\).*/\1/p' | tail -n 1)
 	f=$(printf '%s\n' "$out" | sed -n 's/.*Failing: \([0-9]*\) | Crashing: \([0-9]*\).*/\1 \2/p' | tail -n 1)
 	pass=$((pass + ${p:-0}))
@@ -26,7 +32,7 @@ for t in "$@"; do
 	fi
 done
 echo
-echo "tests: $pass passed, $fail failed"
+echo "tests: $pass passed, $fail failed, $skip skipped (each with its reason above)"
 if [ -n "$failed" ]; then
 	echo "failing binaries:$failed"
 	exit 1

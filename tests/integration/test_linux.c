@@ -235,11 +235,23 @@ Test(linux, boots_to_the_root_fs_panic_as_on_qemu, .timeout = 2 * BOOT_TIMEOUT_S
 	size_t i = 0;
 	while (i < want.n && i < got.n && strcmp(want.v[i], got.v[i]) == 0)
 		i++;
-	if (i < want.n || i < got.n)
+	if (i < want.n || i < got.n) {
+		/* The whole console output, kept for a look (the lines around may explain). */
+		char keep[256];
+		const char *tmp = getenv("TMPDIR");
+		snprintf(keep, sizeof(keep), "%s/rewind-linux-boot-%d.txt", tmp && *tmp ? tmp : "/tmp",
+			 (int)getpid());
+		FILE *f = fopen(keep, "w");
+		if (f) {
+			fwrite(r.out, 1, r.len, f);
+			fclose(f);
+		}
 		cr_expect_fail("kernel messages differ from QEMU's (%s) at normalised line %zu "
-			       "(of %zu expected, %zu printed):\n  QEMU:   %s\n  rewind: %s",
+			       "(of %zu expected, %zu printed):\n  QEMU:   %s\n  rewind: %s\n"
+			       "(the whole output is in %s)",
 			       GOLDEN, i + 1, want.n, got.n, i < want.n ? want.v[i] : "(end)",
-			       i < got.n ? got.v[i] : "(end)");
+			       i < got.n ? got.v[i] : "(end)", f ? keep : "(not kept)");
+	}
 	free(want.v);
 	free(got.v);
 	free(golden);
