@@ -25,6 +25,17 @@ static int open_tcp(struct console *c, const char *hostport)
 	}
 	memcpy(host, hostport, (size_t)(colon - hostport));
 	host[colon - hostport] = 0;
+	size_t hl = strlen(host);
+	if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') { /* [::1]: an IPv6 address */
+		memmove(host, host + 1, hl - 2);
+		host[hl - 2] = 0;
+	}
+	/* getaddrinfo takes any number and keeps its low 16 bits: 99999 would be 34463. */
+	const char *ps = colon + 1;
+	if (strspn(ps, "0123456789") != strlen(ps) || strlen(ps) > 5 || atoi(ps) > 65535) {
+		snprintf(c->error, sizeof(c->error), "port %s: expected 0 to 65535", ps);
+		return -EINVAL;
+	}
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
 				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
 	struct addrinfo *ai;
@@ -51,7 +62,15 @@ static int open_tcp(struct console *c, const char *hostport)
 		return -e;
 	}
 	freeaddrinfo(ai);
-	fprintf(stderr, "rewind: waiting for a serial client on %s\n", hostport);
+	/* The port listened on: the one asked for, or the kernel's choice for port 0. */
+	struct sockaddr_storage sa;
+	socklen_t sl = sizeof(sa);
+	char shost[NI_MAXHOST] = "?", sport[NI_MAXSERV] = "?";
+	if (getsockname(fd, (struct sockaddr *)&sa, &sl) == 0)
+		getnameinfo((struct sockaddr *)&sa, sl, shost, sizeof(shost), sport, sizeof(sport),
+			    NI_NUMERICHOST | NI_NUMERICSERV);
+	fprintf(stderr, "rewind: waiting for a serial client on %s%s%s:%s\n",
+		strchr(shost, ':') ? "[" : "", shost, strchr(shost, ':') ? "]" : "", sport);
 	int cfd;
 	do
 		cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC);

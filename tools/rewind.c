@@ -873,25 +873,26 @@ static int cmd_replay(int argc, char **argv, bool debug)
 	uint64_t mem = strtoull(memtxt, &end, 10);
 	if (errno || *end || mem < VMM_MEM_MIN || mem > VMM_MEM_MAX || (mem & 0xfff))
 		die_line(EXIT_BADINPUT, "%s: bad memory size '%s' in the log", log_path, memtxt);
-	if (!backend_name)
+	bool asked = backend_name != NULL; /* --backend given, not taken from the log */
+	if (!asked)
 		backend_name = bname;
 	const struct vmm_cpu_ops *backend = NULL;
-	if (!strcmp(backend_name, "emu")) {
+	if (!strcmp(backend_name, "emu"))
 		backend = &emu_cpu_ops;
-	} else if (!strcmp(backend_name, "kvm")) {
-		rc = kvm_cpu_ops.probe();
-		if (rc < 0)
-			fail(rc, "this log was recorded on kvm; replaying it needs kvm");
+	else if (!strcmp(backend_name, "kvm"))
 		backend = &kvm_cpu_ops;
-	} else {
+	else
 		die_line(EXIT_USAGE, "--backend %s: expected kvm or emu", backend_name);
-	}
+	/* Whether the positions fit comes first: it does not depend on this host. */
 	const char *want_pos = backend == &kvm_cpu_ops ? "exits" : "instructions";
 	if (strcmp(positions, want_pos))
 		die_line(EXIT_BADINPUT,
 			 "%s: its positions count %s (recorded on %s); the %s backend counts %s, "
 			 "and converting them is not supported yet",
 			 log_path, positions, bname, backend->name, want_pos);
+	if (backend == &kvm_cpu_ops && (rc = kvm_cpu_ops.probe()) < 0)
+		fail(rc, asked ? "--backend kvm"
+			       : "this log was recorded on kvm; replaying it needs kvm");
 
 	/* The image: embedded, or from its path (or --image), with the recorded hash. */
 	const void *image = h->image;

@@ -182,6 +182,23 @@ Test(record, virtual_clock_refused_on_kvm, .timeout = TIMEOUT_S)
 	h_free(&r);
 }
 
+/* An emu log on kvm: refused for its positions, the same way with and without /dev/kvm
+ * (it once said "recorded on kvm" where /dev/kvm was missing). */
+Test(record, emu_log_replay_on_kvm_refused, .timeout = 2 * TIMEOUT_S)
+{
+	char log[512];
+	snprintf(log, sizeof(log), "%s", scratch("emu-on-kvm.rwl"));
+	struct h_run rec, r;
+	RW(&rec, NULL, "record", "--backend", "emu", "-o", log, guest("hello"));
+	expect_status(&rec, 1);
+	RW(&r, NULL, "replay", "--backend", "kvm", log);
+	REFUSED(&r, 4, "positions count instructions (recorded on emu)", "the kvm backend");
+	cr_expect(strstr(r.err, "recorded on kvm") == NULL, "blames kvm:\n%s", r.err);
+	unlink(log);
+	h_free(&rec);
+	h_free(&r);
+}
+
 /* --- log info / dump / verify --------------------------------------------------- */
 
 Test(record, log_info_and_dump, .timeout = 2 * TIMEOUT_S)

@@ -504,7 +504,14 @@ Test(run, mem_nonsense, .timeout = TIMEOUT_S + 10)
 
 Test(run, serial_bogus, .timeout = TIMEOUT_S + 10)
 {
-	static const char *bad[] = {"bogus", "file:", "tcp:", "tcp:127.0.0.1", "tcp::99"};
+	static const char *bad[] = {"bogus",
+				    "file:",
+				    "tcp:",
+				    "tcp:127.0.0.1",
+				    "tcp::99",
+				    "tcp:127.0.0.1:99999", /* getaddrinfo alone would take 34463 */
+				    "tcp:127.0.0.1:1x",
+				    "tcp:127.0.0.1:-1"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct h_run r;
 		RW(&r, NULL, "run", "--backend", "emu", "--serial", bad[i], guest("hello"));
@@ -702,7 +709,9 @@ Test(run, serial_tcp, .timeout = TIMEOUT_S + 10)
 	h_wait(&p, &r);
 	cr_assert(fd >= 0, "could not connect to %s; stderr:\n%s", spec, r.err);
 	cr_expect_str_eq(got, "echo: type; byte 113 quits\nhi\nbye\n");
-	expect_err(&r, "waiting for a serial client on 127.0.0.1:");
+	char waiting[96];
+	snprintf(waiting, sizeof(waiting), "waiting for a serial client on 127.0.0.1:%d\n", port);
+	expect_err(&r, waiting);
 	cr_expect_eq(r.len, 0, "stdout not empty:\n%s", r.out);
 	expect_status(&r, 1);
 	h_free(&r);
