@@ -801,11 +801,10 @@ int gdbstub_listen(const char *spec, int *fd, uint16_t *port)
 	}
 	if (!strcmp(host, "localhost"))
 		strcpy(host, "127.0.0.1");
-	char *endp;
-	errno = 0;
-	unsigned long p = strtoul(ps, &endp, 10);
+	/* Digits only: strtoul alone would take " 5", "+5" and "-1". */
+	unsigned long p = strlen(ps) <= 5 ? strtoul(ps, NULL, 10) : 65536;
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p)};
-	if (!*ps || *endp || errno || p > 65535)
+	if (!*ps || strspn(ps, "0123456789") != strlen(ps) || p > 65535)
 		return vmm_fail(VMM_EINVAL, "%s: expected [HOST:]PORT", spec);
 	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
 		return vmm_fail(VMM_EINVAL, "%s: %s is not an IPv4 address", spec, host);

@@ -160,7 +160,7 @@ static void usage_replay(FILE *f)
 		"                          is 127.0.0.1 unless given). emu backend only\n"
 		"  --checkpoint-every N    with --gdb: instructions between checkpoints (2M)\n"
 		"  --checkpoint-mem SIZE   with --gdb: memory for checkpoints before older ones\n"
-		"                          are thinned (512M)\n"
+		"                          are thinned (512M; at least 1M)\n"
 		"  -h, --help              this help\n"
 		"\n"
 		"Exit status: the recorded guest's; 4 for a corrupt, cut or foreign log, 8 for a\n"
@@ -185,7 +185,7 @@ static void usage_debug(FILE *f)
 		"  --image PATH            the guest image, for a log recorded with --no-embed\n"
 		"  --checkpoint-every N    instructions between checkpoints (default 2M)\n"
 		"  --checkpoint-mem SIZE   memory for checkpoints before older ones are thinned\n"
-		"                          (default 512M)\n"
+		"                          (default 512M; at least 1M)\n"
 		"  -h, --help              this help\n"
 		"\n"
 		"Exit status: gdb's.\n");
@@ -812,6 +812,12 @@ static int cmd_replay(int argc, char **argv, bool debug)
 			if (vmm_parse_size(optarg, &v) < 0 || !v)
 				die_line(EXIT_USAGE, "--%s %s: expected a positive number",
 					 c == 'E' ? "checkpoint-every" : "checkpoint-mem", optarg);
+			/* Less than a megabyte cannot hold one checkpoint of a real guest;
+			 * `--checkpoint-mem 1` is most likely 1G mistyped. */
+			if (c == 'M' && v < (1u << 20))
+				die_line(EXIT_USAGE,
+					 "--checkpoint-mem %s: expected at least 1M (e.g. 512M or 2G)",
+					 optarg);
 			if (c == 'E')
 				dbg.ck_every = v;
 			else

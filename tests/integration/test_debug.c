@@ -299,6 +299,14 @@ Test(debug, a_busy_port_is_refused_with_one_line)
 	REFUSED(&r, 10, "cannot listen", "Address already in use");
 	RW(&r, NULL, "replay", "--gdb", "nonsense:x", log);
 	REFUSED(&r, 2, "expected [HOST:]PORT");
+	/* strtoul alone took these. */
+	static const char *const bad[] = {" 5", "+5", "127.0.0.1:-1", "99999", "123456"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		RW(&r, NULL, "replay", "--gdb", bad[i], log);
+		REFUSED(&r, 2, "expected [HOST:]PORT");
+	}
+	RW(&r, NULL, "debug", "--checkpoint-mem", "1", log);
+	REFUSED(&r, 2, "--checkpoint-mem 1", "at least 1M");
 	close(s);
 }
 
