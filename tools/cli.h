@@ -28,6 +28,10 @@ void die_line(int status, const char *fmt, ...) __attribute__((format(printf, 2,
 /* A logfmt error: "rewind: WHAT: DETAIL", exit status for a log error. */
 void die_lf(int err, const char *what) __attribute__((noreturn));
 
+/* Open an existing log to read (flags O_RDONLY or O_RDWR): a missing file, a directory
+ * or another non-regular file ends in one line, bad input. Returns the descriptor. */
+int open_log_file(const char *path, int flags);
+
 int cmd_log(int argc, char **argv);
 
 #endif

@@ -12,6 +12,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,11 +36,23 @@ static void usage_log(FILE *f)
 }
 
 /* Open a log file and its byte-I/O table; a missing or unreadable file ends the run. */
-static int open_log(const char *path, int flags, struct lf_io *io, struct lf_io_fd *iofd)
+int open_log_file(const char *path, int flags)
 {
 	int fd = open(path, flags | O_CLOEXEC);
 	if (fd < 0)
 		die_line(EXIT_BADINPUT, "%s: %s", path, strerror(errno));
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		die_line(EXIT_HOST, "%s: %s", path, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		die_line(EXIT_BADINPUT, "%s: %s, not a log file", path,
+			 S_ISDIR(st.st_mode) ? "a directory" : "not a regular file");
+	return fd;
+}
+
+static int open_log(const char *path, int flags, struct lf_io *io, struct lf_io_fd *iofd)
+{
+	int fd = open_log_file(path, flags);
 	lf_io_fd_init(io, iofd, fd);
 	return fd;
 }
@@ -249,6 +262,15 @@ static int log_verify(int argc, char **argv)
 	int rc = lf_verify(&io, &rep);
 	if (rc < 0 && rc != -LF_ETRUNC)
 		die_lf(rc, path);
+	if (!rep.header_ok) {
+		/* Empty, or cut inside the header: no guest, no machine, nothing to keep. */
+		printf("%s: %s\n", path, rep.problem[0] ? rep.problem : "the header is incomplete");
+		printf("%s: no complete header (guest image and machine), so no event can be "
+		       "used: there is nothing to repair\n",
+		       path);
+		close(fd);
+		return EXIT_BADINPUT;
+	}
 	printf("%s: header good; %" PRIu64 " chunks good with %" PRIu64
 	       " events, positions %" PRIu64 " to %" PRIu64 "\n",
 	       path, rep.chunks_ok, rep.events, rep.first_pos, rep.last_pos);

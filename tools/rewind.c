@@ -852,9 +852,7 @@ static int cmd_replay(int argc, char **argv, bool debug)
 			 debug ? "debug" : "replay", debug ? "debug" : "replay");
 	const char *log_path = argv[optind];
 
-	int fd = open(log_path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		die_line(EXIT_BADINPUT, "%s: %s", log_path, strerror(errno));
+	int fd = open_log_file(log_path, O_RDONLY);
 	struct lf_io io;
 	struct lf_io_fd iofd;
 	lf_io_fd_init(&io, &iofd, fd);

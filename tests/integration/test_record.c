@@ -515,6 +515,56 @@ Test(record, cut_log_replays_up_to_its_end_and_repairs, .timeout = 3 * TIMEOUT_S
 	rr_done(&x);
 }
 
+/* An empty log or one cut inside its header: verify says nothing can be kept (it once
+ * printed "header good" and offered a repair). */
+Test(record, verify_of_a_headless_log_offers_no_repair, .timeout = 2 * TIMEOUT_S)
+{
+	struct rr x;
+	record_replay(&x, "hello", NULL, NULL, "headless.rwl");
+	size_t len = 0;
+	char *d = h_read_file(x.log, &len);
+	cr_assert(d && len > 200);
+	const char *cut = scratch("headless-cut.rwl");
+	static const size_t keep[] = {0, 10, 100};
+	for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
+		write_file(cut, d, keep[i]);
+		for (int repair = 0; repair < 2; repair++) {
+			struct h_run r;
+			if (repair)
+				RW(&r, NULL, "log", "verify", "--repair", cut);
+			else
+				RW(&r, NULL, "log", "verify", cut);
+			cr_expect_eq(r.status, 4, "%zu bytes%s: status %d\n%s%s", keep[i],
+				     repair ? ", --repair" : "", r.status, r.out, r.err);
+			expect_out(&r, "nothing to repair");
+			cr_expect(!strstr(r.out, "header good") && !strstr(r.out, "--repair"),
+				  "%zu bytes: claims a usable header:\n%s", keep[i], r.out);
+			h_free(&r);
+		}
+	}
+	free(d);
+	unlink(cut);
+	rr_done(&x);
+}
+
+Test(record, a_directory_or_device_is_not_a_log, .timeout = TIMEOUT_S)
+{
+	static const char *const cmds[][3] = {{"replay", NULL, NULL}, {"debug", NULL, NULL},
+					     {"log", "info", NULL},  {"log", "dump", NULL},
+					     {"log", "verify", NULL}};
+	static const char *const paths[] = {"/tmp", "/dev/null"};
+	for (size_t p = 0; p < 2; p++)
+		for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+			struct h_run r;
+			if (cmds[i][1])
+				RW(&r, NULL, cmds[i][0], cmds[i][1], paths[p]);
+			else
+				RW(&r, NULL, cmds[i][0], paths[p]);
+			REFUSED(&r, 4, paths[p], "not a log file");
+			h_free(&r);
+		}
+}
+
 /* --- the recorder stopped, killed, or out of disk ---------------------------------- */
 
 Test(record, sigint_ends_in_a_complete_log, .timeout = 3 * TIMEOUT_S)
