@@ -276,6 +276,10 @@ int lf_repair_fd(int fd, struct lf_verify_report *rep) LF_WUR;
 
 /* ---- helpers --------------------------------------------------------------------------- */
 
+/* Whether the first n bytes of a file are those of a rewind log (its magic, or all of
+ * them when fewer than the magic, of any format version): a tool asks before it
+ * overwrites a file with a new log. */
+bool lf_starts_like_log(const void *head, size_t n);
 /* The 64-bit hash used for the image (XXH3-64). */
 uint64_t lf_hash64(const void *data, size_t len);
 /* CRC-32C (Castagnoli) of data, continuing from crc (start with 0). */

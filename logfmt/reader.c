@@ -55,6 +55,11 @@ static int lf_rd_seek(struct lf_reader *r, uint64_t off)
 	return 0;
 }
 
+bool lf_starts_like_log(const void *head, size_t n)
+{
+	return memcmp(head, LF_MAGIC, n < LF_MAGIC_BYTES ? n : LF_MAGIC_BYTES) == 0;
+}
+
 static int lf_rd_bad_magic(const uint8_t *m)
 {
 	if (m[0] == (LF_MAGIC[0] & 0x7f) && memcmp(m + 1, &LF_MAGIC[1], 3) == 0)

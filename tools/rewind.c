@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -120,7 +121,8 @@ static void usage_record(FILE *f)
 		"not preempted while recorded (landmarks will lift this).\n"
 		"\n"
 		"%s"
-		"  -o, --output LOG        the log to write (replaced if it exists)\n"
+		"  -o, --output LOG        the log to write (an existing log is replaced; any\n"
+		"                          other existing file is refused, left as it is)\n"
 		"  --compress zstd|lz4|none  how chunks are compressed (default zstd)\n"
 		"  --no-embed              keep only the image's path and hash in the log\n"
 		"                          (default: the image is embedded, compressed)\n"
@@ -529,6 +531,29 @@ static void parse_machine_opts(int argc, char **argv, bool record, struct common
 		die_line(EXIT_USAGE, "--compress %s: expected zstd, lz4 or none", o->compress);
 }
 
+/*
+ * -o names a file that exists: overwrite it only if it is a log (or empty, or not a
+ * regular file such as /dev/null). `-o guest.elf guest.elf`, or a mistyped path, would
+ * otherwise lose a file the user did not mean to give up.
+ */
+static void refuse_to_clobber(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return; /* nothing there (or unreadable: creating it will say why) */
+	struct stat st;
+	uint8_t head[8];
+	ssize_t n = 0;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
+		n = read(fd, head, sizeof(head));
+	close(fd);
+	if (n > 0 && !lf_starts_like_log(head, (size_t)n))
+		die_line(EXIT_BADINPUT,
+			 "-o %s: the file exists and is not a rewind log; not overwriting it "
+			 "(remove it or choose another path)",
+			 path);
+}
+
 /* The machine config a log carries: what replay must rebuild. */
 static void machine_config_text(char *buf, size_t cap, const struct vmm_cpu_ops *backend,
 				uint64_t mem, const char *clock)
@@ -619,6 +644,7 @@ static int cmd_run_or_record(int argc, char **argv, bool record)
 	struct lf_writer *w = NULL;
 	struct rec *rec = NULL;
 	if (record) {
+		refuse_to_clobber(o.output);
 		log_fd = open(o.output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 		if (log_fd < 0)
 			die_line(EXIT_HOST, "cannot create the log %s: %s", o.output,

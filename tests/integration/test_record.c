@@ -565,6 +565,34 @@ Test(record, a_directory_or_device_is_not_a_log, .timeout = TIMEOUT_S)
 		}
 }
 
+/* -o onto a file that is not a log (here the guest itself): refused, the file intact;
+ * a log, an empty file and /dev/null are written as before. */
+Test(record, output_over_a_non_log_file_is_refused, .timeout = 2 * TIMEOUT_S)
+{
+	size_t len = 0, len2 = 0;
+	char *elf = h_read_file(guest("hello"), &len);
+	cr_assert(elf);
+	const char *copy = scratch("guest-copy.elf");
+	write_file(copy, elf, len);
+	struct h_run r;
+	RW(&r, NULL, "record", "--backend", "emu", "-o", copy, copy);
+	REFUSED(&r, 4, copy, "not a rewind log", "not overwriting");
+	char *after = h_read_file(copy, &len2);
+	cr_expect(after && len2 == len && !memcmp(after, elf, len), "the guest was overwritten");
+	h_free(&r);
+	free(after);
+	const char *log = scratch("over.rwl");
+	write_file(log, "", 0);
+	for (int i = 0; i < 2; i++) { /* empty, then a log */
+		RW(&r, NULL, "record", "--backend", "emu", "-o", log, guest("hello"));
+		expect_status(&r, 1);
+		h_free(&r);
+	}
+	unlink(copy);
+	unlink(log);
+	free(elf);
+}
+
 /* --- the recorder stopped, killed, or out of disk ---------------------------------- */
 
 Test(record, sigint_ends_in_a_complete_log, .timeout = 3 * TIMEOUT_S)
