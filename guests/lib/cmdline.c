@@ -106,8 +106,13 @@ long long g_opt_int(const char *key, long long def)
 {
 	int i = find(key);
 	long long v;
-	if (i < 0 || !opts[i].val || !parse_int(opts[i].val, &v))
+	if (i < 0 || !opts[i].val)
 		return def;
+	if (!parse_int(opts[i].val, &v)) {
+		/* A typo must not run with the default as if it had been understood. */
+		g_printf("option %s=%s: expected a number\n", key, opts[i].val);
+		g_exit(2);
+	}
 	return v;
 }
 
@@ -122,5 +127,6 @@ bool g_opt_bool(const char *key, bool def)
 		return true;
 	if (!strcmp(v, "0") || !strcmp(v, "no") || !strcmp(v, "false") || !strcmp(v, "off"))
 		return false;
-	return def;
+	g_printf("option %s=%s: expected 1/yes/true/on or 0/no/false/off\n", key, v);
+	g_exit(2);
 }

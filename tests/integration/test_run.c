@@ -106,6 +106,23 @@ Test(run, timer_bad_option_is_the_guests_status, .timeout = TIMEOUT_S + 10)
 	h_free(&r);
 }
 
+/* A value the guest library cannot read is an error, not the default (compute n=abc ran
+ * its 300 default rounds). */
+Test(run, unreadable_guest_option_is_an_error, .timeout = TIMEOUT_S + 10)
+{
+	static const char *const cases[][3] = {
+		{"compute", "n=abc", "option n=abc: expected a number\n"},
+		{"timer", "hz=1k", "option hz=1k: expected a number\n"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct h_run r;
+		RW(&r, NULL, "run", "--backend", "emu", "--append", cases[i][1], guest(cases[i][0]));
+		expect_status(&r, 5);
+		expect_out(&r, cases[i][2]);
+		h_free(&r);
+	}
+}
+
 Test(run, echo_echoes_until_q, .timeout = TIMEOUT_S + 10)
 {
 	/* The input is there before the guest boots: bytes that arrive early are kept. */
