@@ -801,11 +801,10 @@ int gdbstub_listen(const char *spec, int *fd, uint16_t *port)
 	}
 	if (!strcmp(host, "localhost"))
 		strcpy(host, "127.0.0.1");
-	/* Digits only: strtoul alone would take " 5", "+5" and "-1". */
-	unsigned long p = strlen(ps) <= 5 ? strtoul(ps, NULL, 10) : 65536;
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p)};
-	if (!*ps || strspn(ps, "0123456789") != strlen(ps) || p > 65535)
+	uint16_t p;
+	if (!vmm_parse_port(ps, &p))
 		return vmm_fail(VMM_EINVAL, "%s: expected [HOST:]PORT", spec);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(p)};
 	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
 		return vmm_fail(VMM_EINVAL, "%s: %s is not an IPv4 address", spec, host);
 	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -816,7 +815,7 @@ int gdbstub_listen(const char *spec, int *fd, uint16_t *port)
 	if (bind(s, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(s, 2) < 0) {
 		int e = errno;
 		close(s);
-		return vmm_fail(VMM_EIO, "cannot listen on %s:%lu: %s", host, p, strerror(e));
+		return vmm_fail(VMM_EIO, "cannot listen on %s:%u: %s", host, (unsigned)p, strerror(e));
 	}
 	socklen_t sl = sizeof(sa);
 	getsockname(s, (struct sockaddr *)&sa, &sl);

@@ -3,6 +3,7 @@
  * and in debugger/ and ft/ (STYLE.md); the machine sees file descriptors and callbacks.
  */
 #include "tools/console.h"
+#include "vmm/vmm.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -30,9 +31,9 @@ static int open_tcp(struct console *c, const char *hostport)
 		memmove(host, host + 1, hl - 2);
 		host[hl - 2] = 0;
 	}
-	/* getaddrinfo takes any number and keeps its low 16 bits: 99999 would be 34463. */
 	const char *ps = colon + 1;
-	if (strspn(ps, "0123456789") != strlen(ps) || strlen(ps) > 5 || atoi(ps) > 65535) {
+	uint16_t port;
+	if (!vmm_parse_port(ps, &port)) {
 		snprintf(c->error, sizeof(c->error), "port %s: expected 0 to 65535", ps);
 		return -EINVAL;
 	}

@@ -80,6 +80,18 @@ int vmm_fail(int err, const char *fmt, ...)
 	return -err;
 }
 
+bool vmm_parse_port(const char *s, uint16_t *out)
+{
+	size_t n = strspn(s, "0123456789");
+	if (n == 0 || n > 5 || s[n] != '\0')
+		return false;
+	unsigned long v = strtoul(s, NULL, 10);
+	if (v > 65535)
+		return false;
+	*out = (uint16_t)v;
+	return true;
+}
+
 int vmm_parse_size(const char *s, uint64_t *out)
 {
 	uint64_t v = 0;

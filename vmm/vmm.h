@@ -54,5 +54,8 @@ int vmm_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3))
 
 /* Parse a memory size such as "128M", "1G", "65536" (bytes), "2048K". */
 int vmm_parse_size(const char *s, uint64_t *out) VMM_WUR;
+/* Parse a TCP port: decimal digits only, 0 to 65535 (strtoul alone takes " 5", "+5" and
+ * "-1", getaddrinfo keeps the low 16 bits of any number). */
+bool vmm_parse_port(const char *s, uint16_t *out) VMM_WUR;
 
 #endif
