@@ -66,7 +66,7 @@ int lf_fail(int err, const char *fmt, ...)
 
 static const char *const lf_kind_names[LF_KIND_MAX + 1] = {
     [LF_EV_CLOCK] = "clock", [LF_EV_TIMER] = "timer", [LF_EV_INPUT] = "input",
-    [LF_EV_HASH] = "hash",   [LF_EV_END] = "end",
+    [LF_EV_HASH] = "hash",   [LF_EV_END] = "end",     [LF_EV_LANDMARK] = "landmark",
 };
 
 const char *lf_kind_name(unsigned kind)

@@ -20,6 +20,7 @@ int lf_ev_check(const struct lf_event *ev)
 	case LF_EV_CLOCK:
 	case LF_EV_TIMER:
 	case LF_EV_END:
+	case LF_EV_LANDMARK:
 		return 0;
 	case LF_EV_INPUT:
 		if (ev->input.len < 1 || ev->input.len > LF_INPUT_MAX)
@@ -79,6 +80,14 @@ size_t lf_ev_encode(uint8_t *out, const struct lf_event *ev, struct lf_ev_state 
 	case LF_EV_END:
 		n += lf_varint_put(out + n, ev->end.reason);
 		n += lf_varint_put(out + n, ev->end.value);
+		break;
+	case LF_EV_LANDMARK:
+		n += lf_varint_put(out + n, ev->landmark.rip);
+		lf_put64(out + n, ev->landmark.regs);
+		n += 8;
+		lf_put64(out + n, ev->landmark.mem);
+		n += 8;
+		n += lf_varint_put(out + n, ev->landmark.pages);
 		break;
 	}
 	return n;
@@ -202,6 +211,13 @@ int lf_ev_decode(const uint8_t *p, size_t len, size_t *off, struct lf_ev_state *
 		    lf_get_u64(p, len, off, &ev->end.value, why) < 0)
 			return -1;
 		break;
+	case LF_EV_LANDMARK:
+		if (lf_get_u64(p, len, off, &ev->landmark.rip, why) < 0 ||
+		    lf_get_fixed64(p, len, off, &ev->landmark.regs, why) < 0 ||
+		    lf_get_fixed64(p, len, off, &ev->landmark.mem, why) < 0 ||
+		    lf_get_u32(p, len, off, &ev->landmark.pages, why, "landmark page count past 32 bits") < 0)
+			return -1;
+		break;
 	}
 	st->pos = ev->pos;
 	if (ev->kind == LF_EV_CLOCK)
@@ -291,6 +307,13 @@ void lf_event_format(const struct lf_event *ev, char *buf, size_t cap)
 	case LF_EV_END:
 		lf_line_add(&l, "end reason=%" PRIu32 " value=%" PRIu64, ev->end.reason,
 			    ev->end.value);
+		break;
+	case LF_EV_LANDMARK:
+		lf_line_add(&l,
+			    "landmark rip=%#" PRIx64 " regs=%016" PRIx64 " mem=%016" PRIx64
+			    " pages=%" PRIu32,
+			    ev->landmark.rip, ev->landmark.regs, ev->landmark.mem,
+			    ev->landmark.pages);
 		break;
 	default:
 		lf_line_add(&l, "unknown kind %u", (unsigned)ev->kind);

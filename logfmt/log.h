@@ -24,8 +24,9 @@
 
 #define LF_WUR __attribute__((warn_unused_result))
 
-/* 2: the memory hash leaves out zero pages (FORMAT.md, "Versions"). */
-#define LF_VERSION 2
+/* 3: landmark events (FORMAT.md, "Versions"). Version 2 logs are read too. */
+#define LF_VERSION 3
+#define LF_VERSION_MIN 2
 
 enum lf_err {
 	LF_OK = 0,
@@ -90,8 +91,9 @@ enum lf_kind {
 	LF_EV_INPUT = 3, /* host input bytes on a channel (0: serial) */
 	LF_EV_HASH = 4,  /* a state check: hashes of registers, memory and output so far */
 	LF_EV_END = 5,   /* the run ended: how, and a value */
+	LF_EV_LANDMARK = 6, /* the exact point, inside its position, of the events after it */
 };
-#define LF_KIND_MAX LF_EV_END
+#define LF_KIND_MAX LF_EV_LANDMARK
 
 #define LF_INPUT_MAX 4096 /* most bytes in one input event */
 
@@ -121,6 +123,16 @@ struct lf_event {
 			uint32_t reason;
 			uint64_t value;
 		} end;
+		/*
+		 * LF_EV_LANDMARK: where the events after it (at the same position) happened,
+		 * for positions that count something coarser than instructions (kvm: exits).
+		 * rip, a hash of the registers, and a hash of the pages written since the
+		 * previous landmark and how many there were (FORMAT.md, "Landmarks").
+		 */
+		struct {
+			uint64_t rip, regs, mem;
+			uint32_t pages;
+		} landmark;
 	};
 };
 

@@ -94,11 +94,11 @@ static int lf_rd_header(struct lf_reader *r)
 		return lf_fail(LF_ETRUNC, "the header is cut after %zu bytes", got);
 	/* Before anything else: another version may lay out everything after this. */
 	version = lf_get32(pre + 8);
-	if (version != LF_VERSION)
+	if (version < LF_VERSION_MIN || version > LF_VERSION)
 		return lf_fail(LF_EVERSION,
 			       "the log has format version %" PRIu32
-			       "; this build reads version %d",
-			       version, LF_VERSION);
+			       "; this build reads versions %d to %d",
+			       version, LF_VERSION_MIN, LF_VERSION);
 	blen = lf_get32(pre + 12);
 	if (blen > LF_HEADER_MAX)
 		return lf_fail(LF_ECORRUPT, "header: body length %" PRIu32 " past the limit", blen);

@@ -56,6 +56,12 @@ static uint64_t lf_fuzz_digest(const struct lf_event *ev)
 		v[2] = ev->end.reason;
 		v[3] = ev->end.value;
 		break;
+	case LF_EV_LANDMARK:
+		v[2] = ev->landmark.rip;
+		v[3] = ev->landmark.regs;
+		v[4] = ev->landmark.mem;
+		v[5] = ev->landmark.pages;
+		break;
 	}
 	return lf_hash64(v, sizeof(v));
 }

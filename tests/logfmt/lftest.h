@@ -122,6 +122,13 @@ LFT_UNUSED static void lft_mixed_events(struct lf_event *ev, size_t n, uint64_t 
 			ev[i].end.reason = 1;
 			ev[i].end.value = x;
 			break;
+		case LF_EV_LANDMARK:
+			/* Few distinct values, as in a loop that is interrupted again and again. */
+			ev[i].landmark.rip = 0xffffffff81000000ull + (x >> 40) % 64;
+			ev[i].landmark.regs = x >> 58;
+			ev[i].landmark.mem = ~(x >> 59);
+			ev[i].landmark.pages = (uint32_t)(x >> 61);
+			break;
 		}
 	}
 }
@@ -147,6 +154,9 @@ LFT_UNUSED static bool lft_ev_eq(const struct lf_event *a, const struct lf_event
 		       (a->hash.flags & LF_HASH_OUT ? a->hash.out_bytes : 0) == b->hash.out_bytes;
 	case LF_EV_END:
 		return a->end.reason == b->end.reason && a->end.value == b->end.value;
+	case LF_EV_LANDMARK:
+		return a->landmark.rip == b->landmark.rip && a->landmark.regs == b->landmark.regs &&
+		       a->landmark.mem == b->landmark.mem && a->landmark.pages == b->landmark.pages;
 	}
 	return false;
 }

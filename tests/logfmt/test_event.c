@@ -96,16 +96,19 @@ Test(event, encode_decode_each_kind)
 	     .pos = 10,
 	     .hash = {.flags = 7, .regs = 1, .mem = 2, .out = 3, .out_bytes = 4}},
 	    {.kind = LF_EV_END, .pos = UINT64_MAX, .end = {.reason = 2, .value = UINT64_MAX}},
+	    {.kind = LF_EV_LANDMARK,
+	     .pos = UINT64_MAX,
+	     .landmark = {.rip = UINT64_MAX, .regs = 7, .mem = UINT64_MAX, .pages = UINT32_MAX}},
 	};
-	uint8_t buf[6 * LF_EV_MAX_BYTES];
+	uint8_t buf[7 * LF_EV_MAX_BYTES];
 	struct lf_ev_state ws = {.pos = 5, .clock = 100}, rs = ws;
 	size_t n = 0, off = 0;
 
-	for (size_t i = 0; i < 6; i++) {
+	for (size_t i = 0; i < 7; i++) {
 		cr_assert_eq(lf_ev_check(&ev[i]), 0);
 		n += lf_ev_encode(buf + n, &ev[i], &ws);
 	}
-	for (size_t i = 0; i < 6; i++) {
+	for (size_t i = 0; i < 7; i++) {
 		struct lf_event got;
 		const char *why = NULL;
 
@@ -132,7 +135,7 @@ Test(event, decode_rejects_bad_bytes)
 		cr_assert(strstr(why, reason) != NULL, "got \"%s\", wanted \"%s\"", why, reason);  \
 	} while (0)
 	BAD("\x00\x00\x00", 3, "unknown event kind");
-	BAD("\x06\x00\x00", 3, "unknown event kind");
+	BAD("\x07\x00\x00", 3, "unknown event kind");
 	BAD("\x01", 1, "past the end");
 	BAD("\x01\x00", 2, "past the end");
 	BAD("\x01\x80\x00\x00", 4, "overlong");
@@ -165,7 +168,7 @@ Test(event, check_rejects_bad_events)
 	cr_assert_eq(lf_ev_check(&ev), -LF_EINVAL);
 	ev.kind = LF_KIND_MAX + 1;
 	cr_assert_eq(lf_ev_check(&ev), -LF_EINVAL);
-	cr_assert(strstr(lf_errdetail(), "unknown event kind 6") != NULL);
+	cr_assert(strstr(lf_errdetail(), "unknown event kind 7") != NULL);
 	ev = (struct lf_event){.kind = LF_EV_INPUT, .input = {.len = 0, .data = &b}};
 	cr_assert_eq(lf_ev_check(&ev), -LF_EINVAL);
 	ev.input.len = LF_INPUT_MAX + 1;
@@ -214,6 +217,11 @@ Test(event, format_lines)
 	ev = (struct lf_event){.kind = LF_EV_END, .end = {.reason = 1, .value = 7}};
 	lf_event_format(&ev, buf, sizeof(buf));
 	cr_assert_str_eq(buf, "end reason=1 value=7");
+	ev = (struct lf_event){.kind = LF_EV_LANDMARK,
+			       .landmark = {.rip = 0x1234, .regs = 1, .mem = 0xabc, .pages = 3}};
+	lf_event_format(&ev, buf, sizeof(buf));
+	cr_assert_str_eq(buf, "landmark rip=0x1234 regs=0000000000000001 mem=0000000000000abc "
+			      "pages=3");
 	ev.kind = 77;
 	lf_event_format(&ev, buf, sizeof(buf));
 	cr_assert_str_eq(buf, "unknown kind 77");
@@ -250,7 +258,8 @@ Test(names, kinds_codecs_errors)
 	}
 	cr_assert_str_eq(lf_kind_name(LF_EV_INPUT), "input");
 	cr_assert_null(lf_kind_name(0));
-	cr_assert_null(lf_kind_name(6));
+	cr_assert_str_eq(lf_kind_name(LF_EV_LANDMARK), "landmark");
+	cr_assert_null(lf_kind_name(LF_KIND_MAX + 1));
 	cr_assert_eq(lf_kind_parse("bogus"), -1);
 	cr_assert_eq(lf_kind_parse(NULL), -1);
 	for (int c = LF_CODEC_NONE; c <= LF_CODEC_ZSTD; c++)

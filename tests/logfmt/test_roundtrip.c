@@ -487,16 +487,16 @@ Test(header, version_mismatch)
 	struct lf_verify_report rep;
 
 	lft_write(&m, NULL, 0, NULL, NULL);
-	lf_put32(m.data + 8, 3);
+	lf_put32(m.data + 8, LF_VERSION + 1);
 	lf_io_mem_reader(&io, &rm, m.data, m.len);
 	cr_assert_eq(lf_reader_open(&io, &r), -LF_EVERSION);
 	cr_assert_null(r);
 	cr_assert_str_eq(lf_errdetail(),
-			 "the log has format version 3; this build reads version 2");
+			 "the log has format version 4; this build reads versions 2 to 3");
 	lf_io_mem_reader(&io, &rm, m.data, m.len);
 	cr_assert_eq(lf_verify(&io, &rep), -LF_EVERSION);
 	cr_assert_not(rep.header_ok);
-	cr_assert(strstr(rep.problem, "version 3") != NULL);
+	cr_assert(strstr(rep.problem, "version 4") != NULL);
 	free(m.data);
 }
 
