@@ -39,13 +39,38 @@ static void note_lf_error(struct rec *r, int lrc)
 		 *lf_errdetail() ? lf_errdetail() : lf_strerror(lrc));
 }
 
-static void append(struct rec *r, const struct lf_event *ev)
+static void append_raw(struct rec *r, const struct lf_event *ev)
 {
 	if (r->err)
 		return;
 	int lrc = lf_writer_append(r->cfg.writer, ev);
 	if (lrc < 0)
 		note_lf_error(r, lrc);
+}
+
+/*
+ * Log an event at the current stop. Where the position alone does not name the point
+ * (kvm: the guest computed since its last exit, or an interrupt went in since), a
+ * landmark goes first, so that replay delivers this event exactly there.
+ */
+static void append_at_stop(struct rec *r, struct vmm_machine *m, const struct lf_event *ev)
+{
+	struct vmm_landmark lm;
+	int rc = r->err ? 0 : vmm_machine_landmark(m, &lm);
+	if (rc < 0) {
+		r->err = rc;
+		snprintf(r->errmsg, sizeof(r->errmsg), "taking a landmark: %s", vmm_errdetail());
+		return;
+	}
+	if (rc == 1) {
+		struct lf_event l = {.kind = LF_EV_LANDMARK, .pos = ev->pos};
+		l.landmark.rip = lm.rip;
+		l.landmark.regs = lm.regs;
+		l.landmark.mem = lm.mem;
+		l.landmark.pages = lm.pages;
+		append_raw(r, &l);
+	}
+	append_raw(r, ev);
 }
 
 static int report(struct rec *r)
@@ -74,7 +99,7 @@ static void log_hash(struct rec *r, struct vmm_machine *m, bool with_mem)
 	}
 	ev.hash.out = r->out_hash;
 	ev.hash.out_bytes = r->out_bytes;
-	append(r, &ev);
+	append_at_stop(r, m, &ev);
 }
 
 /* At a stop: a state hash when one is due (by position; memory by host time). */
@@ -104,8 +129,9 @@ static uint64_t rec_clock_read(void *opaque, struct vmm_machine *m)
 {
 	struct rec *r = opaque;
 	uint64_t v = r->cfg.inner->clock_read(r->cfg.inner_opaque, m);
+	/* Inside a port access: the exit itself is the point, no landmark needed. */
 	struct lf_event ev = {.kind = LF_EV_CLOCK, .pos = vmm_machine_pos(m), .clock = v};
-	append(r, &ev);
+	append_raw(r, &ev);
 	return v;
 }
 
@@ -179,7 +205,7 @@ const struct vmm_input_ops rec_input_ops = {
 static void rec_tap_timer(void *opaque, struct vmm_machine *m, unsigned id)
 {
 	struct lf_event ev = {.kind = LF_EV_TIMER, .pos = vmm_machine_pos(m), .timer = id};
-	append(opaque, &ev);
+	append_at_stop(opaque, m, &ev);
 }
 
 static void rec_tap_serial_rx(void *opaque, struct vmm_machine *m, const uint8_t *buf,
@@ -191,7 +217,7 @@ static void rec_tap_serial_rx(void *opaque, struct vmm_machine *m, const uint8_t
 		ev.input.channel = 0;
 		ev.input.len = k;
 		ev.input.data = buf;
-		append(opaque, &ev);
+		append_at_stop(opaque, m, &ev);
 		buf += k;
 		n -= k;
 	}
@@ -226,7 +252,7 @@ int rec_finish(struct rec *r, struct vmm_machine *m, const struct vmm_stop *stop
 	ev.end.reason = stop->reason;
 	ev.end.value = stop->reason == VMM_STOP_TRIPLE_FAULT ? (uint64_t)stop->vector
 							      : stop->exit_value;
-	append(r, &ev);
+	append_at_stop(r, m, &ev);
 	if (!r->err) {
 		int lrc = lf_writer_finish(r->cfg.writer);
 		if (lrc < 0)

@@ -10,7 +10,9 @@
 #include "logfmt/outhash.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdatomic.h>
+#include <time.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +41,12 @@ struct rpl {
 	struct rpl_divergence div;
 	struct rpl_stats stats;
 	atomic_bool stop; /* the user asked to stop */
+	/* The watchdog (cfg.stall_ms): the position last seen and whether it stood still. */
+	atomic_bool stalled, watching;
+	_Atomic uint64_t progress; /* events consumed: a position with many events moves */
+	pthread_t watchdog;
+	bool watchdog_started;
+	struct vmm_machine *m;
 	/* The last consumed events' position and how many were consumed there (rpl_mark). */
 	uint64_t run_pos, run_n;
 };
@@ -87,6 +95,7 @@ static void consume(struct rpl *r)
 	r->qh = (r->qh + 1) % RPL_AHEAD;
 	r->qn--;
 	r->stats.events++;
+	atomic_fetch_add(&r->progress, 1);
 }
 
 static void describe(const struct lf_event *ev, char *buf, size_t cap)
@@ -179,6 +188,22 @@ static int log_exhausted(struct rpl *r)
 			r->last_event);
 }
 
+/*
+ * A kick came while the replay waited for the guest: the user's stop, or the watchdog
+ * (no progress for cfg.stall_ms): the guest runs without reaching what the log expects.
+ */
+static int stalled_or_stopped(struct rpl *r, struct vmm_machine *m, const char *expected)
+{
+	if (atomic_load(&r->stop))
+		return VMM_INPUT_STOP;
+	if (!atomic_load(&r->stalled))
+		return 0;
+	return diverge(r, m, expected,
+		       "no progress for %u s: the guest ran on at position %" PRIu64
+		       " without reaching it (no exit, or not the recorded path)",
+		       (r->cfg.stall_ms + 999) / 1000, vmm_machine_pos(m));
+}
+
 static int rpl_poll(void *opaque, struct vmm_machine *m)
 {
 	struct rpl *r = opaque;
@@ -186,6 +211,11 @@ static int rpl_poll(void *opaque, struct vmm_machine *m)
 		return -VMM_EINPUT;
 	if (atomic_load(&r->stop))
 		return VMM_INPUT_STOP;
+	if (atomic_load(&r->stalled)) {
+		char e[256];
+		expected_next(r, e, sizeof(e));
+		return stalled_or_stopped(r, m, e);
+	}
 	vmm_pos_t pos = vmm_machine_pos(m);
 	for (;;) {
 		peek(r);
@@ -229,6 +259,29 @@ static int rpl_poll(void *opaque, struct vmm_machine *m)
 			int rc = check_hash(r, m, &h);
 			if (rc < 0)
 				return rc;
+			break;
+		}
+		case LF_EV_LANDMARK: {
+			struct vmm_landmark lm = {.rip = ev->landmark.rip,
+						  .regs = ev->landmark.regs,
+						  .mem = ev->landmark.mem,
+						  .pages = ev->landmark.pages};
+			struct vmm_seek_stats st;
+			describe(ev, e, sizeof(e));
+			int rc = vmm_machine_seek_landmark(m, &lm, &st);
+			r->stats.landmark_hits += st.hits;
+			if (rc < 0)
+				return rc;
+			if (rc == VMM_SEEK_INTERRUPTED)
+				return stalled_or_stopped(r, m, e);
+			if (rc == VMM_SEEK_PASSED)
+				return diverge(r, m, e,
+					       "the guest left position %" PRIu64 " by %s without "
+					       "reaching it (%" PRIu64 " passes through rip %#" PRIx64
+					       " differed)",
+					       pos, st.left_by, st.hits, lm.rip);
+			r->stats.landmarks++;
+			consume(r);
 			break;
 		}
 		case LF_EV_END:
@@ -311,6 +364,50 @@ const struct vmm_input_ops rpl_input_ops = {
 	.serial_tx = rpl_serial_tx,
 };
 
+/*
+ * The watchdog: where positions count exits (kvm), a guest that no longer takes the
+ * recorded path may compute forever without an exit, and the budget that would stop it
+ * at the next event never runs out. Every 100 ms it looks at the position and, with the
+ * landmark searches, at how far they got; after stall_ms without a change it kicks the
+ * vCPU and the next poll reports a divergence.
+ */
+static void *watchdog_main(void *arg)
+{
+	struct rpl *r = arg;
+	uint64_t last = UINT64_MAX, last_hits = 0, still_ms = 0;
+	while (atomic_load(&r->watching)) {
+		struct timespec ts = {0, 100 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+		uint64_t p = vmm_machine_pos(r->m);
+		uint64_t h = atomic_load(&r->progress);
+		if (p != last || h != last_hits) {
+			last = p;
+			last_hits = h;
+			still_ms = 0;
+			continue;
+		}
+		still_ms += 100;
+		if (still_ms >= r->cfg.stall_ms && !atomic_load(&r->stalled)) {
+			atomic_store(&r->stalled, true);
+			vmm_machine_kick(r->m);
+		}
+	}
+	return NULL;
+}
+
+int rpl_watch(struct rpl *r, struct vmm_machine *m)
+{
+	if (!r->cfg.stall_ms || r->watchdog_started)
+		return 0;
+	r->m = m;
+	atomic_store(&r->watching, true);
+	int e = pthread_create(&r->watchdog, NULL, watchdog_main, r);
+	if (e)
+		return vmm_fail(VMM_ENOMEM, "replay watchdog: %s", strerror(e));
+	r->watchdog_started = true;
+	return 0;
+}
+
 int rpl_create(const struct rpl_config *cfg, struct rpl **out)
 {
 	struct rpl *r = calloc(1, sizeof(*r));
@@ -331,6 +428,12 @@ void rpl_request_stop(struct rpl *r, struct vmm_machine *m)
 
 void rpl_free(struct rpl *r)
 {
+	if (!r)
+		return;
+	if (r->watchdog_started) {
+		atomic_store(&r->watching, false);
+		pthread_join(r->watchdog, NULL);
+	}
 	free(r);
 }
 
@@ -457,6 +560,7 @@ int rpl_seek(struct rpl *r, const struct rpl_mark *mk)
 	r->qh = r->qn = 0;
 	r->diverged = false;
 	atomic_store(&r->stop, false);
+	atomic_store(&r->stalled, false);
 	if (mk->next_pos == UINT64_MAX) {
 		r->log_done = true; /* a log error found before stays known */
 	} else {

@@ -24,11 +24,19 @@ struct rpl_config {
 	void *out_opaque;
 	/* Flush buffered output (may be NULL): called when the replay stops. */
 	void (*flush)(void *opaque);
+	/*
+	 * Milliseconds without progress (no position reached, no event consumed) after which
+	 * the replay ends as a divergence; 0: never (emu, where every run is bounded by an
+	 * instruction budget). Started by rpl_watch.
+	 */
+	unsigned stall_ms;
 };
 
 extern const struct vmm_input_ops rpl_input_ops;
 
 int rpl_create(const struct rpl_config *cfg, struct rpl **out) VMM_WUR;
+/* Start the watchdog of cfg.stall_ms over machine m (nothing when stall_ms is 0). */
+int rpl_watch(struct rpl *r, struct vmm_machine *m) VMM_WUR;
 /* Stop the replay at the next stop of the vCPU: any thread, async-signal-safe. */
 void rpl_request_stop(struct rpl *r, struct vmm_machine *m);
 void rpl_free(struct rpl *r);
@@ -63,6 +71,8 @@ enum rpl_verdict rpl_finish(struct rpl *r, struct vmm_machine *m, int run_rc,
 struct rpl_stats {
 	uint64_t events;        /* events consumed, all kinds */
 	uint64_t hashes;        /* state hashes compared */
+	uint64_t landmarks;     /* landmarks found */
+	uint64_t landmark_hits; /* breakpoint hits at landmark RIPs that were not the point */
 	uint64_t out_bytes;
 };
 void rpl_stats(const struct rpl *r, struct rpl_stats *s);

@@ -157,6 +157,9 @@ static void usage_replay(FILE *f)
 		"                          whose image moved (its hash must match)\n"
 		"  --quiet                 do not print the guest's output (it is still checked)\n"
 		"  --verbose               more detail in the summary\n"
+		"  --stall-timeout SECONDS a kvm replay that makes no progress this long (the\n"
+		"                          guest computes without reaching the next logged\n"
+		"                          event) ends as a divergence (60; 0: wait forever)\n"
 		"  --gdb [HOST:]PORT       serve gdb there instead of running to the end: time-\n"
 		"                          travel debugging (target remote HOST:PORT; the host\n"
 		"                          is 127.0.0.1 unless given). emu backend only\n"
@@ -814,9 +817,11 @@ static int cmd_replay(int argc, char **argv, bool debug)
 		{"gdb", required_argument, NULL, 'g'},
 		{"checkpoint-every", required_argument, NULL, 'E'},
 		{"checkpoint-mem", required_argument, NULL, 'M'},
+		{"stall-timeout", required_argument, NULL, 'S'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}};
 	int c;
+	unsigned stall_s = 60;
 	/* `rewind debug LOG -- GDB-ARGS`: what follows -- is gdb's. */
 	for (int i = 1; debug && i < argc; i++)
 		if (!strcmp(argv[i], "--")) {
@@ -856,6 +861,17 @@ static int cmd_replay(int argc, char **argv, bool debug)
 		case 'i':
 			image_path = optarg;
 			break;
+		case 'S': {
+			char *e;
+			errno = 0;
+			unsigned long v = strtoul(optarg, &e, 10);
+			if (errno || e == optarg || *e || optarg[0] < '0' || optarg[0] > '9' ||
+			    v > 86400)
+				die_line(EXIT_USAGE,
+					 "--stall-timeout %s: expected seconds, 0 to 86400", optarg);
+			stall_s = (unsigned)v;
+			break;
+		}
 		case 'q':
 			quiet = true;
 			break;
@@ -955,10 +971,12 @@ static int cmd_replay(int argc, char **argv, bool debug)
 		con.out_fd = -1;
 
 	struct rpl *rp;
+	/* Only exit-counted positions can leave a run unbounded (rpl_config.stall_ms). */
 	struct rpl_config pc = {.reader = rd,
 				.out = console_out,
 				.out_opaque = &con,
-				.flush = console_flush};
+				.flush = console_flush,
+				.stall_ms = backend == &kvm_cpu_ops ? stall_s * 1000u : 0};
 	if (gdb) {
 		if (backend != &emu_cpu_ops)
 			die_line(EXIT_USAGE, "time-travel debugging needs --backend emu (the kvm "
@@ -993,6 +1011,9 @@ static int cmd_replay(int argc, char **argv, bool debug)
 	g_image = image;
 	g_image_len = image_len;
 
+	rc = rpl_watch(rp, m);
+	if (rc < 0)
+		fail(rc, "replay");
 	g_rpl = rp;
 	g_machine = m;
 	catch_signals();
@@ -1016,8 +1037,9 @@ static int cmd_replay(int argc, char **argv, bool debug)
 			prog, (uint64_t)stop.pos, want_pos, st.events, secs);
 		if (verbose)
 			fprintf(stderr, "%s: %" PRIu64 " state hashes checked, %" PRIu64
-					" bytes of output\n",
-				prog, st.hashes, st.out_bytes);
+					" bytes of output, %" PRIu64 " landmarks found (%" PRIu64
+					" breakpoint hits that were not them)\n",
+				prog, st.hashes, st.out_bytes, st.landmarks, st.landmark_hits);
 		break;
 	case RPL_DIVERGED:
 		print_divergence(m, &d);

@@ -104,6 +104,30 @@ struct vmm_track {
 /* No block is longer than this (a breakpoint search looks this far back). */
 #define VMM_BLOCK_MAX 8192
 
+/*
+ * A point inside a position (docs/kvm-backend.md, "Landmarks"). Where positions count
+ * something coarser than instructions (kvm: exits), an asynchronous event that came while
+ * the guest computed is placed by its position plus this: the instruction pointer, a hash
+ * of the registers (and the event on its way in), and a hash of the guest pages written
+ * since the previous landmark (logfmt/FORMAT.md, "Landmarks", defines both).
+ */
+struct vmm_landmark {
+	uint64_t rip, regs, mem;
+	uint32_t pages; /* how many pages the mem hash covers */
+};
+
+/* How a landmark search ended (vmm_cpu_ops.seek_landmark). */
+enum vmm_seek_result {
+	VMM_SEEK_FOUND = 0,   /* the vCPU is at the landmark */
+	VMM_SEEK_PASSED,      /* the guest left the position (an exit) without meeting it */
+	VMM_SEEK_INTERRUPTED, /* a kick stopped the search; the position is unchanged */
+};
+
+struct vmm_seek_stats {
+	uint64_t hits;  /* breakpoint hits at the landmark's RIP that did not match */
+	const char *left_by; /* VMM_SEEK_PASSED: the exit that left the position */
+};
+
 struct vmm_exit {
 	enum vmm_exit_reason reason;
 	/* For VMM_EXIT_SHUTDOWN: the vector of the exception that could not be delivered. */
@@ -199,6 +223,19 @@ struct vmm_cpu_ops {
 	 */
 	int (*translate)(struct vmm_cpu *cpu, uint64_t va, uint64_t *pa, uint64_t *tables,
 			 unsigned *ntables);
+
+	/*
+	 * Landmarks, for backends whose positions are coarser than instructions (NULL on
+	 * emu, whose every stop is exactly its position). landmark(): at a stop, 0 when the
+	 * position alone names this point (right at an exit), or 1 with *lm filled when the
+	 * guest may have run since (it names the point from now on: a second call at the
+	 * same stop returns 0). seek_landmark(): from a stop at the landmark's position, run
+	 * on to the point it names without leaving the position; returns an enum
+	 * vmm_seek_result or a negative vmm_err. Both on the vCPU thread.
+	 */
+	int (*landmark)(struct vmm_cpu *cpu, struct vmm_landmark *lm);
+	int (*seek_landmark)(struct vmm_cpu *cpu, const struct vmm_landmark *lm,
+			     struct vmm_seek_stats *st);
 };
 
 #define VMM_WALK_MAX 5

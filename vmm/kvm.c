@@ -34,6 +34,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #define KVM_DEV "/dev/kvm"
 #define KVM_API 12
@@ -119,6 +120,17 @@ struct vmm_cpu {
 	uint32_t nmsrs;
 	enum kvm_ready_src ready_src;
 
+	/*
+	 * Landmarks: exact is true while the position alone names the vCPU's point (right
+	 * at an exit, or at a landmark already taken or found); it turns false when the
+	 * guest may have run (KVM_RUN entered without an exit to count) or an interrupt was
+	 * injected. dirty accumulates the pages KVM's dirty log saw written since the last
+	 * landmark (one bit a page); dirty_tmp receives each KVM_GET_DIRTY_LOG.
+	 */
+	bool exact;
+	uint64_t *dirty, *dirty_tmp;
+	size_t dirty_words;
+
 	_Atomic uint64_t pos;  /* guest-initiated exits since reset_pvh */
 	atomic_bool kicked;    /* kick() asked for a stop */
 	atomic_bool in_run;    /* the vCPU thread is inside run(); thread is valid */
@@ -151,6 +163,28 @@ static void kvm_clear_immediate_exit(struct vmm_cpu *cpu)
 	kvm_set_immediate_exit(cpu, 0);
 	if (atomic_load(&cpu->kicked))
 		kvm_set_immediate_exit(cpu, 1);
+}
+
+/* ---- dirty log (for landmarks) ----------------------------------------------------- */
+
+/* OR the pages KVM saw written since its last report into cpu->dirty (and clear KVM's). */
+static int kvm_dirty_collect(struct vmm_cpu *cpu)
+{
+	struct kvm_dirty_log dl = {.slot = 0, .dirty_bitmap = cpu->dirty_tmp};
+	if (ioctl(cpu->vm_fd, KVM_GET_DIRTY_LOG, &dl) < 0)
+		return kvm_ioerr("KVM_GET_DIRTY_LOG");
+	for (size_t i = 0; i < cpu->dirty_words; i++)
+		cpu->dirty[i] |= cpu->dirty_tmp[i];
+	return 0;
+}
+
+/* Start a new landmark interval: nothing written yet, and the point is exact. */
+static int kvm_dirty_reset(struct vmm_cpu *cpu)
+{
+	int err = kvm_dirty_collect(cpu);
+	memset(cpu->dirty, 0, cpu->dirty_words * sizeof(uint64_t));
+	cpu->exact = true;
+	return err;
 }
 
 /* ---- probe ------------------------------------------------------------------------ */
@@ -478,6 +512,8 @@ static void kvm_destroy(struct vmm_cpu *cpu)
 		close(cpu->vm_fd);
 	if (cpu->kvm_fd >= 0)
 		close(cpu->kvm_fd);
+	free(cpu->dirty);
+	free(cpu->dirty_tmp);
 	free(cpu);
 }
 
@@ -526,9 +562,17 @@ static int kvm_create(struct vmm_machine *m, struct vmm_cpu **out)
 			goto fail;
 		}
 	}
+	/* The dirty log gives the pages each landmark hashes (see "landmarks" below). */
+	cpu->dirty_words = (cpu->ram_size / KVM_PAGE + 63) / 64;
+	cpu->dirty = calloc(cpu->dirty_words, sizeof(uint64_t));
+	cpu->dirty_tmp = calloc(cpu->dirty_words, sizeof(uint64_t));
+	if (!cpu->dirty || !cpu->dirty_tmp) {
+		err = vmm_fail(VMM_ENOMEM, "KVM dirty log: out of memory");
+		goto fail;
+	}
 	struct kvm_userspace_memory_region region = {
 		.slot = 0,
-		.flags = 0,
+		.flags = KVM_MEM_LOG_DIRTY_PAGES,
 		.guest_phys_addr = 0,
 		.memory_size = cpu->ram_size,
 		.userspace_addr = (uint64_t)(uintptr_t)cpu->ram,
@@ -743,7 +787,7 @@ static int kvm_reset_pvh(struct vmm_cpu *cpu, uint32_t entry, uint32_t start_inf
 		return err;
 
 	atomic_store(&cpu->pos, 0);
-	return 0;
+	return kvm_dirty_reset(cpu);
 }
 
 static int kvm_get_regs(struct vmm_cpu *cpu, struct vmm_regs *out)
@@ -908,6 +952,10 @@ static int kvm_prepare(struct vmm_cpu *cpu)
 			if (ioctl(cpu->vcpu_fd, KVM_INTERRUPT, &irq) < 0)
 				return kvm_ioerr("KVM_INTERRUPT");
 			cpu->ready_src = KVM_READY_NO;
+			/* Events after this INTA at this position must come after it on
+			 * replay too: only a landmark (which holds the injected vector)
+			 * can say so. */
+			cpu->exact = false;
 			pending = vmm_intr_pending(cpu->m);
 		}
 	}
@@ -1051,10 +1099,9 @@ static int kvm_complete(struct vmm_cpu *cpu, bool *stop)
 	}
 }
 
-static int kvm_run(struct vmm_cpu *cpu, uint64_t budget, struct vmm_exit *exit)
+/* The vCPU thread enters run() or a landmark search: from now on a kick signals it. */
+static void kvm_enter_run(struct vmm_cpu *cpu)
 {
-	int err = 0;
-	exit->vector = -1;
 	pthread_t self = pthread_self();
 	if (!cpu->thread_known || !pthread_equal(cpu->thread, self)) {
 		sigset_t set;
@@ -1065,6 +1112,13 @@ static int kvm_run(struct vmm_cpu *cpu, uint64_t budget, struct vmm_exit *exit)
 		cpu->thread_known = true;
 	}
 	atomic_store(&cpu->in_run, true);
+}
+
+static int kvm_run(struct vmm_cpu *cpu, uint64_t budget, struct vmm_exit *exit)
+{
+	int err = 0;
+	exit->vector = -1;
+	kvm_enter_run(cpu);
 
 	err = kvm_prepare(cpu);
 	if (err)
@@ -1082,6 +1136,7 @@ static int kvm_run(struct vmm_cpu *cpu, uint64_t budget, struct vmm_exit *exit)
 	}
 
 	for (;;) {
+		bool may_enter = !__atomic_load_n(&cpu->run->immediate_exit, __ATOMIC_SEQ_CST);
 		int r = ioctl(cpu->vcpu_fd, KVM_RUN, 0);
 		int e = errno;
 		cpu->ready_src = KVM_READY_RUN;
@@ -1091,6 +1146,9 @@ static int kvm_run(struct vmm_cpu *cpu, uint64_t budget, struct vmm_exit *exit)
 				err = kvm_ioerr("KVM_RUN");
 				goto out;
 			}
+			/* A signal may have stopped the guest anywhere between two exits. */
+			if (may_enter)
+				cpu->exact = false;
 			kvm_set_immediate_exit(cpu, 0);
 			err = kvm_prepare(cpu);
 			if (err)
@@ -1103,6 +1161,7 @@ static int kvm_run(struct vmm_cpu *cpu, uint64_t budget, struct vmm_exit *exit)
 		}
 
 		bool stop = false;
+		cpu->exact = true; /* every exit below is a point the position names */
 		switch (cpu->run->exit_reason) {
 		case KVM_EXIT_IO:
 			err = kvm_do_io(cpu, &stop);
@@ -1376,7 +1435,7 @@ static int kvm_load(struct vmm_cpu *cpu, const void *blob, size_t len)
 	if (ioctl(cpu->vcpu_fd, KVM_SET_DEBUGREGS, &dbg) < 0)
 		return kvm_ioerr("KVM_SET_DEBUGREGS");
 	atomic_store(&cpu->pos, h.pos);
-	return 0;
+	return kvm_dirty_reset(cpu);
 }
 
 /* ---- guest virtual memory ------------------------------------------------------- */
@@ -1529,6 +1588,255 @@ static int kvm_read_virt(struct vmm_cpu *cpu, uint64_t va, void *buf, size_t len
 	return kvm_copy_virt(cpu, &s, va, buf, len);
 }
 
+/* ---- landmarks ---------------------------------------------------------------------- */
+
+/*
+ * What a landmark's regs hash covers (logfmt/FORMAT.md, "Landmarks"): the architectural
+ * registers, x87/SSE, and the event on its way in. Hashed whole, padding zeroed.
+ */
+struct kvm_point_rec {
+	struct vmm_regs r;
+	struct vmm_fpregs f;
+	int32_t injected; /* vector of an injected interrupt not yet taken, or -1 */
+	uint8_t flags;    /* 1 shadow, 2 NMI on its way, 4 exception on its way */
+};
+
+#define RFLAGS_RF (1ull << 16)
+
+/* The landmark of the vCPU's current point; with mem false, only rip and regs. */
+static int kvm_point(struct vmm_cpu *cpu, struct vmm_landmark *lm, bool mem)
+{
+	struct kvm_point_rec p;
+	memset(&p, 0, sizeof(p));
+	int err = kvm_get_regs(cpu, &p.r);
+	if (!err)
+		err = kvm_get_fpregs(cpu, &p.f);
+	if (err)
+		return err;
+	struct kvm_vcpu_events ev;
+	if (ioctl(cpu->vcpu_fd, KVM_GET_VCPU_EVENTS, &ev) < 0)
+		return kvm_ioerr("KVM_GET_VCPU_EVENTS");
+	p.injected = ev.interrupt.injected ? (int32_t)ev.interrupt.nr : -1;
+	p.flags = (ev.interrupt.shadow ? 1 : 0) | (ev.nmi.injected || ev.nmi.pending ? 2 : 0) |
+		  (ev.exception.injected || ev.exception.pending ? 4 : 0);
+	memset(lm, 0, sizeof(*lm));
+	lm->rip = p.r.rip;
+	lm->regs = XXH3_64bits(&p, sizeof(p));
+	if (!mem)
+		return 0;
+
+	err = kvm_dirty_collect(cpu);
+	if (err)
+		return err;
+	XXH3_state_t *st = XXH3_createState();
+	if (!st)
+		return vmm_fail(VMM_ENOMEM, "landmark: out of memory");
+	XXH3_64bits_reset(st);
+	for (size_t w = 0; w < cpu->dirty_words; w++) {
+		for (uint64_t bits = cpu->dirty[w]; bits; bits &= bits - 1) {
+			uint64_t page = w * 64 + (uint64_t)__builtin_ctzll(bits);
+			if (page * KVM_PAGE >= cpu->ram_size)
+				break;
+			uint64_t le = htole64(page);
+			XXH3_64bits_update(st, &le, sizeof(le));
+			XXH3_64bits_update(st, cpu->ram + page * KVM_PAGE, KVM_PAGE);
+			lm->pages++;
+		}
+	}
+	lm->mem = XXH3_64bits_digest(st);
+	XXH3_freeState(st);
+	return 0;
+}
+
+static int kvm_landmark(struct vmm_cpu *cpu, struct vmm_landmark *lm)
+{
+	if (cpu->exact)
+		return 0;
+	int err = kvm_point(cpu, lm, true);
+	if (err)
+		return err;
+	memset(cpu->dirty, 0, cpu->dirty_words * sizeof(uint64_t));
+	cpu->exact = true;
+	return 1;
+}
+
+/* Is the vCPU at lm? Registers first: the memory hash is only worth it when they match. */
+static int kvm_at_landmark(struct vmm_cpu *cpu, const struct vmm_landmark *lm, bool *at)
+{
+	struct vmm_landmark here;
+	*at = false;
+	int err = kvm_point(cpu, &here, false);
+	if (err || here.rip != lm->rip || here.regs != lm->regs)
+		return err;
+	err = kvm_point(cpu, &here, true);
+	*at = !err && here.mem == lm->mem && here.pages == lm->pages;
+	return err;
+}
+
+static int kvm_set_debug_ctl(struct vmm_cpu *cpu, uint32_t control, uint64_t bp)
+{
+	struct kvm_guest_debug d;
+	memset(&d, 0, sizeof(d));
+	d.control = control;
+	if (control & KVM_GUESTDBG_USE_HW_BP) {
+		d.arch.debugreg[0] = bp;
+		d.arch.debugreg[7] = 0x1; /* L0: break on executing the instruction at DR0 */
+	}
+	if (ioctl(cpu->vcpu_fd, KVM_SET_GUEST_DEBUG, &d) < 0)
+		return kvm_ioerr("KVM_SET_GUEST_DEBUG");
+	return 0;
+}
+
+static const char *kvm_exit_name(uint32_t reason)
+{
+	switch (reason) {
+	case KVM_EXIT_IO:
+		return "a port access";
+	case KVM_EXIT_MMIO:
+		return "an MMIO access";
+	case KVM_EXIT_HLT:
+		return "HLT";
+	case KVM_EXIT_IRQ_WINDOW_OPEN:
+		return "an interrupt window";
+	case KVM_EXIT_SHUTDOWN:
+		return "a triple fault";
+	default:
+		return "another exit";
+	}
+}
+
+/*
+ * One KVM_RUN for the search: 1 for a debug exit, 0 after a kick (*kicked), or
+ * VMM_SEEK_PASSED + 10 for any other exit (the guest left the position).
+ */
+static int kvm_seek_step(struct vmm_cpu *cpu, struct vmm_seek_stats *st, bool *kicked)
+{
+	*kicked = false;
+	if (atomic_exchange(&cpu->kicked, false)) {
+		kvm_set_immediate_exit(cpu, 0);
+		*kicked = true;
+		return 0;
+	}
+	int r = ioctl(cpu->vcpu_fd, KVM_RUN, 0);
+	int e = errno;
+	cpu->ready_src = KVM_READY_RUN;
+	cpu->exact = false;
+	if (r < 0 || cpu->run->exit_reason == KVM_EXIT_INTR) {
+		if (r < 0 && e != EINTR && e != EAGAIN) {
+			errno = e;
+			return kvm_ioerr("KVM_RUN (finding a landmark)");
+		}
+		kvm_set_immediate_exit(cpu, 0);
+		*kicked = atomic_exchange(&cpu->kicked, false);
+		return 0;
+	}
+	if (cpu->run->exit_reason == KVM_EXIT_DEBUG) {
+		/*
+		 * KVM sets RFLAGS.RF at a breakpoint it reports, so that the instruction can
+		 * resume; the guest would push it in an interrupt frame, and the recording,
+		 * which ran without breakpoints, had none. The search steps over breakpoints
+		 * itself: clear it.
+		 */
+		struct kvm_regs kr;
+		if (ioctl(cpu->vcpu_fd, KVM_GET_REGS, &kr) < 0)
+			return kvm_ioerr("KVM_GET_REGS");
+		if (kr.rflags & RFLAGS_RF) {
+			kr.rflags &= ~RFLAGS_RF;
+			if (ioctl(cpu->vcpu_fd, KVM_SET_REGS, &kr) < 0)
+				return kvm_ioerr("KVM_SET_REGS");
+		}
+		return 1;
+	}
+	if (cpu->run->exit_reason == KVM_EXIT_FAIL_ENTRY ||
+	    cpu->run->exit_reason == KVM_EXIT_INTERNAL_ERROR)
+		return kvm_exit_error(cpu);
+	st->left_by = kvm_exit_name(cpu->run->exit_reason);
+	return VMM_SEEK_PASSED + 10;
+}
+
+/*
+ * Replay's side of a landmark: the guest is at the landmark's position (right after the
+ * exit it counts, or at the previous landmark). Inject what is due, as run() would before
+ * entering, then run with a hardware breakpoint at the landmark's RIP and compare the
+ * state at each hit; equal state means this is the point (an earlier pass through the
+ * same RIP differs in a register or a page written). A non-matching hit is stepped over
+ * with the breakpoint off (this host's KVM does not honour RFLAGS.RF). Any exit first
+ * means the recording's point is not on this path: VMM_SEEK_PASSED.
+ */
+static int kvm_seek_landmark(struct vmm_cpu *cpu, const struct vmm_landmark *lm,
+			     struct vmm_seek_stats *st)
+{
+	kvm_enter_run(cpu);
+	int err = kvm_prepare(cpu);
+	bool at = false, kicked = false, debugging = false;
+	int res = VMM_SEEK_FOUND;
+	if (!err)
+		err = kvm_at_landmark(cpu, lm, &at);
+	if (err || at)
+		goto out;
+	err = kvm_set_debug_ctl(cpu, KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_HW_BP, lm->rip);
+	if (err)
+		goto out;
+	debugging = true;
+	for (;;) {
+		int r = kvm_seek_step(cpu, st, &kicked);
+		if (r < 0) {
+			err = r;
+			goto out;
+		}
+		if (kicked) {
+			res = VMM_SEEK_INTERRUPTED;
+			goto out;
+		}
+		if (r == VMM_SEEK_PASSED + 10) {
+			res = VMM_SEEK_PASSED;
+			goto out;
+		}
+		if (r == 0)
+			continue;
+		err = kvm_at_landmark(cpu, lm, &at);
+		if (err || at)
+			goto out;
+		st->hits++;
+		/* Step over the instruction at the breakpoint, then arm it again. */
+		err = kvm_set_debug_ctl(cpu, KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP, 0);
+		if (err)
+			goto out;
+		do {
+			r = kvm_seek_step(cpu, st, &kicked);
+		} while (r == 0 && !kicked);
+		if (r < 0) {
+			err = r;
+			goto out;
+		}
+		if (kicked) {
+			res = VMM_SEEK_INTERRUPTED;
+			goto out;
+		}
+		if (r == VMM_SEEK_PASSED + 10) {
+			res = VMM_SEEK_PASSED;
+			goto out;
+		}
+		err = kvm_set_debug_ctl(cpu, KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_HW_BP, lm->rip);
+		if (err)
+			goto out;
+	}
+out:
+	if (debugging) {
+		int e2 = kvm_set_debug_ctl(cpu, 0, 0);
+		if (!err)
+			err = e2;
+	}
+	atomic_store(&cpu->in_run, false);
+	if (err)
+		return err;
+	if (res == VMM_SEEK_FOUND) {
+		memset(cpu->dirty, 0, cpu->dirty_words * sizeof(uint64_t));
+		cpu->exact = true;
+	}
+	return res;
+}
+
 const struct vmm_cpu_ops kvm_cpu_ops = {
 	.name = "kvm",
 	.probe = kvm_probe,
@@ -1545,6 +1853,8 @@ const struct vmm_cpu_ops kvm_cpu_ops = {
 	.save = kvm_save,
 	.load = kvm_load,
 	.read_virt = kvm_read_virt,
+	.landmark = kvm_landmark,
+	.seek_landmark = kvm_seek_landmark,
 };
 
 #else /* !__x86_64__ */

@@ -167,6 +167,28 @@ vmm_pos_t vmm_machine_pos(struct vmm_machine *m)
 	return m->cfg.backend->pos(m->cpu);
 }
 
+int vmm_machine_landmark(struct vmm_machine *m, struct vmm_landmark *lm)
+{
+	if (!m->cfg.backend->landmark)
+		return 0;
+	return m->cfg.backend->landmark(m->cpu, lm);
+}
+
+int vmm_machine_seek_landmark(struct vmm_machine *m, const struct vmm_landmark *lm,
+			      struct vmm_seek_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	if (!m->cfg.backend->seek_landmark)
+		return vmm_fail(VMM_EBACKEND, "the %s backend cannot place landmarks",
+				m->cfg.backend->name);
+	int rc = m->cfg.backend->seek_landmark(m->cpu, lm, st);
+	/* A landmark is taken only where the vCPU ran or took an interrupt, never while
+	 * the run loop held it halted: found, the guest is not halted either. */
+	if (rc == VMM_SEEK_FOUND)
+		m->halted = false;
+	return rc;
+}
+
 void vmm_machine_kick(struct vmm_machine *m)
 {
 	m->cfg.backend->kick(m->cpu);

@@ -105,6 +105,16 @@ void vmm_machine_interrupt(struct vmm_machine *m, bool on);
 int vmm_machine_snapshot(struct vmm_machine *m, void **blob, size_t *len) VMM_WUR;
 int vmm_machine_restore(struct vmm_machine *m, const void *blob, size_t len) VMM_WUR;
 
+/*
+ * Landmarks (vmm_cpu_ops.landmark/seek_landmark): at a stop, does this point need a
+ * landmark besides its position (1, *lm filled) or not (0)? And run from a stop at a
+ * landmark's position to it (enum vmm_seek_result, or a negative vmm_err). On a backend
+ * without landmarks the first is always 0 and the second fails with -VMM_EBACKEND.
+ */
+int vmm_machine_landmark(struct vmm_machine *m, struct vmm_landmark *lm) VMM_WUR;
+int vmm_machine_seek_landmark(struct vmm_machine *m, const struct vmm_landmark *lm,
+			      struct vmm_seek_stats *st) VMM_WUR;
+
 /* Stop a running machine soon: any thread, async-signal-safe. */
 void vmm_machine_kick(struct vmm_machine *m);
 
