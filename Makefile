@@ -42,7 +42,7 @@ LF_OBJ    := $(LF_SRC:%.c=$(B)/obj/%.o)
 REC_OBJ   := $(REC_SRC:%.c=$(B)/obj/%.o)
 RPL_OBJ   := $(RPL_SRC:%.c=$(B)/obj/%.o)
 DBG_OBJ   := $(DBG_SRC:%.c=$(B)/obj/%.o)
-# Link order: users before what they use (STYLE.md's arrows).
+# Link order: users before what they use (docs/architecture.md, 'Layering').
 HOSTLIBS  := $(B)/libdebugger.a $(B)/libreplay.a $(B)/librecord.a $(B)/liblogfmt.a $(B)/libvmm.a
 TOOL_OBJ  := $(TOOL_SRC:%.c=$(B)/obj/%.o)
 GLIB_OBJ  := $(patsubst %,$(B)/gobj/%.o,$(basename $(GLIB_SRC)))

@@ -1,5 +1,5 @@
 /*
- * backtrace.h: guest backtraces with function names (DESIGN.md §2.7), for divergence
+ * backtrace.h: guest backtraces with function names (docs/time-travel.md), for divergence
  * reports, crashes and the debugger at any position.
  *
  * A struct bt_image holds what one guest ELF contributes: its function symbols and its

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Check the Debian packages rewind needs; with --install and root, install the missing
 # ones; otherwise print the one apt-get line to run. Unicorn 2.1.1 is fetched apart,
-# without root, by tools/fetch-unicorn.sh (DESIGN.md §2.3).
+# without root, by tools/fetch-unicorn.sh (docs/architecture.md, 'vCPU backends').
 set -u
 pkgs="build-essential liblz4-dev libzstd-dev libxxhash-dev libunwind-dev libcriterion-dev gdb \
 debian-archive-keyring ca-certificates xz-utils"

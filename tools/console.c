@@ -1,6 +1,7 @@
 /*
  * console.c: COM1's host side for the CLI (see console.h). Sockets are opened only here
- * and in debugger/ and ft/ (STYLE.md); the machine sees file descriptors and callbacks.
+ * and in debugger/ and ft/ (docs/architecture.md, 'Layering'); the machine sees file
+ * descriptors and callbacks.
  */
 #include "tools/console.h"
 #include "vmm/vmm.h"

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Fetch Unicorn 2.1.1 (Debian trixie's libunicorn2t64 + libunicorn-dev) into build/deps/
-# without root, through a private apt configuration (DESIGN.md §2.3: Debian 12's 2.0.1
+# without root, through a private apt configuration (docs/architecture.md: Debian 12's 2.0.1
 # ignores guest page tables and is 10x slower on stores).
 set -eu
 dest=${1:-build/deps}

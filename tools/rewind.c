@@ -1,5 +1,5 @@
 /*
- * rewind.c: the command line (DESIGN.md §1): run, record, replay; `log` is in logcmd.c.
+ * rewind.c: the command line (docs/architecture.md): run, record, replay; `log` is in logcmd.c.
  * The only place that prints to the user and decides exit statuses. Library errors
  * arrive as negative codes plus vmm_errdetail() / lf_errdetail().
  */

@@ -84,7 +84,7 @@ struct vmm_debug {
 };
 
 /*
- * What the guest touched since the last track() call (checkpoints, DESIGN.md §2.7):
+ * What the guest touched since the last track() call (checkpoints, docs/time-travel.md):
  * guest-physical pages written (by guest instructions or by the backend on the guest's
  * behalf: page-table A/D bits, interrupt frames, string I/O), and guest-virtual pages
  * fetched as code. Supersets, never subsets.

@@ -1,5 +1,5 @@
 /*
- * devices.h: the devices of the PC subset (DESIGN.md §2.2), one file each, and the few
+ * devices.h: the devices of the PC subset (docs/architecture.md), one file each, and the few
  * calls the machine makes into particular devices beyond the generic dev.h interface.
  */
 #ifndef REWIND_VMM_DEVICES_H

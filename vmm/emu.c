@@ -2,7 +2,7 @@
  * emu.c: the software vCPU backend, on Unicorn 2.1.1 (QEMU's TCG as a library).
  *
  * Unicorn executes guest code; this file supplies what it lacks for a whole machine
- * (DESIGN.md §2.3, docs/emu-backend.md):
+ * (docs/architecture.md, docs/emu-backend.md):
  *  - exact instruction count: a block hook charges each translated block with its
  *    instruction count, decoded once with x86dec and cached (and checked again after a
  *    write to its code page: struct emu_block); a stop inside a block is
@@ -17,7 +17,7 @@
  *  - paging with exact #PF error codes: the TLB is filled by our own page walker;
  *  - exception and interrupt delivery through the guest IDT, with the STI/MOV SS
  *    shadow and double/triple fault rules;
- *  - CPUID: a fixed baseline x86-64 table (guest contract, DESIGN.md §2.4).
+ *  - CPUID: a fixed baseline x86-64 table (docs/architecture.md, 'The guest contract').
  * Left out: SYSCALL/SYSRET and SYSENTER semantics (Unicorn replaces them by hooks),
  * user mode (CPL 3) privilege changes in delivery beyond the stack switch, task gates,
  * virtual-8086 mode, real mode.
@@ -1321,7 +1321,7 @@ static void site_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *opaque)
 /* ---- CPUID ---------------------------------------------------------------------- */
 
 /*
- * The guest contract (DESIGN.md §2.4): a baseline x86-64 like QEMU's qemu64 without the
+ * The guest contract (docs/architecture.md): a baseline x86-64 like QEMU's qemu64 without the
  * local APIC: SSE2/SSE3, CX16, NX, LM, SYSCALL, FXSR, the hypervisor bit; no POPCNT,
  * RDRAND/RDSEED, XSAVE, AVX, RDTSCP, RDPID, TSC-deadline, x2APIC, hypervisor leaves
  * (0x40000000: TCG's is left out, so no hypervisor is recognised) or PV clocks.

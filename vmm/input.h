@@ -1,5 +1,5 @@
 /*
- * input.h: the input boundary (DESIGN.md §2.1, docs/input-boundary.md).
+ * input.h: the input boundary (docs/architecture.md, docs/input-boundary.md).
  *
  * Every value that enters the guest and could differ between two runs crosses this table:
  * clock reads, timer expiries (asynchronous events) and host input bytes (serial). Guest

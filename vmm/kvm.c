@@ -1,5 +1,5 @@
 /*
- * kvm.c: the KVM vCPU backend (kvm_cpu_ops, DESIGN.md §2.3).
+ * kvm.c: the KVM vCPU backend (kvm_cpu_ops, docs/kvm-backend.md).
  *
  * Owns /dev/kvm, one VM with one vCPU, the vCPU's kvm_run area and the CPUID table the
  * guest sees. There is no in-kernel irqchip or PIT: every interrupt comes from the
@@ -7,7 +7,7 @@
  * every interrupt source is ours to record. Guest RAM is the machine's, mapped straight
  * at guest-physical 0 in one memory slot (no PCI hole: there are no MMIO devices yet).
  *
- * Positions (DESIGN.md §2.5) are counts of guest-initiated exits: one per port access
+ * Positions (docs/architecture.md) are counts of guest-initiated exits: one per port access
  * (each element of a string I/O batch counts), one per MMIO access, one per HLT and one
  * per interrupt window that opened. Every port/MMIO exit is completed at once (KVM_RUN
  * with immediate_exit) so that the vCPU state at every position is architecturally
@@ -268,7 +268,7 @@ static int kvm_probe(void)
 /* ---- CPUID --------------------------------------------------------------------- */
 
 /*
- * The guest contract (DESIGN.md §2.4) and the emu backend decide what the guest sees:
+ * The guest contract (docs/architecture.md) and the emu backend decide what the guest sees:
  * an x86-64-v2 CPU without LAPIC, XSAVE/AVX, RDRAND/RDSEED, TSC-deadline, RDTSCP/RDPID,
  * PV clocks or a hypervisor signature. Whitelists, so a newer host adds nothing.
  * docs/kvm-backend.md lists the bits by name.
@@ -703,7 +703,7 @@ static int kvm_put_sregs(struct vmm_cpu *cpu, const struct kvm_sregs *s)
 }
 
 /*
- * The PVH entry state (DESIGN.md §2.2) in sregs, over whatever KVM_GET_SREGS gave:
+ * The PVH entry state (docs/architecture.md) in sregs, over whatever KVM_GET_SREGS gave:
  * 32-bit protected mode, paging off, flat CS/DS/ES/FS/GS/SS, a busy 32-bit TSS in TR
  * and an unusable LDTR, which is what VMX's guest-state checks demand.
  *

@@ -1,5 +1,5 @@
 /*
- * loader.c: the PVH ELF loader (DESIGN.md §2.2, layout in loader.h).
+ * loader.c: the PVH ELF loader (docs/architecture.md, layout in loader.h).
  *
  * Owns everything between the bytes of a guest image and guest RAM at the first
  * instruction: ELF header and program header validation, the XEN_ELFNOTE_PHYS32_ENTRY

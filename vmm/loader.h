@@ -1,5 +1,5 @@
 /*
- * loader.h: the PVH ELF loader (DESIGN.md §2.2).
+ * loader.h: the PVH ELF loader (docs/architecture.md, 'The machine').
  *
  * Accepts an ELF64 x86-64 executable with a XEN_ELFNOTE_PHYS32_ENTRY note (name "Xen",
  * type 18) in a PT_NOTE segment, copies its PT_LOAD segments into guest RAM at their

@@ -1,5 +1,5 @@
 /*
- * machine.c: the PC subset of DESIGN.md §2.2 put together: guest RAM, the device table,
+ * machine.c: the PC subset (docs/architecture.md) put together: guest RAM, the device table,
  * port dispatch, the machine clock and timers, interrupt routing into the 8259 pair, and
  * the run loop that drives a vCPU backend and the input boundary (input.h).
  *

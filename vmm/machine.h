@@ -1,5 +1,5 @@
 /*
- * machine.h: the PC subset of DESIGN.md §2.2 and the run loop.
+ * machine.h: the PC subset (docs/architecture.md) and the run loop.
  *
  * Three audiences: tools (create, load, run, stop), devices (irq lines, clock, timers),
  * and backends (memory, port dispatch, interrupt acknowledge).

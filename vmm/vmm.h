@@ -18,7 +18,7 @@
 typedef uint64_t gpa_t;
 
 /*
- * A position on the timeline (DESIGN.md §2.5). On emu: guest instructions retired since
+ * A position on the timeline (docs/architecture.md). On emu: guest instructions retired since
  * the guest's entry point. On kvm: guest-initiated exits since entry.
  */
 typedef uint64_t vmm_pos_t;

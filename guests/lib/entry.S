@@ -1,5 +1,5 @@
 /*
- * entry.S: the PVH entry of every guest (DESIGN.md §2.2).
+ * entry.S: the PVH entry of every guest (docs/architecture.md, 'The machine').
  *
  * The loader (rewind, QEMU, Firecracker) finds the 32-bit entry in the "Xen" note of
  * type 18 (XEN_ELFNOTE_PHYS32_ENTRY) and starts it in 32-bit protected mode with flat

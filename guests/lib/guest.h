@@ -6,7 +6,7 @@
  * g_start() sets up COM1, the IDT and TSS, the PIC (remapped to 0x20/0x28, all masked)
  * and the command line, calls main() and passes its result to g_exit().
  *
- * Contract (DESIGN.md §2.4): no SSE, no RDRAND/RDSEED/RDTSCP, no APIC, no TSC-deadline.
+ * Contract (docs/architecture.md): no SSE, no RDRAND/RDSEED/RDTSCP, no APIC, no TSC-deadline.
  * g_rdtsc() exists for the selftest; on KVM it is outside the contract.
  */
 #ifndef REWIND_GUEST_H

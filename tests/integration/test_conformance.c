@@ -1,6 +1,6 @@
 /* integration */
 /*
- * test_conformance.c: the backend conformance suite (DESIGN.md §2.3): the same guest
+ * test_conformance.c: the backend conformance suite (docs/architecture.md): the same guest
  * programs run on every vCPU backend there is here, and what they report (exception
  * vectors, error codes, CR2, interrupt order, ALU results and flags, memory hash) must
  * equal the golden reports in tests/integration/, so emu and kvm are compared with each

@@ -2,7 +2,7 @@
 /*
  * test_run.c: `rewind run` as a user runs it: the real binary on the guests of
  * docs/guests.md, on the emu backend (kvm where the test is about kvm), checking what a
- * user sees: output, stderr lines and exit statuses (DESIGN.md §1: the guest's own are
+ * user sees: output, stderr lines and exit statuses (docs/architecture.md: the guest's own are
  * (V << 1) | 1, rewind's are even), files and sockets. Every run has a deadline.
  * Paths follow $REWIND_BUILD (default build/); tests run from the repository root.
  */
@@ -358,7 +358,8 @@ Test(run, missing_file, .timeout = TIMEOUT_S + 10)
 
 Test(run, directory, .timeout = TIMEOUT_S + 10)
 {
-	/* Not a file is bad input (DESIGN.md §1: 4 = file, ELF, log), like a missing file. */
+	/* Not a file is bad input (docs/architecture.md: 4 = file, ELF, log), like a missing
+	 * file. */
 	struct h_run r;
 	RW(&r, NULL, "run", "--backend", "emu", "tests");
 	REFUSED(&r, 4, "tests", "directory");
