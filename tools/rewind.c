@@ -75,9 +75,9 @@ static const char machine_help_head[] =
 #define AUTO_HELP                                                                          \
 	"                          auto: kvm where KVM runs guest code in hardware (vmx\n"    \
 	"                          or svm, kvm_intel or kvm_amd loaded, no kvm_pvm) and\n"    \
-	"                          /dev/kvm opens, else emu; it says which and why on\n"       \
-	"                          stderr. --backend help: this host's KVM kind and what\n"   \
-	"                          auto picks\n"
+	"                          /dev/kvm opens, else emu (always under --gdb or\n"         \
+	"                          --clock virtual); it says which and why on stderr.\n"     \
+	"                          --backend help: this host's KVM kind and auto's pick\n"
 
 static const char run_backend_help[] =
 	"  --backend kvm|emu|auto  vCPU backend (default auto)\n" AUTO_HELP;
@@ -86,7 +86,7 @@ static const char record_backend_help[] =
 	"  --backend emu|kvm|auto  vCPU backend (default emu: it records every guest\n"
 	"                          exactly). kvm leaves RDTSC out of the log (stock KVM\n"
 	"                          cannot trap it): a guest that reads the TSC may\n"
-	"                          diverge on replay, and rewind says so when it starts\n" AUTO_HELP;
+	"                          diverge on replay, and rewind says so when it starts.\n" AUTO_HELP;
 
 static const char machine_help[] =
 	"  --mem SIZE              guest RAM, e.g. 128M, 1G (default 128M; 2M to 64G)\n"
