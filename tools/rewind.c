@@ -7,6 +7,7 @@
 #include "record/record.h"
 #include "replay/replay.h"
 #include "vmm/cpu.h"
+#include "vmm/hostkvm.h"
 #include "vmm/live.h"
 #include "vmm/loader.h"
 #include "vmm/machine.h"
@@ -64,13 +65,30 @@ static void usage_main(FILE *f)
 		"  12        internal error\n");
 }
 
-static const char machine_help[] =
+static const char machine_help_head[] =
 	"Boot a PVH ELF kernel (Xen PVH entry note) on rewind's PC: 16550A UART (COM1),\n"
 	"8259A PICs, 8254 PIT, CMOS RTC, isa-debug-exit at 0xf4.\n"
 	"\n"
-	"Options:\n"
-	"  --backend kvm|emu|auto  vCPU backend (default auto: kvm when /dev/kvm opens,\n"
-	"                          else emu, and say which on stderr)\n"
+	"Options:\n";
+
+/* auto's rule in words, for both commands' --backend help (docs/kvm-backend.md). */
+#define AUTO_HELP                                                                          \
+	"                          auto: kvm where KVM runs guest code in hardware (vmx\n"    \
+	"                          or svm, kvm_intel or kvm_amd loaded, no kvm_pvm) and\n"    \
+	"                          /dev/kvm opens, else emu (always under --gdb or\n"         \
+	"                          --clock virtual); it says which and why on stderr.\n"     \
+	"                          --backend help: this host's KVM kind and auto's pick\n"
+
+static const char run_backend_help[] =
+	"  --backend kvm|emu|auto  vCPU backend (default auto)\n" AUTO_HELP;
+
+static const char record_backend_help[] =
+	"  --backend emu|kvm|auto  vCPU backend (default emu: it records every guest\n"
+	"                          exactly). kvm leaves RDTSC out of the log (stock KVM\n"
+	"                          cannot trap it): a guest that reads the TSC may\n"
+	"                          diverge on replay, and rewind says so when it starts.\n" AUTO_HELP;
+
+static const char machine_help[] =
 	"  --mem SIZE              guest RAM, e.g. 128M, 1G (default 128M; 2M to 64G)\n"
 	"  --append CMDLINE        kernel command line\n"
 	"  --serial stdio|file:PATH|tcp:HOST:PORT\n"
@@ -97,11 +115,11 @@ static const char machine_help[] =
 static void usage_run(FILE *f)
 {
 	fprintf(f,
-		"usage: rewind run [options] GUEST.elf\n\n%s\n"
+		"usage: rewind run [options] GUEST.elf\n\n%s%s%s\n"
 		"Under --gdb, gdb may also change the guest's memory (set var, also code) and\n"
 		"registers (the general ones, rip, eflags, fs_base, gs_base).\n"
 		"\nExit status: see 'rewind --help'.\n",
-		machine_help);
+		machine_help_head, run_backend_help, machine_help);
 }
 
 static void usage_record(FILE *f)
@@ -120,7 +138,7 @@ static void usage_record(FILE *f)
 		"interrupts reach the guest only at those exits, so a CPU-bound guest on kvm is\n"
 		"not preempted while recorded (landmarks will lift this).\n"
 		"\n"
-		"%s"
+		"%s%s%s"
 		"  -o, --output LOG        the log to write (an existing log is replaced; any\n"
 		"                          other existing file is refused, left as it is)\n"
 		"  --compress zstd|lz4|none  how chunks are compressed (default zstd)\n"
@@ -135,7 +153,7 @@ static void usage_record(FILE *f)
 		"the recording unreplayable. Replay it with 'rewind debug LOG' to go back.\n"
 		"\n"
 		"Exit status: as 'rewind run'; see 'rewind --help'.\n",
-		machine_help);
+		machine_help_head, record_backend_help, machine_help);
 }
 
 static void usage_replay(FILE *f)
@@ -184,7 +202,8 @@ static void usage_debug(FILE *f)
 		"commands are defined: 'when' (the current position) and 'goto POS'; 'monitor\n"
 		"help' lists the monitor commands. The guest's output is printed once, the\n"
 		"first time the replay gets there. Arguments after -- go to gdb (e.g. -batch\n"
-		"-x script.gdb). Set REWIND_GDB to use another gdb.\n"
+		"-x script.gdb). Set REWIND_GDB to use another gdb. It replays on emu, so LOG\n"
+		"must be recorded on emu, the default of 'rewind record'.\n"
 		"\n"
 		"Options:\n"
 		"  --image PATH            the guest image, for a log recorded with --no-embed\n"
@@ -277,7 +296,69 @@ struct common_opts {
 	uint64_t hash_every;
 };
 
-static const struct vmm_cpu_ops *pick_backend(const char *name, bool verbose)
+/* This host's KVM kind (vmm/hostkvm.h), from the first flags line of /proc/cpuinfo and
+ * the modules under /sys/module. A file that cannot be read counts as empty: no flags
+ * means no hardware KVM, the safe side. */
+static struct vmm_hostkvm host_kvm(void)
+{
+	char *line = NULL, *flags = NULL;
+	size_t cap = 0;
+	FILE *f = fopen("/proc/cpuinfo", "re");
+	if (f) {
+		while (getline(&line, &cap, f) > 0)
+			if (!strncmp(line, "flags", 5) && strchr(" \t:", line[5])) {
+				flags = line;
+				break;
+			}
+		fclose(f);
+	}
+	const char *mods[8];
+	size_t n = 0;
+	for (const char *const *m = vmm_hostkvm_modules; *m && n + 1 < 8; m++) {
+		char path[128];
+		snprintf(path, sizeof(path), "/sys/module/%s", *m);
+		if (access(path, F_OK) == 0)
+			mods[n++] = *m;
+	}
+	mods[n] = NULL;
+	struct vmm_hostkvm h = vmm_hostkvm_classify(flags, mods);
+	free(line); /* h's texts are static */
+	return h;
+}
+
+/*
+ * --backend auto: kvm only where KVM runs guest code in hardware and /dev/kvm opens.
+ * A /dev/kvm that opens is not enough: software KVM (PVM) runs a CPU-bound guest hundreds
+ * of times slower than emu. The reason goes to why.
+ */
+static const struct vmm_cpu_ops *auto_backend(struct vmm_hostkvm *host, char *why, size_t cap)
+{
+	*host = host_kvm();
+	if (host->kind != VMM_HOSTKVM_HARDWARE) {
+		snprintf(why, cap, "%s", host->why);
+		return &emu_cpu_ops;
+	}
+	if (kvm_cpu_ops.probe() < 0) {
+		snprintf(why, cap, "hardware KVM (%s), but %s", host->name, vmm_errdetail());
+		return &emu_cpu_ops;
+	}
+	snprintf(why, cap, "%s", host->why);
+	return &kvm_cpu_ops;
+}
+
+/* --backend help: the host's KVM kind and auto's choice, on stdout; bench/run.sh reads
+ * the first line's kind. */
+static void print_backend_help(void)
+{
+	struct vmm_hostkvm h;
+	char why[768];
+	const struct vmm_cpu_ops *b = auto_backend(&h, why, sizeof(why));
+	printf("host kvm: %s (%s)\n"
+	       "auto picks: %s (%s)\n",
+	       h.name, h.why, b->name, why);
+}
+
+static const struct vmm_cpu_ops *pick_backend(const char *name)
 {
 	if (!strcmp(name, "emu"))
 		return &emu_cpu_ops;
@@ -288,26 +369,23 @@ static const struct vmm_cpu_ops *pick_backend(const char *name, bool verbose)
 		return &kvm_cpu_ops;
 	}
 	if (!strcmp(name, "auto")) {
-		if (kvm_cpu_ops.probe() == 0) {
-			fprintf(stderr, "%s: using the kvm backend\n", prog);
-			return &kvm_cpu_ops;
-		}
-		if (verbose)
-			fprintf(stderr, "%s: using the emu backend (%s)\n", prog, vmm_errdetail());
-		else
-			fprintf(stderr, "%s: using the emu backend (no usable /dev/kvm)\n", prog);
-		return &emu_cpu_ops;
+		struct vmm_hostkvm h;
+		char why[768];
+		const struct vmm_cpu_ops *b = auto_backend(&h, why, sizeof(why));
+		fprintf(stderr, "%s: backend %s (auto: %s)\n", prog, b->name, why);
+		return b;
 	}
-	die_line(EXIT_USAGE, "--backend %s: expected kvm, emu or auto", name);
+	die_line(EXIT_USAGE, "--backend %s: expected kvm, emu, auto or help", name);
 }
 
-/* --gdb: emu (kvm was refused already); auto says so, as it always says which. */
-static const struct vmm_cpu_ops *pick_gdb_backend(const char *name)
+/* --gdb or --clock virtual: emu (kvm was refused already); auto says so, as it always
+ * says which. */
+static const struct vmm_cpu_ops *pick_emu_backend(const char *name, const char *needs)
 {
 	if (!strcmp(name, "auto"))
-		fprintf(stderr, "%s: using the emu backend (--gdb needs it)\n", prog);
+		fprintf(stderr, "%s: backend emu (auto: %s needs it)\n", prog, needs);
 	else if (strcmp(name, "emu"))
-		die_line(EXIT_USAGE, "--backend %s: expected kvm, emu or auto", name);
+		die_line(EXIT_USAGE, "--backend %s: expected kvm, emu, auto or help", name);
 	return &emu_cpu_ops;
 }
 
@@ -455,7 +533,9 @@ static double mono_s(void)
 /* Parse options shared by run and record (record's own too when record is set). */
 static void parse_machine_opts(int argc, char **argv, bool record, struct common_opts *o)
 {
-	*o = (struct common_opts){.backend = "auto", .mem = "128M", .serial = "stdio",
+	/* record defaults to emu, the backend that records every guest exactly. */
+	*o = (struct common_opts){.backend = record ? "emu" : "auto",
+				  .mem = "128M", .serial = "stdio",
 				  .clock = "real", .compress = "zstd"};
 	static const struct option lopts[] = {
 		{"backend", required_argument, NULL, 'b'}, {"mem", required_argument, NULL, 'm'},
@@ -474,6 +554,10 @@ static void parse_machine_opts(int argc, char **argv, bool record, struct common
 				 argv[optind - 1]);
 		switch (c) {
 		case 'b':
+			if (!strcmp(optarg, "help")) {
+				print_backend_help();
+				exit(0);
+			}
 			o->backend = optarg;
 			break;
 		case 'm':
@@ -621,9 +705,15 @@ static int cmd_run_or_record(int argc, char **argv, bool record)
 	if (rc < 0) /* missing, a directory, not a regular file, too large: bad input */
 		fail_with(rc == -VMM_ENOMEM ? EXIT_HOST : EXIT_BADINPUT, rc, path);
 
-	const struct vmm_cpu_ops *backend = vclock  ? &emu_cpu_ops
-					    : o.gdb ? pick_gdb_backend(o.backend)
-						    : pick_backend(o.backend, o.verbose);
+	const struct vmm_cpu_ops *backend = vclock  ? pick_emu_backend(o.backend, "--clock virtual")
+					    : o.gdb ? pick_emu_backend(o.backend, "--gdb")
+						    : pick_backend(o.backend);
+	if (record && backend == &kvm_cpu_ops)
+		fprintf(stderr,
+			"%s: recording on kvm, whose log leaves out RDTSC (stock KVM cannot trap "
+			"it): a guest that reads the TSC may diverge on replay (docs/kvm-backend.md); "
+			"--backend emu records every guest exactly\n",
+			prog);
 
 	struct vmm_live_config lc = {.in_fd = con.in_fd,
 				     .escape = con.escape,
@@ -937,6 +1027,18 @@ static int cmd_replay(int argc, char **argv, bool debug)
 			 "%s: its positions count %s (recorded on %s); the %s backend counts %s, "
 			 "and converting them is not supported yet",
 			 log_path, positions, bname, backend->name, want_pos);
+	/* Before the kvm probe: on a host without KVM the first thing to learn is that
+	 * time travel could not use kvm anyway. */
+	if (gdb && backend != &emu_cpu_ops) {
+		if (asked)
+			die_line(EXIT_USAGE, "time-travel debugging needs --backend emu (the kvm "
+					     "backend has no checkpoints yet)");
+		die_line(EXIT_USAGE,
+			 "%s was recorded on kvm, and time-travel debugging replays on emu only "
+			 "(the kvm backend has no checkpoints yet): record it on emu, the default "
+			 "of 'rewind record'",
+			 log_path);
+	}
 	if (backend == &kvm_cpu_ops && (rc = kvm_cpu_ops.probe()) < 0)
 		fail(rc, asked ? "--backend kvm"
 			       : "this log was recorded on kvm; replaying it needs kvm");
@@ -977,12 +1079,8 @@ static int cmd_replay(int argc, char **argv, bool debug)
 				.out_opaque = &con,
 				.flush = console_flush,
 				.stall_ms = backend == &kvm_cpu_ops ? stall_s * 1000u : 0};
-	if (gdb) {
-		if (backend != &emu_cpu_ops)
-			die_line(EXIT_USAGE, "time-travel debugging needs --backend emu (the kvm "
-					     "backend has no checkpoints yet)");
+	if (gdb)
 		debug_output(console_out, &con, &pc.out);
-	}
 	rc = rpl_create(&pc, &rp);
 	if (rc < 0)
 		fail(rc, "replay");

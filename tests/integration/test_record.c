@@ -201,6 +201,85 @@ Test(record, emu_log_replay_on_kvm_refused, .timeout = 2 * TIMEOUT_S)
 	h_free(&r);
 }
 
+/* --- which backend record uses ---------------------------------------------------- */
+
+/* record defaults to emu, which records every guest exactly, whatever KVM the host has:
+ * no auto line, and the log says emu. */
+Test(record, defaults_to_emu, .timeout = 2 * TIMEOUT_S)
+{
+	char log[512];
+	snprintf(log, sizeof(log), "%s", scratch("default.rwl"));
+	struct h_run r;
+	RW(&r, NULL, "record", "-o", log, guest("hello"));
+	expect_status(&r, 1);
+	cr_expect(!strncmp(r.err, "rewind: recorded ", 17) && h_lines(r.err) == 1,
+		  "expected only the summary on stderr:\n%s", r.err);
+	expect_err(&r, " instructions, ");
+	h_free(&r);
+	RW(&r, NULL, "log", "info", log);
+	expect_status(&r, 0);
+	expect_out(&r, "backend=emu positions=instructions");
+	h_free(&r);
+	unlink(log);
+
+	RW(&r, NULL, "record", "--help");
+	expect_status(&r, 0);
+	expect_out(&r, "--backend emu|kvm|auto");
+	expect_out(&r, "default emu");
+	expect_out(&r, "RDTSC");
+	h_free(&r);
+}
+
+/* --backend kvm: one line on what the kvm log leaves out, before the guest runs. */
+Test(record, on_kvm_says_what_the_log_leaves_out, .timeout = 2 * TIMEOUT_S)
+{
+	if (!h_have_kvm())
+		cr_skip_test("no /dev/kvm here: record --backend kvm is refused (run tests)");
+	char log[512];
+	snprintf(log, sizeof(log), "%s", scratch("kvm-note.rwl"));
+	struct h_run r;
+	RW(&r, NULL, "record", "--backend", "kvm", "-o", log, guest("hello"));
+	expect_status(&r, 1);
+	cr_expect_eq(h_lines(r.err), 2, "expected the note and the summary:\n%s", r.err);
+	cr_expect(!strncmp(r.err, "rewind: recording on kvm, ", 26), "stderr:\n%s", r.err);
+	const char *nl = strchr(r.err, '\n');
+	cr_assert_not_null(nl);
+	cr_expect(memmem(r.err, (size_t)(nl - r.err), "RDTSC", 5) &&
+			  memmem(r.err, (size_t)(nl - r.err), "diverge on replay", 17) &&
+			  memmem(r.err, (size_t)(nl - r.err), "--backend emu", 13),
+		  "the first line does not say what kvm leaves out:\n%s", r.err);
+	h_free(&r);
+
+	/* Time travel needs emu: a kvm log is refused by debug in one line, before gdb. */
+	RW(&r, NULL, "debug", log);
+	REFUSED(&r, 2, "recorded on kvm", "emu, the default of 'rewind record'");
+	h_free(&r);
+	RW(&r, NULL, "replay", "--gdb", ":0", log);
+	REFUSED(&r, 2, "recorded on kvm");
+	h_free(&r);
+	unlink(log);
+}
+
+/* --backend auto on record says which, as on run; the note follows only on kvm. */
+Test(record, auto_says_which, .timeout = 2 * TIMEOUT_S)
+{
+	char log[512];
+	snprintf(log, sizeof(log), "%s", scratch("auto.rwl"));
+	struct h_run r, i;
+	RW(&r, NULL, "record", "--backend", "auto", "-o", log, guest("hello"));
+	expect_status(&r, 1);
+	cr_expect(!strncmp(r.err, "rewind: backend ", 16) && strstr(r.err, " (auto: "),
+		  "stderr:\n%s", r.err);
+	bool on_kvm = !strncmp(r.err, "rewind: backend kvm ", 20);
+	RW(&i, NULL, "log", "info", log);
+	expect_out(&i, on_kvm ? "backend=kvm" : "backend=emu");
+	cr_expect_eq(strstr(r.err, "RDTSC") != NULL, on_kvm, "stderr:\n%s", r.err);
+	cr_expect_eq(h_lines(r.err), on_kvm ? 3 : 2, "stderr:\n%s", r.err);
+	h_free(&i);
+	h_free(&r);
+	unlink(log);
+}
+
 /* --- log info / dump / verify --------------------------------------------------- */
 
 Test(record, log_info_and_dump, .timeout = 2 * TIMEOUT_S)

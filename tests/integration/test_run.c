@@ -9,6 +9,8 @@
 #include "tests/integration/harness.h"
 #include "tests/integration/rw.h"
 
+#include "vmm/hostkvm.h"
+
 #include <arpa/inet.h>
 #include <elf.h>
 #include <netinet/in.h>
@@ -559,14 +561,108 @@ Test(run, backend_kvm_without_dev_kvm, .timeout = TIMEOUT_S + 10)
 	h_free(&r);
 }
 
-Test(run, backend_auto_says_which, .timeout = TIMEOUT_S + 10)
+/*
+ * This host's KVM kind as the rule in vmm/hostkvm.c sees it, from the same files the tool
+ * reads (the rule itself is unit-tested on sample hosts in tests/vmm/test_hostkvm.c).
+ */
+static struct vmm_hostkvm this_host(void)
 {
+	static char line[8192];
+	const char *flags = NULL;
+	FILE *f = fopen("/proc/cpuinfo", "r");
+	cr_assert_not_null(f);
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "flags", 5)) {
+			flags = line;
+			break;
+		}
+	fclose(f);
+	const char *mods[4] = {NULL};
+	size_t n = 0;
+	for (const char *const *m = vmm_hostkvm_modules; *m && n < 3; m++) {
+		char path[128];
+		snprintf(path, sizeof(path), "/sys/module/%s", *m);
+		if (access(path, F_OK) == 0)
+			mods[n++] = *m;
+	}
+	return vmm_hostkvm_classify(flags, mods);
+}
+
+/* Whether auto should pick kvm here: hardware KVM whose /dev/kvm opens. */
+static bool auto_is_kvm(void)
+{
+	return this_host().kind == VMM_HOSTKVM_HARDWARE && h_have_kvm();
+}
+
+Test(run, backend_auto_says_which_and_why, .timeout = TIMEOUT_S + 10)
+{
+	struct vmm_hostkvm h = this_host();
 	struct h_run r;
 	RW(&r, NULL, "run", guest("hello"));
-	expect_err(&r, h_have_kvm() ? "using the kvm backend" : "using the emu backend");
+	char want[512];
+	snprintf(want, sizeof(want), "rewind: backend %s (auto: ", auto_is_kvm() ? "kvm" : "emu");
+	cr_expect(!strncmp(r.err, want, strlen(want)), "stderr does not start with \"%s\":\n%s",
+		  want, r.err);
+	if (h.kind != VMM_HOSTKVM_HARDWARE || auto_is_kvm())
+		expect_err(&r, h.why);
+	else /* hardware KVM this user cannot open: the reason is why not */
+		expect_err(&r, "but /dev/kvm");
 	cr_expect_eq(h_lines(r.err), 1, "stderr:\n%s", r.err);
 	expect_out(&r, "Hello from rewind guest\n");
 	expect_status(&r, 1);
+	h_free(&r);
+}
+
+/* What a user of this project's PVM machines sees: /dev/kvm opens, yet auto picks emu. */
+Test(run, backend_auto_on_software_kvm_picks_emu, .timeout = TIMEOUT_S + 10)
+{
+	if (access("/sys/module/kvm_pvm", F_OK) != 0)
+		cr_skip_test("no kvm_pvm here: not a software-nested KVM host");
+	struct h_run r;
+	RW(&r, NULL, "run", "--backend", "auto", guest("hello"));
+	expect_status(&r, 1);
+	cr_expect_str_eq(r.err,
+			 "rewind: backend emu (auto: /dev/kvm is software-nested KVM (kvm_pvm), "
+			 "slower than emu)\n");
+	h_free(&r);
+	RW(&r, NULL, "run", "--backend", "help");
+	expect_status(&r, 0);
+	expect_no_err(&r);
+	expect_out(&r, "host kvm: software-pvm (");
+	expect_out(&r, "auto picks: emu (");
+	h_free(&r);
+}
+
+/* --backend help: the host's kind (bench/run.sh reads it) and auto's pick, nothing run. */
+Test(run, backend_help_tells_the_hosts_kvm, .timeout = TIMEOUT_S + 10)
+{
+	struct vmm_hostkvm h = this_host();
+	char want[512];
+	snprintf(want, sizeof(want), "host kvm: %s (%s)\nauto picks: %s (", h.name, h.why,
+		 auto_is_kvm() ? "kvm" : "emu");
+	struct h_run r;
+	/* No guest needed, and record answers alike. */
+	for (int i = 0; i < 2; i++) {
+		RW(&r, NULL, i ? "record" : "run", "--backend", "help");
+		expect_status(&r, 0);
+		expect_no_err(&r);
+		cr_expect(!strncmp(r.out, want, strlen(want)), "stdout:\n%s\nexpected it to start:\n%s",
+			  r.out, want);
+		cr_expect_eq(h_lines(r.out), 2, "stdout:\n%s", r.out);
+		h_free(&r);
+	}
+}
+
+/* Under --gdb and --clock virtual auto has one choice, and says so. */
+Test(run, backend_auto_under_gdb_or_virtual_clock_is_emu, .timeout = TIMEOUT_S + 10)
+{
+	struct h_run r;
+	RW(&r, NULL, "run", "--clock", "virtual", guest("hello"));
+	expect_status(&r, 1);
+	cr_expect_str_eq(r.err, "rewind: backend emu (auto: --clock virtual needs it)\n");
+	h_free(&r);
+	RW(&r, NULL, "run", "--clock", "virtual", "--backend", "bogus", guest("hello"));
+	REFUSED(&r, 2, "--backend", "bogus");
 	h_free(&r);
 }
 
@@ -622,7 +718,8 @@ Test(run, help, .timeout = TIMEOUT_S + 10)
 	expect_status(&r, 0);
 	expect_no_err(&r);
 	static const char *run_words[] = {
-	    "usage: rewind run", "--backend", "kvm|emu|auto", "--mem",
+	    "usage: rewind run", "--backend", "kvm|emu|auto", "default auto", "vmx", "kvm_pvm",
+	    "--backend help", "--mem",
 	    "--append",		 "--serial",  "stdio",	      "file:PATH",
 	    "tcp:HOST:PORT",	 "--verbose", "--help",	      "Ctrl-A x"};
 	for (size_t i = 0; i < sizeof(run_words) / sizeof(run_words[0]); i++)
