@@ -23,6 +23,23 @@ echo
 echo "== rewind log info $LOG"
 "$R" log info "$LOG"
 echo
+# Where /dev/kvm opens: the same on kvm, where positions count exits and each tick that
+# stopped the computing guest is placed by a landmark (docs/kvm-backend.md).
+# hello ends with status 1 (its exit value 0, as isa-debug-exit encodes it) where kvm runs.
+"$R" run --backend kvm "$B/guests/hello.elf" >/dev/null 2>&1
+if [ $? -eq 1 ]; then
+	KLOG="$B/demo-race-kvm.rwl"
+	echo "== rewind record --backend kvm -o $KLOG $B/guests/race.elf   (/dev/kvm opens here)"
+	"$R" record --backend kvm -o "$KLOG" "$B/guests/race.elf" || true
+	echo
+	echo "== rewind replay --verbose $KLOG   (on kvm: each landmark found by a breakpoint)"
+	"$R" replay --verbose "$KLOG"
+	echo "   exit status $? (the recorded guest's)"
+	echo
+else
+	echo "(no kvm here: $("$R" run --backend kvm "$B/guests/hello.elf" 2>&1 >/dev/null | head -n 1))"
+	echo
+fi
 echo "Try: $R record -o echo.rwl --serial stdio $B/guests/echo.elf   (type; 'q' quits)"
 echo "     $R replay echo.rwl                                         (your typing, replayed)"
 echo "     $R log dump --kind input echo.rwl"

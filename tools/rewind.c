@@ -296,36 +296,6 @@ struct common_opts {
 	uint64_t hash_every;
 };
 
-/* This host's KVM kind (vmm/hostkvm.h), from the first flags line of /proc/cpuinfo and
- * the modules under /sys/module. A file that cannot be read counts as empty: no flags
- * means no hardware KVM, the safe side. */
-static struct vmm_hostkvm host_kvm(void)
-{
-	char *line = NULL, *flags = NULL;
-	size_t cap = 0;
-	FILE *f = fopen("/proc/cpuinfo", "re");
-	if (f) {
-		while (getline(&line, &cap, f) > 0)
-			if (!strncmp(line, "flags", 5) && strchr(" \t:", line[5])) {
-				flags = line;
-				break;
-			}
-		fclose(f);
-	}
-	const char *mods[8];
-	size_t n = 0;
-	for (const char *const *m = vmm_hostkvm_modules; *m && n + 1 < 8; m++) {
-		char path[128];
-		snprintf(path, sizeof(path), "/sys/module/%s", *m);
-		if (access(path, F_OK) == 0)
-			mods[n++] = *m;
-	}
-	mods[n] = NULL;
-	struct vmm_hostkvm h = vmm_hostkvm_classify(flags, mods);
-	free(line); /* h's texts are static */
-	return h;
-}
-
 /*
  * --backend auto: kvm only where KVM runs guest code in hardware and /dev/kvm opens.
  * A /dev/kvm that opens is not enough: software KVM (PVM) runs a CPU-bound guest hundreds
@@ -333,7 +303,7 @@ static struct vmm_hostkvm host_kvm(void)
  */
 static const struct vmm_cpu_ops *auto_backend(struct vmm_hostkvm *host, char *why, size_t cap)
 {
-	*host = host_kvm();
+	*host = vmm_hostkvm_detect();
 	if (host->kind != VMM_HOSTKVM_HARDWARE) {
 		snprintf(why, cap, "%s", host->why);
 		return &emu_cpu_ops;

@@ -6,7 +6,10 @@
 #include "hostkvm.h"
 
 #include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 const char *const vmm_hostkvm_modules[] = {"kvm_intel", "kvm_amd", "kvm_pvm", NULL};
 
@@ -85,4 +88,33 @@ struct vmm_hostkvm vmm_hostkvm_classify(const char *flags, const char *const *mo
 	return host(VMM_HOSTKVM_NONE, "none",
 		    "no vmx or svm CPU flag (off in the firmware, or a CPU without them), so no "
 		    "hardware KVM");
+}
+
+/* The first flags line of /proc/cpuinfo and the modules under /sys/module. A file that
+ * cannot be read counts as empty: no flags means no hardware KVM, the safe side. */
+struct vmm_hostkvm vmm_hostkvm_detect(void)
+{
+	char *line = NULL, *flags = NULL;
+	size_t cap = 0;
+	FILE *f = fopen("/proc/cpuinfo", "re");
+	if (f) {
+		while (getline(&line, &cap, f) > 0)
+			if (!strncmp(line, "flags", 5) && strchr(" \t:", line[5])) {
+				flags = line;
+				break;
+			}
+		fclose(f);
+	}
+	const char *mods[8];
+	size_t n = 0;
+	for (const char *const *m = vmm_hostkvm_modules; *m && n + 1 < 8; m++) {
+		char path[128];
+		snprintf(path, sizeof(path), "/sys/module/%s", *m);
+		if (access(path, F_OK) == 0)
+			mods[n++] = *m;
+	}
+	mods[n] = NULL;
+	struct vmm_hostkvm h = vmm_hostkvm_classify(flags, mods);
+	free(line); /* h's texts are static */
+	return h;
 }

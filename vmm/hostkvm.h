@@ -42,4 +42,7 @@ extern const char *const vmm_hostkvm_modules[];
  */
 struct vmm_hostkvm vmm_hostkvm_classify(const char *flags, const char *const *modules);
 
+/* This host: vmm_hostkvm_classify over /proc/cpuinfo and /sys/module (unreadable: empty). */
+struct vmm_hostkvm vmm_hostkvm_detect(void);
+
 #endif

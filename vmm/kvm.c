@@ -16,6 +16,7 @@
  * the CPUID the guest sees and the rules for kick and injection.
  */
 #include "vmm/cpu.h"
+#include "vmm/hostkvm.h"
 #include "vmm/machine.h"
 #include "vmm/vmm.h"
 
@@ -74,6 +75,7 @@
 #define EFER_LMA (1ull << 10)
 #define RFLAGS_FIXED 0x2ull
 #define RFLAGS_IF (1ull << 9)
+#define RFLAGS_RF (1ull << 16)
 #define MSR_APICBASE_BSP (1ull << 8)
 #define MSR_APICBASE_ENABLE (1ull << 11)
 
@@ -130,6 +132,14 @@ struct vmm_cpu {
 	bool exact;
 	uint64_t *dirty, *dirty_tmp;
 	size_t dirty_words;
+	/*
+	 * Interrupt windows. want_window: an interrupt is pending that the guest cannot take
+	 * yet. Hardware KVM reports the window exactly (request_interrupt_window); software
+	 * KVM (PVM) may report it a few instructions late, which moves the interrupt, so
+	 * there (step_windows) the guest is single-stepped until it can take it (stepping:
+	 * KVM_GUESTDBG_SINGLESTEP is on now).
+	 */
+	bool want_window, step_windows, stepping;
 
 	_Atomic uint64_t pos;  /* guest-initiated exits since reset_pvh */
 	atomic_bool kicked;    /* kick() asked for a stop */
@@ -633,6 +643,7 @@ static int kvm_create(struct vmm_machine *m, struct vmm_cpu **out)
 		}
 	}
 	cpu->has_xsave = ioctl(cpu->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE) > 0;
+	cpu->step_windows = vmm_hostkvm_detect().kind == VMM_HOSTKVM_SOFTWARE;
 	kvm_find_msrs(cpu);
 #ifdef KVM_VCPU_TSC_CTRL
 	struct kvm_device_attr tsc_attr = {.group = KVM_VCPU_TSC_CTRL, .attr = KVM_VCPU_TSC_OFFSET};
@@ -959,7 +970,40 @@ static int kvm_prepare(struct vmm_cpu *cpu)
 			pending = vmm_intr_pending(cpu->m);
 		}
 	}
-	cpu->run->request_interrupt_window = pending ? 1 : 0;
+	cpu->want_window = pending;
+	cpu->run->request_interrupt_window = pending && !cpu->step_windows ? 1 : 0;
+	return 0;
+}
+
+/*
+ * After a debug exit we asked for: KVM sets RFLAGS.RF at a breakpoint it reports, so that
+ * the instruction can resume; the guest would push it in an interrupt frame, and the
+ * recording, which ran without breakpoints, had none. We step over breakpoints ourselves.
+ */
+static int kvm_clear_rf(struct vmm_cpu *cpu)
+{
+	struct kvm_regs kr;
+	if (ioctl(cpu->vcpu_fd, KVM_GET_REGS, &kr) < 0)
+		return kvm_ioerr("KVM_GET_REGS");
+	if (kr.rflags & RFLAGS_RF) {
+		kr.rflags &= ~RFLAGS_RF;
+		if (ioctl(cpu->vcpu_fd, KVM_SET_REGS, &kr) < 0)
+			return kvm_ioerr("KVM_SET_REGS");
+	}
+	return 0;
+}
+
+/* Single-stepping on or off (software KVM's interrupt windows, see want_window). */
+static int kvm_set_stepping(struct vmm_cpu *cpu, bool on)
+{
+	if (cpu->stepping == on)
+		return 0;
+	struct kvm_guest_debug d;
+	memset(&d, 0, sizeof(d));
+	d.control = on ? KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP : 0;
+	if (ioctl(cpu->vcpu_fd, KVM_SET_GUEST_DEBUG, &d) < 0)
+		return kvm_ioerr("KVM_SET_GUEST_DEBUG (single step)");
+	cpu->stepping = on;
 	return 0;
 }
 
@@ -1136,6 +1180,9 @@ static int kvm_run(struct vmm_cpu *cpu, uint64_t budget, struct vmm_exit *exit)
 	}
 
 	for (;;) {
+		err = kvm_set_stepping(cpu, cpu->want_window && cpu->step_windows);
+		if (err)
+			goto out;
 		bool may_enter = !__atomic_load_n(&cpu->run->immediate_exit, __ATOMIC_SEQ_CST);
 		int r = ioctl(cpu->vcpu_fd, KVM_RUN, 0);
 		int e = errno;
@@ -1191,6 +1238,27 @@ static int kvm_run(struct vmm_cpu *cpu, uint64_t budget, struct vmm_exit *exit)
 		case KVM_EXIT_IRQ_WINDOW_OPEN:
 			kvm_pos_inc(cpu);
 			break;
+		case KVM_EXIT_DEBUG: {
+			/* One instruction stepped while waiting for a window (step_windows):
+			 * the window opens at the first boundary where the guest can take the
+			 * interrupt, as KVM's exit does on hardware, and counts alike. */
+			if (!cpu->stepping) {
+				err = kvm_exit_error(cpu);
+				goto out;
+			}
+			bool ready;
+			cpu->ready_src = KVM_READY_ASK;
+			err = kvm_clear_rf(cpu);
+			if (!err)
+				err = kvm_ready(cpu, &ready);
+			if (err)
+				goto out;
+			if (ready)
+				kvm_pos_inc(cpu);
+			else
+				cpu->exact = false;
+			break;
+		}
 		case KVM_EXIT_SHUTDOWN:
 			exit->reason = VMM_EXIT_SHUTDOWN;
 			exit->vector = -1; /* KVM does not say which exception it was */
@@ -1601,8 +1669,6 @@ struct kvm_point_rec {
 	uint8_t flags;    /* 1 shadow, 2 NMI on its way, 4 exception on its way */
 };
 
-#define RFLAGS_RF (1ull << 16)
-
 /* The landmark of the vCPU's current point; with mem false, only rip and regs. */
 static int kvm_point(struct vmm_cpu *cpu, struct vmm_landmark *lm, bool mem)
 {
@@ -1731,21 +1797,8 @@ static int kvm_seek_step(struct vmm_cpu *cpu, struct vmm_seek_stats *st, bool *k
 		return 0;
 	}
 	if (cpu->run->exit_reason == KVM_EXIT_DEBUG) {
-		/*
-		 * KVM sets RFLAGS.RF at a breakpoint it reports, so that the instruction can
-		 * resume; the guest would push it in an interrupt frame, and the recording,
-		 * which ran without breakpoints, had none. The search steps over breakpoints
-		 * itself: clear it.
-		 */
-		struct kvm_regs kr;
-		if (ioctl(cpu->vcpu_fd, KVM_GET_REGS, &kr) < 0)
-			return kvm_ioerr("KVM_GET_REGS");
-		if (kr.rflags & RFLAGS_RF) {
-			kr.rflags &= ~RFLAGS_RF;
-			if (ioctl(cpu->vcpu_fd, KVM_SET_REGS, &kr) < 0)
-				return kvm_ioerr("KVM_SET_REGS");
-		}
-		return 1;
+		int err = kvm_clear_rf(cpu);
+		return err ? err : 1;
 	}
 	if (cpu->run->exit_reason == KVM_EXIT_FAIL_ENTRY ||
 	    cpu->run->exit_reason == KVM_EXIT_INTERNAL_ERROR)
@@ -1824,6 +1877,12 @@ static int kvm_seek_landmark(struct vmm_cpu *cpu, const struct vmm_landmark *lm,
 out:
 	if (debugging) {
 		int e2 = kvm_set_debug_ctl(cpu, 0, 0);
+		if (!err)
+			err = e2;
+	}
+	if (debugging || cpu->stepping) {
+		cpu->stepping = true; /* make sure the next run() sets what it needs */
+		int e2 = kvm_set_stepping(cpu, false);
 		if (!err)
 			err = e2;
 	}
