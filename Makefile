@@ -50,7 +50,7 @@ GUESTS    := $(GUEST_SRC:guests/%.c=$(B)/guests/%.elf)
 UNITS     := $(UNIT_SRC:tests/%.c=$(B)/tests/%)
 INTEGS    := $(INTEG_SRC:tests/%.c=$(B)/tests/%)
 
-.PHONY: all deps test test-build test-unit test-integ test-layering demo test-asan bench linux clean format fuzz
+.PHONY: all deps test test-build test-unit test-integ test-layering demo test-asan bench linux clean format fuzz kvm-soak
 all: $(B)/rewind $(GUESTS)
 
 deps: $(DEPS)/.unicorn-2.1.1
@@ -116,6 +116,11 @@ test-layering:
 test-asan:
 	LSAN_OPTIONS=suppressions=$(abspath tools/lsan.supp):print_suppressions=0 $(MAKE) B=build/asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" \
 		DEPS=$(abspath $(DEPS)) test
+
+# kvm-soak: every kvm record/replay test (record::*_on_kvm) N times, and how many passed.
+N ?= 20
+kvm-soak: test-build
+	@tools/kvm-soak.sh $(B) $(N)
 
 demo:
 	@tools/check-deps.sh --install
