@@ -17,12 +17,13 @@
  *  - paging with exact #PF error codes: the TLB is filled by our own page walker;
  *  - exception and interrupt delivery through the guest IDT, with the STI/MOV SS
  *    shadow and double/triple fault rules;
- *  - CPUID: a fixed baseline x86-64 table (docs/architecture.md, 'The guest contract').
+ *  - CPUID: the table of vmm/cpuid.c, shared with kvm.
  * Left out: SYSCALL/SYSRET and SYSENTER semantics (Unicorn replaces them by hooks),
  * user mode (CPL 3) privilege changes in delivery beyond the stack switch, task gates,
  * virtual-8086 mode, real mode.
  */
 #include "cpu.h"
+#include "cpuid.h"
 #include "loader.h"
 #include "machine.h"
 #include "x86dec.h"
@@ -1320,81 +1321,13 @@ static void site_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *opaque)
 
 /* ---- CPUID ---------------------------------------------------------------------- */
 
-/*
- * The guest contract (docs/architecture.md): a baseline x86-64 like QEMU's qemu64 without the
- * local APIC: SSE2/SSE3, CX16, NX, LM, SYSCALL, FXSR, the hypervisor bit; no POPCNT,
- * RDRAND/RDSEED, XSAVE, AVX, RDTSCP, RDPID, TSC-deadline, x2APIC, hypervisor leaves
- * (0x40000000: TCG's is left out, so no hypervisor is recognised) or PV clocks.
- */
-static void cpuid_values(uint32_t leaf, uint32_t sub, uint32_t r[4])
-{
-	(void)sub;
-	memset(r, 0, 16);
-	switch (leaf) {
-	case 0:
-		r[0] = 0xd;
-		memcpy(&r[1], "Auth", 4); /* EBX */
-		memcpy(&r[3], "enti", 4); /* EDX */
-		memcpy(&r[2], "cAMD", 4); /* ECX */
-		break;
-	case 1:
-		/* Family 15, model 107 (0x6b: extended model 6, model 0xb), stepping 1, as
-		 * qemu64 reports it; an AMD family 15 CPU is what Linux expects (E400 idle,
-		 * no SSB). */
-		r[0] = 0x00060fb1;
-		r[1] = 0x00000800;      /* CLFLUSH line 8*8 bytes, 1 logical CPU, APIC id 0 */
-		/* SSE3, CX16, and the hypervisor bit (31) as QEMU sets it: Linux then takes
-		 * the PMU MSRs that read back 0 for virtualisation, not broken hardware.
-		 * No POPCNT: qemu64 has none, and Unicorn's TCG model (qemu64) raises #UD
-		 * on POPCNT, which Linux's alternatives would patch in. */
-		r[2] = (1u << 0) | (1u << 13) | (1u << 31);
-		r[3] = 0x078bfbfdu & ~(1u << 9);            /* qemu64 EDX without APIC */
-		break;
-	case 0x80000000:
-		r[0] = 0x80000008;
-		memcpy(&r[1], "Auth", 4);
-		memcpy(&r[3], "enti", 4);
-		memcpy(&r[2], "cAMD", 4);
-		break;
-	case 0x80000001:
-		r[0] = 0x00060fb1;
-		r[2] = (1u << 0);  /* LAHF/SAHF in long mode */
-		r[3] = (1u << 11) | (1u << 20) | (1u << 29) | (0x078bfbfdu & 0x0183f3ffu & ~(1u << 9));
-		break;
-	case 0x80000002:
-	case 0x80000003:
-	case 0x80000004: {
-		static const char brand[48] = "QEMU Virtual CPU version 2.5+";
-		memcpy(r, brand + (leaf - 0x80000002) * 16, 16);
-		break;
-	}
-	case 0x80000005:
-		r[0] = 0x01ff01ff;
-		r[1] = 0x01ff01ff;
-		r[2] = 0x40020140;
-		r[3] = 0x40020140;
-		break;
-	case 0x80000006:
-		r[0] = 0;
-		r[1] = 0x42004200;
-		r[2] = 0x02008140;
-		r[3] = 0x00808140;
-		break;
-	case 0x80000008:
-		r[0] = 0x00003028; /* 40-bit physical, 48-bit virtual */
-		break;
-	default:
-		break;
-	}
-}
-
 static int cpuid_hook(uc_engine *uc, void *opaque)
 {
 	struct vmm_cpu *c = opaque;
 	c->slow = true; /* whatever this hook changes, the next block rechecks */
 	(void)uc;
 	uint32_t r[4];
-	cpuid_values((uint32_t)rreg(c, UC_X86_REG_RAX), (uint32_t)rreg(c, UC_X86_REG_RCX), r);
+	vmm_cpuid((uint32_t)rreg(c, UC_X86_REG_RAX), (uint32_t)rreg(c, UC_X86_REG_RCX), r);
 	wreg(c, UC_X86_REG_RAX, r[0]);
 	wreg(c, UC_X86_REG_RBX, r[1]);
 	wreg(c, UC_X86_REG_RCX, r[2]);

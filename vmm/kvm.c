@@ -16,6 +16,7 @@
  * the CPUID the guest sees and the rules for kick and injection.
  */
 #include "vmm/cpu.h"
+#include "vmm/cpuid.h"
 #include "vmm/hostkvm.h"
 #include "vmm/machine.h"
 #include "vmm/vmm.h"
@@ -277,77 +278,19 @@ static int kvm_probe(void)
 
 /* ---- CPUID --------------------------------------------------------------------- */
 
-/*
- * The guest contract (docs/architecture.md) and the emu backend decide what the guest sees:
- * an x86-64-v2 CPU without LAPIC, XSAVE/AVX, RDRAND/RDSEED, TSC-deadline, RDTSCP/RDPID,
- * PV clocks or a hypervisor signature. Whitelists, so a newer host adds nothing.
- * docs/kvm-backend.md lists the bits by name.
- */
-#define BIT(n) (1u << (n))
-/* Leaf 1 EDX: FPU VME DE PSE TSC MSR PAE CX8 SEP MTRR PGE CMOV PAT PSE36 CLFSH MMX FXSR
- * SSE SSE2. Not: MCE(7) APIC(9) MCA(14) PSN DS ACPI SS HTT TM PBE. */
-#define L1_EDX_KEEP                                                                        \
-	(BIT(0) | BIT(1) | BIT(2) | BIT(3) | BIT(4) | BIT(5) | BIT(6) | BIT(8) | BIT(11) |  \
-	 BIT(12) | BIT(13) | BIT(15) | BIT(16) | BIT(17) | BIT(19) | BIT(23) | BIT(24) |    \
-	 BIT(25) | BIT(26))
-/* Leaf 1 ECX: SSE3 SSSE3 CX16 SSE4.1 SSE4.2 POPCNT. */
-#define L1_ECX_KEEP (BIT(0) | BIT(9) | BIT(13) | BIT(19) | BIT(20) | BIT(23))
-/* Leaf 0x80000001 EDX: the AMD copies of kept leaf-1 bits, SYSCALL NX LM. */
-#define E1_EDX_KEEP ((L1_EDX_KEEP & 0x0183f3ffu) | BIT(11) | BIT(20) | BIT(29))
-/* Leaf 0x80000001 ECX: LAHF/SAHF in long mode. */
-#define E1_ECX_KEEP BIT(0)
-#define KVM_MAX_BASIC_LEAF 0x7u
-#define KVM_MAX_EXT_LEAF 0x80000008u
-
-/* Filter one supported entry into the guest's table; false to drop it. */
-static bool kvm_cpuid_filter(struct kvm_cpuid_entry2 *e)
+/* The host CPU's own CPUID, as this process sees it. */
+static void kvm_host_cpuid(uint32_t leaf, uint32_t r[4])
 {
-	switch (e->function) {
-	case 0x0:
-		if (e->eax > KVM_MAX_BASIC_LEAF)
-			e->eax = KVM_MAX_BASIC_LEAF;
-		return true;
-	case 0x1:
-		e->ebx &= 0xffffu; /* brand index, CLFLUSH size; APIC ID 0, no HTT count */
-		e->ecx &= L1_ECX_KEEP;
-		e->edx &= L1_EDX_KEEP;
-		return true;
-	case 0x2:
-		return true;
-	case 0x4:
-		e->eax &= ~0xffffc000u; /* one core, one thread per cache */
-		return true;
-	case 0x7:
-		if (e->index != 0)
-			return false;
-		e->eax = 0; /* no subleaves */
-		e->ebx = e->ecx = e->edx = 0;
-		return true;
-	case 0x80000000:
-		if (e->eax > KVM_MAX_EXT_LEAF)
-			e->eax = KVM_MAX_EXT_LEAF;
-		return true;
-	case 0x80000001:
-		e->ecx &= E1_ECX_KEEP;
-		e->edx &= E1_EDX_KEEP;
-		return true;
-	case 0x80000002:
-	case 0x80000003:
-	case 0x80000004:
-	case 0x80000005:
-	case 0x80000006:
-		return true;
-	case 0x80000007: /* no invariant TSC, no power management */
-		e->eax = e->ebx = e->ecx = e->edx = 0;
-		return true;
-	case 0x80000008: /* address sizes only */
-		e->ebx = e->ecx = e->edx = 0;
-		return true;
-	default: /* 0x40000000+ (KVM PV, kvmclock), 0xb, 0xd (XSAVE), PMU, ... */
-		return false;
-	}
+	__asm__ volatile("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3]) : "a"(leaf), "c"(0));
 }
 
+/*
+ * The guest sees vmm/cpuid.c's table, as on emu, whatever the host is. The host's CPU
+ * runs the guest's code, so every feature flag the table advertises must be one this
+ * host's KVM supports, or an instruction-set extension the host CPU itself has (see
+ * vmm_cpuid_isa_mask): a host that lacks one is refused with its name, rather than a
+ * guest that faults on an instruction it was told exists.
+ */
 static int kvm_setup_cpuid(struct vmm_cpu *cpu)
 {
 	struct kvm_cpuid2 *c = NULL;
@@ -365,13 +308,43 @@ static int kvm_setup_cpuid(struct vmm_cpu *cpu)
 			goto out;
 		}
 	}
-	uint32_t kept = 0;
-	for (uint32_t i = 0; i < c->nent; i++) {
-		struct kvm_cpuid_entry2 e = c->entries[i];
-		if (kvm_cpuid_filter(&e))
-			c->entries[kept++] = e;
+	for (size_t f = 0; f < vmm_cpuid_nflag_regs; f++) {
+		uint32_t fn = vmm_cpuid_flag_regs[f].fn;
+		int reg = vmm_cpuid_flag_regs[f].reg;
+		uint32_t have = 0;
+		for (uint32_t i = 0; i < c->nent; i++) {
+			const struct kvm_cpuid_entry2 *e = &c->entries[i];
+			if (e->function == fn && e->index == 0)
+				have = reg == 0 ? e->eax : reg == 1 ? e->ebx : reg == 2 ? e->ecx : e->edx;
+		}
+		uint32_t host[4];
+		kvm_host_cpuid(fn & 0x80000000u, host);
+		if (host[0] >= fn) {
+			kvm_host_cpuid(fn, host);
+			have |= host[reg] & vmm_cpuid_isa_mask(fn, reg);
+		}
+		const char *lack = vmm_cpuid_missing(fn, reg, have);
+		if (lack) {
+			err = vmm_fail(VMM_ENOKVM,
+				       "this host's KVM does not support the CPU feature %s, which "
+				       "rewind's fixed CPU advertises; use --backend emu",
+				       lack);
+			goto out;
+		}
 	}
-	c->nent = kept;
+	if (vmm_cpuid_nleaves > c->nent) {
+		err = vmm_fail(VMM_EINTERNAL, "CPUID table: %zu leaves, room for %u",
+			       vmm_cpuid_nleaves, (unsigned)c->nent);
+		goto out;
+	}
+	memset(c->entries, 0, c->nent * sizeof(c->entries[0]));
+	for (size_t i = 0; i < vmm_cpuid_nleaves; i++) {
+		const struct vmm_cpuid_leaf *l = &vmm_cpuid_leaves[i];
+		c->entries[i] = (struct kvm_cpuid_entry2){.function = l->fn, .index = l->index,
+							  .eax = l->eax, .ebx = l->ebx,
+							  .ecx = l->ecx, .edx = l->edx};
+	}
+	c->nent = (uint32_t)vmm_cpuid_nleaves;
 	if (ioctl(cpu->vcpu_fd, KVM_SET_CPUID2, c) < 0)
 		err = kvm_ioerr("KVM_SET_CPUID2");
 out:

@@ -128,6 +128,17 @@ Test(conformance, regs_kvm, .timeout = TIMEOUT_S + 10)
 	conform("conform_regs", "kvm");
 }
 
+/* The same CPU on both backends (vmm/cpuid.c): every leaf, byte for byte. */
+Test(conformance, cpuid_emu, .timeout = TIMEOUT_S + 10)
+{
+	conform("conform_cpuid", "emu");
+}
+
+Test(conformance, cpuid_kvm, .timeout = TIMEOUT_S + 10)
+{
+	conform("conform_cpuid", "kvm");
+}
+
 Test(conformance, selftest_emu, .timeout = TIMEOUT_S + 10)
 {
 	conform("selftest", "emu");

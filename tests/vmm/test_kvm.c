@@ -1,10 +1,11 @@
 /* standalone */
 /*
  * test_kvm.c: the parts of vmm/kvm.c that need no /dev/kvm, run here without one: the
- * CPUID filter, the PVH entry sregs, segment encoding, the guest page walk, port-exit
+ * PVH entry sregs, segment encoding, the guest page walk, port-exit
  * decoding from a filled kvm_run page, and the state blob's header checks. The backend
  * source is included, over a fake machine that records port accesses.
  */
+#include "../../vmm/cpuid.c"
 #include "../../vmm/kvm.c"
 #include "../../vmm/util.c"
 
@@ -73,91 +74,6 @@ uint8_t vmm_intr_ack(struct vmm_machine *m)
 bool vmm_machine_stop_requested(struct vmm_machine *m)
 {
 	return m->stop_at && m->npio >= m->stop_at;
-}
-
-/* ---- CPUID ------------------------------------------------------------------------ */
-
-static struct kvm_cpuid_entry2 leaf(uint32_t fn, uint32_t idx, uint32_t a, uint32_t b, uint32_t c,
-				    uint32_t d)
-{
-	struct kvm_cpuid_entry2 e;
-	memset(&e, 0, sizeof(e));
-	e.function = fn;
-	e.index = idx;
-	e.eax = a, e.ebx = b, e.ecx = c, e.edx = d;
-	return e;
-}
-
-Test(kvm_cpuid, leaf1_hides_apic_xsave_avx_rdrand_tscdeadline_hypervisor)
-{
-	struct kvm_cpuid_entry2 e = leaf(1, 0, 0x000906ea, 0x12345678, 0xffffffffu, 0xffffffffu);
-	cr_assert(kvm_cpuid_filter(&e));
-	cr_assert_eq(e.eax, 0x000906ea, "family/model/stepping are the host's");
-	cr_assert_eq(e.ebx, 0x5678, "APIC id and logical count cleared, CLFLUSH size kept");
-	cr_assert_eq(e.edx & BIT(9), 0, "no APIC");
-	cr_assert_eq(e.edx & BIT(28), 0, "no HTT");
-	cr_assert_eq(e.edx & (BIT(7) | BIT(14)), 0, "no MCE/MCA");
-	cr_assert_neq(e.edx & BIT(26), 0, "SSE2 kept");
-	cr_assert_neq(e.edx & BIT(12), 0, "MTRR kept");
-	cr_assert_eq(e.ecx & BIT(24), 0, "no TSC-deadline");
-	cr_assert_eq(e.ecx & (BIT(26) | BIT(27) | BIT(28)), 0, "no XSAVE/OSXSAVE/AVX");
-	cr_assert_eq(e.ecx & BIT(30), 0, "no RDRAND");
-	cr_assert_eq(e.ecx & BIT(31), 0, "no hypervisor bit");
-	cr_assert_eq(e.ecx & BIT(21), 0, "no x2APIC");
-	cr_assert_eq(e.ecx, BIT(0) | BIT(9) | BIT(13) | BIT(19) | BIT(20) | BIT(23));
-}
-
-Test(kvm_cpuid, leaf7_only_subleaf0_and_empty)
-{
-	struct kvm_cpuid_entry2 e = leaf(7, 0, 2, 0xffffffffu, 0xffffffffu, 0xffffffffu);
-	e.flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX;
-	cr_assert(kvm_cpuid_filter(&e));
-	cr_assert_eq(e.eax | e.ebx | e.ecx | e.edx, 0, "no RDSEED, AVX2, WAITPKG, RDPID...");
-	cr_assert_eq(e.flags, KVM_CPUID_FLAG_SIGNIFCANT_INDEX, "index stays significant");
-	struct kvm_cpuid_entry2 s1 = leaf(7, 1, 0, 0, 0, 0);
-	cr_assert_not(kvm_cpuid_filter(&s1));
-}
-
-Test(kvm_cpuid, leaf4_keeps_index_and_drops_sharing_counts)
-{
-	struct kvm_cpuid_entry2 e = leaf(4, 2, 0xfc004143, 0x01c0003f, 0x3ff, 0);
-	e.flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX;
-	cr_assert(kvm_cpuid_filter(&e));
-	cr_assert_eq(e.index, 2);
-	cr_assert_eq(e.flags, KVM_CPUID_FLAG_SIGNIFCANT_INDEX);
-	cr_assert_eq(e.eax, 0x00000143, "cache type/level kept, core and thread counts 0");
-	cr_assert_eq(e.ebx, 0x01c0003f);
-}
-
-Test(kvm_cpuid, dropped_and_capped_leaves)
-{
-	static const uint32_t dropped[] = {3, 5, 6, 0xa, 0xb, 0xd, 0x14, 0x1f, 0x40000000,
-					   0x40000001, 0x40000010, 0x80000009, 0x8000001f};
-	for (size_t i = 0; i < sizeof(dropped) / sizeof(dropped[0]); i++) {
-		struct kvm_cpuid_entry2 e = leaf(dropped[i], 0, 1, 1, 1, 1);
-		cr_assert_not(kvm_cpuid_filter(&e), "leaf 0x%x must be dropped", dropped[i]);
-	}
-	struct kvm_cpuid_entry2 e0 = leaf(0, 0, 0x1f, 0x756e6547, 0x6c65746e, 0x49656e69);
-	cr_assert(kvm_cpuid_filter(&e0));
-	cr_assert_eq(e0.eax, 7);
-	cr_assert_eq(e0.ebx, 0x756e6547, "vendor kept");
-	struct kvm_cpuid_entry2 e8 = leaf(0x80000000, 0, 0x80000021, 0, 0, 0);
-	cr_assert(kvm_cpuid_filter(&e8));
-	cr_assert_eq(e8.eax, 0x80000008);
-	struct kvm_cpuid_entry2 x1 = leaf(0x80000001, 0, 0, 0, 0xffffffffu, 0xffffffffu);
-	cr_assert(kvm_cpuid_filter(&x1));
-	cr_assert_eq(x1.ecx, 1, "LAHF/SAHF only");
-	cr_assert_eq(x1.edx & BIT(27), 0, "no RDTSCP");
-	cr_assert_eq(x1.edx & BIT(26), 0, "no 1 GiB pages");
-	cr_assert_eq(x1.edx & BIT(9), 0, "no APIC copy");
-	cr_assert_eq(x1.edx & (BIT(11) | BIT(20) | BIT(29)), BIT(11) | BIT(20) | BIT(29));
-	struct kvm_cpuid_entry2 x7 = leaf(0x80000007, 0, 1, 1, 1, 0x100);
-	cr_assert(kvm_cpuid_filter(&x7));
-	cr_assert_eq(x7.edx, 0, "no invariant TSC");
-	struct kvm_cpuid_entry2 x8 = leaf(0x80000008, 0, 0x3030, 0xffff, 1, 1);
-	cr_assert(kvm_cpuid_filter(&x8));
-	cr_assert_eq(x8.eax, 0x3030);
-	cr_assert_eq(x8.ebx | x8.ecx | x8.edx, 0);
 }
 
 /* ---- PVH entry state ---------------------------------------------------------------- */
