@@ -391,8 +391,8 @@ static uint64_t lone_timer_pos(const char *log)
 /*
  * Copy a log, changing the first event of kind `kind` (and its bytes for input; for a
  * timer, the first expiry alone at its position; for a hash, the first that covers
- * memory, and its memory hash), with valid CRCs: what a bug in a device, or a wrong log,
- * looks like to replay.
+ * memory, and its memory hash; for a landmark, its register hash), with valid CRCs: what
+ * a bug in a device, or a wrong log, looks like to replay.
  */
 static uint64_t alter_log(const char *from, const char *to, unsigned kind)
 {
@@ -427,6 +427,8 @@ static uint64_t alter_log(const char *from, const char *to, unsigned kind)
 				ev.timer = ev.timer ? 0 : 1; /* another device's timer */
 			} else if (kind == LF_EV_HASH) {
 				ev.hash.mem ^= 1;
+			} else if (kind == LF_EV_LANDMARK) {
+				ev.landmark.regs ^= 1;
 			}
 		}
 		cr_assert_eq(lf_writer_append(w, &ev), 0);
@@ -738,4 +740,110 @@ Test(record, full_disk_is_reported, .timeout = TIMEOUT_S)
 	/* The header is written while the guest runs: it is what failed, and it is said. */
 	expect_err(&r, "has no complete header");
 	h_free(&r);
+}
+
+/*
+ * Landmarks that replay cannot find end as divergences, never as a spin (docs/
+ * kvm-backend.md, "Landmarks"). race computes between ticks without an exit: a landmark
+ * whose registers match no pass is searched until the watchdog gives up.
+ */
+static void record_race_on_kvm(struct rr *x, const char *logname)
+{
+	snprintf(x->log, sizeof(x->log), "%s", scratch(logname));
+	struct h_opts o = {.timeout_s = TIMEOUT_S};
+	RW(&x->rec, &o, "record", "--backend", "kvm", "-o", x->log, "--append", "ticks=20",
+	   guest("race"));
+	expect_status(&x->rec, 1);
+	memset(&x->rpl, 0, sizeof(x->rpl));
+}
+
+Test(record, unreachable_landmark_is_a_divergence_not_a_hang, .timeout = 2 * TIMEOUT_S)
+{
+	if (!h_have_kvm())
+		cr_skip_test("no /dev/kvm here: kvm landmarks not run");
+	struct rr x;
+	record_race_on_kvm(&x, "lm-race.rwl");
+	const char *bad = scratch("lm-altered.rwl");
+	uint64_t pos = alter_log(x.log, bad, LF_EV_LANDMARK);
+	struct h_run r;
+	RW(&r, NULL, "replay", "--stall-timeout", "2", bad);
+	expect_status(&r, 8);
+	char want[128];
+	snprintf(want, sizeof(want), "rewind: replay diverged at position %llu\n",
+		 (unsigned long long)pos);
+	expect_err(&r, want);
+	expect_err(&r, "expected: landmark rip=");
+	expect_err(&r, "observed: no progress for 2 s");
+	expect_err(&r, "RIP=");
+	h_free(&r);
+	unlink(bad);
+	rr_done(&x);
+}
+
+/*
+ * A landmark moved one exit earlier than where it was taken: the search runs into that
+ * exit first, which it must report as leaving the position, not cross.
+ */
+Test(record, landmark_behind_an_exit_is_a_divergence, .timeout = 2 * TIMEOUT_S)
+{
+	if (!h_have_kvm())
+		cr_skip_test("no /dev/kvm here: kvm landmarks not run");
+	struct rr x;
+	record_race_on_kvm(&x, "lm-race2.rwl");
+	int in = open(x.log, O_RDONLY);
+	cr_assert(in >= 0);
+	struct lf_io io_in, io_out;
+	struct lf_io_fd fin, fout;
+	lf_io_fd_init(&io_in, &fin, in);
+	struct lf_reader *r;
+	cr_assert_eq(lf_reader_open(&io_in, &r), 0, "%s", lf_errdetail());
+	const char *bad = scratch("lm-moved.rwl");
+	int out = open(bad, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	cr_assert(out >= 0);
+	lf_io_fd_init(&io_out, &fout, out);
+	struct lf_writer *w;
+	cr_assert_eq(lf_writer_open(&io_out, lf_reader_header(r), NULL, &w), 0, "%s",
+		     lf_errdetail());
+	struct lf_event ev;
+	uint64_t prev = 0, moved = UINT64_MAX;
+	int rc;
+	while ((rc = lf_reader_next(r, &ev)) == 1) {
+		if (ev.kind == LF_EV_LANDMARK && moved == UINT64_MAX && ev.pos > prev) {
+			ev.pos--;
+			moved = ev.pos;
+		}
+		prev = ev.pos;
+		cr_assert_eq(lf_writer_append(w, &ev), 0, "%s", lf_errdetail());
+	}
+	cr_assert_eq(rc, 0);
+	cr_assert_eq(lf_writer_finish(w), 0);
+	lf_writer_free(w);
+	lf_reader_free(r);
+	close(in);
+	close(out);
+	cr_assert_neq(moved, UINT64_MAX, "no landmark to move in:\n%s", x.rec.err);
+	struct h_run p;
+	RW(&p, NULL, "replay", "--stall-timeout", "10", bad);
+	expect_status(&p, 8);
+	expect_err(&p, "expected: landmark rip=");
+	char want[128];
+	snprintf(want, sizeof(want), "observed: the guest left position %llu by ",
+		 (unsigned long long)moved);
+	expect_err(&p, want);
+	h_free(&p);
+	unlink(bad);
+	rr_done(&x);
+}
+
+Test(record, stall_timeout_is_checked, .timeout = TIMEOUT_S)
+{
+	static const char *const bad[] = {"x", "-1", "", "86401", " 5", "5s"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct h_run r;
+		RW(&r, NULL, "replay", "--stall-timeout", bad[i], "nothing.rwl");
+		expect_status(&r, 2);
+		expect_err(&r, "--stall-timeout");
+		expect_err(&r, "expected seconds, 0 to 86400");
+		h_free(&r);
+	}
 }
