@@ -966,6 +966,27 @@ static int kvm_clear_rf(struct vmm_cpu *cpu)
 	return 0;
 }
 
+static int kvm_copy_virt(struct vmm_cpu *cpu, const struct kvm_sregs *s, uint64_t va, void *buf,
+			 size_t len);
+
+/*
+ * Is the next instruction HLT? Stepping it is not like running it: this host's KVM
+ * reports the step first and the halt only at the next KVM_RUN, after an interrupt went
+ * in, as if the handler had halted. Run it instead: its HLT exit comes where it should,
+ * and an interrupt wakes it as on hardware (where a window is not taken before a HLT
+ * in an STI shadow either). A byte that cannot be read is not HLT.
+ */
+static bool kvm_next_is_hlt(struct vmm_cpu *cpu)
+{
+	struct kvm_regs r;
+	struct kvm_sregs s;
+	uint8_t op = 0;
+	if (ioctl(cpu->vcpu_fd, KVM_GET_REGS, &r) < 0 || ioctl(cpu->vcpu_fd, KVM_GET_SREGS, &s) < 0)
+		return false;
+	uint64_t rip = (s.efer & EFER_LMA) && s.cs.l ? r.rip : (uint32_t)(s.cs.base + r.rip);
+	return kvm_copy_virt(cpu, &s, rip, &op, 1) == 0 && op == 0xf4;
+}
+
 /* Single-stepping on or off (software KVM's interrupt windows, see want_window). */
 static int kvm_set_stepping(struct vmm_cpu *cpu, bool on)
 {
@@ -1153,7 +1174,8 @@ static int kvm_run(struct vmm_cpu *cpu, uint64_t budget, struct vmm_exit *exit)
 	}
 
 	for (;;) {
-		err = kvm_set_stepping(cpu, cpu->want_window && cpu->step_windows);
+		err = kvm_set_stepping(cpu, cpu->want_window && cpu->step_windows &&
+						 !kvm_next_is_hlt(cpu));
 		if (err)
 			goto out;
 		bool may_enter = !__atomic_load_n(&cpu->run->immediate_exit, __ATOMIC_SEQ_CST);
