@@ -1803,6 +1803,30 @@ static int kvm_seek_step(struct vmm_cpu *cpu, struct vmm_seek_stats *st, bool *k
 }
 
 /*
+ * Run the search until the debug exit it asked for (1), or until it must end (0, with
+ * *res VMM_SEEK_INTERRUPTED or VMM_SEEK_PASSED), or a negative vmm_err.
+ */
+static int kvm_seek_until_debug(struct vmm_cpu *cpu, struct vmm_seek_stats *st, int *res)
+{
+	for (;;) {
+		bool kicked;
+		int r = kvm_seek_step(cpu, st, &kicked);
+		if (r < 0)
+			return r;
+		if (kicked) {
+			*res = VMM_SEEK_INTERRUPTED;
+			return 0;
+		}
+		if (r == VMM_SEEK_PASSED + 10) {
+			*res = VMM_SEEK_PASSED;
+			return 0;
+		}
+		if (r == 1)
+			return 1;
+	}
+}
+
+/*
  * Replay's side of a landmark: the guest is at the landmark's position (right after the
  * exit it counts, or at the previous landmark). Inject what is due, as run() would before
  * entering, then run with a hardware breakpoint at the landmark's RIP and compare the
@@ -1816,7 +1840,7 @@ static int kvm_seek_landmark(struct vmm_cpu *cpu, const struct vmm_landmark *lm,
 {
 	kvm_enter_run(cpu);
 	int err = kvm_prepare(cpu);
-	bool at = false, kicked = false, debugging = false;
+	bool at = false, debugging = false;
 	int res = VMM_SEEK_FOUND;
 	if (!err)
 		err = kvm_at_landmark(cpu, lm, &at);
@@ -1827,21 +1851,11 @@ static int kvm_seek_landmark(struct vmm_cpu *cpu, const struct vmm_landmark *lm,
 		goto out;
 	debugging = true;
 	for (;;) {
-		int r = kvm_seek_step(cpu, st, &kicked);
-		if (r < 0) {
+		int r = kvm_seek_until_debug(cpu, st, &res);
+		if (r <= 0) {
 			err = r;
 			goto out;
 		}
-		if (kicked) {
-			res = VMM_SEEK_INTERRUPTED;
-			goto out;
-		}
-		if (r == VMM_SEEK_PASSED + 10) {
-			res = VMM_SEEK_PASSED;
-			goto out;
-		}
-		if (r == 0)
-			continue;
 		err = kvm_at_landmark(cpu, lm, &at);
 		if (err || at)
 			goto out;
@@ -1850,19 +1864,9 @@ static int kvm_seek_landmark(struct vmm_cpu *cpu, const struct vmm_landmark *lm,
 		err = kvm_set_debug_ctl(cpu, KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP, 0);
 		if (err)
 			goto out;
-		do {
-			r = kvm_seek_step(cpu, st, &kicked);
-		} while (r == 0 && !kicked);
-		if (r < 0) {
+		r = kvm_seek_until_debug(cpu, st, &res);
+		if (r <= 0) {
 			err = r;
-			goto out;
-		}
-		if (kicked) {
-			res = VMM_SEEK_INTERRUPTED;
-			goto out;
-		}
-		if (r == VMM_SEEK_PASSED + 10) {
-			res = VMM_SEEK_PASSED;
 			goto out;
 		}
 		err = kvm_set_debug_ctl(cpu, KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_HW_BP, lm->rip);
@@ -1870,13 +1874,8 @@ static int kvm_seek_landmark(struct vmm_cpu *cpu, const struct vmm_landmark *lm,
 			goto out;
 	}
 out:
-	if (debugging) {
-		int e2 = kvm_set_debug_ctl(cpu, 0, 0);
-		if (!err)
-			err = e2;
-	}
 	if (debugging || cpu->stepping) {
-		cpu->stepping = true; /* make sure the next run() sets what it needs */
+		cpu->stepping = true; /* so that this turns all guest debugging off */
 		int e2 = kvm_set_stepping(cpu, false);
 		if (!err)
 			err = e2;
