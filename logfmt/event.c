@@ -83,6 +83,8 @@ size_t lf_ev_encode(uint8_t *out, const struct lf_event *ev, struct lf_ev_state 
 		break;
 	case LF_EV_LANDMARK:
 		n += lf_varint_put(out + n, ev->landmark.rip);
+		lf_put64(out + n, ev->landmark.gprs);
+		n += 8;
 		lf_put64(out + n, ev->landmark.regs);
 		n += 8;
 		lf_put64(out + n, ev->landmark.mem);
@@ -213,6 +215,7 @@ int lf_ev_decode(const uint8_t *p, size_t len, size_t *off, struct lf_ev_state *
 		break;
 	case LF_EV_LANDMARK:
 		if (lf_get_u64(p, len, off, &ev->landmark.rip, why) < 0 ||
+		    lf_get_fixed64(p, len, off, &ev->landmark.gprs, why) < 0 ||
 		    lf_get_fixed64(p, len, off, &ev->landmark.regs, why) < 0 ||
 		    lf_get_fixed64(p, len, off, &ev->landmark.mem, why) < 0 ||
 		    lf_get_u32(p, len, off, &ev->landmark.pages, why, "landmark page count past 32 bits") < 0)
@@ -310,9 +313,9 @@ void lf_event_format(const struct lf_event *ev, char *buf, size_t cap)
 		break;
 	case LF_EV_LANDMARK:
 		lf_line_add(&l,
-			    "landmark rip=%#" PRIx64 " regs=%016" PRIx64 " mem=%016" PRIx64
-			    " pages=%" PRIu32,
-			    ev->landmark.rip, ev->landmark.regs, ev->landmark.mem,
+			    "landmark rip=%#" PRIx64 " gprs=%016" PRIx64 " regs=%016" PRIx64
+			    " mem=%016" PRIx64 " pages=%" PRIu32,
+			    ev->landmark.rip, ev->landmark.gprs, ev->landmark.regs, ev->landmark.mem,
 			    ev->landmark.pages);
 		break;
 	default:

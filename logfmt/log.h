@@ -126,11 +126,12 @@ struct lf_event {
 		/*
 		 * LF_EV_LANDMARK: where the events after it (at the same position) happened,
 		 * for positions that count something coarser than instructions (kvm: exits).
-		 * rip, a hash of the registers, and a hash of the pages written since the
-		 * previous landmark and how many there were (FORMAT.md, "Landmarks").
+		 * rip, a hash of the general registers (a quick first check), a hash of all
+		 * registers, and a hash of the pages written since the previous landmark and
+		 * how many there were (FORMAT.md, "Landmarks").
 		 */
 		struct {
-			uint64_t rip, regs, mem;
+			uint64_t rip, gprs, regs, mem;
 			uint32_t pages;
 		} landmark;
 	};

@@ -65,6 +65,7 @@ static void append_at_stop(struct rec *r, struct vmm_machine *m, const struct lf
 	if (rc == 1) {
 		struct lf_event l = {.kind = LF_EV_LANDMARK, .pos = ev->pos};
 		l.landmark.rip = lm.rip;
+		l.landmark.gprs = lm.gprs;
 		l.landmark.regs = lm.regs;
 		l.landmark.mem = lm.mem;
 		l.landmark.pages = lm.pages;

@@ -263,6 +263,7 @@ static int rpl_poll(void *opaque, struct vmm_machine *m)
 		}
 		case LF_EV_LANDMARK: {
 			struct vmm_landmark lm = {.rip = ev->landmark.rip,
+						  .gprs = ev->landmark.gprs,
 						  .regs = ev->landmark.regs,
 						  .mem = ev->landmark.mem,
 						  .pages = ev->landmark.pages};

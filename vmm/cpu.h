@@ -108,11 +108,12 @@ struct vmm_track {
  * A point inside a position (docs/kvm-backend.md, "Landmarks"). Where positions count
  * something coarser than instructions (kvm: exits), an asynchronous event that came while
  * the guest computed is placed by its position plus this: the instruction pointer, a hash
- * of the registers (and the event on its way in), and a hash of the guest pages written
+ * of the general registers (a quick first check), of all registers (and the event on
+ * its way in), and a hash of the guest pages written
  * since the previous landmark (logfmt/FORMAT.md, "Landmarks", defines both).
  */
 struct vmm_landmark {
-	uint64_t rip, regs, mem;
+	uint64_t rip, gprs, regs, mem;
 	uint32_t pages; /* how many pages the mem hash covers */
 };
 

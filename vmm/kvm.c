@@ -1664,7 +1664,19 @@ struct kvm_point_rec {
 	uint8_t flags;    /* 1 shadow, 2 NMI on its way, 4 exception on its way */
 };
 
-/* The landmark of the vCPU's current point; with mem false, only rip and regs. */
+/* FORMAT.md's gprs: 18 little-endian u64s, RAX..R15 in encoding order, RIP, RFLAGS. */
+static uint64_t kvm_gprs_digest(const struct kvm_regs *r)
+{
+	const uint64_t v[18] = {r->rax, r->rbx, r->rcx, r->rdx, r->rsi, r->rdi,
+				r->rbp, r->rsp, r->r8,  r->r9,  r->r10, r->r11,
+				r->r12, r->r13, r->r14, r->r15, r->rip, r->rflags};
+	uint64_t le[18];
+	for (int i = 0; i < 18; i++)
+		le[i] = htole64(v[i]);
+	return XXH3_64bits(le, sizeof(le));
+}
+
+/* The landmark of the vCPU's current point; with mem false, only rip, gprs and regs. */
 static int kvm_point(struct vmm_cpu *cpu, struct vmm_landmark *lm, bool mem)
 {
 	struct kvm_point_rec p;
@@ -1682,6 +1694,12 @@ static int kvm_point(struct vmm_cpu *cpu, struct vmm_landmark *lm, bool mem)
 		  (ev.exception.injected || ev.exception.pending ? 4 : 0);
 	memset(lm, 0, sizeof(*lm));
 	lm->rip = p.r.rip;
+	struct kvm_regs kr = {.rax = p.r.rax, .rbx = p.r.rbx, .rcx = p.r.rcx, .rdx = p.r.rdx,
+			      .rsi = p.r.rsi, .rdi = p.r.rdi, .rbp = p.r.rbp, .rsp = p.r.rsp,
+			      .r8 = p.r.r8,   .r9 = p.r.r9,   .r10 = p.r.r10, .r11 = p.r.r11,
+			      .r12 = p.r.r12, .r13 = p.r.r13, .r14 = p.r.r14, .r15 = p.r.r15,
+			      .rip = p.r.rip, .rflags = p.r.rflags};
+	lm->gprs = kvm_gprs_digest(&kr);
 	lm->regs = XXH3_64bits(&p, sizeof(p));
 	if (!mem)
 		return 0;
@@ -1721,11 +1739,19 @@ static int kvm_landmark(struct vmm_cpu *cpu, struct vmm_landmark *lm)
 	return 1;
 }
 
-/* Is the vCPU at lm? Registers first: the memory hash is only worth it when they match. */
+/*
+ * Is the vCPU at lm? The general registers first (one ioctl: most breakpoint hits end
+ * there), then all registers, and the memory hash only when they match.
+ */
 static int kvm_at_landmark(struct vmm_cpu *cpu, const struct vmm_landmark *lm, bool *at)
 {
 	struct vmm_landmark here;
+	struct kvm_regs kr;
 	*at = false;
+	if (ioctl(cpu->vcpu_fd, KVM_GET_REGS, &kr) < 0)
+		return kvm_ioerr("KVM_GET_REGS");
+	if (kr.rip != lm->rip || kvm_gprs_digest(&kr) != lm->gprs)
+		return 0;
 	int err = kvm_point(cpu, &here, false);
 	if (err || here.rip != lm->rip || here.regs != lm->regs)
 		return err;

@@ -61,6 +61,7 @@ static uint64_t lf_fuzz_digest(const struct lf_event *ev)
 		v[3] = ev->landmark.regs;
 		v[4] = ev->landmark.mem;
 		v[5] = ev->landmark.pages;
+		v[6] = ev->landmark.gprs;
 		break;
 	}
 	return lf_hash64(v, sizeof(v));

@@ -125,6 +125,7 @@ LFT_UNUSED static void lft_mixed_events(struct lf_event *ev, size_t n, uint64_t 
 		case LF_EV_LANDMARK:
 			/* Few distinct values, as in a loop that is interrupted again and again. */
 			ev[i].landmark.rip = 0xffffffff81000000ull + (x >> 40) % 64;
+			ev[i].landmark.gprs = x >> 57;
 			ev[i].landmark.regs = x >> 58;
 			ev[i].landmark.mem = ~(x >> 59);
 			ev[i].landmark.pages = (uint32_t)(x >> 61);
@@ -155,7 +156,8 @@ LFT_UNUSED static bool lft_ev_eq(const struct lf_event *a, const struct lf_event
 	case LF_EV_END:
 		return a->end.reason == b->end.reason && a->end.value == b->end.value;
 	case LF_EV_LANDMARK:
-		return a->landmark.rip == b->landmark.rip && a->landmark.regs == b->landmark.regs &&
+		return a->landmark.rip == b->landmark.rip && a->landmark.gprs == b->landmark.gprs &&
+		       a->landmark.regs == b->landmark.regs &&
 		       a->landmark.mem == b->landmark.mem && a->landmark.pages == b->landmark.pages;
 	}
 	return false;

@@ -98,7 +98,11 @@ Test(event, encode_decode_each_kind)
 	    {.kind = LF_EV_END, .pos = UINT64_MAX, .end = {.reason = 2, .value = UINT64_MAX}},
 	    {.kind = LF_EV_LANDMARK,
 	     .pos = UINT64_MAX,
-	     .landmark = {.rip = UINT64_MAX, .regs = 7, .mem = UINT64_MAX, .pages = UINT32_MAX}},
+	     .landmark = {.rip = UINT64_MAX,
+			  .gprs = 3,
+			  .regs = 7,
+			  .mem = UINT64_MAX,
+			  .pages = UINT32_MAX}},
 	};
 	uint8_t buf[7 * LF_EV_MAX_BYTES];
 	struct lf_ev_state ws = {.pos = 5, .clock = 100}, rs = ws;
@@ -218,10 +222,10 @@ Test(event, format_lines)
 	lf_event_format(&ev, buf, sizeof(buf));
 	cr_assert_str_eq(buf, "end reason=1 value=7");
 	ev = (struct lf_event){.kind = LF_EV_LANDMARK,
-			       .landmark = {.rip = 0x1234, .regs = 1, .mem = 0xabc, .pages = 3}};
+			       .landmark = {.rip = 0x1234, .gprs = 2, .regs = 1, .mem = 0xabc, .pages = 3}};
 	lf_event_format(&ev, buf, sizeof(buf));
-	cr_assert_str_eq(buf, "landmark rip=0x1234 regs=0000000000000001 mem=0000000000000abc "
-			      "pages=3");
+	cr_assert_str_eq(buf, "landmark rip=0x1234 gprs=0000000000000002 regs=0000000000000001 "
+			      "mem=0000000000000abc pages=3");
 	ev.kind = 77;
 	lf_event_format(&ev, buf, sizeof(buf));
 	cr_assert_str_eq(buf, "unknown kind 77");
