@@ -15,8 +15,8 @@
  *    Unicorn hook neither knows RIP nor can stop after the instruction), RDTSC/RDTSCP
  *    and RDMSR/WRMSR of the TSC (virtual TSC from icount), HLT;
  *  - paging with exact #PF error codes: the TLB is filled by our own page walker;
- *  - exception and interrupt delivery through the guest IDT, with the STI/MOV SS
- *    shadow and double/triple fault rules;
+ *  - exception and interrupt delivery through the guest IDT (vmm/x86deliver.c, shared
+ *    with kvm), with the STI/MOV SS shadow and double/triple fault rules;
  *  - CPUID: the table of vmm/cpuid.c, shared with kvm.
  * Left out: SYSCALL/SYSRET and SYSENTER semantics (Unicorn replaces them by hooks),
  * user mode (CPL 3) privilege changes in delivery beyond the stack switch, task gates,
@@ -1729,7 +1729,7 @@ static int emu_reset_pvh(struct vmm_cpu *c, uint32_t entry, uint32_t start_info)
 	uint8_t *area = ram_ptr(c, VMM_VMM_AREA, 0x100);
 	if (!area)
 		return vmm_fail(VMM_EINTERNAL, "VMM area outside RAM");
-	static const uint64_t gdt[3] = {0, 0x00cf9b000000ffffull, 0x00cf93000000ffffull};
+	static const uint64_t gdt[3] = {0, VMM_PVH_GDT_CODE32, VMM_PVH_GDT_DATA32};
 	memcpy(area, gdt, sizeof(gdt));
 	uint8_t code[] = {
 		0x66, 0xb8, 0x10, 0x00, /* mov ax, 0x10 */
@@ -1743,7 +1743,7 @@ static int emu_reset_pvh(struct vmm_cpu *c, uint32_t entry, uint32_t start_info)
 		return vmm_fail(VMM_ELAYOUT, "PVH entry %#x above 2 GiB is not supported", entry);
 	memcpy(area + 0x40, code, sizeof(code));
 	uc_x86_mmr gdtr = {.base = VMM_VMM_AREA, .limit = sizeof(gdt) - 1};
-	uc_x86_mmr idtr = {.base = 0, .limit = 0xffff};
+	uc_x86_mmr idtr = {.base = 0, .limit = 0}; /* as kvm's: no IDT until the guest loads one */
 	uc_reg_write(c->uc, UC_X86_REG_GDTR, &gdtr);
 	uc_reg_write(c->uc, UC_X86_REG_IDTR, &idtr);
 	static const int gprs[] = {UC_X86_REG_RAX, UC_X86_REG_RCX, UC_X86_REG_RDX,

@@ -18,6 +18,7 @@
 #include "vmm/cpu.h"
 #include "vmm/cpuid.h"
 #include "vmm/hostkvm.h"
+#include "vmm/loader.h"
 #include "vmm/machine.h"
 #include "vmm/vmm.h"
 #include "vmm/x86dec.h"
@@ -712,6 +713,8 @@ static void kvm_pvh_sregs(struct kvm_sregs *s)
 	s->ldt.unusable = 1;
 	memset(&s->gdt, 0, sizeof(s->gdt));
 	memset(&s->idt, 0, sizeof(s->idt));
+	s->gdt.base = VMM_VMM_AREA; /* kvm_reset_pvh writes the GDT there, as emu does */
+	s->gdt.limit = VMM_PVH_GDT_LIMIT;
 	s->cr0 = CR0_PE | CR0_ET;
 	s->cr2 = s->cr3 = s->cr4 = s->cr8 = 0;
 	s->efer = 0;
@@ -721,6 +724,11 @@ static void kvm_pvh_sregs(struct kvm_sregs *s)
 
 static int kvm_reset_pvh(struct vmm_cpu *cpu, uint32_t entry, uint32_t start_info)
 {
+	/* The entry GDT, the same as emu's (vmm/loader.h): both backends start alike. */
+	static const uint64_t gdt[3] = {0, VMM_PVH_GDT_CODE32, VMM_PVH_GDT_DATA32};
+	if (cpu->ram_size < VMM_VMM_AREA + sizeof(gdt))
+		return vmm_fail(VMM_EINTERNAL, "VMM area outside RAM");
+	memcpy(cpu->ram + VMM_VMM_AREA, gdt, sizeof(gdt));
 	struct kvm_sregs s;
 	cpu->ready_src = KVM_READY_ASK;
 	if (ioctl(cpu->vcpu_fd, KVM_GET_SREGS, &s) < 0)
