@@ -6,10 +6,15 @@
  * into one FNV-1a hash per operation. Then string instructions (REP MOVS/STOS/CMPS/SCAS
  * forwards and backwards, overlapping), PUSHF after POPF, CMPXCHG/XADD/BSWAP/CMOV/SETcc,
  * and a final hash of the memory region they wrote.
- * Lines: "<op>: <hash>", then "conform_regs: memory <hash>", "conform_regs: hash <hash>",
+ * Lines: "conform_regs: entry gdtr <base>/<limit> idtr <base>/<limit>" (the descriptor
+ * tables the loader left, outside the hash: machines may differ there, rewind's backends
+ * must not), "<op>: <hash>", then "conform_regs: memory <hash>", "conform_regs: hash <hash>",
  * "conform_regs: done".
  */
 #include "guest.h"
+
+/* The 32-bit SGDT/SIDT stores of entry.S: limit in bits 0-15, base in bits 16-47. */
+extern uint64_t g_entry_gdtr, g_entry_idtr;
 
 #define CF 0x001ull
 #define PF 0x004ull
@@ -250,6 +255,9 @@ static void strings(void)
 int main(void)
 {
 	g_puts("conform_regs: integer instruction conformance report");
+	g_printf("conform_regs: entry gdtr %lx/%lx idtr %lx/%lx\n",
+		 (unsigned long)(g_entry_gdtr >> 16), (unsigned long)(g_entry_gdtr & 0xffff),
+		 (unsigned long)(g_entry_idtr >> 16), (unsigned long)(g_entry_idtr & 0xffff));
 	alu();
 	strings();
 	g_printf("conform_regs: hash %016lx\n", g_report_hash);

@@ -15,8 +15,8 @@
  *    Unicorn hook neither knows RIP nor can stop after the instruction), RDTSC/RDTSCP
  *    and RDMSR/WRMSR of the TSC (virtual TSC from icount), HLT;
  *  - paging with exact #PF error codes: the TLB is filled by our own page walker;
- *  - exception and interrupt delivery through the guest IDT, with the STI/MOV SS
- *    shadow and double/triple fault rules;
+ *  - exception and interrupt delivery through the guest IDT (vmm/x86deliver.c, shared
+ *    with kvm), with the STI/MOV SS shadow and double/triple fault rules;
  *  - CPUID: the table of vmm/cpuid.c, shared with kvm.
  * Left out: SYSCALL/SYSRET and SYSENTER semantics (Unicorn replaces them by hooks),
  * user mode (CPL 3) privilege changes in delivery beyond the stack switch, task gates,
@@ -26,6 +26,7 @@
 #include "cpuid.h"
 #include "loader.h"
 #include "machine.h"
+#include "x86deliver.h"
 #include "x86dec.h"
 
 #include <stdatomic.h>
@@ -60,9 +61,6 @@ enum { PG_PLAIN, PG_CODE, PG_HOT };
 #define RFLAGS_TF (1ull << 8)
 #define RFLAGS_IF (1ull << 9)
 #define RFLAGS_DF (1ull << 10)
-#define RFLAGS_NT (1ull << 14)
-#define RFLAGS_RF (1ull << 16)
-#define RFLAGS_VM (1ull << 17)
 
 #define PTE_P (1ull << 0)
 #define PTE_RW (1ull << 1)
@@ -1386,166 +1384,6 @@ static bool insn_invalid_hook(uc_engine *uc, void *opaque)
 	return false; /* Unicorn stops with UC_ERR_INSN_INVALID */
 }
 
-static bool has_error_code(int v)
-{
-	return v == 8 || (v >= 10 && v <= 14) || v == 17 || v == 21;
-}
-
-static bool contributory(int v)
-{
-	return v == 0 || (v >= 10 && v <= 13);
-}
-
-struct gate {
-	uint64_t offset;
-	uint16_t sel;
-	uint8_t type, dpl, ist;
-	bool present;
-};
-
-static int read_gate(struct vmm_cpu *c, int vec, bool lm, struct gate *g)
-{
-	uc_x86_mmr idtr = {0};
-	uc_reg_read(c->uc, UC_X86_REG_IDTR, &idtr);
-	unsigned esz = lm ? 16 : 8;
-	if ((uint64_t)vec * esz + esz - 1 > idtr.limit)
-		return -1;
-	uint8_t d[16];
-	if (read_virt_raw(c, idtr.base + (uint64_t)vec * esz, d, esz, false) < 0)
-		return -1;
-	uint32_t lo, hi, hi2 = 0;
-	memcpy(&lo, d, 4);
-	memcpy(&hi, d + 4, 4);
-	if (lm)
-		memcpy(&hi2, d + 8, 4);
-	g->offset = (lo & 0xffff) | (hi & 0xffff0000u) | ((uint64_t)hi2 << 32);
-	g->sel = (uint16_t)(lo >> 16);
-	g->type = (hi >> 8) & 0xf;
-	g->dpl = (hi >> 13) & 3;
-	g->present = (hi >> 15) & 1;
-	g->ist = lm ? (hi & 7) : 0;
-	return 0;
-}
-
-/* Read an RSP from the 64-bit TSS: rsp0 (index 0) or ist1..7 (index 4+n). */
-static int tss_rsp(struct vmm_cpu *c, int ist, uint64_t *rsp)
-{
-	uc_x86_mmr tr = {0};
-	uc_reg_read(c->uc, UC_X86_REG_TR, &tr);
-	uint64_t off = ist ? 0x24 + 8 * (uint64_t)(ist - 1) : 4;
-	if (off + 7 > tr.limit)
-		return -1;
-	return read_virt_raw(c, tr.base + off, rsp, 8, false);
-}
-
-/*
- * Deliver vector vec through the guest IDT. Returns 0, or the vector of the fault
- * raised while delivering (#GP, #NP, #PF, #SS) with *err set.
- */
-static int deliver_once(struct vmm_cpu *c, int vec, bool has_err, uint32_t err, bool soft,
-			uint64_t ret_rip, uint32_t *ferr)
-{
-	bool lm = long_mode(c);
-	struct gate g;
-	uint32_t ext = soft ? 0 : 1;
-	if (read_gate(c, vec, lm, &g) < 0) {
-		*ferr = (uint32_t)vec * 8 + 2 + ext;
-		return 13;
-	}
-	if (!g.present) {
-		*ferr = (uint32_t)vec * 8 + 2 + ext;
-		return 11;
-	}
-	bool intgate = (g.type & 7) == 6;
-	bool trapgate = (g.type & 7) == 7;
-	if (!intgate && !trapgate) {
-		*ferr = (uint32_t)vec * 8 + 2 + ext; /* task gates are not supported */
-		return 13;
-	}
-	uint64_t cs = rreg(c, UC_X86_REG_CS), ss = rreg(c, UC_X86_REG_SS);
-	uint64_t rsp = rreg(c, UC_X86_REG_RSP), rflags = rreg(c, UC_X86_REG_EFLAGS);
-	int cpl = cs & 3;
-	if (soft && g.dpl < cpl) {
-		*ferr = (uint32_t)vec * 8 + 2;
-		return 13;
-	}
-	int newcpl = g.sel & 3; /* the target code segment's DPL, for flat kernels */
-	uint64_t nrsp = rsp;
-	bool stack_switch = false;
-	if (lm) {
-		if (g.ist) {
-			if (tss_rsp(c, g.ist, &nrsp) < 0) {
-				*ferr = 0;
-				return 10;
-			}
-			stack_switch = true;
-		} else if (newcpl < cpl) {
-			if (tss_rsp(c, 0, &nrsp) < 0) {
-				*ferr = 0;
-				return 10;
-			}
-			stack_switch = true;
-		}
-		nrsp &= ~0xfull;
-		uint64_t frame[6];
-		int n = 0;
-		if (has_err)
-			frame[n++] = err;
-		frame[n++] = ret_rip;
-		frame[n++] = cs;
-		frame[n++] = rflags;
-		frame[n++] = rsp;
-		frame[n++] = ss;
-		/* Push in order: SS, RSP, RFLAGS, CS, RIP, error. */
-		uint64_t base = nrsp - (uint64_t)n * 8;
-		uint64_t mem[6];
-		for (int i = 0; i < n; i++)
-			mem[i] = frame[i];
-		uint32_t pferr;
-		uint64_t fva;
-		if (write_virt_raw(c, base, mem, (size_t)n * 8, &pferr, &fva) < 0) {
-			c->pf_addr = fva;
-			*ferr = pferr;
-			return 14;
-		}
-		nrsp = base;
-		(void)stack_switch;
-		if (newcpl != cpl)
-			wreg(c, UC_X86_REG_SS, 0); /* null SS in 64-bit mode at CPL change */
-	} else {
-		uint32_t frame[4];
-		int n = 0;
-		if (has_err)
-			frame[n++] = err;
-		frame[n++] = (uint32_t)ret_rip;
-		frame[n++] = (uint32_t)cs;
-		frame[n++] = (uint32_t)rflags;
-		uint64_t base = (rsp - (uint64_t)n * 4) & 0xffffffffull;
-		uint32_t pferr;
-		uint64_t fva;
-		if (write_virt_raw(c, base, frame, (size_t)n * 4, &pferr, &fva) < 0) {
-			c->pf_addr = fva;
-			*ferr = pferr;
-			return 14;
-		}
-		nrsp = base;
-	}
-	if (g.sel != cs) {
-		if (uc_reg_write(c->uc, UC_X86_REG_CS, &(uint64_t){g.sel}) != UC_ERR_OK) {
-			*ferr = g.sel & 0xfffc;
-			return 13;
-		}
-		c->bits_dirty = true;
-	}
-	rflags &= ~(RFLAGS_TF | RFLAGS_NT | RFLAGS_RF | RFLAGS_VM);
-	if (intgate)
-		rflags &= ~RFLAGS_IF;
-	wreg(c, UC_X86_REG_EFLAGS, rflags);
-	wreg(c, UC_X86_REG_RSP, nrsp);
-	wreg(c, UC_X86_REG_RIP, lm ? g.offset : (g.offset & 0xffffffffull));
-	return 0;
-}
-
 /*
  * Our TLB fill sees only the page of a refused access; CR2 must hold the exact address.
  * Find it among the addresses the faulting instruction can touch: its ModRM operand
@@ -1601,42 +1439,76 @@ static void write_cr2(struct vmm_cpu *c, uint64_t v)
 		wreg(c, UC_X86_REG_CR3, cr3);
 }
 
+/* Guest memory for the shared delivery code (vmm/x86deliver.c). */
+static int xd_read(void *ctx, uint64_t va, void *buf, size_t len)
+{
+	return read_virt_raw(ctx, va, buf, len, false);
+}
+
 /*
- * Deliver an event with the double- and triple-fault rules. Returns 0, or 1 when the
+ * The frame is written at the CPL before delivery, not cpl: no guest here reaches user
+ * mode (docs/emu-backend.md, "Known limits"), so the two are the same.
+ */
+static int xd_write(void *ctx, uint64_t va, const void *buf, size_t len, int cpl,
+		    uint32_t *pferr, uint64_t *fault_va)
+{
+	(void)cpl;
+	return write_virt_raw(ctx, va, buf, len, pferr, fault_va) < 0 ? VMM_XD_PF : 0;
+}
+
+static const struct vmm_xd_ops emu_xd_ops = {.read = xd_read, .write = xd_write};
+
+static void seg_from_gdt(struct vmm_cpu *c, uint16_t sel, struct vmm_seg *s);
+
+/*
+ * Deliver an event through the guest IDT with the double- and triple-fault rules
+ * (vmm/x86deliver.c). For #PF, CR2 receives c->pf_addr. Returns 0, or 1 when the
  * processor shuts down (triple fault) with *shutdown_vec set.
  */
 static int deliver(struct vmm_cpu *c, int vec, bool has_err, uint32_t err, bool soft,
 		   uint64_t ret_rip, uint64_t fault_rip, int *shutdown_vec)
 {
-	int first = vec;
-	for (int round = 0; round < 3; round++) {
-		uint32_t ferr = 0;
-		if (vec == 14)
-			write_cr2(c, c->pf_addr);
-		int f = deliver_once(c, vec, has_err, err, soft, ret_rip, &ferr);
-		if (f == 0)
-			return 0;
-		/* A fault while delivering: combine as the SDM's table 6-5 says. */
-		if (vec == 8) {
-			*shutdown_vec = first;
-			return 1;
-		}
-		bool df = (contributory(vec) && contributory(f)) ||
-			  (vec == 14 && (contributory(f) || f == 14));
-		if (df) {
-			vec = 8;
-			has_err = true;
-			err = 0;
-		} else {
-			vec = f; /* for #PF, deliver_once left the address in pf_addr */
-			has_err = true;
-			err = ferr;
-		}
-		soft = false;
-		ret_rip = fault_rip;
+	struct vmm_xd_state s;
+	memset(&s, 0, sizeof(s));
+	s.rip = rreg(c, UC_X86_REG_RIP);
+	s.rsp = rreg(c, UC_X86_REG_RSP);
+	s.rflags = rreg(c, UC_X86_REG_EFLAGS);
+	s.cr2 = rreg(c, UC_X86_REG_CR2);
+	seg_from_gdt(c, (uint16_t)rreg(c, UC_X86_REG_CS), &s.cs);
+	seg_from_gdt(c, (uint16_t)rreg(c, UC_X86_REG_SS), &s.ss);
+	uc_x86_mmr tr = {0}, gdtr = {0}, idtr = {0};
+	uc_reg_read(c->uc, UC_X86_REG_TR, &tr);
+	uc_reg_read(c->uc, UC_X86_REG_GDTR, &gdtr);
+	uc_reg_read(c->uc, UC_X86_REG_IDTR, &idtr);
+	s.tr.sel = tr.selector;
+	s.tr.base = tr.base;
+	s.tr.limit = tr.limit;
+	s.gdt.base = gdtr.base;
+	s.gdt.limit = (uint16_t)gdtr.limit;
+	s.idt.base = idtr.base;
+	s.idt.limit = (uint16_t)idtr.limit;
+	s.lm = long_mode(c);
+	struct vmm_xd_state old = s;
+	struct vmm_xd_event ev = {.vector = vec, .has_err = has_err, .err = err, .soft = soft,
+				  .ret_rip = ret_rip, .fault_rip = fault_rip,
+				  .cr2 = c->pf_addr};
+	int r = vmm_xd_deliver(&emu_xd_ops, c, &s, &ev, shutdown_vec);
+	if (s.cr2 != old.cr2) {
+		write_cr2(c, s.cr2);
+		c->pf_addr = s.cr2;
 	}
-	*shutdown_vec = first;
-	return 1;
+	if (r)
+		return r;
+	if (s.cs.sel != old.cs.sel) {
+		wreg(c, UC_X86_REG_CS, s.cs.sel);
+		c->bits_dirty = true;
+	}
+	if (s.ss.sel != old.ss.sel)
+		wreg(c, UC_X86_REG_SS, s.ss.sel);
+	wreg(c, UC_X86_REG_EFLAGS, s.rflags);
+	wreg(c, UC_X86_REG_RSP, s.rsp);
+	wreg(c, UC_X86_REG_RIP, s.rip);
+	return 0;
 }
 
 /* ---- the ops ------------------------------------------------------------------------ */
@@ -1857,7 +1729,7 @@ static int emu_reset_pvh(struct vmm_cpu *c, uint32_t entry, uint32_t start_info)
 	uint8_t *area = ram_ptr(c, VMM_VMM_AREA, 0x100);
 	if (!area)
 		return vmm_fail(VMM_EINTERNAL, "VMM area outside RAM");
-	static const uint64_t gdt[3] = {0, 0x00cf9b000000ffffull, 0x00cf93000000ffffull};
+	static const uint64_t gdt[3] = {0, VMM_PVH_GDT_CODE32, VMM_PVH_GDT_DATA32};
 	memcpy(area, gdt, sizeof(gdt));
 	uint8_t code[] = {
 		0x66, 0xb8, 0x10, 0x00, /* mov ax, 0x10 */
@@ -1871,7 +1743,7 @@ static int emu_reset_pvh(struct vmm_cpu *c, uint32_t entry, uint32_t start_info)
 		return vmm_fail(VMM_ELAYOUT, "PVH entry %#x above 2 GiB is not supported", entry);
 	memcpy(area + 0x40, code, sizeof(code));
 	uc_x86_mmr gdtr = {.base = VMM_VMM_AREA, .limit = sizeof(gdt) - 1};
-	uc_x86_mmr idtr = {.base = 0, .limit = 0xffff};
+	uc_x86_mmr idtr = {.base = 0, .limit = 0}; /* as kvm's: no IDT until the guest loads one */
 	uc_reg_write(c->uc, UC_X86_REG_GDTR, &gdtr);
 	uc_reg_write(c->uc, UC_X86_REG_IDTR, &idtr);
 	static const int gprs[] = {UC_X86_REG_RAX, UC_X86_REG_RCX, UC_X86_REG_RDX,
@@ -2032,7 +1904,7 @@ static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 			uint64_t rip2 = rreg(c, UC_X86_REG_RIP);
 			uint64_t ret = rip2; /* after a trap, on a fault */
 			uint64_t frip = soft ? rip2 - c->exc_len : rip2;
-			bool he = !soft && has_error_code(v);
+			bool he = !soft && vmm_xd_has_error_code(v);
 			uint32_t err = 0;
 			uint32_t uerr = exc_settle(c);
 			if (c->gp_pending)

@@ -18,8 +18,11 @@
 #include "vmm/cpu.h"
 #include "vmm/cpuid.h"
 #include "vmm/hostkvm.h"
+#include "vmm/loader.h"
 #include "vmm/machine.h"
 #include "vmm/vmm.h"
+#include "vmm/x86dec.h"
+#include "vmm/x86deliver.h"
 
 #if defined(__x86_64__)
 
@@ -710,6 +713,8 @@ static void kvm_pvh_sregs(struct kvm_sregs *s)
 	s->ldt.unusable = 1;
 	memset(&s->gdt, 0, sizeof(s->gdt));
 	memset(&s->idt, 0, sizeof(s->idt));
+	s->gdt.base = VMM_VMM_AREA; /* kvm_reset_pvh writes the GDT there, as emu does */
+	s->gdt.limit = VMM_PVH_GDT_LIMIT;
 	s->cr0 = CR0_PE | CR0_ET;
 	s->cr2 = s->cr3 = s->cr4 = s->cr8 = 0;
 	s->efer = 0;
@@ -719,6 +724,11 @@ static void kvm_pvh_sregs(struct kvm_sregs *s)
 
 static int kvm_reset_pvh(struct vmm_cpu *cpu, uint32_t entry, uint32_t start_info)
 {
+	/* The entry GDT, the same as emu's (vmm/loader.h): both backends start alike. */
+	static const uint64_t gdt[3] = {0, VMM_PVH_GDT_CODE32, VMM_PVH_GDT_DATA32};
+	if (cpu->ram_size < VMM_VMM_AREA + sizeof(gdt))
+		return vmm_fail(VMM_EINTERNAL, "VMM area outside RAM");
+	memcpy(cpu->ram + VMM_VMM_AREA, gdt, sizeof(gdt));
 	struct kvm_sregs s;
 	cpu->ready_src = KVM_READY_ASK;
 	if (ioctl(cpu->vcpu_fd, KVM_GET_SREGS, &s) < 0)
@@ -1129,6 +1139,17 @@ static int kvm_complete(struct vmm_cpu *cpu, bool *stop)
 		case KVM_EXIT_MMIO:
 			kvm_do_mmio(cpu);
 			break;
+		case KVM_EXIT_DEBUG:
+			/*
+			 * Single-stepping for an interrupt window (step_windows): software KVM
+			 * reports the step that finished the instruction instead of honouring
+			 * immediate_exit. The instruction is complete; no window is counted,
+			 * as hardware KVM, which returns here without entering, counts none.
+			 */
+			if (!cpu->stepping)
+				return kvm_exit_error(cpu);
+			cpu->ready_src = KVM_READY_ASK;
+			return kvm_clear_rf(cpu);
 		default:
 			return kvm_exit_error(cpu);
 		}
@@ -1151,6 +1172,8 @@ static void kvm_enter_run(struct vmm_cpu *cpu)
 	}
 	atomic_store(&cpu->in_run, true);
 }
+
+static int kvm_internal_error(struct vmm_cpu *cpu, int *shutdown_vec);
 
 static int kvm_run(struct vmm_cpu *cpu, uint64_t budget, struct vmm_exit *exit)
 {
@@ -1258,6 +1281,32 @@ static int kvm_run(struct vmm_cpu *cpu, uint64_t budget, struct vmm_exit *exit)
 			exit->reason = VMM_EXIT_SHUTDOWN;
 			exit->vector = -1; /* KVM does not say which exception it was */
 			goto out;
+		case KVM_EXIT_INTERNAL_ERROR: {
+			/* An instruction the host's KVM could not emulate, completed here: no
+			 * exit the position counts (kvm_emulation_failed). */
+			int sv;
+			err = kvm_internal_error(cpu, &sv);
+			if (err)
+				goto out;
+			if (sv >= 0) {
+				exit->reason = VMM_EXIT_SHUTDOWN;
+				exit->vector = sv;
+				goto out;
+			}
+			if (cpu->stepping) {
+				/* That instruction was the step: the window may open after it,
+				 * as after any other (KVM_EXIT_DEBUG above). */
+				bool ready;
+				err = kvm_ready(cpu, &ready);
+				if (err)
+					goto out;
+				if (ready) {
+					kvm_pos_inc(cpu);
+					cpu->exact = true;
+				}
+			}
+			break;
+		}
 		default:
 			err = kvm_exit_error(cpu);
 			goto out;
@@ -1651,6 +1700,276 @@ static int kvm_read_virt(struct vmm_cpu *cpu, uint64_t va, void *buf, size_t len
 	return kvm_copy_virt(cpu, &s, va, buf, len);
 }
 
+/* ---- instructions the host's KVM cannot run ---------------------------------------- */
+
+#define PTE_RW 0x2ull
+#define PTE_US 0x4ull
+#define PTE_A 0x20ull
+#define PTE_D 0x40ull
+#define CR0_WP (1ull << 16)
+
+/* The landmark hash must cover RAM written behind KVM's dirty log (interrupt frames, A/D). */
+static void kvm_mark_dirty(struct vmm_cpu *cpu, uint64_t pa)
+{
+	uint64_t pg = pa / KVM_PAGE;
+	if (pg / 64 < cpu->dirty_words)
+		cpu->dirty[pg / 64] |= 1ull << (pg % 64);
+}
+
+/* Set bits in the page-table entry at pa (size 4 or 8) unless they are set already. */
+static void kvm_pte_set(struct vmm_cpu *cpu, uint64_t pa, unsigned size, uint64_t bits)
+{
+	uint64_t e = 0;
+	memcpy(&e, cpu->ram + pa, size);
+	if ((e & bits) != bits) {
+		e |= bits;
+		memcpy(cpu->ram + pa, &e, size);
+		kvm_mark_dirty(cpu, pa);
+	}
+}
+
+/*
+ * Translate va for a write at CPL 3 (user) or below, as the processor's page walk does:
+ * not-present and write-protection faults (CR0.WP, U/S) give 1 with the #PF error code in
+ * *pferr; on success the accessed bits of the entries walked and the dirty bit of the
+ * leaf are set, and *left is how many bytes from va stay in the page. A table outside RAM
+ * counts as not present.
+ */
+static int kvm_walk_write(struct vmm_cpu *cpu, const struct kvm_sregs *s, uint64_t va,
+			  bool user, uint64_t *pa, uint64_t *left, uint32_t *pferr)
+{
+	uint32_t ecode = 2u | (user ? 4u : 0u);
+	if (!(s->cr0 & CR0_PG)) {
+		*pa = va & 0xffffffffu;
+		*left = KVM_PAGE - (va & (KVM_PAGE - 1));
+		return 0;
+	}
+	bool lm = s->efer & EFER_LMA, pae = s->cr4 & CR4_PAE;
+	unsigned levels = 2, esz = 4, idxbits = 10;
+	uint64_t table = s->cr3 & 0xfffff000u;
+	if (lm) {
+		levels = (s->cr4 & CR4_LA57) ? 5 : 4;
+		esz = 8;
+		idxbits = 9;
+		table = s->cr3 & PTE_ADDR;
+	} else if (pae) {
+		va &= 0xffffffffu;
+		uint64_t pdpa = (s->cr3 & 0xffffffe0u) + ((va >> 30) & 3) * 8, pdpte = 0;
+		if (pdpa > cpu->ram_size || cpu->ram_size - pdpa < 8)
+			goto not_present;
+		memcpy(&pdpte, cpu->ram + pdpa, 8);
+		if (!(pdpte & PTE_P))
+			goto not_present;
+		table = pdpte & PTE_ADDR;
+		esz = 8;
+		idxbits = 9;
+	} else {
+		va &= 0xffffffffu;
+	}
+	uint64_t ents[5];
+	unsigned n = 0;
+	bool rw = true, us = true;
+	for (unsigned lvl = levels; lvl >= 1; lvl--) {
+		unsigned shift = 12 + idxbits * (lvl - 1);
+		uint64_t epa = table + ((va >> shift) & ((1ull << idxbits) - 1)) * esz, e = 0;
+		if (epa > cpu->ram_size || cpu->ram_size - epa < esz)
+			goto not_present;
+		memcpy(&e, cpu->ram + epa, esz);
+		if (!(e & PTE_P))
+			goto not_present;
+		rw = rw && (e & PTE_RW);
+		us = us && (e & PTE_US);
+		ents[n++] = epa;
+		bool large = (e & PTE_PS) && ((lm && (lvl == 2 || lvl == 3)) ||
+					      (!lm && lvl == 2 && (pae || (s->cr4 & CR4_PSE))));
+		if (lvl > 1 && !large) {
+			table = esz == 8 ? e & PTE_ADDR : e & 0xfffff000u;
+			continue;
+		}
+		bool ok = user ? rw && us : rw || !(s->cr0 & CR0_WP);
+		if (!ok) {
+			*pferr = ecode | 1u;
+			return 1;
+		}
+		uint64_t size = 1ull << shift;
+		if (esz == 4 && large) /* PSE-36: physical bits 32-39 in PDE bits 13-20 */
+			*pa = (e & 0xffc00000u) | (((e >> 13) & 0xff) << 32) | (va & (size - 1));
+		else
+			*pa = (e & PTE_ADDR & ~(size - 1)) | (va & (size - 1));
+		*left = size - (va & (size - 1));
+		for (unsigned i = 0; i < n; i++)
+			kvm_pte_set(cpu, ents[i], esz, i + 1 == n ? PTE_A | PTE_D : PTE_A);
+		return 0;
+	}
+not_present:
+	*pferr = ecode;
+	return 1;
+}
+
+/* Guest memory for the shared delivery code (vmm/x86deliver.c): sregs as they are now. */
+struct kvm_xd_ctx {
+	struct vmm_cpu *cpu;
+	const struct kvm_sregs *s;
+};
+
+static int kvm_xd_read(void *ctx, uint64_t va, void *buf, size_t len)
+{
+	struct kvm_xd_ctx *x = ctx;
+	return kvm_copy_virt(x->cpu, x->s, va, buf, len);
+}
+
+/* Both pages of the frame are walked before anything is written. */
+static int kvm_xd_write(void *ctx, uint64_t va, const void *buf, size_t len, int cpl,
+			uint32_t *pferr, uint64_t *fault_va)
+{
+	struct kvm_xd_ctx *x = ctx;
+	uint64_t pa[2] = {0, 0}, n[2] = {0, 0};
+	unsigned parts = 0;
+	for (size_t done = 0; done < len; parts++) {
+		uint64_t left = 0;
+		if (kvm_walk_write(x->cpu, x->s, va + done, cpl == 3, &pa[parts], &left, pferr)) {
+			*fault_va = va + done;
+			return VMM_XD_PF;
+		}
+		n[parts] = left < len - done ? left : len - done;
+		done += n[parts];
+	}
+	const uint8_t *in = buf;
+	for (unsigned i = 0; i < parts; in += n[i], i++) {
+		/* Outside RAM there is nothing to write to (as a write to no device). */
+		if (pa[i] > x->cpu->ram_size || x->cpu->ram_size - pa[i] < n[i])
+			continue;
+		memcpy(x->cpu->ram + pa[i], in, n[i]);
+		kvm_mark_dirty(x->cpu, pa[i]);
+		kvm_mark_dirty(x->cpu, pa[i] + n[i] - 1);
+	}
+	return 0;
+}
+
+static const struct vmm_xd_ops kvm_xd_ops = {.read = kvm_xd_read, .write = kvm_xd_write};
+
+/* A segment the delivery code loaded, as KVM's descriptor cache. */
+static void kvm_xd_seg_out(const struct vmm_seg *v, struct kvm_segment *k)
+{
+	kvm_seg_from_vmm(v, k);
+	if (!k->unusable)
+		k->type |= 1; /* accessed: the processor sets it on a load (and VM entry wants it) */
+}
+
+/*
+ * KVM_EXIT_INTERNAL_ERROR, KVM_INTERNAL_ERROR_EMULATION: the host's KVM could not
+ * emulate the instruction at RIP. A software-nested KVM (PVM) runs guest ring-0 code
+ * through its instruction emulator, which cannot deliver a protected- or long-mode
+ * INT n, INT3 or INTO; those are performed here as the processor does
+ * (docs/kvm-backend.md, "Instructions the host cannot run"): a software interrupt through
+ * the guest IDT returning after the instruction (INTO only with OF set; in 64-bit code it
+ * is #UD). Not a guest-initiated exit: the position stays, but the guest has moved on, so
+ * the point is no longer exact. Returns 0 (*shutdown_vec >= 0: delivery triple-faulted,
+ * that event), or a negative vmm_err: -VMM_ENOKVM naming the instruction for anything
+ * else.
+ */
+static int kvm_emulation_failed(struct vmm_cpu *cpu, int *shutdown_vec)
+{
+	*shutdown_vec = -1;
+	struct kvm_regs r;
+	struct kvm_sregs s;
+	if (ioctl(cpu->vcpu_fd, KVM_GET_REGS, &r) < 0)
+		return kvm_ioerr("KVM_GET_REGS");
+	if (ioctl(cpu->vcpu_fd, KVM_GET_SREGS, &s) < 0)
+		return kvm_ioerr("KVM_GET_SREGS");
+	bool lm = s.efer & EFER_LMA;
+	int bits = lm && s.cs.l ? 64 : s.cs.db ? 32 : 16;
+	uint64_t fetch = bits == 64 ? r.rip : (s.cs.base + r.rip) & 0xffffffffu;
+	uint8_t code[15];
+	size_t have = 0;
+	while (have < sizeof(code) && kvm_copy_virt(cpu, &s, fetch + have, code + have, 1) == 0)
+		have++;
+	struct x86_insn in;
+	bool decoded = x86_decode(code, have, bits, &in) == 0;
+	size_t op = 0;
+	while (decoded && op < in.len &&
+	       (code[op] == 0x66 || code[op] == 0x67 || code[op] == 0xf0 || code[op] == 0xf2 ||
+		code[op] == 0xf3 || code[op] == 0x2e || code[op] == 0x36 || code[op] == 0x3e ||
+		code[op] == 0x26 || code[op] == 0x64 || code[op] == 0x65 ||
+		(bits == 64 && (code[op] & 0xf0) == 0x40)))
+		op++;
+	uint8_t opc = decoded && op < in.len ? code[op] : 0;
+	if (!decoded || (opc != 0xcd && opc != 0xcc && opc != 0xce)) {
+		char hex[15 * 3 + 1] = "";
+		size_t n = decoded ? in.len : have;
+		for (size_t i = 0; i < n; i++)
+			snprintf(hex + 3 * i, 4, "%s%02x", i ? " " : "", code[i]);
+		return vmm_fail(VMM_ENOKVM,
+				"this host's KVM%s cannot run the instruction %s%s at rip 0x%llx: "
+				"use --backend emu",
+				cpu->step_windows ? " (software-nested)" : "", n ? "" : "(unreadable)",
+				hex, (unsigned long long)r.rip);
+	}
+	uint64_t ipmask = bits == 64 ? UINT64_MAX : bits == 32 ? 0xffffffffull : 0xffffull;
+	uint64_t next = (r.rip + in.len) & ipmask;
+	struct vmm_xd_event ev = {.soft = true, .ret_rip = next, .fault_rip = r.rip};
+	if (opc == 0xcd) {
+		ev.vector = code[op + 1];
+	} else if (opc == 0xcc) {
+		ev.vector = 3;
+	} else if (bits == 64) {
+		ev.vector = 6; /* INTO is invalid in 64-bit code: #UD, a fault */
+		ev.soft = false;
+		ev.ret_rip = r.rip;
+	} else if (r.rflags & (1ull << 11)) {
+		ev.vector = 4; /* INTO with OF set */
+	} else {
+		ev.vector = -1; /* INTO with OF clear does nothing */
+	}
+
+	cpu->ready_src = KVM_READY_ASK;
+	cpu->exact = false;
+	if (ev.vector < 0) {
+		r.rip = next;
+		if (ioctl(cpu->vcpu_fd, KVM_SET_REGS, &r) < 0)
+			return kvm_ioerr("KVM_SET_REGS");
+		return 0;
+	}
+	struct vmm_xd_state x;
+	memset(&x, 0, sizeof(x));
+	x.rip = r.rip;
+	x.rsp = r.rsp;
+	x.rflags = r.rflags;
+	x.cr2 = s.cr2;
+	kvm_seg_to_vmm(&s.cs, &x.cs);
+	kvm_seg_to_vmm(&s.ss, &x.ss);
+	kvm_seg_to_vmm(&s.tr, &x.tr);
+	x.gdt.base = s.gdt.base, x.gdt.limit = s.gdt.limit;
+	x.idt.base = s.idt.base, x.idt.limit = s.idt.limit;
+	x.lm = lm;
+	struct kvm_xd_ctx ctx = {.cpu = cpu, .s = &s};
+	if (vmm_xd_deliver(&kvm_xd_ops, &ctx, &x, &ev, shutdown_vec))
+		return 0; /* the run ends: a triple fault */
+	r.rip = x.rip;
+	r.rsp = x.rsp;
+	r.rflags = x.rflags;
+	s.cr2 = x.cr2;
+	kvm_xd_seg_out(&x.cs, &s.cs);
+	kvm_xd_seg_out(&x.ss, &s.ss);
+	int err = kvm_put_sregs(cpu, &s);
+	if (err)
+		return err;
+	if (ioctl(cpu->vcpu_fd, KVM_SET_REGS, &r) < 0)
+		return kvm_ioerr("KVM_SET_REGS");
+	return 0;
+}
+
+/*
+ * An internal error: the instruction KVM could not emulate is completed here when it can
+ * be (kvm_emulation_failed); any other suberror ends the run with KVM's raw detail.
+ */
+static int kvm_internal_error(struct vmm_cpu *cpu, int *shutdown_vec)
+{
+	if (cpu->run->internal.suberror != KVM_INTERNAL_ERROR_EMULATION)
+		return kvm_exit_error(cpu);
+	return kvm_emulation_failed(cpu, shutdown_vec);
+}
+
 /* ---- landmarks ---------------------------------------------------------------------- */
 
 /*
@@ -1793,8 +2112,10 @@ static const char *kvm_exit_name(uint32_t reason)
 }
 
 /*
- * One KVM_RUN for the search: 1 for a debug exit, 0 after a kick (*kicked), or
- * VMM_SEEK_PASSED + 10 for any other exit (the guest left the position).
+ * One KVM_RUN for the search: 1 for a debug exit, 0 after a kick (*kicked), 2 after an
+ * instruction the host could not run was performed here (no debug exit: the search runs
+ * on, and a breakpoint at the next instruction still hits), or VMM_SEEK_PASSED + 10 for
+ * any other exit (the guest left the position).
  */
 static int kvm_seek_step(struct vmm_cpu *cpu, struct vmm_seek_stats *st, bool *kicked)
 {
@@ -1821,8 +2142,19 @@ static int kvm_seek_step(struct vmm_cpu *cpu, struct vmm_seek_stats *st, bool *k
 		int err = kvm_clear_rf(cpu);
 		return err ? err : 1;
 	}
-	if (cpu->run->exit_reason == KVM_EXIT_FAIL_ENTRY ||
-	    cpu->run->exit_reason == KVM_EXIT_INTERNAL_ERROR)
+	if (cpu->run->exit_reason == KVM_EXIT_INTERNAL_ERROR) {
+		/* An INT n the host could not run, performed here as during the recording;
+		 * 2: one instruction done, no breakpoint hit. A triple fault leaves. */
+		int sv;
+		int err = kvm_internal_error(cpu, &sv);
+		if (err)
+			return err;
+		if (sv < 0)
+			return 2;
+		st->left_by = "a triple fault";
+		return VMM_SEEK_PASSED + 10;
+	}
+	if (cpu->run->exit_reason == KVM_EXIT_FAIL_ENTRY)
 		return kvm_exit_error(cpu);
 	st->left_by = kvm_exit_name(cpu->run->exit_reason);
 	return VMM_SEEK_PASSED + 10;

@@ -9,7 +9,7 @@
  *
  * Guest-physical layout:
  *   0x0000_0000 - 0x0000_0FFF  real-mode IVT/BDA area: left zero
- *   0x0000_1000 - 0x0000_1FFF  VMM area (emu trampoline and GDT)
+ *   0x0000_1000 - 0x0000_1FFF  VMM area: the entry GDT (both backends), emu's trampoline
  *   0x0000_6000 - 0x0000_6FFF  hvm_start_info, memory map
  *   0x0000_7000 - 0x0000_7FFF  command line (at most 4095 bytes + NUL)
  *   0x0009_FC00 - 0x000F_FFFF  reserved (EBDA, VGA, BIOS: as on a PC)
@@ -23,6 +23,14 @@
 
 #define VMM_LOW_RESERVED_END 0x8000u
 #define VMM_VMM_AREA 0x1000u
+/*
+ * The GDT at VMM_VMM_AREA that the guest finds in GDTR at its entry, on emu and kvm alike
+ * (docs/kvm-backend.md, "PVH entry state"): null, 0x08 flat 32-bit code, 0x10 flat data,
+ * the descriptors of the selectors CS and DS/ES/FS/GS/SS hold. IDTR is {0, 0}.
+ */
+#define VMM_PVH_GDT_CODE32 0x00cf9b000000ffffull
+#define VMM_PVH_GDT_DATA32 0x00cf93000000ffffull
+#define VMM_PVH_GDT_LIMIT 0x17u
 #define VMM_START_INFO 0x6000u
 #define VMM_CMDLINE 0x7000u
 #define VMM_CMDLINE_MAX 4095u

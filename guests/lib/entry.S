@@ -35,6 +35,10 @@
 	.globl g_pvh_entry
 	.type g_pvh_entry, @function
 g_pvh_entry:
+	/* The loader's descriptor tables, before anything changes them (conform_regs
+	 * prints them: rewind's backends must start alike, docs/kvm-backend.md). */
+	sgdt g_entry_gdtr
+	sidt g_entry_idtr
 	cli
 	cld
 	mov %ebx, %esi
@@ -139,6 +143,15 @@ g_gdt_end:
 g_gdt_ptr:
 	.word g_gdt_end - g_gdt - 1
 	.quad g_gdt
+
+	/* In .data, not .bss: they are written before .bss is cleared. 32-bit SGDT/SIDT
+	 * store a 2-byte limit and a 4-byte base. */
+	.p2align 3
+	.globl g_entry_gdtr, g_entry_idtr
+g_entry_gdtr:
+	.quad 0
+g_entry_idtr:
+	.quad 0
 
 	.section .bss
 	.p2align 3

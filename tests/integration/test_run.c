@@ -274,18 +274,34 @@ Test(run, race_differs_between_runs, .timeout = 5 * TIMEOUT_S + 10)
 	cr_expect(distinct >= 2, "5 runs, all %s", finals[0]);
 }
 
-Test(run, crash_triple_faults_with_register_dump, .timeout = TIMEOUT_S + 10)
+static void crash_on(const char *backend)
 {
 	struct h_run r;
-	RW(&r, NULL, "run", "--backend", "emu", guest("crash"));
+	RW(&r, NULL, "run", "--backend", backend, guest("crash"));
 	expect_out(&r, "crash: this guest faults on purpose\n");
 	expect_out(&r, "crash: page fault at 0xdead0000000 (error 0x0, rip 0x");
 	expect_out(&r, "crash: triple fault next\n");
 	expect_err(&r, "triple fault");
 	expect_err(&r, "RIP=");
 	expect_err(&r, "CR2=00000dead0000000");
+	/* The INT3 whose delivery fails. emu delivers it, and so does rewind on a
+	 * software-nested KVM, which cannot; hardware KVM does not say which it was. */
+	if (strcmp(backend, "kvm") || vmm_hostkvm_detect().kind == VMM_HOSTKVM_SOFTWARE)
+		expect_err(&r, "(exception 3 could not be delivered)");
 	expect_status(&r, 6);
 	h_free(&r);
+}
+
+Test(run, crash_triple_faults_with_register_dump, .timeout = TIMEOUT_S + 10)
+{
+	crash_on("emu");
+}
+
+Test(run, crash_triple_faults_on_kvm, .timeout = TIMEOUT_S + 10)
+{
+	if (!h_have_kvm())
+		cr_skip_test("no /dev/kvm: crash on kvm not run");
+	crash_on("kvm");
 }
 
 Test(run, spew_line_count, .timeout = TIMEOUT_S + 10)
