@@ -32,8 +32,12 @@
 
 const char *prog = "rewind";
 
-/* The machine model a log is recorded on: bump when a device's behaviour changes. */
-#define MACHINE_MODEL "rewind-pc-1"
+/*
+ * The machine model a log is recorded on: bump when anything the guest sees changes (a
+ * device's behaviour, the CPU's CPUID, the entry state). 2: one CPUID table for both
+ * backends without CX16, GDTR {0x1000, 0x17} and IDTR {0, 0} at entry.
+ */
+#define MACHINE_MODEL "rewind-pc-2"
 
 static void usage_main(FILE *f)
 {
@@ -973,8 +977,9 @@ static int cmd_replay(int argc, char **argv, bool debug)
 		die_line(EXIT_BADINPUT, "%s: the machine config in the log is incomplete", log_path);
 	if (strcmp(model, MACHINE_MODEL))
 		die_line(EXIT_BADINPUT,
-			 "%s: recorded on machine model %s; this rewind replays %s only", log_path,
-			 model, MACHINE_MODEL);
+			 "%s: recorded on machine model %s; this rewind replays %s only (replay it "
+			 "with the rewind that recorded it)",
+			 log_path, model, MACHINE_MODEL);
 	char *end;
 	errno = 0;
 	uint64_t mem = strtoull(memtxt, &end, 10);

@@ -114,7 +114,7 @@ static void record_live(const char *guest, const char *cmdline, const char *inpu
 	lf_io_mem_writer(&io, &lg->mem);
 	char config[160];
 	snprintf(config, sizeof(config),
-		 "machine=rewind-pc-1\nbackend=emu\npositions=instructions\nmem=%u\nclock=real\n",
+		 "machine=rewind-pc-2\nbackend=emu\npositions=instructions\nmem=%u\nclock=real\n",
 		 RAM);
 	struct lf_header h = {.tool = "test_timeline",
 			      .config = config,
