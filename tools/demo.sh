@@ -35,6 +35,7 @@ if [ $? -eq 1 ]; then
 	echo "== rewind replay --verbose $KLOG   (on kvm: each landmark found by a breakpoint)"
 	"$R" replay --verbose "$KLOG"
 	echo "   exit status $? (the recorded guest's)"
+	echo "   (a kvm log does not replay on emu yet: docs/kvm-backend.md, 'Portable logs')"
 	echo
 else
 	echo "(no kvm here: $("$R" run --backend kvm "$B/guests/hello.elf" 2>&1 >/dev/null | head -n 1))"
