@@ -159,6 +159,16 @@ static int kvm_ioerr(const char *what)
 	return vmm_fail(VMM_EBACKEND, "%s: %s", what, strerror(errno));
 }
 
+/* The general and the segment/system registers, in one call for the many who need both. */
+static int kvm_get_both(struct vmm_cpu *cpu, struct kvm_regs *r, struct kvm_sregs *s)
+{
+	if (ioctl(cpu->vcpu_fd, KVM_GET_REGS, r) < 0)
+		return kvm_ioerr("KVM_GET_REGS");
+	if (ioctl(cpu->vcpu_fd, KVM_GET_SREGS, s) < 0)
+		return kvm_ioerr("KVM_GET_SREGS");
+	return 0;
+}
+
 static void kvm_pos_inc(struct vmm_cpu *cpu)
 {
 	/* Only the vCPU thread writes pos; other threads may read it. */
@@ -788,10 +798,9 @@ static int kvm_get_regs(struct vmm_cpu *cpu, struct vmm_regs *out)
 {
 	struct kvm_regs r;
 	struct kvm_sregs s;
-	if (ioctl(cpu->vcpu_fd, KVM_GET_REGS, &r) < 0)
-		return kvm_ioerr("KVM_GET_REGS");
-	if (ioctl(cpu->vcpu_fd, KVM_GET_SREGS, &s) < 0)
-		return kvm_ioerr("KVM_GET_SREGS");
+	int gerr = kvm_get_both(cpu, &r, &s);
+	if (gerr)
+		return gerr;
 	struct kvm_msr_buf b;
 	memset(&b, 0, sizeof(b));
 	b.e[0].index = RW_MSR_KERNEL_GS_BASE;
@@ -991,7 +1000,7 @@ static bool kvm_next_is_hlt(struct vmm_cpu *cpu)
 	struct kvm_regs r;
 	struct kvm_sregs s;
 	uint8_t op = 0;
-	if (ioctl(cpu->vcpu_fd, KVM_GET_REGS, &r) < 0 || ioctl(cpu->vcpu_fd, KVM_GET_SREGS, &s) < 0)
+	if (kvm_get_both(cpu, &r, &s))
 		return false;
 	uint64_t rip = (s.efer & EFER_LMA) && s.cs.l ? r.rip : (uint32_t)(s.cs.base + r.rip);
 	return kvm_copy_virt(cpu, &s, rip, &op, 1) == 0 && op == 0xf4;
@@ -1873,10 +1882,9 @@ static int kvm_emulation_failed(struct vmm_cpu *cpu, int *shutdown_vec)
 	*shutdown_vec = -1;
 	struct kvm_regs r;
 	struct kvm_sregs s;
-	if (ioctl(cpu->vcpu_fd, KVM_GET_REGS, &r) < 0)
-		return kvm_ioerr("KVM_GET_REGS");
-	if (ioctl(cpu->vcpu_fd, KVM_GET_SREGS, &s) < 0)
-		return kvm_ioerr("KVM_GET_SREGS");
+	int gerr = kvm_get_both(cpu, &r, &s);
+	if (gerr)
+		return gerr;
 	bool lm = s.efer & EFER_LMA;
 	int bits = lm && s.cs.l ? 64 : s.cs.db ? 32 : 16;
 	uint64_t fetch = bits == 64 ? r.rip : (s.cs.base + r.rip) & 0xffffffffu;
