@@ -166,7 +166,7 @@ struct vmm_cpu {
 	 */
 	uint64_t intr_pos;
 	int bits;              /* current code size: 16, 32, 64 */
-	bool bits_dirty;       /* re-derive bits at the next block */
+	bool bits_dirty;       /* CS was loaded: re-derive bits at the next block */
 	bool watch_if;         /* an interrupt waits for IF: check IF at each block */
 	uint64_t stop_rip;     /* where a stop in the block hook left the guest */
 	bool stop_rip_valid;
@@ -590,7 +590,14 @@ static int write_virt_raw(struct vmm_cpu *c, uint64_t va, const void *buf, size_
 
 /* ---- code size and blocks ----------------------------------------------------------- */
 
-/* Re-derive 16/32/64-bit code from the CS descriptor in the GDT (after far transfers). */
+/*
+ * Re-derive 16/32/64-bit code from the CS descriptor in the GDT. Only right after CS was
+ * loaded (a far transfer, a delivery through the IDT): the CPU keeps the descriptor it
+ * loaded, whatever the GDT says later. A kernel that loads its 64-bit GDT before setting
+ * EFER.LME runs 32-bit code under a GDT whose entry for CS is a 64-bit descriptor until
+ * its far jump; read there, it gave 16-bit code, and a HLT that the 16-bit decode did not
+ * see ran in Unicorn itself (docs/emu-backend.md, "Code size").
+ */
 static void update_bits(struct vmm_cpu *c)
 {
 	c->bits_dirty = false;
@@ -1280,7 +1287,7 @@ static void site_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *opaque)
 			/* Unicorn must keep LME|LMA (it runs compatibility mode as long mode). */
 			uc_x86_msr m = {.rid = MSR_EFER, .value = v | EFER_LME | EFER_LMA};
 			uc_reg_write(c->uc, UC_X86_REG_MSR, &m);
-			c->bits_dirty = true;
+			/* No new code size: CS is not reloaded (see update_bits). */
 		}
 		break;
 	}
