@@ -7,7 +7,10 @@
  *    after rotating priorities with OCW2 "set priority" (and back), with specific EOIs;
  *  - where a pending IRQ lands: after the one instruction in the STI shadow, after HLT
  *    in "sti; hlt", and (only as "between the OUT and the CLI", since QEMU TCG takes it
- *    at the next translated block) once the OUT that unmasks it has run.
+ *    at the next translated block) once the OUT that unmasks it has run;
+ *  - an IRQ that ends a HLT waited in with IF already set, in 64-bit code after a WRMSR
+ *    of EFER made while the GDT's entry for the CS selector described other code (CS
+ *    keeps the descriptor it was loaded from).
  * Last lines: "conform_irq: hash <fnv of the report>", "conform_irq: done".
  */
 #include "guest.h"
@@ -179,6 +182,55 @@ static void landing_after_sti(bool hlt)
 	     nevents ? (long)(events[0].rip - label) : 0);
 }
 
+/*
+ * A kernel that loads its 64-bit GDT before it sets EFER.LME runs its 32-bit code, until
+ * the far jump, under a GDT whose entry for CS is a 64-bit descriptor: CS keeps the
+ * descriptor it was loaded with until a far transfer reloads it, and so does the code
+ * size. The same here in 64-bit code: a GDT whose entry for our CS selector is a 32-bit
+ * code segment is loaded around a WRMSR of EFER (its own value), then a HLT waits for an
+ * IRQ 0 with IF already set, so that no STI starts a block at it. The HLT shares its
+ * block with a MOVABS whose immediate ends in B0: decoded as 32-bit code, that block
+ * holds no HLT (B0 F4 is MOV AL, 0xF4). rewind's emu backend once took its code size
+ * from the GDT at that WRMSR, missed the HLT, and Unicorn ran it itself: a #PF at CR2
+ * 0xfffffffffffff000 right after the HLT (docs/emu-backend.md, "Code size").
+ */
+static void hlt_after_gdt_change(void)
+{
+	static const uint64_t gdt32[] = {0, 0x00cf9a000000ffffull, 0x00cf92000000ffffull};
+	struct __attribute__((packed)) {
+		uint16_t limit;
+		uint64_t base;
+	} cur, alt = {sizeof(gdt32) - 1, (uint64_t)gdt32};
+	nevents = 0;
+	g_cli();
+	g_pic_set_masks(0xffff & ~(1u << 2) & ~1u);
+	g_pit_oneshot(0); /* 65536 PIT clocks, 55 ms: the HLT is reached long before */
+	uint64_t label;
+	__asm__ volatile("sgdt %[cur]\n\t"
+			 "lgdt %[alt]\n\t"
+			 "movl $0xc0000080, %%ecx\n\t"
+			 "rdmsr\n\t"
+			 "wrmsr\n\t"
+			 "lgdt %[cur]\n\t"
+			 "leaq 2f(%%rip), %[label]\n\t"
+			 "sti\n"
+			 "1:\n\t"
+			 "cmpl $0, %[n]\n\t"
+			 "jne 3f\n\t"
+			 "movabsq $0xb090909090909090, %%rax\n\t"
+			 "hlt\n"
+			 "2:\n\t"
+			 "jmp 1b\n"
+			 "3:\n\t"
+			 "cli"
+			 : [label] "=&r"(label), [cur] "=m"(cur)
+			 : [alt] "m"(alt), [n] "m"(nevents)
+			 : "rax", "rcx", "rdx", "memory");
+	g_pic_set_masks(0xffff & ~(1u << 2));
+	line("%-22s count %d rip label%+ld", "hlt after lgdt, wrmsr", nevents,
+	     nevents ? (long)(events[0].rip - label) : 0);
+}
+
 int main(void)
 {
 	g_puts("conform_irq: interrupt delivery conformance report");
@@ -200,6 +252,7 @@ int main(void)
 	landing_after_unmask();
 	landing_after_sti(false);
 	landing_after_sti(true);
+	hlt_after_gdt_change();
 
 	g_pit_stop();
 	g_pic_set_masks(0xffff & ~(1u << 2));

@@ -41,6 +41,9 @@
 #define FRONT_IDX(a) ((unsigned)(((a) ^ ((a) >> 10)) & (EMU_FRONT - 1)))
 #define PG_NONE UINT32_MAX
 #define PG_HOT_WRITES 64 /* see struct emu_block */
+/* uc_emu_start's `until` is UINT64_MAX; each run ends with a fetch fill of the page of
+ * until - 1 (Unicorn 2.1.1 drops translations there). */
+#define EXIT_PAGE (UINT64_MAX & ~0xfffull)
 
 /* Page states for write tracking (pg_state). */
 enum { PG_PLAIN, PG_CODE, PG_HOT };
@@ -166,7 +169,7 @@ struct vmm_cpu {
 	 */
 	uint64_t intr_pos;
 	int bits;              /* current code size: 16, 32, 64 */
-	bool bits_dirty;       /* re-derive bits at the next block */
+	bool bits_dirty;       /* CS was loaded: re-derive bits at the next block */
 	bool watch_if;         /* an interrupt waits for IF: check IF at each block */
 	uint64_t stop_rip;     /* where a stop in the block hook left the guest */
 	bool stop_rip_valid;
@@ -179,6 +182,7 @@ struct vmm_cpu {
 	uint32_t exc_err;
 	bool pf_pending;   /* our TLB fill refused an access */
 	bool gp_pending;   /* ... because the address was not canonical */
+	bool self_halt;    /* Unicorn ended the run by itself (see tlb_fill_hook) */
 	uint64_t pf_addr;
 	uint32_t pf_err;
 
@@ -468,6 +472,17 @@ static bool tlb_fill_hook(uc_engine *uc, uint64_t va, uc_mem_type type, uc_tlb_e
 	 * first refusal of a run is the guest's. */
 	bool record = c->stop == ES_NONE && !c->exc_stop && !c->pf_pending && !c->gp_pending &&
 		      !c->watch_pending;
+	if (acc == ACC_FETCH && va == EXIT_PAGE && rreg(c, UC_X86_REG_RIP) < EXIT_PAGE - 0x1000) {
+		/*
+		 * The probe, as no guest fetch can be (a block is under a page long). Seen with
+		 * nothing to record, the run ended without a stop of ours or a refused access:
+		 * Unicorn ran a HLT itself, one that our decode did not see. Taken for the
+		 * guest's, it was a #PF at this page (docs/emu-backend.md, "Code size").
+		 */
+		if (record)
+			c->self_halt = true;
+		return false;
+	}
 	if (long_mode(c) && (uint64_t)((int64_t)(va << 16) >> 16) != va) {
 		/* Non-canonical: #GP(0), which our walker must raise since it replaced QEMU's. */
 		if (record)
@@ -590,7 +605,14 @@ static int write_virt_raw(struct vmm_cpu *c, uint64_t va, const void *buf, size_
 
 /* ---- code size and blocks ----------------------------------------------------------- */
 
-/* Re-derive 16/32/64-bit code from the CS descriptor in the GDT (after far transfers). */
+/*
+ * Re-derive 16/32/64-bit code from the CS descriptor in the GDT. Only right after CS was
+ * loaded (a far transfer, a delivery through the IDT): the CPU keeps the descriptor it
+ * loaded, whatever the GDT says later. A kernel that loads its 64-bit GDT before setting
+ * EFER.LME runs 32-bit code under a GDT whose entry for CS is a 64-bit descriptor until
+ * its far jump; read there, it gave 16-bit code, and a HLT that the 16-bit decode did not
+ * see ran in Unicorn itself (docs/emu-backend.md, "Code size").
+ */
 static void update_bits(struct vmm_cpu *c)
 {
 	c->bits_dirty = false;
@@ -1280,7 +1302,7 @@ static void site_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *opaque)
 			/* Unicorn must keep LME|LMA (it runs compatibility mode as long mode). */
 			uc_x86_msr m = {.rid = MSR_EFER, .value = v | EFER_LME | EFER_LMA};
 			uc_reg_write(c->uc, UC_X86_REG_MSR, &m);
-			c->bits_dirty = true;
+			/* No new code size: CS is not reloaded (see update_bits). */
 		}
 		break;
 	}
@@ -1823,6 +1845,7 @@ static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 		c->pf_pending = false;
 		c->gp_pending = false;
 		c->watch_pending = false;
+		c->self_halt = false;
 		c->bp_pos = UINT64_MAX;
 		c->watch_open = c->nwp && c->icount == c->pass_pos;
 		if (c->watch_open && c->target > c->icount + 1)
@@ -1848,7 +1871,10 @@ static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 			wreg(c, UC_X86_REG_RIP, c->stop_rip);
 			c->stop_rip_valid = false;
 		}
-
+		if (c->self_halt)
+			return vmm_fail(VMM_EBACKEND, "the software CPU ran a HLT by itself (RIP "
+					"%#llx after it): our decode of its block did not hold it",
+					(unsigned long long)rreg(c, UC_X86_REG_RIP));
 
 		if (e == UC_ERR_EXCEPTION && c->watch_pending && !c->pf_pending && !c->gp_pending &&
 		    why == ES_NONE) {

@@ -17,7 +17,7 @@
 
 /* Report hashes on QEMU TCG (qemu64,-apic); any correct machine must print the same. */
 #define CONFORM_EXC_HASH "conform_exc: hash eebeb19296be71c8"
-#define CONFORM_IRQ_HASH "conform_irq: hash 064fe47e603cac0f"
+#define CONFORM_IRQ_HASH "conform_irq: hash 8c44c1a616bccc85"
 #define CONFORM_REGS_HASH "conform_regs: hash b3badc4037f7058f"
 
 /*
