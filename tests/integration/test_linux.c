@@ -624,6 +624,19 @@ Test(linux, boot_records_and_replays, .timeout = 3 * BOOT_TIMEOUT_S + 20)
 		cr_log_warn("linux: the recording was stopped after %d s, before the panic",
 			    RR_STOP_S);
 
+	/* `log info` names the kernel by the banner it printed while it booted. */
+	const char *banner = strstr(rec.out, "Linux version ");
+	cr_assert(banner, "no \"Linux version\" line in the recording's output");
+	char want[1024];
+	snprintf(want, sizeof(want), "\nimage:      %.*s\n", (int)strcspn(banner, "\r\n"),
+		 banner);
+	char *info_argv[] = {rewind, "log", "info", log, NULL};
+	struct h_run info;
+	h_run(info_argv, NULL, &info);
+	cr_expect(info.status == 0 && strstr(info.out, want), "log info lacks \"%s\":\n%s%s",
+		  want + 1, info.out, info.err);
+	h_free(&info);
+
 	char *rpl_argv[] = {rewind, "replay", log, NULL};
 	struct h_opts p = {.timeout_s = BOOT_TIMEOUT_S};
 	struct h_run rpl;
