@@ -3,7 +3,9 @@
 # (default build/linux), without root: `apt-get download` of the package that the
 # linux-image-amd64 metapackage depends on, `dpkg-deb -x`, then the xz stream inside the
 # bzImage /boot/vmlinuz-* is decompressed to DIR/vmlinux. Used by `make linux` and by
-# tests/integration/test_linux.c (which skips when DIR/vmlinux is missing).
+# tests/integration/test_linux.c (which skips when DIR/vmlinux is missing). It says which
+# kernel it fetched (package and version, also kept in DIR/version): Debian's archive
+# keeps only its newest kernel, so that is whatever Debian serves today.
 set -eu
 dir=${1:-build/linux}
 mkdir -p "$dir"
@@ -18,13 +20,24 @@ check_pvh() {
 	LC_ALL=C readelf -n "$1" 2>/dev/null | grep -Eq '^ *Xen .*(\(0x00000012\)|PHYS32_ENTRY)'
 }
 
+pkg=$(LC_ALL=C apt-cache depends linux-image-amd64 2>/dev/null |
+	sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -n 1)
+
+# A kernel fetched before stays (the tests compare it with QEMU's boot of itself, so an
+# older one is as good); say which it is, and whether apt's lists now name another.
 if [ -f "$out" ] && check_pvh "$out"; then
-	echo "fetch-linux: $out already present"
+	have=$(cat "$dir/version" 2>/dev/null || echo "a kernel of unknown version")
+	echo "fetch-linux: $out already present: $have"
+	serves=${pkg:+$pkg $(LC_ALL=C apt-cache show --no-all-versions "$pkg" 2>/dev/null |
+		sed -n 's/^Version: //p' | head -n 1)}
+	# (DIR/version of an older fetch-linux holds the package alone.)
+	case "$serves" in
+	"" | "$have" | "$have "*) ;;
+	*) echo "fetch-linux: Debian now serves $serves: 'rm -r $dir' and 'make linux' fetch it" ;;
+	esac
 	exit 0
 fi
 
-pkg=$(LC_ALL=C apt-cache depends linux-image-amd64 2>/dev/null |
-	sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -n 1)
 if [ -z "$pkg" ]; then
 	echo "fetch-linux: apt-cache knows no kernel package behind linux-image-amd64 (run 'apt-get update' on a Debian system)" >&2
 	exit 1
@@ -38,7 +51,8 @@ if ! (cd "$work" && apt-get -q download "$pkg" >"$work/download.log" 2>&1); then
 	exit 1
 fi
 deb=$(ls "$work"/*.deb | head -n 1)
-echo "fetch-linux: unpacking $(basename "$deb")"
+ver=$(dpkg-deb -f "$deb" Version)
+echo "fetch-linux: unpacking $(basename "$deb") ($pkg, version $ver)"
 dpkg-deb -x "$deb" "$work/root"
 bz=$(ls "$work"/root/boot/vmlinuz-* 2>/dev/null | head -n 1)
 if [ -z "$bz" ]; then
@@ -65,6 +79,7 @@ if [ -z "$found" ]; then
 	exit 1
 fi
 mv "$out.tmp" "$out"
-echo "$pkg" >"$dir/version"
+echo "$pkg $ver" >"$dir/version"
 rm -rf "$work"
 echo "fetch-linux: $out ($(wc -c <"$out") bytes, xz stream at offset $found) is a PVH ELF of $pkg"
+echo "fetch-linux: fetched $pkg, version $ver"

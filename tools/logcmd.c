@@ -23,8 +23,9 @@ static void usage_log(FILE *f)
 		"       rewind log dump [--from POS] [--to POS] [--kind KIND] LOG\n"
 		"       rewind log verify [--repair] LOG\n"
 		"\n"
-		"info    the guest, the machine it ran on, its length, events by kind, and the\n"
-		"        bytes of the embedded image apart from the bytes of events\n"
+		"info    the guest (and its image's name: a Linux kernel's version banner, or\n"
+		"        the file name), the machine it ran on, its length, events by kind,\n"
+		"        and the bytes of the embedded image apart from the bytes of events\n"
 		"dump    one event a line: position, kind, details. KIND: clock, timer, input,\n"
 		"        hash, end (repeat --kind for several)\n"
 		"verify  check every chunk's CRC and decoding, the index and the footer. A log\n"
@@ -67,6 +68,45 @@ static void human(uint64_t n, char *buf, size_t cap)
 		snprintf(buf, cap, "%" PRIu64 " B", n);
 }
 
+/*
+ * What identifies the guest image, for a person: a Linux kernel's version banner when the
+ * embedded image holds one ("Linux version 6.1.0-57-amd64 (...) #1 SMP PREEMPT_DYNAMIC
+ * Debian 6.1.192-3 (2026-11-26)"), else the file name. Debian's 6.1 images hold a second,
+ * placeholder banner without the build number ("... # SMP ..."), so a banner with "#"
+ * and a digit is preferred to the first one found.
+ */
+static void image_name(const struct lf_header *h, char *buf, size_t cap)
+{
+	static const char banner[] = "Linux version ";
+	const size_t bl = sizeof(banner) - 1;
+	bool found = false;
+	const char *end = h->image ? (const char *)h->image + h->image_len : NULL;
+	for (const char *p = h->image; p && (p = memmem(p, (size_t)(end - p), banner, bl));
+	     p += bl) {
+		/* The banner proper: "Linux version " and a release, printable up to its '\n'
+		 * or NUL (the other occurrences are format strings and documentation). */
+		const char *q = p + bl;
+		if (q == end || *q < '0' || *q > '9')
+			continue;
+		while (q < end && q - p < 512 && *q >= ' ' && *q <= '~')
+			q++;
+		if (q == end || (*q != '\n' && *q != '\0'))
+			continue;
+		bool numbered = false;
+		for (const char *c = p; c + 1 < q && !numbered; c++)
+			numbered = c[0] == '#' && c[1] >= '0' && c[1] <= '9';
+		if (!found || numbered)
+			snprintf(buf, cap, "%.*s", (int)(q - p), p);
+		found = true;
+		if (numbered)
+			return;
+	}
+	if (found)
+		return;
+	const char *slash = strrchr(h->image_path, '/');
+	snprintf(buf, cap, "%s", slash && slash[1] ? slash + 1 : h->image_path);
+}
+
 static int log_info(const char *path)
 {
 	struct lf_io io;
@@ -102,6 +142,9 @@ static int log_info(const char *path)
 	       when);
 	printf("guest:      %s (%" PRIu64 " bytes, hash %016" PRIx64 ", %s)\n", h->image_path,
 	       h->image_len, h->image_hash, h->image ? "embedded" : "not embedded");
+	char name[600];
+	image_name(h, name, sizeof(name));
+	printf("image:      %s\n", name);
 	printf("cmdline:    %s\n", *h->cmdline ? h->cmdline : "(none)");
 	printf("machine:    ");
 	for (const char *p = h->config; *p; p++)

@@ -292,6 +292,7 @@ Test(record, log_info_and_dump, .timeout = 2 * TIMEOUT_S)
 	expect_out(&r, "guest:      ");
 	expect_out(&r, "timer.elf");
 	expect_out(&r, "embedded");
+	expect_out(&r, "\nimage:      timer.elf\n"); /* no Linux banner: the file name */
 	expect_out(&r, "cmdline:    hz=500 ticks=20\n");
 	expect_out(&r, "machine=rewind-pc-2 backend=emu positions=instructions mem=134217728 "
 		       "clock=real\n");
