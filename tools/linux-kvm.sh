@@ -16,7 +16,7 @@
 #
 # Environment: PROGRESS (seconds, default 60), TIMEOUT (seconds per kvm command, default
 # 5400), OUT (where the outputs are kept, default BUILD_DIR/linux-kvm), EXTRA_APPEND (added
-# to both command lines; default noxsave on software KVM, see below, else nothing).
+# to both command lines; default on software KVM: a clearcpuid= list, see below).
 set -u
 b=build
 record=
@@ -80,11 +80,15 @@ run() {
 
 kind=$("$rewind" run --backend help | sed -n 's/^host kvm: \([^ ]*\).*/\1/p')
 # A software-nested KVM (PVM) shows the guest the host's CPUID leaf 1 and 0xd, not
-# rewind's table (docs/kvm-backend.md), so Linux finds XSAVE there and dies at its first
-# XRSTOR, which PVM's instruction emulator cannot run. noxsave keeps it on FXSAVE, as on
-# emu; it goes on both command lines, so the comparison stays like for like.
+# rewind's table (docs/kvm-backend.md), and its instruction emulator, which runs the
+# guest's kernel code, lacks what those bits announce. Linux then dies at its first XRSTOR
+# (XSAVE), or where its alternatives put POPCNT (hweight) or CMPXCHG16B (CX16, SLUB).
+# clearcpuid= takes back every leaf 1 feature the table lacks that a host may show; it
+# goes on both command lines, so the comparison stays like for like (on emu the features
+# are absent already, and both print the same "Clearing CPUID bits" line and taint).
+leaked=pclmulqdq,ssse3,fma,cx16,pcid,sse4_1,sse4_2,x2apic,movbe,popcnt,aes,xsave,avx,f16c,rdrand
 case $kind in
-software-*) extra=${EXTRA_APPEND-noxsave} ;;
+software-*) extra=${EXTRA_APPEND-clearcpuid=$leaked} ;;
 *) extra=${EXTRA_APPEND-} ;;
 esac
 [ -n "$extra" ] && cmdline="$cmdline $extra"
