@@ -122,9 +122,11 @@ check() { # NAME: NAME.out against emu.out
 	norm "$out/emu.out" >"$out/emu.norm"
 	norm "$out/$1.out" >"$out/$1.norm"
 	if ! cmp -s "$out/emu.norm" "$out/$1.norm"; then
+		# one is a prefix of the other: the line after the shorter one's last
 		n=$(awk 'NR == FNR { a[FNR] = $0; n = FNR; next }
+			 { m = FNR }
 			 FNR > n || a[FNR] != $0 { print FNR; found = 1; exit }
-			 END { if (!found) print n + 1 }' "$out/emu.norm" "$out/$1.norm")
+			 END { if (!found) print (m < n ? m : n) + 1 }' "$out/emu.norm" "$out/$1.norm")
 		fail="$fail; $1's kernel messages differ from emu's at normalised line $n"
 		echo "linux-kvm: first difference, normalised line $n ($out/emu.norm, $out/$1.norm):"
 		echo "  emu: $(line "$n" "$out/emu.norm")"
