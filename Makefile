@@ -5,6 +5,7 @@
 #   make test-asan  the tests under AddressSanitizer + UBSan
 #   make bench      benchmarks (bench/README.md)
 #   make linux      fetch Debian's stock kernel for the Linux boot test
+#   make linux-kvm  that kernel on --backend kvm to the root fs panic, against emu (slow)
 
 CC      ?= cc
 B       ?= build
@@ -50,7 +51,7 @@ GUESTS    := $(GUEST_SRC:guests/%.c=$(B)/guests/%.elf)
 UNITS     := $(UNIT_SRC:tests/%.c=$(B)/tests/%)
 INTEGS    := $(INTEG_SRC:tests/%.c=$(B)/tests/%)
 
-.PHONY: all deps test test-build test-unit test-integ test-layering demo test-asan bench linux clean format fuzz kvm-soak
+.PHONY: all deps test test-build test-unit test-integ test-layering demo test-asan bench linux linux-kvm clean format fuzz kvm-soak
 all: $(B)/rewind $(GUESTS)
 
 deps: $(DEPS)/.unicorn-2.1.1
@@ -132,6 +133,13 @@ bench: all
 
 linux:
 	@tools/fetch-linux.sh $(B)/linux
+
+# linux-kvm: Debian's kernel booted on kvm to the root fs panic and compared with the same
+# boot on emu (tools/linux-kvm.sh; fetches the kernel first if needed). Not in `make test`:
+# on software KVM (PVM) it takes the best part of an hour (docs/kvm-backend.md, "Linux on
+# kvm"). RR=1 also records the boot on kvm and replays it.
+linux-kvm: all
+	@tools/linux-kvm.sh $(B) $(if $(RR),--record)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -21,8 +21,10 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,6 +116,9 @@ static const char machine_help[] =
 	"                          guest run on; its exit reaches gdb and sets rewind's\n"
 	"                          status as usual. emu backend only\n"
 	"  --verbose               show backend, position and unhandled ports at exit\n"
+	"  --progress SECONDS      every SECONDS, a line on stderr: time elapsed, lines\n"
+	"                          the guest printed and (kvm) the position, for boots\n"
+	"                          that take minutes (Linux on software KVM)\n"
 	"  -h, --help              this help\n";
 
 static void usage_run(FILE *f)
@@ -292,6 +297,7 @@ struct common_opts {
 	const char *serial;
 	const char *clock;
 	bool verbose;
+	unsigned progress_s; /* --progress SECONDS, 0 for none */
 	const char *gdb; /* --gdb ADDR, or NULL */
 	/* record */
 	const char *output;
@@ -518,7 +524,7 @@ static void parse_machine_opts(int argc, char **argv, bool record, struct common
 		{"help", no_argument, NULL, 'h'},          {"output", required_argument, NULL, 'o'},
 		{"compress", required_argument, NULL, 'z'}, {"no-embed", no_argument, NULL, 'n'},
 		{"hash-every", required_argument, NULL, 'H'}, {"gdb", required_argument, NULL, 'g'},
-		{NULL, 0, NULL, 0}};
+		{"progress", required_argument, NULL, 'P'}, {NULL, 0, NULL, 0}};
 	const char *cmd = record ? "record" : "run";
 	int c;
 	optind = 1;
@@ -552,6 +558,16 @@ static void parse_machine_opts(int argc, char **argv, bool record, struct common
 		case 'g':
 			o->gdb = optarg;
 			break;
+		case 'P': {
+			char *end;
+			errno = 0;
+			unsigned long v = strtoul(optarg, &end, 10);
+			if (errno || *end || !*optarg || *optarg == '-' || v < 1 || v > 86400)
+				die_line(EXIT_USAGE, "--progress %s: expected seconds, 1 to 86400",
+					 optarg);
+			o->progress_s = (unsigned)v;
+			break;
+		}
 		case 'o':
 			o->output = optarg;
 			break;
@@ -643,6 +659,98 @@ static void log_left(struct lf_writer *w, const char *path)
 			prog, path);
 }
 
+/*
+ * --progress: a thread that prints, every few seconds, how long the guest has run, how
+ * many lines it printed and, on kvm, the position. A Linux boot on software KVM takes the
+ * best part of an hour and prints nothing for long stretches (its console starts late);
+ * the line tells a stuck guest (the position stands still) from a slow one. The position
+ * is read only on kvm, where it is an atomic the vCPU thread publishes; emu's instruction
+ * count is a plain field of the running vCPU. The thread only reads: the run, and a
+ * recording, are the same with it as without.
+ */
+struct progress {
+	struct vmm_machine *m;
+	const struct vmm_cpu_ops *backend;
+	unsigned every_s;
+	double t0;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool done;
+	bool started;
+	pthread_t thread;
+};
+
+/* Lines the guest printed, counted on the vCPU thread, read by the progress thread. */
+static _Atomic uint64_t g_out_lines;
+
+static void counting_out(void *opaque, uint8_t byte)
+{
+	if (byte == '\n')
+		atomic_fetch_add_explicit(&g_out_lines, 1, memory_order_relaxed);
+	console_out(opaque, byte);
+}
+
+static void *progress_main(void *arg)
+{
+	struct progress *p = arg;
+	struct timespec next;
+	clock_gettime(CLOCK_MONOTONIC, &next);
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		next.tv_sec += p->every_s;
+		while (!p->done && pthread_cond_timedwait(&p->cv, &p->mu, &next) != ETIMEDOUT)
+			;
+		if (p->done)
+			break;
+		char pos[64] = "";
+		if (p->backend == &kvm_cpu_ops)
+			snprintf(pos, sizeof(pos), ", position %llu (exits)",
+				 (unsigned long long)vmm_machine_pos(p->m));
+		fprintf(stderr, "%s: progress: %.0f s, %llu lines of guest output%s\n", prog,
+			mono_s() - p->t0,
+			(unsigned long long)atomic_load_explicit(&g_out_lines,
+								 memory_order_relaxed),
+			pos);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return NULL;
+}
+
+static void progress_start(struct progress *p, struct vmm_machine *m,
+			   const struct vmm_cpu_ops *backend, unsigned every_s)
+{
+	*p = (struct progress){.m = m, .backend = backend, .every_s = every_s, .t0 = mono_s()};
+	if (!every_s)
+		return;
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&p->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_mutex_init(&p->mu, NULL);
+	/* Signals (SIGINT, kvm's SIGUSR1 kick) stay with the threads that expect them. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	int e = pthread_create(&p->thread, NULL, progress_main, p);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (e)
+		die_line(EXIT_HOST, "--progress: starting its thread: %s", strerror(e));
+	p->started = true;
+}
+
+static void progress_stop(struct progress *p)
+{
+	if (!p->started)
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->done = true;
+	pthread_cond_signal(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	pthread_join(p->thread, NULL);
+	p->started = false;
+}
+
 static int cmd_run_or_record(int argc, char **argv, bool record)
 {
 	struct common_opts o;
@@ -691,7 +799,7 @@ static int cmd_run_or_record(int argc, char **argv, bool record)
 
 	struct vmm_live_config lc = {.in_fd = con.in_fd,
 				     .escape = con.escape,
-				     .out = console_out,
+				     .out = o.progress_s ? counting_out : console_out,
 				     .out_opaque = &con,
 				     .flush = console_flush,
 				     .virtual_clock = vclock};
@@ -781,8 +889,12 @@ static int cmd_run_or_record(int argc, char **argv, bool record)
 		if (dend == DEBUG_LIVE_ENDED && !stop.reason)
 			rc = vmm_fail(record && rec_error(rec) ? VMM_EIO : VMM_EGUEST, "%s", why);
 	}
-	if (dend == DEBUG_LIVE_RUN_ON)
+	if (dend == DEBUG_LIVE_RUN_ON) {
+		struct progress prog_line;
+		progress_start(&prog_line, m, backend, o.progress_s);
 		rc = vmm_machine_run(m, &stop);
+		progress_stop(&prog_line);
+	}
 	console_finish(&con);
 	if (rc < 0) {
 		if (record) {

@@ -737,7 +737,7 @@ Test(run, help, .timeout = TIMEOUT_S + 10)
 	    "usage: rewind run", "--backend", "kvm|emu|auto", "default auto", "vmx", "kvm_pvm",
 	    "--backend help", "--mem",
 	    "--append",		 "--serial",  "stdio",	      "file:PATH",
-	    "tcp:HOST:PORT",	 "--verbose", "--help",	      "Ctrl-A x"};
+	    "tcp:HOST:PORT",	 "--verbose", "--help",	      "Ctrl-A x", "--progress"};
 	for (size_t i = 0; i < sizeof(run_words) / sizeof(run_words[0]); i++)
 		expect_out(&r, run_words[i]);
 	h_free(&r);
@@ -877,4 +877,28 @@ Test(run, verbose_shows_backend_and_unhandled_ports, .timeout = TIMEOUT_S + 10)
 		      strstr(r.err, "no accesses to unhandled ports"),
 		  "no line about unhandled ports:\n%s", r.err);
 	h_free(&r);
+}
+
+/* --- --progress ------------------------------------------------------------------------- */
+
+/* A guest that runs about 2.5 s gets two progress lines, each with the lines it printed so
+ * far; emu's lines carry no position (only kvm's is read while the vCPU runs). */
+Test(run, progress_prints_a_line_every_n_seconds, .timeout = TIMEOUT_S + 10)
+{
+	struct h_run r;
+	RW(&r, NULL, "run", "--backend", "emu", "--progress", "1", "--append",
+	   "hz=100 ticks=250", guest("timer"));
+	expect_status(&r, 1);
+	expect_out(&r, "timer: done, 250 ticks\n");
+	expect_err(&r, "rewind: progress: 1 s, 1 lines of guest output\n");
+	expect_err(&r, "rewind: progress: 2 s, ");
+	cr_expect(strstr(r.err, "position") == NULL, "a position on emu:\n%s", r.err);
+	h_free(&r);
+
+	static const char *bad[] = {"0", "-1", "x", "86401"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		RW(&r, NULL, "run", "--backend", "emu", "--progress", bad[i], guest("hello"));
+		REFUSED(&r, 2, "--progress");
+		h_free(&r);
+	}
 }
