@@ -17,7 +17,7 @@ CFLAGS  := -std=c17 -Wall -Wextra -Wshadow -Werror $(OPT) -D_GNU_SOURCE -I. \
            -isystem $(DEPS)/usr/include $(SAN) -MMD -MP
 LDFLAGS := $(SAN) -L$(UCLIB) -Wl,-rpath,'$$ORIGIN/deps/usr/lib/x86_64-linux-gnu' \
            -Wl,-rpath,$(abspath $(UCLIB))
-LIBS    := -lunicorn -llz4 -lzstd -lxxhash -lunwind-x86_64 -lpthread -lm
+LIBS    := -lunicorn -llz4 -lzstd -lxxhash -lunwind-x86_64 -lsodium -lcurl -lpthread -lm
 
 # Guests: freestanding, 64-bit code with a 32-bit PVH entry stub.
 GCFLAGS := -std=c17 -Wall -Wextra -Wshadow -Werror -O2 -g -ffreestanding -fno-pic \
@@ -31,11 +31,12 @@ LF_SRC    := $(wildcard logfmt/*.c)
 REC_SRC   := $(wildcard record/*.c)
 RPL_SRC   := $(wildcard replay/*.c)
 DBG_SRC   := $(wildcard debugger/*.c)
+FT_SRC    := $(wildcard ft/*.c)
 TOOL_SRC  := $(wildcard tools/*.c)
 GLIB_SRC  := $(wildcard guests/lib/*.c guests/lib/*.S)
 GUEST_SRC := $(wildcard guests/*.c)
 UNIT_SRC  := $(wildcard tests/vmm/test_*.c tests/logfmt/test_*.c tests/replay/test_*.c \
-             tests/debugger/test_*.c)
+             tests/debugger/test_*.c tests/ft/test_*.c)
 INTEG_SRC := $(wildcard tests/integration/test_*.c)
 
 VMM_OBJ   := $(VMM_SRC:%.c=$(B)/obj/%.o)
@@ -43,8 +44,9 @@ LF_OBJ    := $(LF_SRC:%.c=$(B)/obj/%.o)
 REC_OBJ   := $(REC_SRC:%.c=$(B)/obj/%.o)
 RPL_OBJ   := $(RPL_SRC:%.c=$(B)/obj/%.o)
 DBG_OBJ   := $(DBG_SRC:%.c=$(B)/obj/%.o)
+FT_OBJ    := $(FT_SRC:%.c=$(B)/obj/%.o)
 # Link order: users before what they use (docs/architecture.md, 'Layering').
-HOSTLIBS  := $(B)/libdebugger.a $(B)/libreplay.a $(B)/librecord.a $(B)/liblogfmt.a $(B)/libvmm.a
+HOSTLIBS  := $(B)/libdebugger.a $(B)/libft.a $(B)/libreplay.a $(B)/librecord.a $(B)/liblogfmt.a $(B)/libvmm.a
 TOOL_OBJ  := $(TOOL_SRC:%.c=$(B)/obj/%.o)
 GLIB_OBJ  := $(patsubst %,$(B)/gobj/%.o,$(basename $(GLIB_SRC)))
 GUESTS    := $(GUEST_SRC:guests/%.c=$(B)/guests/%.elf)
@@ -80,6 +82,10 @@ $(B)/libreplay.a: $(RPL_OBJ)
 	ar rcs $@ $^
 
 $(B)/libdebugger.a: $(DBG_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/libft.a: $(FT_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 

@@ -4,7 +4,7 @@
 # without root, by tools/fetch-unicorn.sh (docs/architecture.md, 'vCPU backends').
 set -u
 pkgs="build-essential liblz4-dev libzstd-dev libxxhash-dev libunwind-dev libcriterion-dev gdb \
-debian-archive-keyring ca-certificates xz-utils"
+libsodium-dev libcurl4-openssl-dev debian-archive-keyring ca-certificates xz-utils"
 missing=""
 for p in $pkgs; do
 	st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)
