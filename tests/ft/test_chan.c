@@ -519,6 +519,35 @@ Test(chan, garbage_instead_of_a_peer)
 	expect_open_fails(FT_CHAN_ACCEPTOR, fake, 20, "closed the connection");
 }
 
+static void *echo_thread(void *arg)
+{
+	int fd = *(int *)arg;
+	char buf[4096];
+	ssize_t n;
+	while ((n = read(fd, buf, sizeof buf)) > 0)
+		if (send(fd, buf, (size_t)n, MSG_NOSIGNAL) != n)
+			break;
+	close(fd);
+	return NULL;
+}
+
+Test(chan, reflected_connection_refused)
+{
+	for (int role = 0; role < 2; role++) {
+		int sv[2];
+		cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+		pthread_t t;
+		cr_assert_eq(pthread_create(&t, NULL, echo_thread, &sv[1]), 0);
+		char err[256];
+		struct ft_chan *c;
+		cr_expect_eq(ft_chan_open(sv[0], &key_a, (enum ft_chan_role)role, "stream", TMO, &c,
+					  err, sizeof err),
+			     -1);
+		cr_expect(strstr(err, "sent back this end's own hello"), "%s", err);
+		pthread_join(t, NULL);
+	}
+}
+
 Test(chan, handshake_timeout)
 {
 	int sv[2];
