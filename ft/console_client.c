@@ -28,8 +28,8 @@
 #define CLI_PING_MS	 1000
 #define CLI_CONNECT_MS	 2000	    /* TCP connect, per address */
 #define CLI_HANDSHAKE_MS 5000	    /* channel handshake, then the WELCOME */
-#define CLI_BACKOFF_MIN	 50	    /* between rounds over all addresses, doubling ... */
-#define CLI_BACKOFF_MAX	 1000	    /* ... up to this */
+#define CLI_BACKOFF_MIN	 10	    /* between rounds over all addresses, doubling ... */
+#define CLI_BACKOFF_MAX	 100	    /* ... up to this: a backup that just went live is found fast */
 #define CLI_RETRY_MS	 20	    /* before sending again what the core did not take */
 #define CLI_MAX_PENDING	 (1u << 20) /* typed bytes held unacked before in_fd waits */
 
