@@ -44,6 +44,7 @@ struct cli {
 	size_t errlen;
 	uint8_t *rx;
 	uint64_t retry_at; /* not before then: what the core did not take, again */
+	int fatal;	   /* try_addr's status when it says SES_FATAL */
 };
 
 /* How a connection attempt or a session ended. */
@@ -215,6 +216,7 @@ static int try_addr(struct cli *c, const char *addr, struct ft_chan **out, char 
 	if (type != FT_CON_WELCOME || ft_con_cli_welcome(&c->st, c->rx, len, &w) < 0) {
 		snprintf(why, whylen, "protocol error: a bad WELCOME");
 		ft_chan_close(ch);
+		c->fatal = FT_CONSOLE_BAD_INPUT;
 		return SES_FATAL;
 	}
 	if (w.state != FT_CON_LIVE) {
@@ -226,6 +228,7 @@ static int try_addr(struct cli *c, const char *addr, struct ft_chan **out, char 
 	if (w.gone && tell_gone(c, w.gone, "older than the server's history") < 0) {
 		snprintf(why, whylen, "writing output: %s", strerror(errno));
 		ft_chan_close(ch);
+		c->fatal = FT_CONSOLE_HOST;
 		return SES_FATAL;
 	}
 	*out = ch;
@@ -453,7 +456,7 @@ static int run(struct cli *c)
 			r = try_addr(c, c->addr[i], &ch, why, sizeof(why));
 			if (r == SES_FATAL) {
 				snprintf(c->err, c->errlen, "console %s: %s", c->addr[i], why);
-				return FT_CONSOLE_BAD_INPUT;
+				return c->fatal;
 			}
 			if (r == TRY_HANDSHAKE) {
 				handshake_failed = true;
