@@ -162,6 +162,11 @@ void ft_con_ack_encode(uint8_t out[FT_CON_ACK_BYTES], uint64_t seq)
 	put64(out, seq);
 }
 
+void ft_con_data_head(uint8_t out[8], uint64_t at)
+{
+	put64(out, at);
+}
+
 size_t ft_con_data_encode(uint8_t *out, uint64_t at, const uint8_t *p, size_t n)
 {
 	put64(out, at);

@@ -94,6 +94,8 @@ void ft_con_gone_encode(uint8_t out[FT_CON_GONE_BYTES], uint64_t from, uint64_t 
 void ft_con_ack_encode(uint8_t out[FT_CON_ACK_BYTES], uint64_t seq);
 /* An OUTPUT or INPUT body: the u64 then the bytes; returns the body length. */
 size_t ft_con_data_encode(uint8_t *out, uint64_t at, const uint8_t *p, size_t n);
+/* Only the u64, for a body whose bytes are already in place after it. */
+void ft_con_data_head(uint8_t out[8], uint64_t at);
 
 /*
  * The server's view of one client: what the HELLO asked, the next output offset to send

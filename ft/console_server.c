@@ -188,7 +188,7 @@ static void conn_serve(struct con_conn *cn, struct ft_chan *ch, struct ft_con_sr
 			goto done;
 		}
 		if (n) {
-			ft_con_data_encode(out, st->out_next, out + 8, 0);
+			ft_con_data_head(out, st->out_next);
 			if (ft_chan_send(ch, FT_CON_OUTPUT, out, 8 + n) < 0)
 				goto done;
 			st->out_next += n;
