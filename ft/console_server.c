@@ -238,6 +238,9 @@ static void *conn_main(void *arg)
 		ch = NULL;
 		goto out;
 	}
+	/* A client that takes nothing for this long (stopped, or its host gone) is dropped;
+	 * when it comes back it resumes and is told what it missed. */
+	ft_chan_set_send_timeout(ch, CON_CLIENT_SILENCE);
 	if (ft_chan_recv(ch, &type, hello, sizeof(hello), &len, CON_HANDSHAKE_MS) != 1 ||
 	    type != FT_CON_HELLO)
 		goto out;
