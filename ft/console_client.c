@@ -483,7 +483,7 @@ static int run(struct cli *c)
 			i = (size_t)-1; /* the whole list again, from its first address */
 		}
 		if (!ever_live && handshake_failed) {
-			snprintf(c->err, c->errlen, "console %s (is the key the pair's?)", last);
+			snprintf(c->err, c->errlen, "console %s", last);
 			return FT_CONSOLE_BAD_INPUT;
 		}
 		if (now_ms() - lost_at >= (uint64_t)c->o.give_up_ms) {

@@ -967,6 +967,7 @@ Test(console, a_wrong_key_is_refused_and_others_still_served, .timeout = 30)
 	cr_assert_eq(client_join(&bad, 20000), FT_CONSOLE_BAD_INPUT, "%s", bad.err);
 	cr_assert_lt(ms_now() - t0, 10000, "refused at once, not after the give-up time");
 	cr_assert(strstr(bad.err, "handshake"), "%s", bad.err);
+	cr_log_info("refused in %llu ms: %s", (unsigned long long)(ms_now() - t0), bad.err);
 	cr_assert_eq(client_printed(&bad), 0);
 	cr_assert_eq(k.next, 0, "nothing of it reached the core");
 	client_free(&bad);
