@@ -298,6 +298,14 @@ static void cmp_free(struct cmp *c)
 	free(c->got_text);
 }
 
+static int occurrences_of(const char *s, const char *needle)
+{
+	int n = 0;
+	for (const char *p = strstr(s, needle); p; p = strstr(p + 1, needle))
+		n++;
+	return n;
+}
+
 static bool have_kernel(char *path, size_t size)
 {
 	snprintf(path, size, "%s/linux/vmlinux", h_build_dir());
@@ -598,6 +606,59 @@ Test(linux_norm, a_boot_that_diverges_still_fails)
 #define RR_STOP_S 75
 #define STATUS_USER 0
 
+/*
+ * `rewind debug` on the recording: gdb gets the kernel's symbols (from its kallsyms
+ * tables: Debian's vmlinux is stripped), so `break vprintk_emit` resolves, stops there
+ * three times going forward, and reverse-continue goes back to the second stop.
+ */
+static void debug_kernel_symbols(const char *rewind, const char *log)
+{
+	if (!h_have_program("gdb")) {
+		cr_log_warn("linux: gdb is not installed (apt-get install gdb): the kernel "
+			    "symbols under `rewind debug` were not checked");
+		return;
+	}
+	char script[512];
+	const char *tmp = getenv("TMPDIR");
+	snprintf(script, sizeof(script), "%s/rewind-test-%d-linux.gdb", tmp && *tmp ? tmp : "/tmp",
+		 (int)getpid());
+	static const char text[] = "break vprintk_emit\n"
+				   "continue\nprintf \"P1 \"\nwhen\n"
+				   "continue\nprintf \"P2 \"\nwhen\n"
+				   "continue\nprintf \"P3 \"\nwhen\n"
+				   "reverse-continue\nprintf \"R \"\nwhen\n"
+				   "info symbol $pc\n";
+	FILE *f = fopen(script, "w");
+	cr_assert(f && fputs(text, f) >= 0 && fclose(f) == 0, "%s", script);
+	char *argv[] = {(char *)rewind, "debug", (char *)log, "--", "-batch", "-nx", "-x",
+			script, NULL};
+	struct h_opts o = {.timeout_s = BOOT_TIMEOUT_S, .merge = true};
+	struct h_run r;
+	h_run(argv, &o, &r);
+	unlink(script);
+	cr_assert(!r.timed_out, "rewind debug killed after %d s:\n%s", BOOT_TIMEOUT_S, r.out);
+	cr_expect_eq(r.status, 0, "rewind debug ended with %d:\n%s", r.status, r.out);
+	cr_expect(strstr(r.out, "kernel symbols: ") && strstr(r.out, " from the image's kallsyms"),
+		  "no kernel symbols line:\n%s", r.out);
+	unsigned long long p[4] = {0};
+	static const char *const tag[4] = {"P1 position ", "P2 position ", "P3 position ",
+					   "R position "};
+	for (int i = 0; i < 4; i++) {
+		const char *at = strstr(r.out, tag[i]);
+		cr_assert(at, "no \"%s\" in:\n%s", tag[i], r.out);
+		p[i] = strtoull(at + strlen(tag[i]), NULL, 10);
+	}
+	cr_expect(p[0] < p[1] && p[1] < p[2], "forward stops out of order:\n%s", r.out);
+	cr_expect_eq(p[3], p[1], "reverse-continue from %llu went to %llu, not the previous "
+				 "stop at %llu:\n%s",
+		     p[2], p[3], p[1], r.out);
+	cr_expect_eq(occurrences_of(r.out, "Breakpoint 1, 0xffffffff"), 4,
+		     "expected 4 stops at the breakpoint:\n%s", r.out);
+	cr_expect(strstr(r.out, "vprintk_emit in section .text"), "$pc not in vprintk_emit:\n%s",
+		  r.out);
+	h_free(&r);
+}
+
 Test(linux, boot_records_and_replays, .timeout = 3 * BOOT_TIMEOUT_S + 20)
 {
 	char kernel[4096], rewind[4096], log[512];
@@ -661,6 +722,14 @@ Test(linux, boot_records_and_replays, .timeout = 3 * BOOT_TIMEOUT_S + 20)
 	cr_expect(rpl.len == rec.len && memcmp(rpl.out, rec.out, rec.len) == 0,
 		  "the replay printed %zu bytes, the recording %zu (or other bytes)", rpl.len,
 		  rec.len);
+	/* The reset's report names the kernel function from the image's kallsyms tables. */
+	if (rec.status == STATUS_RESET)
+		cr_expect(strstr(rpl.err, "guest backtrace:\n    #0  0xffffffff") &&
+			      strstr(rpl.err, " in native_machine_emergency_restart+0x"),
+			  "the reset's backtrace does not name the kernel function:\n%s",
+			  rpl.err);
+	if (matched)
+		debug_kernel_symbols(rewind, log);
 	if (matched)
 		unlink(log);
 	h_free(&rec);
