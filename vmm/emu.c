@@ -120,6 +120,7 @@ struct emu_block {
 	uint8_t bits;      /* code size it was decoded for */
 	uint8_t last_kind; /* enum x86_kind of the last instruction */
 	uint8_t has_special;
+	uint8_t user;      /* decoded at CPL 3: checked against the current mapping */
 	uint16_t len0;     /* bytes of the block in its first page */
 	uint8_t dirty;     /* its pages may have been written since it was checked */
 	uint64_t seen;     /* the tracking interval it last ran in (c->epoch) */
@@ -853,6 +854,7 @@ static struct emu_block *block_decode(struct vmm_cpu *c, uint64_t addr, uint32_t
 	b->bits = (uint8_t)c->bits;
 	b->last_kind = last_far ? 0xFF : last;
 	b->has_special = special;
+	b->user = cpl3(c);
 	memcpy(b->offs, offs, n * sizeof(uint16_t));
 	b->offs[n] = (uint16_t)size;
 	unsigned h = block_hash(addr, size);
@@ -893,17 +895,37 @@ static struct emu_block *block_find(struct vmm_cpu *c, uint64_t addr, uint32_t s
 		return b;
 	b = block_find_slow(c, addr, size, changed);
 	/* See block_hook: what the front holds, the fast path takes without checks. */
-	if (b && !b->dirty && b->last_kind != 0xFF)
+	if (b && !b->dirty && b->last_kind != 0xFF && !b->user)
 		c->front[FRONT_IDX(addr)] = b;
 	return b;
 }
 
+/*
+ * User code (CPL 3) lives in many address spaces: one virtual address holds other code in
+ * another process. So a decode made at CPL 3 is found only at CPL 3 and only while the
+ * address still maps the frames it was decoded from (several decodes of one address can
+ * be cached, one per frame); it never enters the front. Kernel code is the same in every
+ * address space.
+ */
 static struct emu_block *block_find_slow(struct vmm_cpu *c, uint64_t addr, uint32_t size,
 					 bool *changed)
 {
+	bool user = cpl3(c);
+	uint32_t upg[2] = {PG_NONE, PG_NONE};
+	if (user) {
+		uint32_t len0 = 0x1000 - (uint32_t)(addr & 0xfff) < size ? 0x1000 - (uint32_t)(addr & 0xfff)
+									    : size;
+		upg[0] = code_page(c, addr);
+		upg[1] = size > len0 ? code_page(c, addr + len0) : PG_NONE;
+		if (size > len0 && upg[1] == PG_NONE)
+			upg[0] = PG_NONE;
+		if (upg[1] != PG_NONE && upg[1] == upg[0])
+			upg[0] = upg[1] = PG_NONE;
+	}
 	for (struct emu_block **pp = &c->blocks[block_hash(addr, size)], *b; (b = *pp);
 	     pp = &b->next) {
-		if (b->addr == addr && b->size == size && b->bits == c->bits) {
+		if (b->addr == addr && b->size == size && b->bits == c->bits && b->user == user &&
+		    (!user || (b->pg[0] == upg[0] && b->pg[1] == upg[1]))) {
 			if (block_fresh(c, b))
 				return b;
 			*pp = b->next; /* c->cur is NULL here: only the front may point at it */
@@ -1256,13 +1278,25 @@ static void site_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *opaque)
 	(void)size;
 	if (c->stop)
 		return;
-	struct emu_site *s = site_find(c, addr);
-	if (s && s->insn.kind == X86_CMPXCHGB)
-		return; /* the hook's existence is its purpose: see is_special */
-	int idx = (s && c->cur && is_special(s->insn.kind)) ? block_index(c->cur, addr) : -1;
+	/*
+	 * The instruction is taken from the decode of the block being run, not from the
+	 * site: user code at this address may be another process's (block_find_slow).
+	 */
+	int idx = c->cur ? block_index(c->cur, addr) : -1;
 	if (idx < 0)
-		return; /* not reached through a block we know, or retired: let Unicorn run it */
-	const struct x86_insn *in = &s->insn;
+		return; /* not reached through a block we know: let Unicorn run it */
+	struct x86_insn insn;
+	uint32_t ioff = c->cur->offs[idx];
+	if (x86_decode(c->cur->bytes + ioff, c->cur->size - ioff, c->cur->bits, &insn) < 0) {
+		/* The last instruction of a block cut short (block_decode): the site's copy. */
+		struct emu_site *s = site_find(c, addr);
+		if (!s || s->bits != c->cur->bits)
+			return;
+		insn = s->insn;
+	}
+	if (!is_special(insn.kind) || insn.kind == X86_CMPXCHGB)
+		return; /* nothing to emulate (CMPXCHG8B/16B: the hook's existence is its purpose) */
+	const struct x86_insn *in = &insn;
 	if (in->kind == X86_RDMSR || in->kind == X86_WRMSR) {
 		uint32_t msr = (uint32_t)rreg(c, UC_X86_REG_RCX);
 		if (msr != MSR_TSC && msr != MSR_TSC_AUX && msr != MSR_EFER)
@@ -2205,6 +2239,11 @@ static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 			int sv;
 			c->prev_kind = X86_OTHER;
 
+			/* A fault retires nothing: no kick stop at this position after it (see
+			 * intr_pos), or the recording would log an event between the delivery
+			 * and the next instruction, where a replay cannot stop. */
+			if (!soft)
+				c->intr_pos = c->icount;
 			int dr = deliver(c, v, he, err, soft, ret, frip, &sv);
 			if (dr < 0)
 				return dr;
@@ -2246,9 +2285,10 @@ static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 			if (r < 0)
 				return r;
 			if (r > 0) {
-				/* #UD: delivered as a fault on the SYSCALL. */
+				/* #UD: delivered as a fault on the SYSCALL (as ES_EXC: intr_pos). */
 				uint64_t at = rreg(c, UC_X86_REG_RIP);
 				int sv;
+				c->intr_pos = c->icount;
 				c->prev_kind = X86_OTHER;
 				int dr = deliver(c, r, false, 0, false, at, at, &sv);
 				if (dr < 0)
