@@ -11,7 +11,9 @@
  *    INT3 through a DPL 3 gate and INT n through a DPL 0 one, privileged instructions
  *    (HLT, CLI, RDMSR, port I/O without I/O permission);
  *  - a timer interrupt taken in ring 3 and returned from;
- *  - IRETQ to CPL 3 and the selector checks it makes.
+ *  - SWAPGS and the FS/GS base MSRs, as the kernel and user code see them;
+ *  - IRETQ to CPL 3 and the selector checks it makes;
+ *  - x87/SSE state: FXSAVE and FXRSTOR, #NM with CR0.TS.
  * Last lines: "conform_user: hash <fnv of the report>", "conform_user: done".
  */
 #include "guest.h"
@@ -30,6 +32,9 @@
 #define MSR_CSTAR 0xc0000083u
 #define MSR_SFMASK 0xc0000084u
 #define MSR_EFER 0xc0000080u
+#define MSR_FS_BASE 0xc0000100u
+#define MSR_GS_BASE 0xc0000101u
+#define MSR_KGS_BASE 0xc0000102u
 #define UD_IST 3
 #define UA(p) ((uint64_t)(uintptr_t)(p))
 
@@ -59,7 +64,7 @@ extern char u_begin[], u_end[], u_exit[], u_sys_echo[], u_sys_echo_ret[], u_sys_
 	u_call[], u_call_insn[], u_int3[], u_int3_insn[], u_intn[], u_intn_insn[], u_ud2[],
 	u_ud2_insn[], u_hlt[], u_hlt_insn[], u_cli[], u_cli_insn[], u_rdmsr[], u_rdmsr_insn[],
 	u_out[], u_out_insn[], u_sysret[], u_sysret_insn[], u_syscall[], u_syscall_insn[],
-	u_spin[];
+	u_spin[], u_bases[], u_swapgs[], u_swapgs_insn[];
 void k_syscall(void);
 void k_exit(void);
 uint64_t enter_user(uint64_t rip, uint64_t rsp, uint64_t rflags);
@@ -176,6 +181,17 @@ __asm__(".pushsection .text.user, \"ax\"\n"
 	"	movq %rax, u_data+8(%rip)\n"
 	"	movq %ss, %rax\n"
 	"	movq %rax, u_data+16(%rip)\n"
+	"	jmp u_exit\n"
+	/* FS and GS bases in user mode: what %fs:0x40 and %gs:0x48 read. */
+	".globl u_bases\nu_bases:\n"
+	"	movq %fs:0x40, %rax\n"
+	"	movq %rax, u_data+8(%rip)\n"
+	"	movq %gs:0x48, %rax\n"
+	"	movq %rax, u_data+16(%rip)\n"
+	"	jmp u_exit\n"
+	".globl u_swapgs\nu_swapgs:\n"
+	".globl u_swapgs_insn\nu_swapgs_insn:\n"
+	"	swapgs\n"
 	"	jmp u_exit\n"
 	".p2align 12\n"
 	".globl u_end\nu_end:\n"
@@ -494,6 +510,61 @@ static void irq_in_user(void)
 	     frame_names[seen.frame], seen.kcs, seen.kss, u_data[U_RES0], u_data[U_RES0 + 1]);
 }
 
+/* SWAPGS and the FS/GS base MSRs, in the kernel and as user code sees them. */
+static void bases(void)
+{
+	g_wrmsr(MSR_GS_BASE, 0x1111000ull);
+	g_wrmsr(MSR_KGS_BASE, 0x2222000ull);
+	__asm__ volatile("swapgs" ::: "memory");
+	uint64_t gs = g_rdmsr(MSR_GS_BASE), kgs = g_rdmsr(MSR_KGS_BASE);
+	__asm__ volatile("swapgs" ::: "memory");
+	line("swapgs: gs base 0x%lx kernel gs base 0x%lx; again: 0x%lx 0x%lx", gs, kgs,
+	     g_rdmsr(MSR_GS_BASE), g_rdmsr(MSR_KGS_BASE));
+	u_data[8] = 0x5eed0040;
+	u_data[9] = 0x5eed0048;
+	u_data[10] = 0x5eed0050;
+	g_wrmsr(MSR_FS_BASE, UA(u_data));
+	g_wrmsr(MSR_GS_BASE, UA(u_data) + 8);
+	enter_user(UA(u_bases), ustack_top(), 0x2);
+	line("user fs:0x40 0x%lx gs:0x48 0x%lx", u_data[U_RES0], u_data[U_RES0 + 1]);
+	user_exc("swapgs at cpl 3", u_swapgs, UA(u_swapgs_insn), 0, 0);
+	g_wrmsr(MSR_FS_BASE, 0);
+	g_wrmsr(MSR_GS_BASE, 0);
+	g_wrmsr(MSR_KGS_BASE, 0);
+}
+
+/*
+ * x87/SSE state: FXSAVE's image after FNINIT (FCW, MXCSR, XMM0 as loaded), FXRSTOR of a
+ * changed image, and #NM for an SSE instruction with CR0.TS set (the lib's catcher).
+ */
+static uint8_t fx[512] __attribute__((aligned(16)));
+static void fpu(void)
+{
+	g_write_cr4(g_read_cr4() | (1ull << 9) | (1ull << 10)); /* OSFXSR, OSXMMEXCPT */
+	uint64_t v = 0x0123456789abcdefull, back = 0;
+	__asm__ volatile("fninit\n\tmovq %1, %%xmm0\n\tfxsave %0" : "=m"(fx) : "r"(v) : "memory");
+	uint16_t fcw;
+	uint32_t mxcsr;
+	uint64_t x0;
+	memcpy(&fcw, fx, 2);
+	memcpy(&mxcsr, fx + 24, 4);
+	memcpy(&x0, fx + 160, 8);
+	line("fxsave: fcw 0x%x mxcsr 0x%x xmm0 0x%lx", fcw, mxcsr, x0);
+	x0 = 0xfedcba9876543210ull;
+	memcpy(fx + 160, &x0, 8);
+	__asm__ volatile("fxrstor %1\n\tmovq %%xmm0, %0" : "=r"(back) : "m"(fx) : "memory");
+	line("fxrstor: xmm0 0x%lx", back);
+	g_write_cr0(g_read_cr0() | (1ull << 3)); /* TS */
+	g_trap_reset();
+	__asm__ volatile(G_TRY_BEGIN "movq %%xmm0, %%rax" G_TRY_END ::: "rax", "r11", "memory");
+	__asm__ volatile("clts" ::: "memory");
+	if (g_trap.count != 1)
+		line("%-26s no exception", "sse with cr0.ts");
+	else
+		line("%-26s vector %2lu %-3s", "sse with cr0.ts", g_trap.vector,
+		     g_exception_name((unsigned)g_trap.vector));
+}
+
 /* IRETQ to CPL 3 with a bad selector faults in the kernel (the lib's G_TRY catcher). */
 static void iret_checks(void)
 {
@@ -534,7 +605,9 @@ int main(void)
 	faults();
 	traps();
 	irq_in_user();
+	bases();
 	iret_checks();
+	fpu();
 	g_printf("conform_user: hash %016lx\n", g_report_hash);
 	g_puts("conform_user: done");
 	return 0;

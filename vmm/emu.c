@@ -2007,6 +2007,21 @@ static int emu_reset_pvh(struct vmm_cpu *c, uint32_t entry, uint32_t start_info)
 	wreg(c, UC_X86_REG_CR0, CR0_PE | (1ull << 4));
 	wreg(c, UC_X86_REG_CR4, 0);
 	wreg(c, UC_X86_REG_EFLAGS, 2);
+	/* x87/SSE state as kvm's reset sets it (FNINIT's control word, MXCSR's power-on
+	 * value: every SSE exception masked), the registers zero. Unicorn's own reset leaves
+	 * MXCSR 0, which unmasks them all. */
+	wreg(c, UC_X86_REG_FPCW, 0x37f);
+	wreg(c, UC_X86_REG_FPSW, 0);
+	wreg(c, UC_X86_REG_MXCSR, 0x1f80);
+	static const uint64_t zero2[2] = {0, 0};
+	for (int i = 0; i < 16; i++)
+		uc_reg_write(c->uc, i < 8 ? UC_X86_REG_XMM0 + i : UC_X86_REG_XMM8 + (i - 8), zero2);
+	/* The trampoline runs at CPL 0 whatever ran before (a reset from user mode). */
+	struct vmm_seg cs0 = {.sel = 0x08, .limit = 0xffffffffu, .attr = 0x9bu | (3u << 14)};
+	struct vmm_seg ss0 = {.sel = 0x10, .limit = 0xffffffffu, .attr = 0x93u | (3u << 14)};
+	int lr = load_segs(c, &cs0, &ss0);
+	if (lr < 0)
+		return lr;
 	c->efer_lme_shadow = false;
 	/* The trampoline runs uncounted, with no block accounting. */
 	uc_hook_del(c->uc, c->hooks[0]);
