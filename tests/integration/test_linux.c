@@ -843,7 +843,8 @@ Test(linux, initramfs_is_unpacked_on_emu, .timeout = BOOT_TIMEOUT_S + 20)
  * recording ends with status 0. Its replay, with no input, must print the same bytes,
  * match every state hash (one every 2^20 instructions) and end alike. `make test` records
  * REWIND_LINUX_SESSIONS sessions (2 by default), `make test-linux` 10; each session has
- * its own timing (the host clock), so each recording is another.
+ * its own timing (the host clock), so each recording is another. The first session is
+ * also debugged backwards (debug_session_end: break __x64_sys_write, reverse-continue).
  */
 #define SESSION_INPUT                                                                         \
 	"uname -a\n"                                                                          \
@@ -867,6 +868,68 @@ static void expect_session(const char *out, const char *who)
 	cr_expect(strstr(m, "CPU0") && strstr(m, "timer") && strstr(m, "ttyS0"),
 		  "%s: no /proc/interrupts", who);
 	cr_expect(strstr(m, "reboot: System halted"), "%s: no halt after poweroff -f", who);
+}
+
+/*
+ * Time travel on the session (the first one): from 1000 instructions before its end,
+ * `break __x64_sys_write` (a kernel symbol, from the kallsyms tables) and reverse-continue
+ * stop at the shell's last write system call, in __x64_sys_write, before that position;
+ * reverse-stepi goes one instruction further back (into the system call's way in) and
+ * stepi returns to the breakpoint's position.
+ */
+static void debug_session_end(const char *rewind, const char *log, const char *rec_err)
+{
+	if (!h_have_program("gdb")) {
+		cr_log_warn("linux: gdb is not installed (apt-get install gdb): reverse "
+			    "execution on the session was not checked");
+		return;
+	}
+	const char *at = strstr(rec_err, "rewind: recorded ");
+	cr_assert(at, "no record summary:\n%s", rec_err);
+	unsigned long long total = strtoull(at + strlen("rewind: recorded "), NULL, 10);
+	cr_assert_gt(total, 100000);
+	char script[512], text[1024];
+	const char *tmp = getenv("TMPDIR");
+	snprintf(script, sizeof(script), "%s/rewind-test-%d-shell.gdb", tmp && *tmp ? tmp : "/tmp",
+		 (int)getpid());
+	snprintf(text, sizeof(text),
+		 "goto %llu\n"
+		 "break __x64_sys_write\n"
+		 "reverse-continue\nprintf \"RC \"\nwhen\ninfo symbol $pc\n"
+		 "reverse-stepi\nprintf \"RS \"\nwhen\n"
+		 "stepi\nprintf \"FS \"\nwhen\n",
+		 total - 1000);
+	FILE *f = fopen(script, "w");
+	cr_assert(f && fputs(text, f) >= 0 && fclose(f) == 0, "%s", script);
+	char *argv[] = {(char *)rewind, "debug", (char *)log, "--", "-batch", "-nx", "-x",
+			script, NULL};
+	struct h_opts o = {.timeout_s = 3 * BOOT_TIMEOUT_S, .merge = true};
+	struct h_run r;
+	h_run(argv, &o, &r);
+	unlink(script);
+	cr_assert(!r.timed_out, "rewind debug killed after %d s:\n%s", 3 * BOOT_TIMEOUT_S,
+		  r.out);
+	cr_expect_eq(r.status, 0, "rewind debug ended with %d:\n%s", r.status, r.out);
+	unsigned long long p[3] = {0};
+	static const char *const tag[3] = {"RC position ", "RS position ", "FS position "};
+	for (int i = 0; i < 3; i++) {
+		const char *t = strstr(r.out, tag[i]);
+		cr_assert(t, "no \"%s\" in:\n%s", tag[i], r.out);
+		p[i] = strtoull(t + strlen(tag[i]), NULL, 10);
+	}
+	cr_expect(strstr(r.out, "Breakpoint 1, 0xffffffff") &&
+		      strstr(r.out, " in __x64_sys_write ()") &&
+		      strstr(r.out, "__x64_sys_write in section .text"),
+		  "reverse-continue did not stop in __x64_sys_write:\n%s", r.out);
+	cr_expect(p[0] < total - 1000 && p[0] > 0, "stopped at %llu, not before %llu:\n%s", p[0],
+		  total - 1000, r.out);
+	cr_expect_eq(p[1] + 1, p[0], "reverse-stepi from %llu went to %llu:\n%s", p[0], p[1],
+		     r.out);
+	cr_expect_eq(p[2], p[0], "stepi from %llu went to %llu:\n%s", p[1], p[2], r.out);
+	cr_log_info("linux: rewind debug: from %llu, reverse-continue to __x64_sys_write at "
+		    "%llu, reverse-stepi, stepi (%.2f s wall, replay to the end included)",
+		    total - 1000, p[0], r.secs);
+	h_free(&r);
 }
 
 Test(linux_shell, sessions_record_and_replay_exactly, .timeout = 3600)
@@ -921,6 +984,8 @@ Test(linux_shell, sessions_record_and_replay_exactly, .timeout = 3600)
 			  s, rpl.len, rec.len);
 		cr_expect_eq(rpl.status, rec.status, "session %d: replay status %d, recorded %d",
 			     s, rpl.status, rec.status);
+		if (s == 1 && matched)
+			debug_session_end(rewind, log, rec.err);
 		if (matched && same && rec.status == 0 && rpl.status == 0) {
 			good++;
 			unlink(log);
