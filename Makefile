@@ -4,7 +4,7 @@
 #   make demo       install what is missing, build, show the main job
 #   make test-asan  the tests under AddressSanitizer + UBSan
 #   make bench      benchmarks (bench/README.md)
-#   make linux      fetch Debian's stock kernel for the Linux boot test
+#   make linux      fetch Debian's stock kernel and build a busybox initramfs (docs/linux.md)
 #   make linux-kvm  that kernel on --backend kvm to the root fs panic, against emu (slow)
 
 CC      ?= cc
@@ -53,7 +53,7 @@ GUESTS    := $(GUEST_SRC:guests/%.c=$(B)/guests/%.elf)
 UNITS     := $(UNIT_SRC:tests/%.c=$(B)/tests/%)
 INTEGS    := $(INTEG_SRC:tests/%.c=$(B)/tests/%)
 
-.PHONY: all deps test test-build test-unit test-integ test-layering demo test-asan bench linux linux-kvm clean format fuzz kvm-soak
+.PHONY: all deps test test-build test-unit test-integ test-layering demo test-asan bench linux linux-kvm clean format fuzz kvm-soak test-linux
 all: $(B)/rewind $(GUESTS)
 
 deps: $(DEPS)/.unicorn-2.1.1
@@ -137,8 +137,16 @@ demo:
 bench: all
 	@bench/run.sh $(B)
 
+# linux: Debian's kernel (tools/fetch-linux.sh) and a busybox initramfs
+# (tools/mkinitrd.sh: build/linux/initrd.cpio.gz), both without root; docs/linux.md.
 linux:
 	@tools/fetch-linux.sh $(B)/linux
+	@tools/mkinitrd.sh $(B)/linux
+
+# test-linux: the Linux acceptance session (docs/linux.md) recorded and replayed 10 times
+# (make test records 2); needs make linux.
+test-linux: test-build
+	@REWIND_LINUX_SESSIONS=10 $(B)/tests/integration/test_linux --filter 'linux_shell/*'
 
 # linux-kvm: Debian's kernel booted on kvm to the root fs panic and compared with the same
 # boot on emu (tools/linux-kvm.sh; fetches the kernel first if needed). Not in `make test`:

@@ -152,8 +152,15 @@ const struct vmm_cpu_ops *vmm_machine_backend(struct vmm_machine *m)
 
 int vmm_machine_load(struct vmm_machine *m, const void *elf, size_t len, const char *cmdline)
 {
+	return vmm_machine_load_initrd(m, elf, len, cmdline, NULL, 0);
+}
+
+int vmm_machine_load_initrd(struct vmm_machine *m, const void *elf, size_t len,
+			    const char *cmdline, const void *initrd, size_t initrd_len)
+{
 	struct vmm_load_result res;
-	int rc = vmm_load_pvh(m->ram, m->ram_size, elf, len, cmdline, &res);
+	int rc = vmm_load_pvh_initrd(m->ram, m->ram_size, elf, len, cmdline, initrd, initrd_len,
+				     &res);
 	if (rc < 0)
 		return rc;
 	m->halted = false;
@@ -227,6 +234,14 @@ int vmm_machine_run_until(struct vmm_machine *m, vmm_pos_t until, struct vmm_sto
 			stop->pos = pos;
 			return 0;
 		}
+		/* A halt with interrupts disabled ends the machine before any input is taken:
+		 * nothing can wake it, and a replay must find the recording's end at this
+		 * position, not an event the recorder might have polled here. */
+		if (m->halted && !guest_if(m)) {
+			stop->reason = VMM_STOP_HALTED;
+			stop->pos = pos;
+			return 0;
+		}
 		int rc = pos == m->no_poll_pos ? 0 : in->poll(op, m);
 		if (rc < 0)
 			return rc;
@@ -236,12 +251,8 @@ int vmm_machine_run_until(struct vmm_machine *m, vmm_pos_t until, struct vmm_sto
 			return 0;
 		}
 		if (m->halted) {
-			if (vmm_intr_pending(m) && guest_if(m)) {
-				m->halted = false;
-			} else if (!guest_if(m)) {
-				stop->reason = VMM_STOP_HALTED;
-				stop->pos = vmm_machine_pos(m);
-				return 0;
+			if (vmm_intr_pending(m)) {
+				m->halted = false; /* IF is set: see above */
 			} else if (atomic_load(&m->interrupt)) {
 				stop->reason = VMM_STOP_LIMIT;
 				stop->pos = pos;
