@@ -271,6 +271,12 @@ void rec_flush(struct rec *r)
 		note_lf_error(r, lrc);
 }
 
+void rec_mark(struct rec *r, struct vmm_machine *m)
+{
+	log_hash(r, m, false);
+	rec_flush(r);
+}
+
 int rec_error(const struct rec *r)
 {
 	return r->err;

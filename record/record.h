@@ -48,6 +48,15 @@ int rec_finish(struct rec *r, struct vmm_machine *m, const struct vmm_stop *stop
 void rec_flush(struct rec *r);
 
 /*
+ * A progress marker for a log that is streamed (an ft primary's): log a state check
+ * (registers and output) at the current stop and write out every event held in memory,
+ * so that a reader that has everything written so far knows that no event before the
+ * current position is still to come. Call at a stop of the vCPU (an input poll). A
+ * failure is kept as rec_error().
+ */
+void rec_mark(struct rec *r, struct vmm_machine *m);
+
+/*
  * The first log write error, if any (0 otherwise). When the log cannot be written the
  * recorder stops the machine at its next poll with -VMM_EIO; the log stays readable up
  * to its last complete chunk.

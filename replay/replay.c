@@ -219,8 +219,15 @@ static int rpl_poll(void *opaque, struct vmm_machine *m)
 	vmm_pos_t pos = vmm_machine_pos(m);
 	for (;;) {
 		peek(r);
-		if (!HAVE_NEXT(r))
-			return r->ended ? VMM_INPUT_STOP : log_exhausted(r);
+		if (!HAVE_NEXT(r)) {
+			if (r->ended)
+				return VMM_INPUT_STOP;
+			if (!r->cfg.stream)
+				return log_exhausted(r);
+			if (r->cfg.flush)
+				r->cfg.flush(r->cfg.out_opaque);
+			return VMM_INPUT_STOP; /* the stream ended here */
+		}
 		struct lf_event *ev = &NEXT(r);
 		if (ev->pos > pos)
 			return 0;
@@ -601,4 +608,11 @@ void rpl_stats(const struct rpl *r, struct rpl_stats *s)
 {
 	*s = r->stats;
 	s->out_bytes = r->out_bytes;
+}
+
+bool rpl_at_log_end(const struct rpl *r, uint64_t *last_clock)
+{
+	if (last_clock)
+		*last_clock = r->last_clock;
+	return r->log_done && r->qn == 0 && !r->ended;
 }

@@ -338,6 +338,8 @@ int vmm_live_create(const struct vmm_live_config *cfg, struct vmm_live **out)
 	clock_gettime(CLOCK_REALTIME, &rt);
 	uint64_t real = (uint64_t)rt.tv_sec * 1000000000ull + (uint64_t)rt.tv_nsec;
 	l->epoch_off = real - mono_ns();
+	if (cfg->clock_floor_ns >= real) /* this host is behind: start just past the floor */
+		l->epoch_off += cfg->clock_floor_ns - real + 1;
 	atomic_store(&l->deadline, UINT64_MAX);
 	l->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	l->idle_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
