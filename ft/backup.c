@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MARKS 4096 /* markers remembered for the lag (older ones are dropped) */
@@ -333,6 +334,22 @@ enum ft_backup_state ft_backup_state(struct ft_backup *b, char *why, size_t cap)
 		snprintf(why, cap, "%s", b->why);
 	pthread_mutex_unlock(&b->mu);
 	return s;
+}
+
+enum ft_backup_state ft_backup_wait(struct ft_backup *b, unsigned timeout_ms)
+{
+	struct timespec dl;
+	clock_gettime(CLOCK_REALTIME, &dl);
+	uint64_t ns = (uint64_t)dl.tv_nsec + (uint64_t)timeout_ms * 1000000u;
+	dl.tv_sec += (time_t)(ns / 1000000000u);
+	dl.tv_nsec = (long)(ns % 1000000000u);
+	pthread_mutex_lock(&b->mu);
+	while (b->state == FT_B_FOLLOWING &&
+	       pthread_cond_timedwait(&b->cv, &b->mu, &dl) != ETIMEDOUT)
+		;
+	enum ft_backup_state st = b->state;
+	pthread_mutex_unlock(&b->mu);
+	return st;
 }
 
 void ft_backup_stats(struct ft_backup *b, struct ft_stats *s)

@@ -173,6 +173,10 @@ enum ft_backup_state {
 	FT_B_LOSER,         /* the primary was lost and so was the arbiter */
 };
 enum ft_backup_state ft_backup_state(struct ft_backup *b, char *why, size_t cap);
+/* Wait (at most timeout_ms) until the state is no longer FT_B_FOLLOWING: a backup whose
+ * replay met the log's end waits for the primary's END before it hangs up, so that the
+ * primary has the ack of the whole log. Returns the state. */
+enum ft_backup_state ft_backup_wait(struct ft_backup *b, unsigned timeout_ms);
 void ft_backup_stats(struct ft_backup *b, struct ft_stats *s);
 void ft_backup_free(struct ft_backup *b);
 
