@@ -1,0 +1,370 @@
+/*
+ * test_ft.c: `rewind ft` with real processes on loopback (docs/ft.md): a primary and a
+ * backup follow a guest to its end; kill -9 of the primary at random points (the backup
+ * goes live and the transcript is exactly the guest's output: what the primary showed,
+ * then the rest from the backup, nothing lost or repeated); kill of the backup (the
+ * primary runs on, unprotected, and says so); a partition made by a relay this test
+ * controls (exactly one side lives; the other exits 14); a wrong key and a garbage stream
+ * (refused, the backup waits on). The guest is guests/ticker, whose lines carry counts
+ * that depend on the host's timing, so a backup that went live at another point than
+ * where its primary's released output ends would print other numbers.
+ *
+ * Consoles are --serial stdio here: the primary prints released output, the backup prints
+ * the whole output when it goes live.
+ */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+
+#define TIMEOUT_S "3" /* generous: a loaded 2-core machine must not fail over by accident */
+
+struct ft_env {
+	char dir[64], key[96], arb[128];
+	char rewind[256], guest[256];
+	int port;
+};
+
+static int free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	cr_assert(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+	socklen_t l = sizeof(a);
+	cr_assert(getsockname(fd, (struct sockaddr *)&a, &l) == 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+static void env_init(struct ft_env *e)
+{
+	snprintf(e->dir, sizeof(e->dir), "/tmp/rewind-ft-XXXXXX");
+	cr_assert(mkdtemp(e->dir));
+	snprintf(e->key, sizeof(e->key), "%s/pair.key", e->dir);
+	snprintf(e->arb, sizeof(e->arb), "file:%s/pair.arb", e->dir);
+	h_rewind_path(e->rewind, sizeof(e->rewind));
+	h_guest_path("ticker", e->guest, sizeof(e->guest));
+	char *argv[] = {e->rewind, "ft", "keygen", e->key, NULL};
+	struct h_run r;
+	h_run(argv, NULL, &r);
+	cr_assert_eq(r.status, 0, "keygen: %s", r.err);
+	h_free(&r);
+	e->port = free_port();
+}
+
+static void env_free(struct ft_env *e)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e->dir);
+	cr_assert_eq(system(cmd), 0);
+}
+
+static void start_backup(struct ft_env *e, int port, const char *key, const char *timeout,
+			 struct h_proc *p)
+{
+	char listen[32];
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+	char *argv[] = {e->rewind, "ft", "backup", "--listen", listen, "--key", (char *)key,
+			"--arbiter", e->arb, "--timeout", (char *)timeout, NULL};
+	struct h_opts o = {.timeout_s = 60};
+	h_start(argv, &o, p);
+}
+
+static void start_primary(struct ft_env *e, int port, const char *key, const char *timeout,
+			  const char *cmdline, const struct h_opts *o, struct h_proc *p)
+{
+	char backup[32];
+	snprintf(backup, sizeof(backup), "127.0.0.1:%d", port);
+	char *argv[] = {e->rewind, "ft", "primary", "--backup", backup, "--key", (char *)key,
+			"--arbiter", e->arb, "--timeout", (char *)timeout, "--append",
+			(char *)cmdline, e->guest, NULL};
+	h_start(argv, o, p);
+}
+
+/* The ticker's whole output for lines= n: numbered lines in order, then its done line. */
+static void check_ticker(const char *out, long long lines)
+{
+	const char *s = strchr(out, '\n');
+	cr_assert(s, "no output: %s", out);
+	s++;
+	for (long long i = 0; i < lines; i++) {
+		char want[32];
+		snprintf(want, sizeof(want), "%06lld ", i);
+		cr_assert_eq(strncmp(s, want, 7), 0, "line %lld is not next: %.40s", i, s);
+		s = strchr(s, '\n');
+		cr_assert(s);
+		s++;
+	}
+	char done[64];
+	snprintf(done, sizeof(done), "ticker: done, %lld lines\n", lines);
+	cr_assert_str_eq(s, done);
+}
+
+Test(ft, usage_and_key_errors, .timeout = 60)
+{
+	struct ft_env e;
+	env_init(&e);
+	struct h_run r;
+	char *no_arb[] = {e.rewind, "ft", "backup", "--listen", "127.0.0.1:1", "--key", e.key, NULL};
+	h_run(no_arb, NULL, &r);
+	cr_assert_eq(r.status, 2);
+	cr_assert(strstr(r.err, "--arbiter SPEC is required"), "%s", r.err);
+	h_free(&r);
+	char loose[128];
+	snprintf(loose, sizeof(loose), "%s/loose.key", e.dir);
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s' && chmod 644 '%s'", e.key, loose, loose);
+	cr_assert_eq(system(cmd), 0);
+	char *bad_key[] = {e.rewind, "ft", "backup", "--listen", "127.0.0.1:1", "--key", loose,
+			   "--arbiter", e.arb, NULL};
+	h_run(bad_key, NULL, &r);
+	cr_assert_eq(r.status, 4, "%s", r.err);
+	cr_assert_eq(h_lines(r.err), 1, "%s", r.err);
+	h_free(&r);
+	char *help[] = {e.rewind, "--help", NULL};
+	h_run(help, NULL, &r);
+	cr_assert(strstr(r.out, "14        ft: this side lost the arbiter"), "%s", r.out);
+	h_free(&r);
+	env_free(&e);
+}
+
+/* Both sides to the guest's end: the primary shows everything, the replay matches. */
+Test(ft, backup_follows_to_the_end, .timeout = 120)
+{
+	struct ft_env e;
+	env_init(&e);
+	struct h_proc b, p;
+	start_backup(&e, e.port, e.key, TIMEOUT_S, &b);
+	struct h_opts o = {.timeout_s = 60};
+	start_primary(&e, e.port, e.key, TIMEOUT_S, "lines=40 hz=200", &o, &p);
+	struct h_run pr, br;
+	h_wait(&p, &pr);
+	h_wait(&b, &br);
+	cr_assert_eq(pr.status, 1, "primary: %s", pr.err);
+	check_ticker(pr.out, 40);
+	cr_assert(strstr(pr.err, "markers"), "%s", pr.err);
+	cr_assert_eq(br.status, 1, "backup: %s", br.err);
+	cr_assert(strstr(br.err, "the replay matched"), "%s", br.err);
+	cr_assert_str_eq(br.out, "", "a following backup shows nothing");
+	h_free(&pr);
+	h_free(&br);
+	env_free(&e);
+}
+
+/* kill -9 of the primary some ms after it showed line `after`. */
+static void kill_primary(int after, int delay_ms)
+{
+	struct ft_env e;
+	env_init(&e);
+	struct h_proc b, p;
+	start_backup(&e, e.port, e.key, TIMEOUT_S, &b);
+	char mark[16];
+	snprintf(mark, sizeof(mark), "%06d ", after);
+	struct h_opts o = {.timeout_s = 60, .sig = SIGKILL, .sig_after = mark,
+			   .sig_delay_ms = delay_ms};
+	start_primary(&e, e.port, e.key, TIMEOUT_S, "lines=60 hz=200", &o, &p);
+	struct h_run pr, br;
+	h_wait(&p, &pr);
+	h_wait(&b, &br);
+	cr_assert_eq(pr.termsig, SIGKILL, "the primary ended before the kill: %s", pr.err);
+	cr_assert_eq(br.status, 1, "backup: %s", br.err);
+	cr_assert(strstr(br.err, "won the arbiter"), "%s", br.err);
+	cr_assert(strstr(br.err, "went live at position"), "%s", br.err);
+	cr_assert(strstr(br.err, "WITHOUT a backup"), "%s", br.err);
+	/* What the primary showed is where the backup's output begins, byte for byte; the
+	 * client's transcript (primary's, then the backup's from that offset on) is the
+	 * guest's output, whole. */
+	cr_assert_geq(br.len, pr.len);
+	cr_assert_eq(memcmp(br.out, pr.out, pr.len), 0,
+		     "the primary showed output the backup does not have:\n%s\n----\n%s", pr.out,
+		     br.out);
+	check_ticker(br.out, 60);
+	h_free(&pr);
+	h_free(&br);
+	env_free(&e);
+}
+
+/* Random points: seeded from the clock, printed so that a failure can be rerun. */
+Test(ft, kill_primary_at_random_points, .timeout = 300)
+{
+	unsigned seed = (unsigned)time(NULL);
+	const char *s = getenv("REWIND_FT_SEED");
+	if (s)
+		seed = (unsigned)strtoul(s, NULL, 10);
+	cr_log_info("REWIND_FT_SEED=%u", seed);
+	srand(seed);
+	for (int i = 0; i < 3; i++) {
+		int after = 2 + rand() % 30, delay = rand() % 40;
+		cr_log_info("kill after line %d + %d ms", after, delay);
+		kill_primary(after, delay);
+	}
+}
+
+/* kill -9 of the backup: the primary wins the arbiter and runs on, unprotected. */
+Test(ft, kill_backup, .timeout = 120)
+{
+	struct ft_env e;
+	env_init(&e);
+	struct h_proc b, p;
+	start_backup(&e, e.port, e.key, TIMEOUT_S, &b);
+	struct h_opts o = {.timeout_s = 60};
+	start_primary(&e, e.port, e.key, TIMEOUT_S, "lines=40 hz=200", &o, &p);
+	/* Wait until the pair runs (the backup says it follows), then kill it. */
+	struct h_run br;
+	b.o.sig = SIGKILL;
+	b.o.sig_after = "following pair";
+	b.o.sig_delay_ms = 150;
+	h_wait(&b, &br);
+	cr_assert_eq(br.termsig, SIGKILL, "%s", br.err);
+	struct h_run pr;
+	h_wait(&p, &pr);
+	cr_assert_eq(pr.status, 1, "primary: %s", pr.err);
+	cr_assert(strstr(pr.err, "lost the backup"), "%s", pr.err);
+	cr_assert(strstr(pr.err, "running on UNPROTECTED"), "%s", pr.err);
+	check_ticker(pr.out, 40);
+	h_free(&pr);
+	h_free(&br);
+	env_free(&e);
+}
+
+/* ---- a relay the test controls: forwards both ways until cut, then drops everything --- */
+
+struct relay {
+	int lfd, port, to;
+	atomic_bool cut, quit;
+	pthread_t th;
+};
+
+static void *relay_main(void *arg)
+{
+	struct relay *r = arg;
+	int a = accept4(r->lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (a < 0)
+		return NULL;
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)r->to),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int b = -1;
+	for (int i = 0; i < 100 && b < 0; i++) { /* the backup may not listen yet */
+		b = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (connect(b, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+			close(b);
+			b = -1;
+			usleep(50 * 1000);
+		}
+	}
+	if (b < 0) {
+		close(a);
+		return NULL;
+	}
+	char buf[65536];
+	while (!atomic_load(&r->quit)) {
+		struct pollfd pf[2] = {{.fd = a, .events = POLLIN}, {.fd = b, .events = POLLIN}};
+		if (poll(pf, 2, 50) <= 0)
+			continue;
+		for (int i = 0; i < 2; i++) {
+			if (!pf[i].revents)
+				continue;
+			ssize_t n = read(pf[i].fd, buf, sizeof(buf));
+			if (n <= 0)
+				goto out;
+			if (!atomic_load(&r->cut) && write(pf[1 - i].fd, buf, (size_t)n) != n)
+				goto out;
+		}
+	}
+out:
+	close(a);
+	close(b);
+	return NULL;
+}
+
+/* A cut link: both sides hear nothing; each claims; exactly one runs on. */
+Test(ft, partition_one_side_lives, .timeout = 120)
+{
+	struct ft_env e;
+	env_init(&e);
+	static struct relay r;
+	r.port = free_port();
+	r.to = e.port;
+	r.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)r.port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int one = 1;
+	setsockopt(r.lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	cr_assert(bind(r.lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(r.lfd, 1) == 0);
+	cr_assert_eq(pthread_create(&r.th, NULL, relay_main, &r), 0);
+	struct h_proc b, p;
+	start_backup(&e, e.port, e.key, "1", &b);
+	struct h_opts o = {.timeout_s = 60};
+	start_primary(&e, r.port, e.key, "1", "lines=400 hz=200", &o, &p);
+	usleep(700 * 1000);
+	atomic_store(&r.cut, true);
+	struct h_run pr, br;
+	h_wait(&p, &pr);
+	h_wait(&b, &br);
+	atomic_store(&r.quit, true);
+	pthread_join(r.th, NULL);
+	close(r.lfd);
+	bool p_lives = pr.status == 1, b_lives = br.status == 1;
+	cr_assert(p_lives != b_lives, "exactly one side must live: primary %d (%s), backup %d (%s)",
+		  pr.status, pr.err, br.status, br.err);
+	struct h_run *loser = p_lives ? &br : &pr, *winner = p_lives ? &pr : &br;
+	cr_assert_eq(loser->status, 14, "%s", loser->err);
+	cr_assert(strstr(loser->err, "lost the arbiter"), "%s", loser->err);
+	cr_assert(strstr(winner->err, "won the arbiter"), "%s", winner->err);
+	check_ticker(winner->out, 400);
+	if (!p_lives) /* what the losing primary showed is the start of the backup's */
+		cr_assert_eq(memcmp(br.out, pr.out, pr.len), 0);
+	h_free(&pr);
+	h_free(&br);
+	env_free(&e);
+}
+
+/* A primary with another key is refused; so is garbage; the backup waits on. */
+Test(ft, wrong_key_and_garbage_are_refused, .timeout = 120)
+{
+	struct ft_env e;
+	env_init(&e);
+	char other[128];
+	snprintf(other, sizeof(other), "%s/other.key", e.dir);
+	char *kg[] = {e.rewind, "ft", "keygen", other, NULL};
+	struct h_run r;
+	h_run(kg, NULL, &r);
+	cr_assert_eq(r.status, 0);
+	h_free(&r);
+	struct h_proc b, p;
+	start_backup(&e, e.port, e.key, TIMEOUT_S, &b);
+	struct h_opts o = {.timeout_s = 30};
+	start_primary(&e, e.port, other, TIMEOUT_S, "lines=5", &o, &p);
+	h_wait(&p, &r);
+	cr_assert_eq(r.status, 4, "%s", r.err);
+	cr_assert_eq(h_lines(r.err), 1, "%s", r.err);
+	cr_assert_str_eq(r.out, "", "a refused primary must not run its guest");
+	h_free(&r);
+	/* Garbage on the stream's port. */
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)e.port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	cr_assert(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	char junk[4096];
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (char)(i * 7 + 3);
+	cr_assert(write(fd, junk, sizeof(junk)) > 0);
+	usleep(300 * 1000);
+	close(fd);
+	/* The backup still serves a real primary after both. */
+	o.timeout_s = 60;
+	start_primary(&e, e.port, e.key, TIMEOUT_S, "lines=5 hz=200", &o, &p);
+	struct h_run pr, br;
+	h_wait(&p, &pr);
+	h_wait(&b, &br);
+	cr_assert_eq(pr.status, 1, "%s", pr.err);
+	check_ticker(pr.out, 5);
+	cr_assert_eq(br.status, 1, "%s", br.err);
+	cr_assert(strstr(br.err, "refused a connection"), "%s", br.err);
+	h_free(&pr);
+	h_free(&br);
+	env_free(&e);
+}
