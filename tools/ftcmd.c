@@ -53,7 +53,7 @@ static void usage_ft(FILE *f)
 		"       rewind ft backup --listen HOST:PORT --key KEY --arbiter SPEC [options]\n"
 		"       rewind ft status --key KEY HOST:PORT\n"
 		"       rewind ft keygen KEY\n"
-		"       rewind console --key KEY HOST:PORT[,HOST:PORT...]\n"
+		"       rewind console --key KEY [--no-input] HOST:PORT[,HOST:PORT...]\n"
 		"\n"
 		"A fault-tolerant pair (docs/ft.md): the primary runs the guest and streams its\n"
 		"log to the backup, which replays it a few ms behind and takes over, with no\n"
@@ -80,6 +80,10 @@ static void usage_ft(FILE *f)
 		"  --marker-ms MS       a progress marker this often (default 5)\n"
 		"  --out-buffer BYTES   output held for the backup's ack before the guest waits\n"
 		"                       (default 64K)\n"
+		"\n"
+		"rewind console prints the guest's output from whichever side is live, going on\n"
+		"from where it was after a failover, and sends what it reads from stdin (until\n"
+		"its end, or Ctrl-] on a terminal) as typed input; --no-input only watches.\n"
 		"\n"
 		"Exit status: as 'rewind record' (the guest's own status when it exits, see\n"
 		"'rewind --help'), and 14: this side lost the arbiter (the other one runs the\n"
@@ -231,6 +235,18 @@ static void side_out(struct side *s, const uint8_t *b, size_t n)
 }
 
 /* This side serves the guest's console from now on. */
+/* The guest ended: clients get the rest of the output and are told it ended. */
+static void side_end(struct side *s)
+{
+	if (!s->con)
+		return;
+	ft_console_end(s->con);
+	struct timespec ts = {0, 300 * 1000 * 1000}; /* the last output and BYE go out */
+	nanosleep(&ts, NULL);
+	ft_console_stop(s->con);
+	s->con = NULL;
+}
+
 static void side_go_live(struct side *s)
 {
 	if (!s->stdio) {
@@ -704,8 +720,7 @@ static int cmd_ft_primary(int argc, char **argv)
 		die_line(EXIT_HOST, "ft primary: %s", vmm_errdetail());
 	if (ft_primary_finish(fp) == FT_LOSER)
 		exit(EXIT_ARBITER);
-	if (s.con)
-		ft_console_end(s.con);
+	side_end(&s);
 	struct ft_stats st;
 	ft_primary_stats(fp, &st);
 	fprintf(stderr,
@@ -856,8 +871,7 @@ static int cmd_ft_backup(int argc, char **argv)
 		rc = vmm_machine_run(m, &stop);
 		if (rc < 0)
 			die_line(EXIT_HOST, "ft backup (live): %s", vmm_errdetail());
-		if (s.con)
-			ft_console_end(s.con);
+		side_end(&s);
 		return stop_status(m, &stop);
 	}
 	struct rpl_divergence d;
@@ -867,8 +881,7 @@ static int cmd_ft_backup(int argc, char **argv)
 		(void)ft_backup_wait(fb, 2 * o.timeout_ms);
 		fprintf(stderr, "%s: ft backup: the primary's run ended at position %" PRIu64
 				"; the replay matched\n", prog, stop.pos);
-		if (s.con)
-			ft_console_end(s.con);
+		side_end(&s);
 		return stop_status(m, &stop);
 	}
 	fprintf(stderr, "%s: ft backup: the replay of the stream failed (%s%s%s)\n", prog,
@@ -894,10 +907,18 @@ static int cmd_ft_keygen(int argc, char **argv)
 	return 0;
 }
 
+static void console_notice(void *opaque, const char *line)
+{
+	(void)opaque;
+	fprintf(stderr, "%s: console: %s\n", prog, line);
+}
+
 int cmd_console(int argc, char **argv)
 {
 	const char *key_path = NULL;
+	bool no_input = false;
 	static const struct option lo[] = {{"key", required_argument, NULL, 'k'},
+					   {"no-input", no_argument, NULL, 'n'},
 					   {"help", no_argument, NULL, 'h'},
 					   {NULL, 0, NULL, 0}};
 	int c;
@@ -905,6 +926,8 @@ int cmd_console(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		if (c == 'k') {
 			key_path = optarg;
+		} else if (c == 'n') {
+			no_input = true;
 		} else if (c == 'h') {
 			usage_ft(stdout);
 			exit(0);
@@ -920,7 +943,11 @@ int cmd_console(int argc, char **argv)
 	if (ft_key_load(key_path, &key, err, sizeof(err)) < 0)
 		die_line(EXIT_BADINPUT, "--key %s: %s", key_path, err);
 	signal(SIGPIPE, SIG_IGN);
-	int st = ft_console_client(argv[optind], &key, 0, 1, err, sizeof(err));
+	/* On a terminal Ctrl-] ends input (a raw terminal has no end of input). */
+	struct ft_console_client_opts co = {.notice = console_notice,
+					    .escape = !no_input && isatty(0) ? 0x1d : 0};
+	int st = ft_console_client_ex(argv[optind], &key, no_input ? -1 : 0, 1, &co, err,
+				      sizeof(err));
 	if (st)
 		fprintf(stderr, "%s: console: %s\n", prog, err);
 	return st;

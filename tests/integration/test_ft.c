@@ -9,8 +9,9 @@
  * that depend on the host's timing, so a backup that went live at another point than
  * where its primary's released output ends would print other numbers.
  *
- * Consoles are --serial stdio here: the primary prints released output, the backup prints
- * the whole output when it goes live.
+ * Where a test follows the pair with `rewind console` (--serial tcp:), the client's
+ * transcript must be exactly the guest's output; elsewhere consoles are --serial stdio (the
+ * primary prints released output, the backup prints the whole output when it goes live).
  */
 #include "harness.h"
 
@@ -62,26 +63,40 @@ static void env_free(struct ft_env *e)
 	cr_assert_eq(system(cmd), 0);
 }
 
-static void start_backup(struct ft_env *e, int port, const char *key, const char *timeout,
-			 struct h_proc *p)
+static void start_backup_serial(struct ft_env *e, int port, const char *key,
+				const char *timeout, const char *serial, struct h_proc *p)
 {
 	char listen[32];
 	snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
 	char *argv[] = {e->rewind, "ft", "backup", "--listen", listen, "--key", (char *)key,
-			"--arbiter", e->arb, "--timeout", (char *)timeout, NULL};
+			"--arbiter", e->arb, "--timeout", (char *)timeout, "--serial",
+			(char *)serial, NULL};
 	struct h_opts o = {.timeout_s = 60};
 	h_start(argv, &o, p);
+}
+
+static void start_backup(struct ft_env *e, int port, const char *key, const char *timeout,
+			 struct h_proc *p)
+{
+	start_backup_serial(e, port, key, timeout, "stdio", p);
+}
+
+static void start_primary_serial(struct ft_env *e, int port, const char *key,
+				 const char *timeout, const char *cmdline, const char *serial,
+				 const struct h_opts *o, struct h_proc *p)
+{
+	char backup[32];
+	snprintf(backup, sizeof(backup), "127.0.0.1:%d", port);
+	char *argv[] = {e->rewind, "ft", "primary", "--backup", backup, "--key", (char *)key,
+			"--arbiter", e->arb, "--timeout", (char *)timeout, "--serial",
+			(char *)serial, "--append", (char *)cmdline, e->guest, NULL};
+	h_start(argv, o, p);
 }
 
 static void start_primary(struct ft_env *e, int port, const char *key, const char *timeout,
 			  const char *cmdline, const struct h_opts *o, struct h_proc *p)
 {
-	char backup[32];
-	snprintf(backup, sizeof(backup), "127.0.0.1:%d", port);
-	char *argv[] = {e->rewind, "ft", "primary", "--backup", backup, "--key", (char *)key,
-			"--arbiter", e->arb, "--timeout", (char *)timeout, "--append",
-			(char *)cmdline, e->guest, NULL};
-	h_start(argv, o, p);
+	start_primary_serial(e, port, key, timeout, cmdline, "stdio", o, p);
 }
 
 /* The ticker's whole output for lines= n: numbered lines in order, then its done line. */
@@ -187,8 +202,47 @@ static void kill_primary(int after, int delay_ms)
 	env_free(&e);
 }
 
+Test(ft, kill_primary_stdio, .timeout = 120)
+{
+	kill_primary(12, 7);
+}
+
+/* kill -9 of the primary delay_ms after it began to stream, followed by `rewind console`: the
+ * client's transcript is the guest's whole output, every byte once, in order. */
+static void console_kill(int delay_ms)
+{
+	struct ft_env e;
+	env_init(&e);
+	int pcon = free_port(), bcon = free_port();
+	char ps[40], bs[40], addrs[80];
+	snprintf(ps, sizeof(ps), "tcp:127.0.0.1:%d", pcon);
+	snprintf(bs, sizeof(bs), "tcp:127.0.0.1:%d", bcon);
+	snprintf(addrs, sizeof(addrs), "127.0.0.1:%d,127.0.0.1:%d", pcon, bcon);
+	struct h_proc b, p, c;
+	start_backup_serial(&e, e.port, e.key, TIMEOUT_S, bs, &b);
+	struct h_opts o = {.timeout_s = 60, .sig = SIGKILL, .sig_after = "streaming to the backup",
+			   .sig_delay_ms = delay_ms};
+	start_primary_serial(&e, e.port, e.key, TIMEOUT_S, "lines=100 hz=200", ps, &o, &p);
+	char *cargv[] = {e.rewind, "console", "--key", e.key, "--no-input", addrs, NULL};
+	struct h_opts co = {.timeout_s = 60};
+	h_start(cargv, &co, &c);
+	struct h_run pr, br, cr;
+	h_wait(&p, &pr);
+	h_wait(&b, &br);
+	h_wait(&c, &cr);
+	cr_assert_eq(pr.termsig, SIGKILL, "the primary ended before the kill: %s", pr.err);
+	cr_assert_eq(br.status, 1, "backup: %s", br.err);
+	cr_assert(strstr(br.err, "went live at position"), "%s", br.err);
+	cr_assert_eq(cr.status, 0, "console: %s", cr.err);
+	check_ticker(cr.out, 100);
+	h_free(&pr);
+	h_free(&br);
+	h_free(&cr);
+	env_free(&e);
+}
+
 /* Random points: seeded from the clock, printed so that a failure can be rerun. */
-Test(ft, kill_primary_at_random_points, .timeout = 300)
+Test(ft, console_kill_primary_at_random_points, .timeout = 300)
 {
 	unsigned seed = (unsigned)time(NULL);
 	const char *s = getenv("REWIND_FT_SEED");
@@ -197,9 +251,9 @@ Test(ft, kill_primary_at_random_points, .timeout = 300)
 	cr_log_info("REWIND_FT_SEED=%u", seed);
 	srand(seed);
 	for (int i = 0; i < 3; i++) {
-		int after = 2 + rand() % 30, delay = rand() % 40;
-		cr_log_info("kill after line %d + %d ms", after, delay);
-		kill_primary(after, delay);
+		int delay = rand() % 600;
+		cr_log_info("kill the primary %d ms after it began to stream", delay);
+		console_kill(delay);
 	}
 }
 
