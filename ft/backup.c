@@ -42,6 +42,8 @@ struct ft_backup {
 		uint64_t pos, at;
 	} marks[MARKS];     /* markers held, not yet replayed past: when they came */
 	unsigned mh, mn;
+	struct ft_input_delivery *ins; /* input deliveries told, not yet replayed */
+	size_t ih, in_n, icap;
 	bool log_failed;
 
 	atomic_uint_fast64_t replayed;
@@ -153,6 +155,27 @@ static void bak_serial_tx(void *opaque, struct vmm_machine *m, uint8_t byte)
 	rpl_input_ops.serial_tx(b->rpl, m, byte);
 }
 
+/* The replay delivered n typed bytes: whose they were, the primary told us before. */
+static void bak_tap_serial_rx(void *opaque, struct vmm_machine *m, const uint8_t *buf,
+			      size_t n)
+{
+	struct ft_backup *b = opaque;
+	(void)buf;
+	(void)m;
+	pthread_mutex_lock(&b->mu);
+	while (n && b->in_n) {
+		struct ft_input_delivery *d = &b->ins[b->ih];
+		if (b->cfg.input)
+			ft_input_replayed(b->cfg.input, d->client, d->seq);
+		n = d->n >= n ? 0 : n - d->n;
+		b->ih++;
+		b->in_n--;
+	}
+	pthread_mutex_unlock(&b->mu);
+}
+
+const struct vmm_input_tap ft_backup_input_tap = {.serial_rx = bak_tap_serial_rx};
+
 const struct vmm_input_ops ft_backup_input_ops = {
 	.clock_read = bak_clock_read,
 	.poll = bak_poll,
@@ -253,6 +276,27 @@ static void *backup_main(void *arg)
 						 b->cfg.link.ops->error(b->cfg.link.opaque));
 					break;
 				}
+			} else if (type == FT_MSG_INPUT && n >= 32) {
+				pthread_mutex_lock(&b->mu);
+				if (b->ih + b->in_n == b->icap) {
+					if (b->ih) {
+						memmove(b->ins, b->ins + b->ih, b->in_n * sizeof(*b->ins));
+						b->ih = 0;
+					} else {
+						size_t nc = b->icap ? b->icap * 2 : 64;
+						struct ft_input_delivery *d =
+						    realloc(b->ins, nc * sizeof(*d));
+						if (d) {
+							b->ins = d;
+							b->icap = nc;
+						}
+					}
+				}
+				if (b->ih + b->in_n < b->icap)
+					b->ins[b->ih + b->in_n++] = (struct ft_input_delivery){
+					    .client = ft_get64(buf), .seq = ft_get64(buf + 8),
+					    .pos = ft_get64(buf + 16), .n = ft_get64(buf + 24)};
+				pthread_mutex_unlock(&b->mu);
 			} else if (type == FT_MSG_END) {
 				pthread_mutex_lock(&b->mu);
 				b->state = FT_B_ENDED;
@@ -375,5 +419,6 @@ void ft_backup_free(struct ft_backup *b)
 		pthread_join(b->thread, NULL);
 	}
 	free(b->q);
+	free(b->ins);
 	free(b);
 }

@@ -64,6 +64,7 @@ enum ft_msg {
 	FT_MSG_BEAT = 5,  /* either way: a heartbeat */
 	FT_MSG_END = 6,   /* primary -> backup: the run ended, the log is complete */
 	FT_MSG_HELLO_OK = 7, /* backup -> primary: the answer to HELLO */
+	FT_MSG_INPUT = 10, /* primary -> backup: typed input was delivered at a position */
 };
 
 #define FT_PAIR_ID_MAX 64
@@ -104,6 +105,37 @@ struct ft_stats {
 	bool loser;             /* the arbiter was lost */
 };
 
+/* ---- typed console input (input.c) ----------------------------------------------------- */
+
+struct ft_input;
+
+/* A delivery of a client's bytes to the guest: n bytes, up to sequence number seq
+ * (exclusive), at position pos. */
+struct ft_input_delivery {
+	uint64_t client, seq, pos, n;
+};
+
+int ft_input_create(struct ft_input **out);
+/* The pipe's read end: the live input source's in_fd. */
+int ft_input_fd(struct ft_input *in);
+/* The console's input callback: bytes seq.. of client; writes what is new to the pipe and
+ * waits at most wait_ms for them to be taken. Returns how many are taken (console.h). */
+size_t ft_input_offer(struct ft_input *in, uint64_t client, uint64_t seq, const uint8_t *buf,
+		      size_t n, unsigned wait_ms);
+/* The tap saw n bytes delivered at pos: fills up to cap deliveries (whose bytes they were);
+ * returns how many. */
+size_t ft_input_delivered(struct ft_input *in, uint64_t pos, size_t n,
+			  struct ft_input_delivery *out, size_t cap);
+/* The backup holds the log up to held: deliveries before it are taken. */
+void ft_input_acked(struct ft_input *in, uint64_t held);
+/* No backup (any more): a delivered byte is taken. */
+void ft_input_set_alone(struct ft_input *in);
+/* Backup: its replay delivered client's bytes up to seq. */
+void ft_input_replayed(struct ft_input *in, uint64_t client, uint64_t seq);
+/* A tap (opaque: the ft_input) for a side that runs alone: deliveries are taken. */
+extern const struct vmm_input_tap ft_input_tap;
+void ft_input_free(struct ft_input *in);
+
 /* ---- the primary ------------------------------------------------------------------- */
 
 struct ft_primary;
@@ -114,6 +146,7 @@ struct ft_primary_config {
 	unsigned timeout_ms;       /* silence that means the backup is lost (0: 1000) */
 	size_t out_cap;            /* output bytes buffered before the guest waits (0: 64 KiB) */
 	int log_fd;                /* --log: also write the log here (-1: no) */
+	struct ft_input *input;    /* typed input, fed to live's in_fd (NULL: none) */
 	/* Output that may leave, in guest order (the console). Called with a lock held, on
 	 * the primary's thread or the vCPU thread. */
 	void (*release)(void *opaque, const uint8_t *buf, size_t n);
@@ -127,8 +160,10 @@ int ft_primary_create(const struct ft_primary_config *cfg, struct ft_primary **o
 void ft_primary_io(struct ft_primary *p, struct lf_io *io);
 /* Plug in the recorder (after rec_create on ft_primary_io's writer). */
 void ft_primary_set_rec(struct ft_primary *p, struct rec *rec);
-/* The input ops to give the machine (opaque: the ft_primary), wrapped around rec's. */
+/* The input ops and tap to give the machine (opaque: the ft_primary), wrapped around
+ * rec's. */
 extern const struct vmm_input_ops ft_primary_input_ops;
+extern const struct vmm_input_tap ft_primary_input_tap;
 /* Start the primary's thread for machine m. */
 int ft_primary_start(struct ft_primary *p, struct vmm_machine *m);
 /*
@@ -150,6 +185,7 @@ struct ft_backup_config {
 	struct ft_link link;       /* to the primary, HELLO already exchanged */
 	unsigned timeout_ms;       /* silence that means the primary is lost (0: 1000) */
 	int log_fd;                /* --log: also write the received log here (-1: no) */
+	struct ft_input *input;    /* where replayed input deliveries are counted (NULL: none) */
 	ft_claim_fn claim;
 	void *opaque;
 };
@@ -158,8 +194,10 @@ int ft_backup_create(const struct ft_backup_config *cfg, struct ft_backup **out)
 /* The io the log reader reads from: blocks while more may come; ends (0) when the log
  * ended or the primary was lost and the arbiter won. */
 void ft_backup_io(struct ft_backup *b, struct lf_io *io);
-/* The input ops to give the machine (opaque: the ft_backup), wrapped around rpl's. */
+/* The input ops and tap to give the machine (opaque: the ft_backup), wrapped around
+ * rpl's. */
 extern const struct vmm_input_ops ft_backup_input_ops;
+extern const struct vmm_input_tap ft_backup_input_tap;
 /* Start the backup's thread: it receives (and acks) from here on, before the reader
  * has even read the header. */
 int ft_backup_start(struct ft_backup *b);

@@ -292,6 +292,38 @@ const struct vmm_input_ops ft_primary_input_ops = {
 	.wake = pri_wake,
 };
 
+static void pri_tap_timer(void *opaque, struct vmm_machine *m, unsigned id)
+{
+	struct ft_primary *p = opaque;
+	rec_input_tap.timer(p->rec, m, id);
+}
+
+/* Typed input reached the guest: tell the backup whose bytes they were, before the log
+ * event can reach it (it applies this when its replay delivers the input there). */
+static void pri_tap_serial_rx(void *opaque, struct vmm_machine *m, const uint8_t *buf,
+			      size_t n)
+{
+	struct ft_primary *p = opaque;
+	rec_input_tap.serial_rx(p->rec, m, buf, n);
+	if (!p->cfg.input)
+		return;
+	struct ft_input_delivery d[16];
+	size_t k = ft_input_delivered(p->cfg.input, vmm_machine_pos(m), n, d, 16);
+	for (size_t i = 0; i < k; i++) {
+		uint8_t b[32];
+		ft_put64(b, d[i].client);
+		ft_put64(b + 8, d[i].seq);
+		ft_put64(b + 16, d[i].pos);
+		ft_put64(b + 24, d[i].n);
+		send_msg(p, FT_MSG_INPUT, b, sizeof(b));
+	}
+}
+
+const struct vmm_input_tap ft_primary_input_tap = {
+	.timer = pri_tap_timer,
+	.serial_rx = pri_tap_serial_rx,
+};
+
 /* ---- the primary's thread ------------------------------------------------------------ */
 
 /* The backup is lost: ask the arbiter, then run alone or stop the guest. */
@@ -309,6 +341,8 @@ static void lost(struct ft_primary *p)
 	if (v == FT_ALONE) {
 		p->alone = true;
 		release_n(p, p->on);
+		if (p->cfg.input)
+			ft_input_set_alone(p->cfg.input);
 	} else {
 		p->loser = true;
 	}
@@ -365,6 +399,8 @@ static void *primary_main(void *arg)
 					p->st.lag_ns = ft_get64(buf + 24);
 				(void)t;
 				release_acked(p);
+				if (p->cfg.input)
+					ft_input_acked(p->cfg.input, p->acked);
 				if (p->acked == UINT64_MAX)
 					p->done = true;
 				pthread_cond_broadcast(&p->cv);

@@ -191,6 +191,7 @@ struct side {
 	bool status_on;
 	struct ft_primary *fp;
 	struct ft_backup *fb;
+	struct ft_input *in; /* typed input from console clients */
 	atomic_int state; /* 0 protected/following, 1 alone, 2 loser */
 };
 
@@ -327,9 +328,19 @@ static void side_keys(struct side *s, const char *key_path, const char *arbiter)
 	s->who = who;
 }
 
+/* Typed input from a console client (on the console's thread). */
+static size_t console_input_cb(void *opaque, uint64_t client, uint64_t seq, const uint8_t *buf,
+			       size_t n)
+{
+	struct side *s = opaque;
+	return ft_input_offer(s->in, client, seq, buf, n, 200);
+}
+
 static void side_console(struct side *s, const char *serial, bool live)
 {
 	pthread_mutex_init(&s->out_mu, NULL);
+	if (ft_input_create(&s->in) < 0)
+		die_line(EXIT_HOST, "ft: no pipe for the guest's input: %s", strerror(errno));
 	if (!strcmp(serial, "stdio")) {
 		s->stdio = true;
 		s->out_live = live;
@@ -342,7 +353,8 @@ static void side_console(struct side *s, const char *serial, bool live)
 	int fd = listen_on(serial + 4, err, sizeof(err));
 	if (fd < 0)
 		die_line(EXIT_HOST, "--serial: %s", err);
-	struct ft_console_config cc = {.listen_fd = fd, .key = &s->key};
+	struct ft_console_config cc = {.listen_fd = fd, .key = &s->key,
+				       .input = console_input_cb, .opaque = s};
 	if (ft_console_start(&cc, &s->con, err, sizeof(err)) < 0)
 		die_line(EXIT_HOST, "--serial %s: %s", serial, err);
 	ft_console_set_live(s->con, live);
@@ -656,7 +668,7 @@ static int cmd_ft_primary(int argc, char **argv)
 	int log_fd = open_log(o.log);
 	struct ft_primary_config pc = {.link = link, .marker_ms = o.marker_ms,
 				       .timeout_ms = o.timeout_ms, .out_cap = o.out_buffer,
-				       .log_fd = log_fd, .release = release_cb,
+				       .log_fd = log_fd, .input = s.in, .release = release_cb,
 				       .claim = claim_cb, .opaque = &s};
 	struct ft_primary *fp;
 	if (ft_primary_create(&pc, &fp) < 0)
@@ -680,7 +692,7 @@ static int cmd_ft_primary(int argc, char **argv)
 	rc = lf_writer_open(&io, &hd, &wc, &w);
 	if (rc < 0)
 		die_lf(rc, "ft primary: starting the stream");
-	struct vmm_live_config lc = {.in_fd = -1};
+	struct vmm_live_config lc = {.in_fd = ft_input_fd(s.in)};
 	struct vmm_live *live;
 	if (vmm_live_create(&lc, &live) < 0)
 		die_line(EXIT_HOST, "ft primary: %s", vmm_errdetail());
@@ -691,7 +703,7 @@ static int cmd_ft_primary(int argc, char **argv)
 	ft_primary_set_rec(fp, rec);
 	struct vmm_config cfg = {.mem_size = mem, .backend = &emu_cpu_ops,
 				 .input = &ft_primary_input_ops, .input_opaque = fp,
-				 .tap = &rec_input_tap, .tap_opaque = rec};
+				 .tap = &ft_primary_input_tap, .tap_opaque = fp};
 	struct vmm_machine *m;
 	if (vmm_machine_create(&cfg, &m) < 0)
 		die_line(EXIT_HOST, "ft primary: creating the machine: %s", vmm_errdetail());
@@ -797,7 +809,7 @@ static int cmd_ft_backup(int argc, char **argv)
 
 	int log_fd = open_log(o.log);
 	struct ft_backup_config bc = {.link = link, .timeout_ms = o.timeout_ms, .log_fd = log_fd,
-				      .claim = claim_cb, .opaque = &s};
+				      .input = s.in, .claim = claim_cb, .opaque = &s};
 	struct ft_backup *fb;
 	if (ft_backup_create(&bc, &fb) < 0 || ft_backup_start(fb) < 0)
 		die_line(EXIT_HOST, "ft backup: no memory");
@@ -831,7 +843,8 @@ static int cmd_ft_backup(int argc, char **argv)
 	if (rpl_create(&rpc, &rpl) < 0)
 		die_line(EXIT_HOST, "ft backup: no memory");
 	struct vmm_config cfg = {.mem_size = mem, .backend = &emu_cpu_ops,
-				 .input = &ft_backup_input_ops, .input_opaque = fb};
+				 .input = &ft_backup_input_ops, .input_opaque = fb,
+				 .tap = &ft_backup_input_tap, .tap_opaque = fb};
 	struct vmm_machine *m;
 	if (vmm_machine_create(&cfg, &m) < 0)
 		die_line(EXIT_HOST, "ft backup: creating the machine: %s", vmm_errdetail());
@@ -849,12 +862,13 @@ static int cmd_ft_backup(int argc, char **argv)
 	if (rc == 0 && stop.reason == VMM_STOP_USER && bs == FT_B_ALONE &&
 	    rpl_at_log_end(rpl, &last_clock)) {
 		/* Go live here, on the same machine: the live source plugged in. */
-		struct vmm_live_config lc = {.in_fd = -1, .out = replay_out_cb, .out_opaque = &s,
-					     .clock_floor_ns = last_clock};
+		ft_input_set_alone(s.in);
+		struct vmm_live_config lc = {.in_fd = ft_input_fd(s.in), .out = replay_out_cb,
+					     .out_opaque = &s, .clock_floor_ns = last_clock};
 		struct vmm_live *live;
 		if (vmm_live_create(&lc, &live) < 0)
 			die_line(EXIT_HOST, "ft backup: %s", vmm_errdetail());
-		vmm_machine_set_input(m, &vmm_live_input_ops, live, NULL, NULL);
+		vmm_machine_set_input(m, &vmm_live_input_ops, live, &ft_input_tap, s.in);
 		if (vmm_live_start(live, m) < 0)
 			die_line(EXIT_HOST, "ft backup: %s", vmm_errdetail());
 		g_ft_live = live;

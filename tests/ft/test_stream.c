@@ -233,7 +233,7 @@ static void *primary_main(void *arg)
 	ft_primary_set_rec(fp, rec);
 	struct vmm_config cfg = {.mem_size = 32u << 20, .backend = &emu_cpu_ops,
 				 .input = &ft_primary_input_ops, .input_opaque = fp,
-				 .tap = &rec_input_tap, .tap_opaque = rec};
+				 .tap = &ft_primary_input_tap, .tap_opaque = fp};
 	struct vmm_machine *m;
 	cr_assert_eq(vmm_machine_create(&cfg, &m), 0, "%s", vmm_errdetail());
 	cr_assert_eq(vmm_machine_load(m, p->elf, p->elf_len, p->cmdline), 0);

@@ -422,3 +422,47 @@ Test(ft, wrong_key_and_garbage_are_refused, .timeout = 120)
 	h_free(&br);
 	env_free(&e);
 }
+
+/* Typed input through `rewind console` into guests/echo while the primary is killed:
+ * every typed byte reaches the guest once (its echo shows each line once, in order). */
+Test(ft, console_input_once_across_failover, .timeout = 120)
+{
+	struct ft_env e;
+	env_init(&e);
+	h_guest_path("echo", e.guest, sizeof(e.guest));
+	int pcon = free_port(), bcon = free_port();
+	char ps[40], bs[40];
+	snprintf(ps, sizeof(ps), "tcp:127.0.0.1:%d", pcon);
+	snprintf(bs, sizeof(bs), "tcp:127.0.0.1:%d", bcon);
+	struct h_proc b, p, c;
+	start_backup_serial(&e, e.port, e.key, TIMEOUT_S, bs, &b);
+	struct h_opts o = {.timeout_s = 60, .sig = SIGKILL, .sig_after = "streaming to the backup",
+			   .sig_delay_ms = 300 + (int)(time(NULL) % 5) * 100};
+	start_primary_serial(&e, e.port, e.key, TIMEOUT_S, "", ps, &o, &p);
+	/* 60 lines typed 20 ms apart, then the quit byte; input stays open until the end. */
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd),
+		 "i=1; (while [ $i -le 60 ]; do echo line$i; i=$((i+1)); sleep 0.02; done; "
+		 "sleep 0.5; printf q; sleep 2) | '%s' console --key '%s' 127.0.0.1:%d,127.0.0.1:%d",
+		 e.rewind, e.key, pcon, bcon);
+	char *cargv[] = {"sh", "-c", cmd, NULL};
+	struct h_opts co = {.timeout_s = 60};
+	h_start(cargv, &co, &c);
+	struct h_run pr, br, cr;
+	h_wait(&p, &pr);
+	h_wait(&b, &br);
+	h_wait(&c, &cr);
+	cr_assert_eq(pr.termsig, SIGKILL, "the primary ended before the kill: %s", pr.err);
+	cr_assert_eq(br.status, 1, "backup: %s", br.err);
+	cr_assert(strstr(br.err, "went live at position"), "%s", br.err);
+	char want[2048];
+	size_t n = (size_t)snprintf(want, sizeof(want), "echo: type; byte 113 quits\n");
+	for (int i = 1; i <= 60; i++)
+		n += (size_t)snprintf(want + n, sizeof(want) - n, "line%d\n", i);
+	snprintf(want + n, sizeof(want) - n, "\nbye\n");
+	cr_assert_str_eq(cr.out, want, "console: %s", cr.err);
+	h_free(&pr);
+	h_free(&br);
+	h_free(&cr);
+	env_free(&e);
+}
