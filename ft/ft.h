@@ -65,6 +65,10 @@ enum ft_msg {
 	FT_MSG_END = 6,   /* primary -> backup: the run ended, the log is complete */
 	FT_MSG_HELLO_OK = 7, /* backup -> primary: the answer to HELLO */
 	FT_MSG_INPUT = 10, /* primary -> backup: typed input was delivered at a position */
+	FT_MSG_JOIN = 11,  /* a joining backup -> primary, first: send me your state */
+	FT_MSG_STATE = 12, /* primary -> joining backup: a piece of the machine state */
+	FT_MSG_STATE_END = 13, /* ... the last: sizes, output hash and count, last clock */
+	FT_MSG_REFUSED = 14, /* either way, instead of an answer: why (text) */
 };
 
 #define FT_PAIR_ID_MAX 64
@@ -128,8 +132,8 @@ size_t ft_input_delivered(struct ft_input *in, uint64_t pos, size_t n,
 			  struct ft_input_delivery *out, size_t cap);
 /* The backup holds the log up to held: deliveries before it are taken. */
 void ft_input_acked(struct ft_input *in, uint64_t held);
-/* No backup (any more): a delivered byte is taken. */
-void ft_input_set_alone(struct ft_input *in);
+/* No backup (any more): a delivered byte is taken (alone), or a backup joined. */
+void ft_input_set_alone(struct ft_input *in, bool alone);
 /* Backup: its replay delivered client's bytes up to seq. */
 void ft_input_replayed(struct ft_input *in, uint64_t client, uint64_t seq);
 /* A tap (opaque: the ft_input) for a side that runs alone: deliveries are taken. */
@@ -151,6 +155,16 @@ struct ft_primary_config {
 	 * the primary's thread or the vCPU thread. */
 	void (*release)(void *opaque, const uint8_t *buf, size_t n);
 	ft_claim_fn claim;
+	/*
+	 * Re-protect (a new backup joins a primary that runs alone): both on the vCPU thread,
+	 * at a stop. join_begin sends the new backup its HELLO and the machine state over
+	 * link (the core sends nothing on it meanwhile); then the core takes the link as its
+	 * stream and join_log starts the new log (a new writer on ft_primary_io, a resumed
+	 * recorder) and returns its recorder. Either returns 0 or -1 (the join failed: the
+	 * primary stays alone). NULL: joins are refused.
+	 */
+	int (*join_begin)(void *opaque, struct vmm_machine *m, const struct ft_link *link);
+	int (*join_log)(void *opaque, struct vmm_machine *m, struct rec **rec);
 	void *opaque;
 };
 
@@ -173,6 +187,12 @@ int ft_primary_start(struct ft_primary *p, struct vmm_machine *m);
  * released).
  */
 enum ft_verdict ft_primary_finish(struct ft_primary *p);
+/*
+ * A backup asks to join over link (any thread; the link stays the caller's to close when
+ * this fails). Waits until the vCPU thread did it. Returns 0, or -1 with the reason in
+ * err (a backup follows already, the guest ended, the state could not be sent).
+ */
+int ft_primary_join(struct ft_primary *p, const struct ft_link *link, char *err, size_t cap);
 void ft_primary_stats(struct ft_primary *p, struct ft_stats *s);
 /* Stop the thread, free (the link stays the caller's). */
 void ft_primary_free(struct ft_primary *p);

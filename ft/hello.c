@@ -62,6 +62,10 @@ int ft_hello_take(const struct ft_link *l, struct ft_hello *h, int timeout_ms, c
 			 rc == 0 ? "nothing came in time" : l->ops->error(l->opaque));
 		return -1;
 	}
+	if (type == FT_MSG_REFUSED) {
+		snprintf(err, errlen, "refused: %.*s", (int)(n < 200 ? n : 200), (const char *)b);
+		return -1;
+	}
 	if (type != FT_MSG_HELLO || n < HELLO_FIXED || n > HELLO_FIXED + FT_PAIR_ID_MAX ||
 	    memcmp(b, "RWFT", 4) || b[4] != 1) {
 		snprintf(err, errlen, "the primary's first message is not a stream hello "

@@ -87,10 +87,10 @@ int ft_input_fd(struct ft_input *in)
 	return in->pipe[0];
 }
 
-void ft_input_set_alone(struct ft_input *in)
+void ft_input_set_alone(struct ft_input *in, bool alone)
 {
 	pthread_mutex_lock(&in->mu);
-	in->alone = true;
+	in->alone = alone;
 	for (unsigned i = 0; i < CLIENTS; i++)
 		in->c[i].taken = in->c[i].delivered;
 	in->pn = 0;

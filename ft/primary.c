@@ -50,7 +50,15 @@ struct ft_primary {
 
 	/* vCPU thread only */
 	uint64_t last_mark_ns, last_mark_pos;
+
+	/* A join handed over by ft_primary_join (mu) */
+	bool join_pending;
+	int join_rc;
+	struct ft_link join_link;
+	char join_err[200];
 };
+
+static void maybe_join(struct ft_primary *p, struct vmm_machine *m);
 
 static void link_dead(struct ft_primary *p, const char *why)
 {
@@ -213,6 +221,7 @@ static uint64_t pri_clock_read(void *opaque, struct vmm_machine *m)
 static int pri_poll(void *opaque, struct vmm_machine *m)
 {
 	struct ft_primary *p = opaque;
+	maybe_join(p, m);
 	int rc = rec_input_ops.poll(p->rec, m);
 	if (rc)
 		return rc;
@@ -237,6 +246,7 @@ static int pri_poll(void *opaque, struct vmm_machine *m)
 static int pri_idle(void *opaque, struct vmm_machine *m)
 {
 	struct ft_primary *p = opaque;
+	maybe_join(p, m);
 	/* The guest waits: tell the backup how far it got, so that its output can leave. */
 	maybe_mark(p, m, true);
 	atomic_store(&p->idling, true);
@@ -342,7 +352,7 @@ static void lost(struct ft_primary *p)
 		p->alone = true;
 		release_n(p, p->on);
 		if (p->cfg.input)
-			ft_input_set_alone(p->cfg.input);
+			ft_input_set_alone(p->cfg.input, true);
 	} else {
 		p->loser = true;
 	}
@@ -500,6 +510,76 @@ enum ft_verdict ft_primary_finish(struct ft_primary *p)
 	enum ft_verdict v = p->loser ? FT_LOSER : FT_ALONE;
 	pthread_mutex_unlock(&p->mu);
 	return v;
+}
+
+/* At a stop: a backup waits to join (the guest stands still while its state goes). */
+static void maybe_join(struct ft_primary *p, struct vmm_machine *m)
+{
+	pthread_mutex_lock(&p->mu);
+	bool pending = p->join_pending;
+	pthread_mutex_unlock(&p->mu);
+	if (!pending)
+		return;
+	int rc = p->cfg.join_begin(p->cfg.opaque, m, &p->join_link);
+	if (rc == 0) {
+		/* --log kept the log up to here; the new log starts from a machine state. */
+		p->cfg.log_fd = -1;
+		pthread_mutex_lock(&p->mu);
+		p->cfg.link = p->join_link;
+		p->alone = p->loser = p->done = false;
+		p->acked = 0;
+		p->why[0] = 0;
+		p->st.held = p->st.replayed = p->st.lag_ns = 0;
+		pthread_mutex_unlock(&p->mu);
+		p->last_mark_pos = UINT64_MAX;
+		atomic_store(&p->last_heard, ft_now_ns());
+		if (p->cfg.input)
+			ft_input_set_alone(p->cfg.input, false);
+		atomic_store(&p->linked, true);
+		struct rec *nr = NULL;
+		rc = p->cfg.join_log(p->cfg.opaque, m, &nr);
+		if (rc == 0)
+			p->rec = nr;
+		else
+			link_dead(p, "the new log could not be started");
+	}
+	pthread_mutex_lock(&p->mu);
+	p->join_rc = rc;
+	p->join_pending = false;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+}
+
+int ft_primary_join(struct ft_primary *p, const struct ft_link *link, char *err, size_t cap)
+{
+	pthread_mutex_lock(&p->mu);
+	const char *why = !p->cfg.join_begin ? "this primary takes no joins"
+			  : !p->alone ? (atomic_load(&p->linked) ? "a backup follows this primary already"
+								  : "the lost backup is still being decided")
+			  : p->loser ? "this primary is stopping"
+			  : p->join_pending ? "another backup is joining"
+					    : NULL;
+	if (why) {
+		pthread_mutex_unlock(&p->mu);
+		snprintf(err, cap, "%s", why);
+		return -1;
+	}
+	p->join_link = *link;
+	p->join_pending = true;
+	p->join_err[0] = 0;
+	pthread_mutex_unlock(&p->mu);
+	if (p->m) {
+		vmm_machine_kick(p->m);
+		rec_input_ops.wake(p->rec);
+	}
+	pthread_mutex_lock(&p->mu);
+	while (p->join_pending)
+		pthread_cond_wait(&p->cv, &p->mu);
+	int rc = p->join_rc;
+	pthread_mutex_unlock(&p->mu);
+	if (rc < 0)
+		snprintf(err, cap, "the primary could not send its state");
+	return rc;
 }
 
 void ft_primary_stats(struct ft_primary *p, struct ft_stats *s)

@@ -25,6 +25,11 @@ struct rec_config {
 	/* Include a hash of all guest RAM when this many ms have passed since the last
 	 * one (0: 1000). The final hash always includes memory. */
 	uint32_t mem_hash_ms;
+	/* Recording starts in the middle of a run (an ft primary re-protected by a new
+	 * backup: the log starts from a machine state): the output the guest wrote before,
+	 * as its running hash and byte count, so that the state checks go on from there. */
+	bool resume;
+	uint64_t out_hash, out_bytes;
 };
 
 /* What the recorder gives the machine: pass both in struct vmm_config. */
@@ -62,6 +67,9 @@ void rec_mark(struct rec *r, struct vmm_machine *m);
  * to its last complete chunk.
  */
 int rec_error(const struct rec *r);
+
+/* The running hash and count of the output so far (what a resumed log goes on from). */
+void rec_out(const struct rec *r, uint64_t *out_hash, uint64_t *out_bytes);
 
 void rec_free(struct rec *r);
 

@@ -423,6 +423,11 @@ int rpl_create(const struct rpl_config *cfg, struct rpl **out)
 		return -VMM_ENOMEM;
 	r->cfg = *cfg;
 	r->out_hash = LF_OUT_HASH_INIT;
+	if (cfg->resume) {
+		r->out_hash = cfg->out_hash;
+		r->out_bytes = cfg->out_bytes;
+		r->last_clock = cfg->last_clock;
+	}
 	r->run_pos = UINT64_MAX;
 	*out = r;
 	return 0;

@@ -37,6 +37,13 @@ struct rpl_config {
 	 * so. The reader's io blocks while more may come.
 	 */
 	bool stream;
+	/*
+	 * The log starts in the middle of a run (an ft backup that joined a running primary
+	 * from a machine state): the output hash and byte count the run had there, and the
+	 * last clock value its guest read.
+	 */
+	bool resume;
+	uint64_t out_hash, out_bytes, last_clock;
 };
 
 extern const struct vmm_input_ops rpl_input_ops;

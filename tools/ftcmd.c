@@ -22,6 +22,7 @@
 #include "vmm/vmm.h"
 
 #include <errno.h>
+#include <lz4.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -51,6 +52,7 @@ static void usage_ft(FILE *f)
 	fprintf(f,
 		"usage: rewind ft primary --backup HOST:PORT --key KEY --arbiter SPEC [options] GUEST.elf\n"
 		"       rewind ft backup --listen HOST:PORT --key KEY --arbiter SPEC [options]\n"
+		"       rewind ft backup --join HOST:PORT --key KEY --arbiter SPEC [options]\n"
 		"       rewind ft status --key KEY HOST:PORT\n"
 		"       rewind ft keygen KEY\n"
 		"       rewind console --key KEY [--no-input] HOST:PORT[,HOST:PORT...]\n"
@@ -70,8 +72,11 @@ static void usage_ft(FILE *f)
 		"                       a closed connection is noticed at once)\n"
 		"  --log FILE           also keep the stream as a log file (the primary's is a\n"
 		"                       whole log; a backup's is cut where its primary died)\n"
-		"  --listen HOST:PORT   primary: answer `rewind ft status` here;\n"
+		"  --listen HOST:PORT   primary: answer `rewind ft status` and joins here;\n"
 		"                       backup: the stream's port (and status)\n"
+		"Backup only:\n"
+		"  --join HOST:PORT     re-protect a running primary that lost its backup (its\n"
+		"                       --listen): it sends its machine state, then its log\n"
 		"Primary only:\n"
 		"  --backup HOST:PORT   where the backup listens (tried for --connect-for seconds)\n"
 		"  --connect-for SEC    how long to keep trying the backup (default 10)\n"
@@ -192,6 +197,7 @@ struct side {
 	struct ft_primary *fp;
 	struct ft_backup *fb;
 	struct ft_input *in; /* typed input from console clients */
+	struct pri_log *log; /* primary: what a join needs */
 	atomic_int state; /* 0 protected/following, 1 alone, 2 loser */
 };
 
@@ -336,7 +342,7 @@ static size_t console_input_cb(void *opaque, uint64_t client, uint64_t seq, cons
 	return ft_input_offer(s->in, client, seq, buf, n, 200);
 }
 
-static void side_console(struct side *s, const char *serial, bool live)
+static void side_console(struct side *s, const char *serial, bool live, uint64_t base)
 {
 	pthread_mutex_init(&s->out_mu, NULL);
 	if (ft_input_create(&s->in) < 0)
@@ -353,7 +359,7 @@ static void side_console(struct side *s, const char *serial, bool live)
 	int fd = listen_on(serial + 4, err, sizeof(err));
 	if (fd < 0)
 		die_line(EXIT_HOST, "--serial: %s", err);
-	struct ft_console_config cc = {.listen_fd = fd, .key = &s->key,
+	struct ft_console_config cc = {.listen_fd = fd, .key = &s->key, .out_base = base,
 				       .input = console_input_cb, .opaque = s};
 	if (ft_console_start(&cc, &s->con, err, sizeof(err)) < 0)
 		die_line(EXIT_HOST, "--serial %s: %s", serial, err);
@@ -414,12 +420,22 @@ static void *status_main(void *arg)
 			fprintf(stderr, "%s: ft %s: refused a connection: %s\n", prog, s->role, err);
 			continue;
 		}
-		uint8_t type, b[64];
+		uint8_t type = 0, b[64];
 		size_t n;
-		if (ft_chan_recv(c, &type, b, sizeof(b), &n, 2000) == 1 && type == FT_MSG_STATUS) {
+		int got = ft_chan_recv(c, &type, b, sizeof(b), &n, 2000);
+		if (got == 1 && type == FT_MSG_STATUS) {
 			char text[1024];
 			status_text(s, text, sizeof(text));
 			(void)ft_chan_send(c, FT_MSG_STATUS_OK, text, strlen(text));
+		} else if (got == 1 && type == FT_MSG_JOIN && s->fp) {
+			struct ft_link link;
+			ft_link_chan(&link, c);
+			if (ft_primary_join(s->fp, &link, err, sizeof(err)) == 0)
+				continue; /* the channel is the stream now */
+			fprintf(stderr, "%s: ft primary: refused a backup's join: %s\n", prog, err);
+			(void)ft_chan_send(c, FT_MSG_REFUSED, err, strlen(err));
+		} else if (got == 1 && type == FT_MSG_JOIN) {
+			(void)ft_chan_send(c, FT_MSG_REFUSED, "this is not a primary", 21);
 		} else if (type == FT_MSG_HELLO) {
 			fprintf(stderr, "%s: ft %s: refused a second stream (this side has its pair)\n",
 				prog, s->role);
@@ -491,7 +507,7 @@ static int cmd_ft_status(int argc, char **argv)
 /* ---- options --------------------------------------------------------------------------- */
 
 struct ft_opts {
-	const char *key, *arbiter, *serial, *log, *listen, *backup, *mem, *append;
+	const char *key, *arbiter, *serial, *log, *listen, *backup, *mem, *append, *join;
 	unsigned timeout_ms, marker_ms, connect_s;
 	uint64_t out_buffer;
 };
@@ -518,6 +534,7 @@ static void parse_ft_opts(int argc, char **argv, bool primary, struct ft_opts *o
 		{"timeout", required_argument, NULL, 't'},  {"marker-ms", required_argument, NULL, 'M'},
 		{"connect-for", required_argument, NULL, 'C'},
 		{"out-buffer", required_argument, NULL, 'O'}, {"help", no_argument, NULL, 'h'},
+		{"join", required_argument, NULL, 'J'},
 		{NULL, 0, NULL, 0}};
 	const char *role = primary ? "primary" : "backup";
 	int c;
@@ -533,6 +550,12 @@ static void parse_ft_opts(int argc, char **argv, bool primary, struct ft_opts *o
 		case 'l': o->log = optarg; break;
 		case 'L': o->listen = optarg; break;
 		case 'B': o->backup = optarg; break;
+		case 'J':
+			if (primary)
+				die_line(EXIT_USAGE, "ft primary: --join is an option of 'rewind ft "
+						     "backup'");
+			o->join = optarg;
+			break;
 		case 'm': o->mem = optarg; break;
 		case 'A': o->append = optarg; break;
 		case 't': {
@@ -569,9 +592,9 @@ static void parse_ft_opts(int argc, char **argv, bool primary, struct ft_opts *o
 	if (primary && !o->backup)
 		die_line(EXIT_USAGE, "ft primary: --backup HOST:PORT is required (where 'rewind ft "
 				     "backup --listen' waits)");
-	if (!primary && !o->listen)
-		die_line(EXIT_USAGE, "ft backup: --listen HOST:PORT is required (where the primary "
-				     "connects)");
+	if (!primary && !o->listen && !o->join)
+		die_line(EXIT_USAGE, "ft backup: --listen HOST:PORT (where the primary connects) or "
+				     "--join HOST:PORT (a running primary's --listen) is required");
 	(void)role;
 }
 
@@ -608,6 +631,127 @@ static void on_sig(int sig)
 	g_sig = sig;
 	if (g_ft_live)
 		vmm_live_request_stop(g_ft_live);
+}
+
+/* ---- re-protect: a backup joins a primary that runs alone ------------------------------ */
+
+/* What a primary needs to start a new log when a backup joins. */
+struct pri_log {
+	struct lf_header hd;
+	struct lf_writer_config wc;
+	struct lf_io io;
+	struct vmm_live *live;
+	struct lf_writer *w, *old_w; /* the current log's writer; the one before a join */
+	struct rec *rec, *old_rec;
+	unsigned marker_ms, timeout_ms;
+	uint64_t t0, state_bytes, sent_bytes;
+};
+
+#define STATE_PIECE (1u << 20)
+
+/* HELLO with the next generation, then the machine state, lz4 in 1 MiB pieces. */
+static int join_begin(void *opaque, struct vmm_machine *m, const struct ft_link *link)
+{
+	struct side *s = opaque;
+	struct pri_log *pl = s->log;
+	pl->t0 = ft_now_ns();
+	/* Whatever the old log holds goes out now (to --log only: no backup listens). */
+	if (lf_writer_flush(pl->w) < 0)
+		return -1;
+	char err[256];
+	struct ft_hello h = {.generation = s->generation + 1, .marker_ms = pl->marker_ms,
+			     .timeout_ms = pl->timeout_ms};
+	memcpy(h.pair_id, s->pair_id, sizeof(h.pair_id));
+	if (ft_hello_send(link, &h, 5000, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s: ft primary: a backup's join failed: %s\n", prog, err);
+		return -1;
+	}
+	void *blob;
+	size_t len;
+	if (vmm_machine_save(m, &blob, &len) < 0) {
+		fprintf(stderr, "%s: ft primary: saving the machine for a join: %s\n", prog,
+			vmm_errdetail());
+		return -1;
+	}
+	int bound = LZ4_compressBound(STATE_PIECE);
+	uint8_t *z = malloc(4 + (size_t)bound);
+	int rc = z ? 0 : -1;
+	pl->sent_bytes = 0;
+	for (size_t off = 0; rc == 0 && off < len; off += STATE_PIECE) {
+		size_t n = len - off < STATE_PIECE ? len - off : STATE_PIECE;
+		int k = LZ4_compress_default((const char *)blob + off, (char *)z + 4, (int)n, bound);
+		if (k <= 0) {
+			rc = -1;
+			break;
+		}
+		z[0] = (uint8_t)n;
+		z[1] = (uint8_t)(n >> 8);
+		z[2] = (uint8_t)(n >> 16);
+		z[3] = (uint8_t)(n >> 24);
+		rc = link->ops->send(link->opaque, FT_MSG_STATE, z, 4 + (size_t)k);
+		pl->sent_bytes += 4 + (uint64_t)k;
+	}
+	free(z);
+	free(blob);
+	uint8_t end[32];
+	uint64_t oh, ob;
+	rec_out(pl->rec, &oh, &ob);
+	for (int i = 0; i < 8; i++) {
+		end[i] = (uint8_t)((uint64_t)len >> (8 * i));
+		end[8 + i] = (uint8_t)(oh >> (8 * i));
+		end[16 + i] = (uint8_t)(ob >> (8 * i));
+		end[24 + i] = (uint8_t)(vmm_live_host_ns(pl->live) >> (8 * i));
+	}
+	if (rc == 0)
+		rc = link->ops->send(link->opaque, FT_MSG_STATE_END, end, sizeof(end));
+	if (rc < 0) {
+		fprintf(stderr, "%s: ft primary: sending the machine state to a joining backup: %s\n",
+			prog, link->ops->error(link->opaque));
+		return -1;
+	}
+	pl->state_bytes = len;
+	s->generation++;
+	atomic_store(&s->state, 0);
+	return 0;
+}
+
+/* The new log: a new writer on the stream, a recorder that goes on from the output so far. */
+static int join_log(void *opaque, struct vmm_machine *m, struct rec **out)
+{
+	struct side *s = opaque;
+	struct pri_log *pl = s->log;
+	(void)m;
+	/* The log before the previous join is no longer used by anything. */
+	if (pl->old_rec) {
+		lf_writer_free(pl->old_w);
+		rec_free(pl->old_rec);
+	}
+	struct timespec rt;
+	clock_gettime(CLOCK_REALTIME, &rt);
+	pl->hd.created_ns = (uint64_t)rt.tv_sec * 1000000000ull + (uint64_t)rt.tv_nsec;
+	struct lf_writer *w;
+	if (lf_writer_open(&pl->io, &pl->hd, &pl->wc, &w) < 0)
+		return -1;
+	uint64_t oh, ob;
+	rec_out(pl->rec, &oh, &ob);
+	struct rec_config rcc = {.inner = &vmm_live_input_ops, .inner_opaque = pl->live,
+				 .writer = w, .resume = true, .out_hash = oh, .out_bytes = ob};
+	struct rec *r;
+	if (rec_create(&rcc, &r) < 0) {
+		lf_writer_free(w);
+		return -1;
+	}
+	pl->old_w = pl->w;
+	pl->old_rec = pl->rec;
+	pl->w = w;
+	pl->rec = r;
+	*out = r;
+	fprintf(stderr,
+		"%s: ft primary: a backup joined (generation %" PRIu64 "): protected again; the "
+		"guest paused %.1f ms for its state (%.1f MB, %.1f MB sent)\n",
+		prog, s->generation, (ft_now_ns() - pl->t0) / 1e6, pl->state_bytes / 1e6,
+		pl->sent_bytes / 1e6);
+	return 0;
 }
 
 /* ---- primary ------------------------------------------------------------------------------ */
@@ -663,44 +807,47 @@ static int cmd_ft_primary(int argc, char **argv)
 	memcpy(h.pair_id, s.pair_id, sizeof(h.pair_id));
 	if (ft_hello_send(&link, &h, 10000, err, sizeof(err)) < 0)
 		die_line(EXIT_HOST, "ft primary: %s", err);
-	side_console(&s, o.serial, true);
+	side_console(&s, o.serial, true, 0);
 
 	int log_fd = open_log(o.log);
+	static struct pri_log pl;
+	s.log = &pl;
+	pl.marker_ms = o.marker_ms;
+	pl.timeout_ms = o.timeout_ms;
 	struct ft_primary_config pc = {.link = link, .marker_ms = o.marker_ms,
 				       .timeout_ms = o.timeout_ms, .out_cap = o.out_buffer,
 				       .log_fd = log_fd, .input = s.in, .release = release_cb,
-				       .claim = claim_cb, .opaque = &s};
+				       .claim = claim_cb, .join_begin = join_begin,
+				       .join_log = join_log, .opaque = &s};
 	struct ft_primary *fp;
 	if (ft_primary_create(&pc, &fp) < 0)
 		die_line(EXIT_HOST, "ft primary: no memory");
-	struct lf_io io;
-	ft_primary_io(fp, &io);
-	char config[256];
+	ft_primary_io(fp, &pl.io);
+	static char config[256];
 	snprintf(config, sizeof(config),
 		 "machine=rewind-pc-2\nbackend=emu\npositions=instructions\nmem=%" PRIu64
 		 "\nclock=real\n",
 		 mem);
-	struct lf_header hd = {.tool = "rewind " REWIND_VERSION " ft", .config = config,
-			       .cmdline = o.append ? o.append : "", .image_path = path,
-			       .image_hash = lf_hash64(elf, elf_len), .image_len = elf_len,
-			       .image = elf};
+	pl.hd = (struct lf_header){.tool = "rewind " REWIND_VERSION " ft", .config = config,
+				   .cmdline = o.append ? o.append : "", .image_path = path,
+				   .image_hash = lf_hash64(elf, elf_len), .image_len = elf_len,
+				   .image = elf};
 	struct timespec rt;
 	clock_gettime(CLOCK_REALTIME, &rt);
-	hd.created_ns = (uint64_t)rt.tv_sec * 1000000000ull + (uint64_t)rt.tv_nsec;
-	struct lf_writer_config wc = {.codec = LF_CODEC_LZ4};
-	struct lf_writer *w;
-	rc = lf_writer_open(&io, &hd, &wc, &w);
+	pl.hd.created_ns = (uint64_t)rt.tv_sec * 1000000000ull + (uint64_t)rt.tv_nsec;
+	pl.wc = (struct lf_writer_config){.codec = LF_CODEC_LZ4};
+	rc = lf_writer_open(&pl.io, &pl.hd, &pl.wc, &pl.w);
 	if (rc < 0)
 		die_lf(rc, "ft primary: starting the stream");
 	struct vmm_live_config lc = {.in_fd = ft_input_fd(s.in)};
-	struct vmm_live *live;
-	if (vmm_live_create(&lc, &live) < 0)
+	if (vmm_live_create(&lc, &pl.live) < 0)
 		die_line(EXIT_HOST, "ft primary: %s", vmm_errdetail());
-	struct rec_config rcc = {.inner = &vmm_live_input_ops, .inner_opaque = live, .writer = w};
-	struct rec *rec;
-	if (rec_create(&rcc, &rec) < 0)
+	struct vmm_live *live = pl.live;
+	struct rec_config rcc = {.inner = &vmm_live_input_ops, .inner_opaque = live,
+				 .writer = pl.w};
+	if (rec_create(&rcc, &pl.rec) < 0)
 		die_line(EXIT_HOST, "ft primary: no memory");
-	ft_primary_set_rec(fp, rec);
+	ft_primary_set_rec(fp, pl.rec);
 	struct vmm_config cfg = {.mem_size = mem, .backend = &emu_cpu_ops,
 				 .input = &ft_primary_input_ops, .input_opaque = fp,
 				 .tap = &ft_primary_input_tap, .tap_opaque = fp};
@@ -727,7 +874,7 @@ static int cmd_ft_primary(int argc, char **argv)
 	if (rc < 0)
 		die_line(EXIT_HOST, "ft primary: %s", vmm_errdetail());
 	int status = stop_status(m, &stop);
-	rc = rec_finish(rec, m, &stop);
+	rc = rec_finish(pl.rec, m, &stop);
 	if (rc < 0)
 		die_line(EXIT_HOST, "ft primary: %s", vmm_errdetail());
 	if (ft_primary_finish(fp) == FT_LOSER)
@@ -765,6 +912,66 @@ static bool config_value(const char *config, const char *key, char *buf, size_t 
 	return false;
 }
 
+/* A joining backup: the primary's machine state, and where its output stood. */
+struct join_state {
+	void *blob;
+	size_t len;
+	uint64_t out_hash, out_bytes, last_clock;
+};
+
+static void join_receive(const struct ft_link *l, struct join_state *js)
+{
+	uint8_t *buf = malloc(FT_MSG_MAX + 64);
+	size_t cap = 0;
+	if (!buf)
+		die_line(EXIT_HOST, "ft backup: no memory");
+	for (;;) {
+		uint8_t type;
+		size_t n;
+		int rc = l->ops->recv(l->opaque, &type, buf, FT_MSG_MAX + 64, &n, 30000);
+		if (rc <= 0)
+			die_line(EXIT_HOST, "ft backup: receiving the primary's state: %s",
+				 rc ? l->ops->error(l->opaque) : "nothing for 30 s");
+		if (type == FT_MSG_STATE && n > 4) {
+			size_t raw = (size_t)buf[0] | (size_t)buf[1] << 8 | (size_t)buf[2] << 16 |
+				     (size_t)buf[3] << 24;
+			if (raw > STATE_PIECE)
+				die_line(EXIT_BADINPUT, "ft backup: a piece of the primary's state is "
+							"too large");
+			if (js->len + raw > cap) {
+				cap = (js->len + raw) * 2;
+				void *nb = realloc(js->blob, cap);
+				if (!nb)
+					die_line(EXIT_HOST, "ft backup: no memory for the state");
+				js->blob = nb;
+			}
+			int k = LZ4_decompress_safe((const char *)buf + 4,
+						    (char *)js->blob + js->len, (int)(n - 4),
+						    (int)raw);
+			if (k != (int)raw)
+				die_line(EXIT_BADINPUT, "ft backup: a piece of the primary's state "
+							"does not decompress");
+			js->len += raw;
+		} else if (type == FT_MSG_STATE_END && n >= 32) {
+			uint64_t v[4] = {0, 0, 0, 0};
+			for (int f = 0; f < 4; f++)
+				for (int i = 0; i < 8; i++)
+					v[f] |= (uint64_t)buf[8 * f + i] << (8 * i);
+			if (v[0] != js->len)
+				die_line(EXIT_BADINPUT, "ft backup: the primary's state is %" PRIu64
+							" bytes, %zu came", v[0], js->len);
+			js->out_hash = v[1];
+			js->out_bytes = v[2];
+			js->last_clock = v[3];
+			free(buf);
+			return;
+		} else {
+			die_line(EXIT_BADINPUT, "ft backup: the primary sent message type %u while "
+						"sending its state", type);
+		}
+	}
+}
+
 static int cmd_ft_backup(int argc, char **argv)
 {
 	struct ft_opts o;
@@ -773,34 +980,57 @@ static int cmd_ft_backup(int argc, char **argv)
 	side_keys(&s, o.key, o.arbiter);
 	s.timeout_ms = o.timeout_ms;
 	char err[256];
-	if ((s.listen_fd = listen_on(o.listen, err, sizeof(err))) < 0)
+	if (o.listen && (s.listen_fd = listen_on(o.listen, err, sizeof(err))) < 0)
 		die_line(EXIT_HOST, "--listen: %s", err);
-	side_console(&s, o.serial, false);
 	signal(SIGPIPE, SIG_IGN);
-	fprintf(stderr, "%s: ft backup: waiting for the primary on %s\n", prog, o.listen);
 
-	/* The stream: the first connection that proves the key and says hello. */
 	struct ft_chan *ch = NULL;
 	struct ft_link link;
 	struct ft_hello h;
-	for (;;) {
-		int fd = accept4(s.listen_fd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			die_line(EXIT_HOST, "ft backup: accept: %s", strerror(errno));
-		}
+	static struct join_state js;
+	if (o.join) {
+		/* Re-protect: ask the running primary for its state and its log from there. */
+		int fd = connect_to(o.join, err, sizeof(err));
+		if (fd < 0)
+			die_line(EXIT_HOST, "ft backup --join: %s", err);
 		nodelay(fd);
-		if (ft_chan_open(fd, &s.key, FT_CHAN_ACCEPTOR, FT_PURPOSE, 5000, &ch, err,
-				 sizeof(err)) < 0) {
-			fprintf(stderr, "%s: ft backup: refused a connection: %s\n", prog, err);
-			continue;
-		}
+		if (ft_chan_open(fd, &s.key, FT_CHAN_CONNECTOR, FT_PURPOSE, 10000, &ch, err,
+				 sizeof(err)) < 0)
+			die_line(EXIT_BADINPUT, "ft backup --join %s: %s", o.join, err);
 		ft_link_chan(&link, ch);
-		if (ft_hello_take(&link, &h, 5000, err, sizeof(err)) == 0)
-			break;
-		fprintf(stderr, "%s: ft backup: refused a connection: %s\n", prog, err);
-		ft_chan_close(ch);
+		uint64_t t0 = ft_now_ns();
+		if (ft_chan_send(ch, FT_MSG_JOIN, NULL, 0) < 0 ||
+		    ft_hello_take(&link, &h, 30000, err, sizeof(err)) < 0)
+			die_line(EXIT_BADINPUT, "ft backup --join %s: %s", o.join, err);
+		join_receive(&link, &js);
+		fprintf(stderr,
+			"%s: ft backup: joined the primary at %s: %.1f MB of machine state in "
+			"%.0f ms\n",
+			prog, o.join, js.len / 1e6, (ft_now_ns() - t0) / 1e6);
+		side_console(&s, o.serial, false, js.out_bytes);
+	} else {
+		side_console(&s, o.serial, false, 0);
+		fprintf(stderr, "%s: ft backup: waiting for the primary on %s\n", prog, o.listen);
+		/* The stream: the first connection that proves the key and says hello. */
+		for (;;) {
+			int fd = accept4(s.listen_fd, NULL, NULL, SOCK_CLOEXEC);
+			if (fd < 0) {
+				if (errno == EINTR || errno == ECONNABORTED)
+					continue;
+				die_line(EXIT_HOST, "ft backup: accept: %s", strerror(errno));
+			}
+			nodelay(fd);
+			if (ft_chan_open(fd, &s.key, FT_CHAN_ACCEPTOR, FT_PURPOSE, 5000, &ch, err,
+					 sizeof(err)) < 0) {
+				fprintf(stderr, "%s: ft backup: refused a connection: %s\n", prog, err);
+				continue;
+			}
+			ft_link_chan(&link, ch);
+			if (ft_hello_take(&link, &h, 5000, err, sizeof(err)) == 0)
+				break;
+			fprintf(stderr, "%s: ft backup: refused a connection: %s\n", prog, err);
+			ft_chan_close(ch);
+		}
 	}
 	memcpy(s.pair_id, h.pair_id, sizeof(s.pair_id));
 	s.generation = h.generation;
@@ -838,7 +1068,8 @@ static int cmd_ft_backup(int argc, char **argv)
 	if (!hd->image)
 		die_line(EXIT_BADINPUT, "ft backup: the stream carries no guest image");
 	struct rpl_config rpc = {.reader = r, .out = replay_out_cb, .out_opaque = &s,
-				 .stream = true};
+				 .stream = true, .resume = js.blob != NULL, .out_hash = js.out_hash,
+				 .out_bytes = js.out_bytes, .last_clock = js.last_clock};
 	struct rpl *rpl;
 	if (rpl_create(&rpc, &rpl) < 0)
 		die_line(EXIT_HOST, "ft backup: no memory");
@@ -849,8 +1080,15 @@ static int cmd_ft_backup(int argc, char **argv)
 	if (vmm_machine_create(&cfg, &m) < 0)
 		die_line(EXIT_HOST, "ft backup: creating the machine: %s", vmm_errdetail());
 	ft_backup_attach(fb, rpl, m);
-	if (vmm_machine_load(m, hd->image, hd->image_len, hd->cmdline) < 0)
+	if (js.blob) {
+		if (vmm_machine_load_state(m, js.blob, js.len) < 0)
+			die_line(EXIT_BADINPUT, "ft backup: the primary's machine state: %s",
+				 vmm_errdetail());
+		free(js.blob);
+		js.blob = NULL;
+	} else if (vmm_machine_load(m, hd->image, hd->image_len, hd->cmdline) < 0) {
 		die_line(EXIT_BADINPUT, "ft backup: the stream's image: %s", vmm_errdetail());
+	}
 
 	struct vmm_stop stop;
 	rc = vmm_machine_run(m, &stop);
@@ -862,7 +1100,7 @@ static int cmd_ft_backup(int argc, char **argv)
 	if (rc == 0 && stop.reason == VMM_STOP_USER && bs == FT_B_ALONE &&
 	    rpl_at_log_end(rpl, &last_clock)) {
 		/* Go live here, on the same machine: the live source plugged in. */
-		ft_input_set_alone(s.in);
+		ft_input_set_alone(s.in, true);
 		struct vmm_live_config lc = {.in_fd = ft_input_fd(s.in), .out = replay_out_cb,
 					     .out_opaque = &s, .clock_floor_ns = last_clock};
 		struct vmm_live *live;

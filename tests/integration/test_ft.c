@@ -466,3 +466,65 @@ Test(ft, console_input_once_across_failover, .timeout = 120)
 	h_free(&cr);
 	env_free(&e);
 }
+
+/* Re-protect: the backup dies, the primary runs on alone, a new backup joins it with
+ * --join (machine state, then the log), then the primary dies: the joined backup goes
+ * live and the client's transcript is still the guest's whole output. */
+Test(ft, join_then_failover, .timeout = 180)
+{
+	struct ft_env e;
+	env_init(&e);
+	int pcon = free_port(), bcon = free_port(), b2con = free_port(), plisten = free_port();
+	char ps[40], bs[40], b2s[40], addrs[120], pl[40], join[40];
+	snprintf(ps, sizeof(ps), "tcp:127.0.0.1:%d", pcon);
+	snprintf(bs, sizeof(bs), "tcp:127.0.0.1:%d", bcon);
+	snprintf(b2s, sizeof(b2s), "tcp:127.0.0.1:%d", b2con);
+	snprintf(addrs, sizeof(addrs), "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", pcon, bcon,
+		 b2con);
+	snprintf(pl, sizeof(pl), "127.0.0.1:%d", plisten);
+	snprintf(join, sizeof(join), "127.0.0.1:%d", plisten);
+	struct h_proc b, p, b2, c;
+	start_backup_serial(&e, e.port, e.key, TIMEOUT_S, bs, &b);
+	char backup[32];
+	snprintf(backup, sizeof(backup), "127.0.0.1:%d", e.port);
+	char *pargv[] = {e.rewind, "ft", "primary", "--backup", backup, "--listen", pl, "--key",
+			 e.key, "--arbiter", e.arb, "--timeout", TIMEOUT_S, "--serial", ps,
+			 "--mem", "16M", "--append", "lines=400 hz=200", e.guest, NULL};
+	struct h_opts po = {.timeout_s = 90};
+	h_start(pargv, &po, &p);
+	char *cargv[] = {e.rewind, "console", "--key", e.key, "--no-input", addrs, NULL};
+	struct h_opts co = {.timeout_s = 90};
+	h_start(cargv, &co, &c);
+	struct h_run br;
+	b.o.sig = SIGKILL;
+	b.o.sig_after = "following pair";
+	b.o.sig_delay_ms = 300;
+	h_wait(&b, &br);
+	cr_assert_eq(br.termsig, SIGKILL, "%s", br.err);
+	usleep(300 * 1000);
+	char *b2argv[] = {e.rewind, "ft", "backup", "--join", join, "--key", e.key, "--arbiter",
+			  e.arb, "--timeout", TIMEOUT_S, "--serial", b2s, NULL};
+	struct h_opts b2o = {.timeout_s = 90};
+	h_start(b2argv, &b2o, &b2);
+	p.o.sig = SIGKILL;
+	p.o.sig_after = "a backup joined";
+	p.o.sig_delay_ms = 400;
+	struct h_run pr, b2r, cr;
+	h_wait(&p, &pr);
+	h_wait(&b2, &b2r);
+	h_wait(&c, &cr);
+	cr_assert_eq(pr.termsig, SIGKILL, "the primary ended before the kill: %s", pr.err);
+	cr_assert(strstr(pr.err, "running on UNPROTECTED"), "%s", pr.err);
+	cr_assert(strstr(pr.err, "protected again; the guest paused"), "%s", pr.err);
+	cr_assert(strstr(b2r.err, "joined the primary"), "%s", b2r.err);
+	cr_assert(strstr(b2r.err, "generation 2"), "%s", b2r.err);
+	cr_assert(strstr(b2r.err, "went live at position"), "%s", b2r.err);
+	cr_assert_eq(b2r.status, 1, "%s", b2r.err);
+	cr_assert_eq(cr.status, 0, "console: %s", cr.err);
+	check_ticker(cr.out, 400);
+	h_free(&pr);
+	h_free(&br);
+	h_free(&b2r);
+	h_free(&cr);
+	env_free(&e);
+}
