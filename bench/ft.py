@@ -14,6 +14,7 @@ Measures, on loopback, with real `rewind ft` processes (--serial stdio):
   lag          the backup's lag, from `rewind ft status` on both sides during a run
   gap (kill)   kill -9 of the primary: from the kill to the backup's first output
   gap (silence) SIGSTOP of the primary (a hung host): from the stop to the backup's output
+  join         the guest's pause when a new backup joins a primary that runs alone
   soak         N primary kills at random points: every transcript checked byte for byte
 --write appends the table to bench/RESULTS.md.
 """
@@ -47,6 +48,7 @@ class Pair:
         if not os.path.exists(key):
             subprocess.run([rw, "ft", "keygen", key], check=True, stderr=subprocess.DEVNULL)
         arb = "file:" + os.path.join(tmp, "arb%d" % self.port)
+        self.arb = arb
         self.b = subprocess.Popen(
             [rw, "ft", "backup", "--listen", "127.0.0.1:%d" % self.port, "--key", key,
              "--arbiter", arb, "--timeout", timeout],
@@ -202,6 +204,31 @@ def main():
                      "median %.0f ms, max %.0f ms (%d runs, transcripts %s)" %
                      (statistics.median(x[0] for x in gs) * 1e3, max(x[0] for x in gs) * 1e3,
                       len(gs), "all whole" if all(x[1] for x in gs) else "NOT ALL WHOLE")))
+
+    # Join pause: the backup dies, a new one joins the primary that runs alone.
+    pauses = []
+    for _ in range(a.runs):
+        pr = Pair(rw, g("ticker"), "lines=200 hz=200", tmp)
+        while not pr.pout and pr.p.poll() is None:
+            pr.pump(0.01)
+        pr.b.kill()
+        pr.pump(0.4)
+        b2 = subprocess.Popen([rw, "ft", "backup", "--join", "127.0.0.1:%d" % pr.sport, "--key",
+                               pr.key, "--arbiter", pr.arb], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+        pr.finish()
+        b2.wait(timeout=60)
+        m = re.search(r"paused ([\d.]+) ms for its state \(([\d.]+) MB, ([\d.]+) MB sent\)",
+                      pr.perr)
+        if m:
+            pauses.append((float(m.group(1)), float(m.group(2)), float(m.group(3))))
+        else:
+            notes.append("join: %s" % pr.perr.strip()[-300:])
+    if pauses:
+        rows.append(("join pause (128 MiB guest)",
+                     "median %.0f ms, max %.0f ms (%d joins; state %.0f MB, %.2f MB sent)" %
+                     (statistics.median(x[0] for x in pauses), max(x[0] for x in pauses),
+                      len(pauses), pauses[0][1], pauses[0][2])))
 
     # Kill soak.
     bad = 0

@@ -102,7 +102,8 @@ struct ft_stats {
 	uint64_t out_released;  /* primary: output bytes released */
 	uint64_t stalls;        /* primary: times the guest waited for room in the buffer */
 	uint64_t stall_ns;      /* ... and how long in all */
-	uint64_t rel_lat_ns;    /* primary: total time released bytes waited for their ack */
+	uint64_t rel_lat_ns;    /* primary: total time sampled released bytes waited for their ack */
+	uint64_t rel_lat_n;     /* ... and how many were sampled (one in 16) */
 	uint64_t last_heard_ns; /* how long since the peer was last heard */
 	bool linked;            /* the link to the peer lives */
 	bool alone;             /* the peer was lost and the arbiter won */

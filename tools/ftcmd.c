@@ -679,8 +679,12 @@ static int join_begin(void *opaque, struct vmm_machine *m, const struct ft_link 
 	pl->sent_bytes = 0;
 	for (size_t off = 0; rc == 0 && off < len; off += STATE_PIECE) {
 		size_t n = len - off < STATE_PIECE ? len - off : STATE_PIECE;
-		int k = LZ4_compress_default((const char *)blob + off, (char *)z + 4, (int)n, bound);
-		if (k <= 0) {
+		/* Most of a guest's RAM is zero: such a piece is its length alone. */
+		const uint8_t *pc = (const uint8_t *)blob + off;
+		bool zero = pc[0] == 0 && memcmp(pc, pc + 1, n - 1) == 0;
+		int k = zero ? 0
+			     : LZ4_compress_default((const char *)pc, (char *)z + 4, (int)n, bound);
+		if (k <= 0 && !zero) {
 			rc = -1;
 			break;
 		}
@@ -887,7 +891,7 @@ static int cmd_ft_primary(int argc, char **argv)
 		" bytes, %" PRIu64 " markers; output %" PRIu64 " bytes, %.1f us per byte "
 		"waiting for acks; %" PRIu64 " stalls (%.1f ms)\n",
 		prog, stop.pos, st.log_bytes, st.markers, st.out_released,
-		st.out_released ? st.rel_lat_ns / 1e3 / (double)st.out_released : 0.0, st.stalls,
+		st.rel_lat_n ? st.rel_lat_ns / 1e3 / (double)st.rel_lat_n : 0.0, st.stalls,
 		st.stall_ns / 1e6);
 	if (log_fd >= 0 && close(log_fd) < 0)
 		die_line(EXIT_HOST, "--log %s: %s", o.log, strerror(errno));
@@ -932,7 +936,7 @@ static void join_receive(const struct ft_link *l, struct join_state *js)
 		if (rc <= 0)
 			die_line(EXIT_HOST, "ft backup: receiving the primary's state: %s",
 				 rc ? l->ops->error(l->opaque) : "nothing for 30 s");
-		if (type == FT_MSG_STATE && n > 4) {
+		if (type == FT_MSG_STATE && n >= 4) {
 			size_t raw = (size_t)buf[0] | (size_t)buf[1] << 8 | (size_t)buf[2] << 16 |
 				     (size_t)buf[3] << 24;
 			if (raw > STATE_PIECE)
@@ -945,9 +949,13 @@ static void join_receive(const struct ft_link *l, struct join_state *js)
 					die_line(EXIT_HOST, "ft backup: no memory for the state");
 				js->blob = nb;
 			}
-			int k = LZ4_decompress_safe((const char *)buf + 4,
-						    (char *)js->blob + js->len, (int)(n - 4),
-						    (int)raw);
+			int k = (int)raw;
+			if (n == 4) /* a piece of zeros */
+				memset((char *)js->blob + js->len, 0, raw);
+			else
+				k = LZ4_decompress_safe((const char *)buf + 4,
+							(char *)js->blob + js->len, (int)(n - 4),
+							(int)raw);
 			if (k != (int)raw)
 				die_line(EXIT_BADINPUT, "ft backup: a piece of the primary's state "
 							"does not decompress");

@@ -289,6 +289,7 @@ Test(ft, kill_backup, .timeout = 120)
 struct relay {
 	int lfd, port, to;
 	atomic_bool cut, quit;
+	atomic_bool flip; /* change one byte of the next piece from the primary, once */
 	pthread_t th;
 };
 
@@ -324,6 +325,8 @@ static void *relay_main(void *arg)
 			ssize_t n = read(pf[i].fd, buf, sizeof(buf));
 			if (n <= 0)
 				goto out;
+			if (i == 0 && n > 0 && atomic_exchange(&r->flip, false))
+				buf[n / 2] ^= 0x20;
 			if (!atomic_load(&r->cut) && write(pf[1 - i].fd, buf, (size_t)n) != n)
 				goto out;
 		}
@@ -334,8 +337,9 @@ out:
 	return NULL;
 }
 
-/* A cut link: both sides hear nothing; each claims; exactly one runs on. */
-Test(ft, partition_one_side_lives, .timeout = 120)
+/* A cut link (tamper: a changed byte instead): both sides lose the other; each claims;
+ * exactly one runs on, and what it shows is the guest's output. */
+static void partition(bool tamper)
 {
 	struct ft_env e;
 	env_init(&e);
@@ -354,7 +358,10 @@ Test(ft, partition_one_side_lives, .timeout = 120)
 	struct h_opts o = {.timeout_s = 60};
 	start_primary(&e, r.port, e.key, "1", "lines=400 hz=200", &o, &p);
 	usleep(700 * 1000);
-	atomic_store(&r.cut, true);
+	if (tamper)
+		atomic_store(&r.flip, true);
+	else
+		atomic_store(&r.cut, true);
 	struct h_run pr, br;
 	h_wait(&p, &pr);
 	h_wait(&b, &br);
@@ -369,11 +376,25 @@ Test(ft, partition_one_side_lives, .timeout = 120)
 	cr_assert(strstr(loser->err, "lost the arbiter"), "%s", loser->err);
 	cr_assert(strstr(winner->err, "won the arbiter"), "%s", winner->err);
 	check_ticker(winner->out, 400);
+	if (tamper) /* the backup read the changed record: a dead link at once */
+		cr_assert(strstr(br.err, "lost the primary: the link to the primary failed"), "%s",
+			  br.err);
 	if (!p_lives) /* what the losing primary showed is the start of the backup's */
 		cr_assert_eq(memcmp(br.out, pr.out, pr.len), 0);
 	h_free(&pr);
 	h_free(&br);
 	env_free(&e);
+}
+
+Test(ft, partition_one_side_lives, .timeout = 120)
+{
+	partition(false);
+}
+
+/* A changed byte mid-stream fails authentication: a dead link, never input to the guest. */
+Test(ft, tampered_stream_is_a_dead_link, .timeout = 120)
+{
+	partition(true);
 }
 
 /* A primary with another key is refused; so is garbage; the backup waits on. */
