@@ -143,6 +143,15 @@ Test(ft, usage_and_key_errors, .timeout = 60)
 	h_run(help, NULL, &r);
 	cr_assert(strstr(r.out, "14        ft: this side lost the arbiter"), "%s", r.out);
 	h_free(&r);
+	char *fthelp[] = {e.rewind, "ft", "--help", NULL};
+	h_run(fthelp, NULL, &r);
+	cr_assert_eq(r.status, 0);
+	static const char *words[] = {"ft primary", "ft backup", "ft status", "ft keygen",
+				      "rewind console", "--join", "--timeout", "--arbiter",
+				      "--log", "--serial", "--no-input", "14"};
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		cr_assert(strstr(r.out, words[i]), "ft --help lacks %s", words[i]);
+	h_free(&r);
 	env_free(&e);
 }
 
@@ -154,12 +163,37 @@ Test(ft, backup_follows_to_the_end, .timeout = 120)
 	struct h_proc b, p;
 	start_backup(&e, e.port, e.key, TIMEOUT_S, &b);
 	struct h_opts o = {.timeout_s = 60};
-	start_primary(&e, e.port, e.key, TIMEOUT_S, "lines=40 hz=200", &o, &p);
+	int sport = free_port();
+	char listen[32], backup[32];
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", sport);
+	snprintf(backup, sizeof(backup), "127.0.0.1:%d", e.port);
+	char *pargv[] = {e.rewind, "ft", "primary", "--backup", backup, "--listen", listen,
+			 "--key", e.key, "--arbiter", e.arb, "--timeout", TIMEOUT_S, "--append",
+			 "lines=150 hz=200", e.guest, NULL};
+	h_start(pargv, &o, &p);
+	/* `rewind ft status` while it runs: role, state, acked position, lag, link. */
+	struct h_run sr = {0};
+	for (int i = 0; i < 40; i++) {
+		usleep(100 * 1000);
+		char *sargv[] = {e.rewind, "ft", "status", "--key", e.key, listen, NULL};
+		h_run(sargv, NULL, &sr);
+		if (sr.status == 0 && strstr(sr.out, "state: protected") &&
+		    !strstr(sr.out, "acked: 0\n"))
+			break;
+		h_free(&sr);
+	}
+	cr_assert(sr.out, "ft status never answered");
+	cr_assert_eq(sr.status, 0, "%s", sr.err);
+	static const char *fields[] = {"role: primary\n", "state: protected\n", "acked: ",
+				       "lag: ", "link: up", "log: "};
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+		cr_assert(strstr(sr.out, fields[i]), "status lacks %s:\n%s", fields[i], sr.out);
+	h_free(&sr);
 	struct h_run pr, br;
 	h_wait(&p, &pr);
 	h_wait(&b, &br);
 	cr_assert_eq(pr.status, 1, "primary: %s", pr.err);
-	check_ticker(pr.out, 40);
+	check_ticker(pr.out, 150);
 	cr_assert(strstr(pr.err, "markers"), "%s", pr.err);
 	cr_assert_eq(br.status, 1, "backup: %s", br.err);
 	cr_assert(strstr(br.err, "the replay matched"), "%s", br.err);
