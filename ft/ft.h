@@ -146,7 +146,8 @@ void ft_input_free(struct ft_input *in);
 struct ft_primary;
 
 struct ft_primary_config {
-	struct ft_link link;       /* to the backup, HELLO already exchanged */
+	struct ft_link link;       /* to the backup, HELLO already exchanged (unused if alone) */
+	bool alone;                /* start without a backup (one went live): joins only */
 	unsigned marker_ms;        /* a progress marker this often (0: 5 ms) */
 	unsigned timeout_ms;       /* silence that means the backup is lost (0: 1000) */
 	size_t out_cap;            /* output bytes buffered before the guest waits (0: 64 KiB) */

@@ -72,7 +72,8 @@ static void link_dead(struct ft_primary *p, const char *why)
 	if (!p->why[0])
 		snprintf(p->why, sizeof(p->why), "%s", why);
 	pthread_mutex_unlock(&p->mu);
-	p->cfg.link.ops->shut(p->cfg.link.opaque);
+	if (p->cfg.link.ops)
+		p->cfg.link.ops->shut(p->cfg.link.opaque);
 }
 
 static void send_msg(struct ft_primary *p, uint8_t type, const void *buf, size_t len)
@@ -482,7 +483,8 @@ int ft_primary_create(const struct ft_primary_config *cfg, struct ft_primary **o
 	pthread_mutex_init(&p->send_mu, NULL);
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
-	atomic_store(&p->linked, true);
+	atomic_store(&p->linked, !cfg->alone);
+	p->alone = cfg->alone;
 	atomic_store(&p->last_heard, ft_now_ns());
 	p->last_mark_pos = UINT64_MAX;
 	*out = p;
@@ -609,7 +611,8 @@ void ft_primary_free(struct ft_primary *p)
 		return;
 	if (p->thread_on) {
 		atomic_store(&p->quit, true);
-		p->cfg.link.ops->shut(p->cfg.link.opaque);
+		if (p->cfg.link.ops)
+			p->cfg.link.ops->shut(p->cfg.link.opaque);
 		pthread_join(p->thread, NULL);
 	}
 	free(p->ob);

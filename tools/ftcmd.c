@@ -1107,30 +1107,61 @@ static int cmd_ft_backup(int argc, char **argv)
 	uint64_t last_clock = 0;
 	if (rc == 0 && stop.reason == VMM_STOP_USER && bs == FT_B_ALONE &&
 	    rpl_at_log_end(rpl, &last_clock)) {
-		/* Go live here, on the same machine: the live source plugged in. */
+		/* Go live here, on the same machine: the live source plugged in, recorded as a
+		 * primary's is, so that a new backup can join it (--join). */
 		ft_input_set_alone(s.in, true);
-		struct vmm_live_config lc = {.in_fd = ft_input_fd(s.in), .out = replay_out_cb,
-					     .out_opaque = &s, .clock_floor_ns = last_clock};
-		struct vmm_live *live;
-		if (vmm_live_create(&lc, &live) < 0)
+		struct vmm_live_config lc = {.in_fd = ft_input_fd(s.in),
+					     .clock_floor_ns = last_clock};
+		static struct pri_log pl;
+		if (vmm_live_create(&lc, &pl.live) < 0)
 			die_line(EXIT_HOST, "ft backup: %s", vmm_errdetail());
-		vmm_machine_set_input(m, &vmm_live_input_ops, live, &ft_input_tap, s.in);
-		if (vmm_live_start(live, m) < 0)
+		s.log = &pl;
+		pl.marker_ms = 5;
+		pl.timeout_ms = o.timeout_ms;
+		struct ft_primary_config pc = {.alone = true, .marker_ms = 5,
+					       .timeout_ms = o.timeout_ms, .log_fd = -1,
+					       .input = s.in, .release = release_cb,
+					       .claim = claim_cb, .join_begin = join_begin,
+					       .join_log = join_log, .opaque = &s};
+		struct ft_primary *fp;
+		if (ft_primary_create(&pc, &fp) < 0)
+			die_line(EXIT_HOST, "ft backup: no memory");
+		ft_primary_io(fp, &pl.io);
+		pl.hd = *hd;
+		pl.wc = (struct lf_writer_config){.codec = LF_CODEC_LZ4};
+		/* (no backup yet: this log goes nowhere; a join starts a new one) */
+		if (lf_writer_open(&pl.io, &pl.hd, &pl.wc, &pl.w) < 0)
+			die_line(EXIT_HOST, "ft backup: %s", lf_errdetail());
+		struct rpl_mark mk;
+		rpl_mark(rpl, &mk);
+		struct rec_config rcc = {.inner = &vmm_live_input_ops, .inner_opaque = pl.live,
+					 .writer = pl.w, .resume = true, .out_hash = mk.out_hash,
+					 .out_bytes = mk.out_bytes};
+		if (rec_create(&rcc, &pl.rec) < 0)
+			die_line(EXIT_HOST, "ft backup: no memory");
+		ft_primary_set_rec(fp, pl.rec);
+		vmm_machine_set_input(m, &ft_primary_input_ops, fp, &ft_primary_input_tap, fp);
+		if (vmm_live_start(pl.live, m) < 0 || ft_primary_start(fp, m) < 0)
 			die_line(EXIT_HOST, "ft backup: %s", vmm_errdetail());
-		g_ft_live = live;
+		g_ft_live = pl.live;
 		signal(SIGINT, on_sig);
 		signal(SIGTERM, on_sig);
-		/* the replay's output callback stays for the live machine's bytes */
-		struct rpl_stats rs;
-		rpl_stats(rpl, &rs);
 		fprintf(stderr,
 			"%s: ft backup: went live at position %" PRIu64 " (%" PRIu64
 			" bytes of output replayed); running as a primary WITHOUT a backup\n",
-			prog, stop.pos, rs.out_bytes);
+			prog, stop.pos, mk.out_bytes);
+		s.role = "primary";
+		s.fp = fp;
 		side_go_live(&s);
 		rc = vmm_machine_run(m, &stop);
+		if (atomic_load(&s.state) == 2)
+			exit(EXIT_ARBITER);
 		if (rc < 0)
 			die_line(EXIT_HOST, "ft backup (live): %s", vmm_errdetail());
+		if (rec_finish(pl.rec, m, &stop) < 0)
+			die_line(EXIT_HOST, "ft backup (live): %s", vmm_errdetail());
+		if (ft_primary_finish(fp) == FT_LOSER)
+			exit(EXIT_ARBITER);
 		side_end(&s);
 		return stop_status(m, &stop);
 	}

@@ -522,10 +522,11 @@ Test(ft, console_input_once_across_failover, .timeout = 120)
 	env_free(&e);
 }
 
-/* Re-protect: the backup dies, the primary runs on alone, a new backup joins it with
- * --join (machine state, then the log), then the primary dies: the joined backup goes
- * live and the client's transcript is still the guest's whole output. */
-Test(ft, join_then_failover, .timeout = 180)
+/* Re-protect: one side dies (the backup, or the primary: then the backup goes live), the
+ * survivor runs on alone, a new backup joins it with --join (machine state, then the
+ * log), then the survivor dies: the joined backup goes live and the client's transcript
+ * is still the guest's whole output. */
+static void join_case(bool primary_first)
 {
 	struct ft_env e;
 	env_init(&e);
@@ -547,39 +548,55 @@ Test(ft, join_then_failover, .timeout = 180)
 			 "--mem", "16M", "--append", "lines=400 hz=200", e.guest, NULL};
 	struct h_opts po = {.timeout_s = 90};
 	h_start(pargv, &po, &p);
+	/* The survivor's port, where the new backup joins: the primary's --listen, or the
+	 * backup's stream port once it went live. */
+	if (primary_first)
+		snprintf(join, sizeof(join), "127.0.0.1:%d", e.port);
 	char *cargv[] = {e.rewind, "console", "--key", e.key, "--no-input", addrs, NULL};
 	struct h_opts co = {.timeout_s = 90};
 	h_start(cargv, &co, &c);
-	struct h_run br;
-	b.o.sig = SIGKILL;
-	b.o.sig_after = "following pair";
-	b.o.sig_delay_ms = 300;
-	h_wait(&b, &br);
-	cr_assert_eq(br.termsig, SIGKILL, "%s", br.err);
+	struct h_proc *first = primary_first ? &p : &b, *second = primary_first ? &b : &p;
+	struct h_run fr;
+	first->o.sig = SIGKILL;
+	first->o.sig_after = primary_first ? "streaming to the backup" : "following pair";
+	first->o.sig_delay_ms = 300;
+	h_wait(first, &fr);
+	cr_assert_eq(fr.termsig, SIGKILL, "%s", fr.err);
 	usleep(300 * 1000);
 	char *b2argv[] = {e.rewind, "ft", "backup", "--join", join, "--key", e.key, "--arbiter",
 			  e.arb, "--timeout", TIMEOUT_S, "--serial", b2s, NULL};
 	struct h_opts b2o = {.timeout_s = 90};
 	h_start(b2argv, &b2o, &b2);
-	p.o.sig = SIGKILL;
-	p.o.sig_after = "a backup joined";
-	p.o.sig_delay_ms = 400;
-	struct h_run pr, b2r, cr;
-	h_wait(&p, &pr);
+	second->o.sig = SIGKILL;
+	second->o.sig_after = "a backup joined";
+	second->o.sig_delay_ms = 400;
+	struct h_run sr, b2r, cr;
+	h_wait(second, &sr);
 	h_wait(&b2, &b2r);
 	h_wait(&c, &cr);
-	cr_assert_eq(pr.termsig, SIGKILL, "the primary ended before the kill: %s", pr.err);
-	cr_assert(strstr(pr.err, "running on UNPROTECTED"), "%s", pr.err);
-	cr_assert(strstr(pr.err, "protected again; the guest paused"), "%s", pr.err);
+	cr_assert_eq(sr.termsig, SIGKILL, "the survivor ended before the kill: %s", sr.err);
+	cr_assert(strstr(sr.err, primary_first ? "went live at position"
+					       : "running on UNPROTECTED"), "%s", sr.err);
+	cr_assert(strstr(sr.err, "protected again; the guest paused"), "%s", sr.err);
 	cr_assert(strstr(b2r.err, "joined the primary"), "%s", b2r.err);
 	cr_assert(strstr(b2r.err, "generation 2"), "%s", b2r.err);
 	cr_assert(strstr(b2r.err, "went live at position"), "%s", b2r.err);
 	cr_assert_eq(b2r.status, 1, "%s", b2r.err);
 	cr_assert_eq(cr.status, 0, "console: %s", cr.err);
 	check_ticker(cr.out, 400);
-	h_free(&pr);
-	h_free(&br);
+	h_free(&fr);
+	h_free(&sr);
 	h_free(&b2r);
 	h_free(&cr);
 	env_free(&e);
+}
+
+Test(ft, join_a_primary_then_failover, .timeout = 180)
+{
+	join_case(false);
+}
+
+Test(ft, join_a_backup_that_went_live_then_failover, .timeout = 180)
+{
+	join_case(true);
 }
