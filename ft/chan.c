@@ -395,6 +395,12 @@ static int handshake(struct ft_chan *c, const struct ft_key *key, enum ft_chan_r
 			   theirs, c->purpose);
 	}
 
+	/* Role-bound proofs already refuse a connection that echoes this end's own bytes
+	 * back; name it for what it is. */
+	if (sodium_memcmp(peer + MAGIC_LEN, hello + MAGIC_LEN, NONCE_LEN) == 0)
+		return die(c, "the peer sent back this end's own hello (a connection looped "
+			      "back to itself, or reflected)");
+
 	/* T: label, purpose, connector's nonce, acceptor's nonce. */
 	const uint8_t *nc = role == FT_CHAN_CONNECTOR ? hello + MAGIC_LEN : peer + MAGIC_LEN;
 	const uint8_t *na = role == FT_CHAN_CONNECTOR ? peer + MAGIC_LEN : hello + MAGIC_LEN;

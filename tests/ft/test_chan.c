@@ -25,6 +25,8 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,10 +295,9 @@ static uint32_t recv_check(struct ft_chan *chan, uint32_t first, uint32_t n)
 		uint8_t type;
 		size_t len;
 		int r = ft_chan_recv(chan, &type, buf, FT_CHAN_MAX_RECORD, &len, 30000);
-		if (r != 1) {
-			cr_log_info("record %u: recv %d: %s", i, r, ft_chan_error(chan));
-			break;
-		}
+		if (r != 1)
+			break; /* the caller checks the count, and the reason where it expects one
+				*/
 		size_t wlen = fill_record(want, i, size_of(i));
 		if (type != (uint8_t)i || len != wlen || memcmp(buf, want, len) != 0) {
 			cr_log_error("record %u: type %u len %zu, want type %u len %zu", i, type,
@@ -321,13 +322,13 @@ Test(chan, round_trip_every_size)
 	struct sender s = {c, 300, 0, 0};
 	pthread_t t;
 	cr_assert_eq(pthread_create(&t, NULL, send_thread, &s), 0);
-	cr_expect_eq(recv_check(a, 0, 300), 300);
+	cr_expect_eq(recv_check(a, 0, 300), 300, "%s", ft_chan_error(a));
 	pthread_join(t, NULL);
 	cr_expect_eq(s.rc, 0, "%s", ft_chan_error(c));
 	/* And the other way. */
 	s = (struct sender){a, 100, 1000, 0};
 	cr_assert_eq(pthread_create(&t, NULL, send_thread, &s), 0);
-	cr_expect_eq(recv_check(c, 1000, 100), 100);
+	cr_expect_eq(recv_check(c, 1000, 100), 100, "%s", ft_chan_error(c));
 	pthread_join(t, NULL);
 	cr_expect_eq(s.rc, 0, "%s", ft_chan_error(a));
 	cr_expect_str_empty(ft_chan_error(c));
@@ -373,7 +374,7 @@ Test(chan, round_trip_over_tcp)
 	struct sender s = {oc.chan, 400, 0, 0};
 	pthread_t t;
 	cr_assert_eq(pthread_create(&t, NULL, send_thread, &s), 0);
-	cr_expect_eq(recv_check(oa.chan, 0, 400), 400);
+	cr_expect_eq(recv_check(oa.chan, 0, 400), 400, "%s", ft_chan_error(oa.chan));
 	pthread_join(t, NULL);
 	cr_expect_eq(s.rc, 0);
 	ft_chan_close(oc.chan);
@@ -398,8 +399,8 @@ Test(chan, concurrent_send_and_recv)
 	uint32_t ok_c = recv_check(c, 50000, 3000);
 	pthread_join(tc, NULL);
 	pthread_join(ta, NULL);
-	cr_expect_eq(ok_a, 3000);
-	cr_expect_eq(ok_c, 3000);
+	cr_expect_eq(ok_a, 3000, "%s", ft_chan_error(a));
+	cr_expect_eq(ok_c, 3000, "%s", ft_chan_error(c));
 	cr_expect_eq(sc.rc, 0, "%s", ft_chan_error(c));
 	cr_expect_eq(sa.rc, 0, "%s", ft_chan_error(a));
 	ft_chan_close(c);
@@ -518,6 +519,35 @@ Test(chan, garbage_instead_of_a_peer)
 	expect_open_fails(FT_CHAN_ACCEPTOR, fake, 20, "closed the connection");
 }
 
+static void *echo_thread(void *arg)
+{
+	int fd = *(int *)arg;
+	char buf[4096];
+	ssize_t n;
+	while ((n = read(fd, buf, sizeof buf)) > 0)
+		if (send(fd, buf, (size_t)n, MSG_NOSIGNAL) != n)
+			break;
+	close(fd);
+	return NULL;
+}
+
+Test(chan, reflected_connection_refused)
+{
+	for (int role = 0; role < 2; role++) {
+		int sv[2];
+		cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+		pthread_t t;
+		cr_assert_eq(pthread_create(&t, NULL, echo_thread, &sv[1]), 0);
+		char err[256];
+		struct ft_chan *c;
+		cr_expect_eq(ft_chan_open(sv[0], &key_a, (enum ft_chan_role)role, "stream", TMO, &c,
+					  err, sizeof err),
+			     -1);
+		cr_expect(strstr(err, "sent back this end's own hello"), "%s", err);
+		pthread_join(t, NULL);
+	}
+}
+
 Test(chan, handshake_timeout)
 {
 	int sv[2];
@@ -551,8 +581,9 @@ struct dir {
 struct relay {
 	size_t hs; /* handshake bytes per direction before the records */
 	enum tamper mode;
-	int dir;    /* which direction to tamper with */
-	uint32_t k; /* which record (0 is the channel's own ready record) */
+	int dir;	/* which direction to tamper with */
+	uint32_t k;	/* which record (0 is the channel's own ready record) */
+	ssize_t cut_at; /* CUT: bytes of record k passed before the link is cut (-1: half) */
 	int hold_pipe[2];
 	struct dir d[2];
 	pthread_t t[2];
@@ -649,7 +680,8 @@ static void *relay_thread(void *arg)
 				break;
 			}
 			case CUT:
-				w = wr(d->out, rec, (4 + len) / 2);
+				w = wr(d->out, rec,
+				       r->cut_at >= 0 ? (size_t)r->cut_at : (4 + len) / 2);
 				free(rec);
 				goto done;
 			case PASS:
@@ -678,9 +710,11 @@ done:
 	return NULL;
 }
 
-static void relay_start(struct relay *r, const char *purpose, enum tamper mode, int dir, uint32_t k)
+static void relay_start(struct relay *r, const char *purpose, enum tamper mode, int dir, uint32_t k,
+			ssize_t cut_at)
 {
 	memset(r, 0, sizeof *r);
+	r->cut_at = cut_at;
 	r->hs = 8 + 32 + 1 + strlen(purpose) + 32 + 24;
 	r->mode = mode;
 	r->dir = dir;
@@ -715,9 +749,9 @@ static void relay_free(struct relay *r)
 }
 
 static void relay_pair(struct relay *r, const char *purpose, enum tamper mode, int dir, uint32_t k,
-		       struct ft_chan **c, struct ft_chan **a)
+		       ssize_t cut_at, struct ft_chan **c, struct ft_chan **a)
 {
-	relay_start(r, purpose, mode, dir, k);
+	relay_start(r, purpose, mode, dir, k, cut_at);
 	struct opener oc, oa;
 	open_both(r->cfd, &key_a, purpose, r->afd, &key_a, purpose, &oc, &oa);
 	cr_assert_eq(oc.rc, 0, "connector: %s", oc.err);
@@ -736,7 +770,7 @@ static void tamper_case(enum tamper mode, int dir, uint32_t k, uint32_t good, co
 {
 	struct relay r;
 	struct ft_chan *c, *a;
-	relay_pair(&r, "stream", mode, dir, k, &c, &a);
+	relay_pair(&r, "stream", mode, dir, k, -1, &c, &a);
 	struct ft_chan *tx = dir == 0 ? c : a, *rx = dir == 0 ? a : c;
 	struct sender s = {tx, 10, 20, 0};
 	pthread_t t;
@@ -772,11 +806,93 @@ Test(chan, tampered_records_kill_the_channel)
 	}
 }
 
+/* A link cut at every byte of a record: the records before it arrive whole, then the
+ * channel dies; nothing of the cut record is ever returned. */
+Test(chan, cut_at_every_byte_of_a_record)
+{
+	const size_t body = 20, wire = 4 + 1 + body + 17;
+	for (size_t at = 0; at < wire; at++) {
+		struct relay r;
+		struct ft_chan *c, *a;
+		relay_pair(&r, "stream", CUT, 0, 3, (ssize_t)at, &c, &a);
+		uint8_t rec[20], buf[64], type;
+		size_t len;
+		for (uint8_t i = 0; i < 3; i++) {
+			memset(rec, 'a' + i, body);
+			cr_assert_eq(ft_chan_send(c, i, rec, body), 0, "%s", ft_chan_error(c));
+		}
+		for (uint8_t i = 0; i < 2; i++) {
+			cr_assert_eq(ft_chan_recv(a, &type, buf, sizeof buf, &len, 10000), 1,
+				     "cut at %zu: %s", at, ft_chan_error(a));
+			cr_expect(type == i && len == body && buf[0] == 'a' + i);
+		}
+		cr_expect_eq(ft_chan_recv(a, &type, buf, sizeof buf, &len, 10000), -1,
+			     "cut at %zu: the cut record was returned", at);
+		cr_expect(strstr(ft_chan_error(a), at == 0 ? "without closing the channel"
+							   : "in the middle of a record"),
+			  "cut at %zu: %s", at, ft_chan_error(a));
+		ft_chan_close(c);
+		ft_chan_close(a);
+		relay_join(&r);
+		relay_free(&r);
+	}
+}
+
+/* Signals that interrupt every wait (poll never restarts) change nothing. */
+static void on_usr1(int sig)
+{
+	(void)sig;
+}
+
+struct pester {
+	pthread_t target[2];
+	atomic_bool stop;
+	unsigned sent;
+};
+
+static void *pester_thread(void *arg)
+{
+	struct pester *p = arg;
+	struct timespec ts = {0, 50 * 1000};
+	while (!atomic_load(&p->stop)) {
+		pthread_kill(p->target[p->sent++ & 1], SIGUSR1);
+		nanosleep(&ts, NULL);
+	}
+	return NULL;
+}
+
+Test(chan, interrupted_by_signals)
+{
+	struct sigaction sa = {.sa_handler = on_usr1}; /* no SA_RESTART */
+	sigemptyset(&sa.sa_mask);
+	cr_assert_eq(sigaction(SIGUSR1, &sa, NULL), 0);
+	struct ft_chan *c, *a;
+	chan_pair(&c, &a, "stream");
+	struct sender s = {c, 300, 0, 0};
+	struct pester p = {.sent = 0};
+	atomic_init(&p.stop, false);
+	pthread_t ts, tp;
+	cr_assert_eq(pthread_create(&ts, NULL, send_thread, &s), 0);
+	p.target[0] = ts;
+	p.target[1] = pthread_self();
+	cr_assert_eq(pthread_create(&tp, NULL, pester_thread, &p), 0);
+	uint32_t ok = recv_check(a, 0, 300);
+	pthread_join(ts, NULL);
+	atomic_store(&p.stop, true);
+	pthread_join(tp, NULL);
+	cr_expect_eq(ok, 300, "%s", ft_chan_error(a));
+	cr_expect_eq(s.rc, 0, "%s", ft_chan_error(c));
+	cr_log_info("%u signals during the round trip", p.sent);
+	cr_expect_gt(p.sent, 10);
+	ft_chan_close(c);
+	ft_chan_close(a);
+}
+
 Test(chan, tampered_ready_record_fails_the_handshake)
 {
 	for (int dir = 0; dir < 2; dir++) {
 		struct relay r;
-		relay_start(&r, "stream", FLIP, dir, 0);
+		relay_start(&r, "stream", FLIP, dir, 0, -1);
 		struct opener oc, oa;
 		open_both(r.cfd, &key_a, "stream", r.afd, &key_a, "stream", &oc, &oa);
 		struct opener *victim = dir == 0 ? &oa : &oc;
@@ -796,7 +912,7 @@ Test(chan, recv_timeout_keeps_a_partial_record)
 {
 	struct relay r;
 	struct ft_chan *c, *a;
-	relay_pair(&r, "stream", HOLD, 0, 2, &c, &a);
+	relay_pair(&r, "stream", HOLD, 0, 2, -1, &c, &a);
 	uint8_t want[3000], buf[3000], type;
 	size_t len;
 	fill_record(want, 1, 1000);
@@ -830,7 +946,7 @@ Test(chan, no_plaintext_on_the_wire)
 {
 	struct relay r;
 	struct ft_chan *c, *a;
-	relay_pair(&r, "console", PASS, 0, 0, &c, &a);
+	relay_pair(&r, "console", PASS, 0, 0, -1, &c, &a);
 	static const char secret[] = "my password is hunter2-correct-horse";
 	uint8_t buf[256], type;
 	size_t len;
@@ -879,15 +995,15 @@ Test(chan, replayed_session_fails_the_handshake)
 {
 	struct relay r;
 	struct ft_chan *c, *a;
-	relay_pair(&r, "stream", PASS, 0, 0, &c, &a);
+	relay_pair(&r, "stream", PASS, 0, 0, -1, &c, &a);
 	struct sender s = {c, 30, 0, 0};
 	pthread_t t;
 	cr_assert_eq(pthread_create(&t, NULL, send_thread, &s), 0);
-	cr_assert_eq(recv_check(a, 0, 30), 30);
+	cr_assert_eq(recv_check(a, 0, 30), 30, "%s", ft_chan_error(a));
 	pthread_join(t, NULL);
 	s = (struct sender){a, 30, 0, 0};
 	cr_assert_eq(pthread_create(&t, NULL, send_thread, &s), 0);
-	cr_assert_eq(recv_check(c, 0, 30), 30);
+	cr_assert_eq(recv_check(c, 0, 30), 30, "%s", ft_chan_error(c));
 	pthread_join(t, NULL);
 	ft_chan_close(c);
 	ft_chan_close(a);
