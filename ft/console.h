@@ -44,7 +44,8 @@ struct ft_console_config {
 int ft_console_start(const struct ft_console_config *cfg, struct ft_console **out,
 		     char *err, size_t errlen);
 
-/* Output that may now leave, in guest order: appended to the history, sent to clients. */
+/* Output that may now leave, in guest order: appended to the history, sent to clients.
+ * Never waits for a client (only for a memory copy under the console's lock). */
 void ft_console_publish(struct ft_console *c, const uint8_t *buf, size_t n);
 
 /* Total output published so far, as an offset (out_base + bytes published). */
@@ -63,7 +64,9 @@ void ft_console_set_live(struct ft_console *c, bool live);
  */
 void ft_console_end(struct ft_console *c);
 
-/* Close every connection (clients go on to the next address), stop the thread, free. */
+/* Close every connection (clients go on to the next address), stop the threads, free.
+ * It waits for an input call in progress to return: do not call it holding what the
+ * input callback needs. */
 void ft_console_stop(struct ft_console *c);
 
 /* The client side (`rewind console`): follow addrs (comma-separated HOST:PORT list),

@@ -3,7 +3,12 @@
  * test_console.c: the ft console (ft/console_proto.c, console_server.c,
  * console_client.c). First the protocol without transport: the history ring at and
  * across its wrap, record layouts, a server's answer to every kind of HELLO, and the
- * client's offset and input bookkeeping against lying or confused servers.
+ * client's offset and input bookkeeping against lying or confused servers. Then server
+ * and client over real loopback sockets and the real channel: resume by offset, bytes
+ * gone (on connect and for a client that fell behind), failover by a stopped console and
+ * by a cut link mid-stream with every byte printed once, typed input resent across a
+ * failover and applied once, skipped addresses, a wrong key, a capture of the wire,
+ * many clients, terminal mode, and peers that break the protocol.
  */
 #include "ft/console_proto.h"
 
@@ -1244,4 +1249,92 @@ Test(console, terminal_mode_ends_input_at_the_escape_byte, .timeout = 30)
 	pthread_mutex_unlock(&k.mu);
 	client_free(&cl);
 	ft_console_stop(s);
+}
+
+Test(console, a_client_breaking_the_protocol_is_dropped_alone, .timeout = 30)
+{
+	int port;
+	struct core k;
+	struct ft_console *s;
+	struct ft_con_welcome w;
+	struct ft_chan *bad, *good;
+	uint8_t b[64], type;
+	size_t len;
+	uint64_t gone = 0;
+
+	core_init(&k);
+	s = server(&port, &key_a, 0, true, &k);
+	publish_stream(s, 0, 100);
+	good = raw_connect(port, &key_a, 0, 0, &w);
+	cr_assert_eq(raw_read_output(good, 0, 100, &gone), 100);
+
+	/* Input that does not start at the first unacknowledged byte. */
+	bad = raw_connect(port, &key_a, 100, 5, &w);
+	cr_assert_eq(ft_chan_send(bad, FT_CON_INPUT, b, ft_con_data_encode(b, 9, b, 3)), 0);
+	while (ft_chan_recv(bad, &type, b, sizeof(b), &len, 5000) == 1)
+		cr_assert_neq(type, FT_CON_ACK, "a gap in input was acknowledged");
+	cr_assert_eq(k.next, 0, "none of it reached the core");
+	ft_chan_close(bad);
+
+	/* A record only a server sends. */
+	bad = raw_connect(port, &key_a, 100, 0, &w);
+	cr_assert_eq(ft_chan_send(bad, FT_CON_OUTPUT, b, ft_con_data_encode(b, 100, b, 3)), 0);
+	while (ft_chan_recv(bad, &type, b, sizeof(b), &len, 5000) == 1)
+		;
+	cr_assert(strlen(ft_chan_error(bad)) > 0, "the server closed it");
+	ft_chan_close(bad);
+
+	/* The well-behaved client was not disturbed. */
+	publish_stream(s, 100, 100);
+	cr_assert_eq(raw_read_output(good, 100, 200, &gone), 200);
+	ft_chan_close(good);
+	ft_console_stop(s);
+}
+
+/* A server that answers HELLO with a WELCOME starting past what the client asked without
+ * saying those bytes are gone: the client must stop rather than skip them. */
+struct liar {
+	int lfd;
+	pthread_t thr;
+};
+
+static void *liar_main(void *arg)
+{
+	struct liar *l = arg;
+	struct ft_chan *ch;
+	struct ft_con_hello h;
+	struct ft_con_welcome w = {FT_CON_LIVE, 0, 0, 0};
+	uint8_t b[64], type;
+	size_t len;
+	char err[256];
+	int fd = accept(l->lfd, NULL, NULL);
+
+	if (ft_chan_open(fd, &key_a, FT_CHAN_ACCEPTOR, "console", 5000, &ch, err, sizeof(err)) < 0)
+		return NULL;
+	if (ft_chan_recv(ch, &type, b, sizeof(b), &len, 5000) == 1 &&
+	    ft_con_hello_decode(b, len, &h) == 0) {
+		w.from = h.out_offset + 5;
+		ft_con_welcome_encode(b, &w);
+		ft_chan_send(ch, FT_CON_WELCOME, b, FT_CON_WELCOME_BYTES);
+		ft_chan_recv(ch, &type, b, sizeof(b), &len, 5000);
+	}
+	ft_chan_close(ch);
+	return NULL;
+}
+
+Test(console, a_server_that_would_skip_output_stops_the_client, .timeout = 30)
+{
+	int port;
+	struct liar l;
+	struct client cl;
+
+	l.lfd = listen_any(&port);
+	cr_assert_eq(pthread_create(&l.thr, NULL, liar_main, &l), 0);
+	client_start(&cl, &key_a, false, false, (int[]){port, 0});
+	cr_assert_eq(client_join(&cl, 20000), FT_CONSOLE_BAD_INPUT, "%s", cl.err);
+	cr_assert(strstr(cl.err, "protocol error"), "%s", cl.err);
+	cr_assert_eq(client_printed(&cl), 0);
+	pthread_join(l.thr, NULL);
+	close(l.lfd);
+	client_free(&cl);
 }
