@@ -234,7 +234,12 @@ static int pri_poll(void *opaque, struct vmm_machine *m)
 	int rc = rec_input_ops.poll(p->rec, m);
 	if (rc)
 		return rc;
-	maybe_mark(p, m, false);
+	pthread_mutex_lock(&p->mu);
+	/* Half full: a marker now, so that its ack frees the buffer while the guest fills
+	 * the other half. */
+	bool half = p->on >= p->cfg.out_cap / 2;
+	pthread_mutex_unlock(&p->mu);
+	maybe_mark(p, m, half);
 	pthread_mutex_lock(&p->mu);
 	if (p->on >= p->cfg.out_cap && !p->alone && !p->loser) {
 		/* Full: the guest waits here for acks (a marker first, so that they come). */
@@ -289,8 +294,10 @@ static void pri_serial_tx(void *opaque, struct vmm_machine *m, uint8_t byte)
 		p->cfg.release(p->cfg.opaque, &byte, 1);
 	} else if (p->loser) {
 		/* the guest is being stopped: its output never leaves */
-	} else if (push_out(p, byte, vmm_machine_pos(m)) < 0 || p->on >= p->cfg.out_cap) {
-		vmm_machine_kick(m); /* full: stop at the next instruction and wait there */
+	} else if (push_out(p, byte, vmm_machine_pos(m)) < 0 || p->on >= p->cfg.out_cap ||
+		   p->on == p->cfg.out_cap / 2) {
+		/* Half full: stop soon for a marker. Full: stop and wait for acks. */
+		vmm_machine_kick(m);
 	}
 	pthread_mutex_unlock(&p->mu);
 }
