@@ -43,6 +43,11 @@ int ft_hello_send(const struct ft_link *l, const struct ft_hello *h, int timeout
 			 rc == 0 ? "no answer in time" : l->ops->error(l->opaque));
 		return -1;
 	}
+	if (type == FT_MSG_REFUSED) {
+		snprintf(err, errlen, "the backup refused: %.*s", (int)(n < 60 ? n : 60),
+			 (const char *)r);
+		return -1;
+	}
 	if (type != FT_MSG_HELLO_OK || n != 8 || ft_get64(r) != h->generation) {
 		snprintf(err, errlen, "the backup answered the hello with something else "
 				      "(message type %u)", type);

@@ -397,7 +397,7 @@ static void status_text(struct side *s, char *buf, size_t cap)
 		 "lag: %" PRIu64 " positions, %.1f ms\n"
 		 "link: %s, last heard %.0f ms ago\n"
 		 "log: %" PRIu64 " bytes, %" PRIu64 " markers\n"
-		 "output: %" PRIu64 " bytes released, %" PRIu64 " waiting\n",
+		 "output: %" PRIu64 " bytes released, %" PRIu64 " waiting for the backup\n",
 		 s->role, what, s->pair_id, s->generation, st.held, st.replayed, lagpos,
 		 st.lag_ns / 1e6, st.linked ? "up" : "down", st.last_heard_ns / 1e6, st.log_bytes,
 		 st.markers, st.out_released, st.out_buffered);
@@ -439,6 +439,8 @@ static void *status_main(void *arg)
 		} else if (type == FT_MSG_HELLO) {
 			fprintf(stderr, "%s: ft %s: refused a second stream (this side has its pair)\n",
 				prog, s->role);
+			static const char busy[] = "it follows another primary already";
+			(void)ft_chan_send(c, FT_MSG_REFUSED, busy, sizeof(busy) - 1);
 		}
 		ft_chan_close(c);
 	}
@@ -536,7 +538,6 @@ static void parse_ft_opts(int argc, char **argv, bool primary, struct ft_opts *o
 		{"out-buffer", required_argument, NULL, 'O'}, {"help", no_argument, NULL, 'h'},
 		{"join", required_argument, NULL, 'J'},
 		{NULL, 0, NULL, 0}};
-	const char *role = primary ? "primary" : "backup";
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -595,7 +596,6 @@ static void parse_ft_opts(int argc, char **argv, bool primary, struct ft_opts *o
 	if (!primary && !o->listen && !o->join)
 		die_line(EXIT_USAGE, "ft backup: --listen HOST:PORT (where the primary connects) or "
 				     "--join HOST:PORT (a running primary's --listen) is required");
-	(void)role;
 }
 
 static int open_log(const char *path)

@@ -463,14 +463,36 @@ Test(ft, wrong_key_and_garbage_are_refused, .timeout = 120)
 	cr_assert(write(fd, junk, sizeof(junk)) > 0);
 	usleep(300 * 1000);
 	close(fd);
-	/* The backup still serves a real primary after both. */
+	/* The backup still serves a real primary after both; a second primary is refused. */
 	o.timeout_s = 60;
-	start_primary(&e, e.port, e.key, TIMEOUT_S, "lines=5 hz=200", &o, &p);
+	start_primary(&e, e.port, e.key, TIMEOUT_S, "lines=100 hz=200", &o, &p);
+	struct h_proc p2;
+	struct h_opts o2 = {.timeout_s = 30};
+	/* Once the backup follows the first (its status answers), the second tries. */
+	char blisten[32];
+	snprintf(blisten, sizeof(blisten), "127.0.0.1:%d", e.port);
+	bool following = false;
+	for (int i = 0; i < 50 && !following; i++) {
+		usleep(100 * 1000);
+		char *sargv[] = {e.rewind, "ft", "status", "--key", e.key, blisten, NULL};
+		struct h_run sr;
+		h_run(sargv, NULL, &sr);
+		following = sr.status == 0 && strstr(sr.out, "state: following");
+		h_free(&sr);
+	}
+	cr_assert(following, "the backup never followed the first primary");
+	start_primary(&e, e.port, e.key, TIMEOUT_S, "lines=5 hz=200", &o2, &p2);
+	struct h_run p2r;
+	h_wait(&p2, &p2r);
+	cr_assert_eq(p2r.status, 10, "%s", p2r.err);
+	cr_assert(strstr(p2r.err, "the backup refused: it follows another primary already"), "%s",
+		  p2r.err);
+	h_free(&p2r);
 	struct h_run pr, br;
 	h_wait(&p, &pr);
 	h_wait(&b, &br);
 	cr_assert_eq(pr.status, 1, "%s", pr.err);
-	check_ticker(pr.out, 5);
+	check_ticker(pr.out, 100);
 	cr_assert_eq(br.status, 1, "%s", br.err);
 	cr_assert(strstr(br.err, "refused a connection"), "%s", br.err);
 	h_free(&pr);
