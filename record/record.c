@@ -286,7 +286,7 @@ int rec_error(const struct rec *r)
 	return r->err;
 }
 
-void rec_out(const struct rec *r, uint64_t *out_hash, uint64_t *out_bytes)
+void rec_output(const struct rec *r, uint64_t *out_hash, uint64_t *out_bytes)
 {
 	*out_hash = r->out_hash;
 	*out_bytes = r->out_bytes;

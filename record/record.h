@@ -69,7 +69,7 @@ void rec_mark(struct rec *r, struct vmm_machine *m);
 int rec_error(const struct rec *r);
 
 /* The running hash and count of the output so far (what a resumed log goes on from). */
-void rec_out(const struct rec *r, uint64_t *out_hash, uint64_t *out_bytes);
+void rec_output(const struct rec *r, uint64_t *out_hash, uint64_t *out_bytes);
 
 void rec_free(struct rec *r);
 

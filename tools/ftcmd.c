@@ -699,7 +699,7 @@ static int join_begin(void *opaque, struct vmm_machine *m, const struct ft_link 
 	free(blob);
 	uint8_t end[32];
 	uint64_t oh, ob;
-	rec_out(pl->rec, &oh, &ob);
+	rec_output(pl->rec, &oh, &ob);
 	for (int i = 0; i < 8; i++) {
 		end[i] = (uint8_t)((uint64_t)len >> (8 * i));
 		end[8 + i] = (uint8_t)(oh >> (8 * i));
@@ -737,7 +737,7 @@ static int join_log(void *opaque, struct vmm_machine *m, struct rec **out)
 	if (lf_writer_open(&pl->io, &pl->hd, &pl->wc, &w) < 0)
 		return -1;
 	uint64_t oh, ob;
-	rec_out(pl->rec, &oh, &ob);
+	rec_output(pl->rec, &oh, &ob);
 	struct rec_config rcc = {.inner = &vmm_live_input_ops, .inner_opaque = pl->live,
 				 .writer = w, .resume = true, .out_hash = oh, .out_bytes = ob};
 	struct rec *r;
