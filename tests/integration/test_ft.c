@@ -324,6 +324,9 @@ struct relay {
 	int lfd, port, to;
 	atomic_bool cut, quit;
 	atomic_bool flip; /* change one byte of the next piece from the primary, once */
+	atomic_bool dup;  /* send the next piece from the primary twice (a replayed record) */
+	char *cap;        /* what the primary sent, as it crossed the wire (up to 8 MiB) */
+	size_t cap_n;
 	pthread_t th;
 };
 
@@ -359,8 +362,15 @@ static void *relay_main(void *arg)
 			ssize_t n = read(pf[i].fd, buf, sizeof(buf));
 			if (n <= 0)
 				goto out;
+			if (i == 0 && r->cap && r->cap_n + (size_t)n <= (8u << 20)) {
+				memcpy(r->cap + r->cap_n, buf, (size_t)n);
+				r->cap_n += (size_t)n;
+			}
 			if (i == 0 && n > 0 && atomic_exchange(&r->flip, false))
 				buf[n / 2] ^= 0x20;
+			if (i == 0 && n > 0 && atomic_exchange(&r->dup, false) &&
+			    write(pf[1 - i].fd, buf, (size_t)n) != n)
+				goto out;
 			if (!atomic_load(&r->cut) && write(pf[1 - i].fd, buf, (size_t)n) != n)
 				goto out;
 		}
@@ -373,8 +383,24 @@ out:
 
 /* A cut link (tamper: a changed byte instead): both sides lose the other; each claims;
  * exactly one runs on, and what it shows is the guest's output. */
-static void partition(bool tamper)
+enum cut_how { CUT, FLIP, DUP };
+
+static void relay_start(struct relay *r, int to)
 {
+	r->port = free_port();
+	r->to = to;
+	r->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)r->port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int one = 1;
+	setsockopt(r->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	cr_assert(bind(r->lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(r->lfd, 1) == 0);
+	cr_assert_eq(pthread_create(&r->th, NULL, relay_main, r), 0);
+}
+
+static void partition(enum cut_how how)
+{
+	bool tamper = how != CUT;
 	struct ft_env e;
 	env_init(&e);
 	static struct relay r;
@@ -392,10 +418,7 @@ static void partition(bool tamper)
 	struct h_opts o = {.timeout_s = 60};
 	start_primary(&e, r.port, e.key, "1", "lines=400 hz=200", &o, &p);
 	usleep(700 * 1000);
-	if (tamper)
-		atomic_store(&r.flip, true);
-	else
-		atomic_store(&r.cut, true);
+	atomic_store(how == CUT ? &r.cut : how == FLIP ? &r.flip : &r.dup, true);
 	struct h_run pr, br;
 	h_wait(&p, &pr);
 	h_wait(&b, &br);
@@ -422,13 +445,87 @@ static void partition(bool tamper)
 
 Test(ft, partition_one_side_lives, .timeout = 120)
 {
-	partition(false);
+	partition(CUT);
 }
 
 /* A changed byte mid-stream fails authentication: a dead link, never input to the guest. */
 Test(ft, tampered_stream_is_a_dead_link, .timeout = 120)
 {
-	partition(true);
+	partition(FLIP);
+}
+
+/* A record sent again (a relay replaying what it captured): refused, a dead link. */
+Test(ft, replayed_record_is_a_dead_link, .timeout = 120)
+{
+	partition(DUP);
+}
+
+/* What crosses the wire of the stream is sealed: typed input (a password) that the
+ * guest's log holds in clear is nowhere in the captured bytes. */
+Test(ft, typed_text_never_on_the_wire, .timeout = 120)
+{
+	struct ft_env e;
+	env_init(&e);
+	h_guest_path("echo", e.guest, sizeof(e.guest));
+	static struct relay r;
+	r.cap = malloc(8u << 20);
+	cr_assert(r.cap);
+	relay_start(&r, e.port);
+	int pcon = free_port();
+	char ps[40], backup[32], logp[128];
+	snprintf(ps, sizeof(ps), "tcp:127.0.0.1:%d", pcon);
+	snprintf(backup, sizeof(backup), "127.0.0.1:%d", r.port);
+	snprintf(logp, sizeof(logp), "%s/primary.rwl", e.dir);
+	struct h_proc b, p, c;
+	start_backup(&e, e.port, e.key, TIMEOUT_S, &b);
+	char *pargv2[] = {e.rewind, "ft", "primary", "--backup", backup, "--key", e.key,
+			  "--arbiter", e.arb, "--timeout", TIMEOUT_S, "--serial", ps, "--log", logp,
+			  e.guest, NULL};
+	struct h_opts o = {.timeout_s = 60};
+	h_start(pargv2, &o, &p);
+	char addr[32];
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", pcon);
+	char *cargv[] = {e.rewind, "console", "--key", e.key, addr, NULL};
+	struct h_opts co = {.timeout_s = 60, .input = "hunter2-Sw0rdfish\nq", .hold_stdin = true};
+	h_start(cargv, &co, &c);
+	struct h_run pr, br, cr;
+	h_wait(&p, &pr);
+	h_wait(&b, &br);
+	close(c.in);
+	c.in = -1;
+	h_wait(&c, &cr);
+	atomic_store(&r.quit, true);
+	pthread_join(r.th, NULL);
+	close(r.lfd);
+	cr_assert_eq(pr.status, 1, "%s", pr.err);
+	cr_assert(strstr(cr.out, "hunter2-Sw0rdfish"), "the guest did not echo: %s / %s", cr.out,
+		  cr.err);
+	/* Control: the log holds the typed text, in its input events (maybe split). */
+	char *dargv[] = {e.rewind, "log", "dump", logp, NULL};
+	struct h_run dr;
+	h_run(dargv, NULL, &dr);
+	cr_assert_eq(dr.status, 0, "%s", dr.err);
+	char typed[256] = "";
+	for (char *l = strstr(dr.out, "input serial"); l; l = strstr(l + 1, "input serial")) {
+		char *q = strchr(l, '"'), *q2 = q ? strchr(q + 1, '"') : NULL;
+		if (q && q2 && strlen(typed) + (size_t)(q2 - q) < sizeof(typed))
+			strncat(typed, q + 1, (size_t)(q2 - q - 1));
+	}
+	h_free(&dr);
+	cr_assert(strstr(typed, "hunter2-Sw0rdfish"), "control: the log's input is %s", typed);
+	cr_assert_gt(r.cap_n, 1000);
+	static const char secret[] = "hunter2-Sw0rdfish";
+	for (size_t i = 0; i + 4 <= sizeof(secret) - 1; i++)
+		cr_assert_null(memmem(r.cap, r.cap_n, secret + i, 4),
+			       "typed text (\"%.4s\") crossed the wire in clear", secret + i);
+	/* (the log's header embeds the guest image, which holds this string) */
+	cr_assert_null(memmem(r.cap, r.cap_n, "echo: type", 10),
+		       "the guest image crossed the wire in clear");
+	free(r.cap);
+	h_free(&pr);
+	h_free(&br);
+	h_free(&cr);
+	env_free(&e);
 }
 
 /* A primary with another key is refused; so is garbage; the backup waits on. */
