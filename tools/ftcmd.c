@@ -396,11 +396,16 @@ static void status_text(struct side *s, char *buf, size_t cap)
 		 "replayed: %" PRIu64 "\n"
 		 "lag: %" PRIu64 " positions, %.1f ms\n"
 		 "link: %s, last heard %.0f ms ago\n"
-		 "log: %" PRIu64 " bytes, %" PRIu64 " markers\n"
-		 "output: %" PRIu64 " bytes released, %" PRIu64 " waiting for the backup\n",
+		 "log: %" PRIu64 " bytes, %" PRIu64 " markers\n",
 		 s->role, what, s->pair_id, s->generation, st.held, st.replayed, lagpos,
 		 st.lag_ns / 1e6, st.linked ? "up" : "down", st.last_heard_ns / 1e6, st.log_bytes,
-		 st.markers, st.out_released, st.out_buffered);
+		 st.markers);
+	if (s->fp) {
+		size_t l = strlen(buf);
+		snprintf(buf + l, cap - l,
+			 "output: %" PRIu64 " bytes released, %" PRIu64 " waiting for the backup\n",
+			 st.out_released, st.out_buffered);
+	}
 }
 
 static void *status_main(void *arg)
