@@ -218,17 +218,22 @@ def main():
                               stderr=subprocess.DEVNULL)
         pr.finish()
         b2.wait(timeout=60)
-        m = re.search(r"paused ([\d.]+) ms for its state \(([\d.]+) MB, ([\d.]+) MB sent\)",
-                      pr.perr)
+        m = re.search(r"paused ([\d.]+) ms for its state \((\d+) pages written during the copy "
+                      r"sent again; ([\d.]+) MB of RAM, ([\d.]+) MB sent in (\d+) ms\)", pr.perr)
         if m:
-            pauses.append((float(m.group(1)), float(m.group(2)), float(m.group(3))))
+            pauses.append((float(m.group(1)), int(m.group(2)), float(m.group(3)),
+                           float(m.group(4)), int(m.group(5))))
         else:
             notes.append("join: %s" % pr.perr.strip()[-300:])
     if pauses:
-        rows.append(("join pause (128 MiB guest)",
-                     "median %.0f ms, max %.0f ms (%d joins; state %.0f MB, %.2f MB sent)" %
+        rows.append(("join pause (128 MiB guest, ticker)",
+                     "median %.1f ms, max %.1f ms (%d joins; RAM copied while the guest ran: "
+                     "%.0f MB, %.2f MB sent, median %d ms; pages sent again at the pause: "
+                     "median %d)" %
                      (statistics.median(x[0] for x in pauses), max(x[0] for x in pauses),
-                      len(pauses), pauses[0][1], pauses[0][2])))
+                      len(pauses), pauses[0][2], pauses[0][3],
+                      statistics.median(x[4] for x in pauses),
+                      statistics.median(x[1] for x in pauses))))
 
     # Kill soak.
     bad = 0

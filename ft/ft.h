@@ -158,14 +158,18 @@ struct ft_primary_config {
 	void (*release)(void *opaque, const uint8_t *buf, size_t n);
 	ft_claim_fn claim;
 	/*
-	 * Re-protect (a new backup joins a primary that runs alone): both on the vCPU thread,
-	 * at a stop. join_begin sends the new backup its HELLO and the machine state over
-	 * link (the core sends nothing on it meanwhile); then the core takes the link as its
-	 * stream and join_log starts the new log (a new writer on ft_primary_io, a resumed
-	 * recorder) and returns its recorder. Either returns 0 or -1 (the join failed: the
-	 * primary stays alone). NULL: joins are refused.
+	 * Re-protect (a new backup joins a primary that runs alone), in three steps, each on
+	 * the vCPU thread at a stop. join_begin sends the new backup its HELLO and starts
+	 * copying the machine's RAM to it while the guest runs on (a thread of the caller's,
+	 * which calls ft_primary_join_copied when done; the core sends nothing on the link
+	 * meanwhile). At the next stop after that, join_end sends what changed since (the
+	 * pages written, the devices and the vCPU) while the guest stands still. Then the
+	 * core takes the link as its stream and join_log starts the new log (a new writer on
+	 * ft_primary_io, a resumed recorder) and returns its recorder. Each returns 0 or -1
+	 * (the join failed: the primary stays alone). NULL: joins are refused.
 	 */
 	int (*join_begin)(void *opaque, struct vmm_machine *m, const struct ft_link *link);
+	int (*join_end)(void *opaque, struct vmm_machine *m, const struct ft_link *link);
 	int (*join_log)(void *opaque, struct vmm_machine *m, struct rec **rec);
 	void *opaque;
 };
@@ -195,6 +199,8 @@ enum ft_verdict ft_primary_finish(struct ft_primary *p);
  * err (a backup follows already, the guest ended, the state could not be sent).
  */
 int ft_primary_join(struct ft_primary *p, const struct ft_link *link, char *err, size_t cap);
+/* The copy join_begin started is done (any thread): the join ends at the next stop. */
+void ft_primary_join_copied(struct ft_primary *p);
 void ft_primary_stats(struct ft_primary *p, struct ft_stats *s);
 /* Stop the thread, free (the link stays the caller's). */
 void ft_primary_free(struct ft_primary *p);

@@ -55,10 +55,9 @@ struct ft_primary {
 	uint64_t last_mark_ns, last_mark_pos;
 
 	/* A join handed over by ft_primary_join (mu) */
-	bool join_pending;
+	enum { J_NONE, J_PENDING, J_COPYING, J_FINAL } join;
 	int join_rc;
 	struct ft_link join_link;
-	char join_err[200];
 };
 
 static void maybe_join(struct ft_primary *p, struct vmm_machine *m);
@@ -529,15 +528,27 @@ enum ft_verdict ft_primary_finish(struct ft_primary *p)
 	return v;
 }
 
-/* At a stop: a backup waits to join (the guest stands still while its state goes). */
+/* At a stop: a backup waits to join (pending: start copying the machine while the guest
+ * runs; final: the copy is done, the rest goes while the guest stands still). */
 static void maybe_join(struct ft_primary *p, struct vmm_machine *m)
 {
 	pthread_mutex_lock(&p->mu);
-	bool pending = p->join_pending;
+	int st = p->join;
 	pthread_mutex_unlock(&p->mu);
-	if (!pending)
+	if (st != J_PENDING && st != J_FINAL)
 		return;
-	int rc = p->cfg.join_begin(p->cfg.opaque, m, &p->join_link);
+	int rc;
+	if (st == J_PENDING) {
+		rc = p->cfg.join_begin(p->cfg.opaque, m, &p->join_link);
+		pthread_mutex_lock(&p->mu);
+		if (rc == 0 && p->join == J_PENDING)
+			p->join = J_COPYING; /* (or J_FINAL already: the copy was quick) */
+		pthread_mutex_unlock(&p->mu);
+		if (rc == 0)
+			return;
+	} else {
+		rc = p->cfg.join_end(p->cfg.opaque, m, &p->join_link);
+	}
 	if (rc == 0) {
 		/* --log kept the log up to here; the new log starts from a machine state. */
 		p->cfg.log_fd = -1;
@@ -562,9 +573,21 @@ static void maybe_join(struct ft_primary *p, struct vmm_machine *m)
 	}
 	pthread_mutex_lock(&p->mu);
 	p->join_rc = rc;
-	p->join_pending = false;
+	p->join = J_NONE;
 	pthread_cond_broadcast(&p->cv);
 	pthread_mutex_unlock(&p->mu);
+}
+
+void ft_primary_join_copied(struct ft_primary *p)
+{
+	pthread_mutex_lock(&p->mu);
+	if (p->join == J_COPYING || p->join == J_PENDING)
+		p->join = J_FINAL;
+	pthread_mutex_unlock(&p->mu);
+	if (p->m) {
+		vmm_machine_kick(p->m);
+		rec_input_ops.wake(p->rec);
+	}
 }
 
 int ft_primary_join(struct ft_primary *p, const struct ft_link *link, char *err, size_t cap)
@@ -574,23 +597,22 @@ int ft_primary_join(struct ft_primary *p, const struct ft_link *link, char *err,
 			  : !p->alone ? (atomic_load(&p->linked) ? "a backup follows this primary already"
 								  : "the lost backup is still being decided")
 			  : p->loser ? "this primary is stopping"
-			  : p->join_pending ? "another backup is joining"
-					    : NULL;
+			  : p->join != J_NONE ? "another backup is joining"
+					      : NULL;
 	if (why) {
 		pthread_mutex_unlock(&p->mu);
 		snprintf(err, cap, "%s", why);
 		return -1;
 	}
 	p->join_link = *link;
-	p->join_pending = true;
-	p->join_err[0] = 0;
+	p->join = J_PENDING;
 	pthread_mutex_unlock(&p->mu);
 	if (p->m) {
 		vmm_machine_kick(p->m);
 		rec_input_ops.wake(p->rec);
 	}
 	pthread_mutex_lock(&p->mu);
-	while (p->join_pending)
+	while (p->join != J_NONE)
 		pthread_cond_wait(&p->cv, &p->mu);
 	int rc = p->join_rc;
 	pthread_mutex_unlock(&p->mu);

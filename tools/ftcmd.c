@@ -649,17 +649,70 @@ struct pri_log {
 	struct lf_writer *w, *old_w; /* the current log's writer; the one before a join */
 	struct rec *rec, *old_rec;
 	unsigned marker_ms, timeout_ms;
-	uint64_t t0, state_bytes, sent_bytes;
+	/* the join in progress: RAM copied by a thread while the guest runs, then the pages
+	 * written meanwhile, the devices and the vCPU while it stands still */
+	struct vmm_machine *m;
+	const struct ft_link *link;
+	pthread_t copier;
+	bool copier_on;
+	int copy_rc;
+	uint64_t *dirty;
+	bool tracked;
+	uint64_t t0, t_pause, ram_bytes, sent_bytes, dirty_pages;
 };
 
 #define STATE_PIECE (1u << 20)
+#define STATE_HDR 20 /* u64 RAM size, u64 offset, u32 length; then lz4, or nothing: zeros */
 
-/* HELLO with the next generation, then the machine state, lz4 in 1 MiB pieces. */
+/* One piece of RAM [off, off + n) to the joining backup. */
+static int send_ram(struct pri_log *pl, const uint8_t *ram, uint64_t size, uint64_t off,
+		    size_t n, uint8_t *z, int bound)
+{
+	const uint8_t *pc = ram + off;
+	bool zero = pc[0] == 0 && memcmp(pc, pc + 1, n - 1) == 0;
+	int k = zero ? 0 : LZ4_compress_default((const char *)pc, (char *)z + STATE_HDR, (int)n,
+						bound);
+	if (k <= 0 && !zero)
+		return -1;
+	for (int i = 0; i < 8; i++) {
+		z[i] = (uint8_t)(size >> (8 * i));
+		z[8 + i] = (uint8_t)(off >> (8 * i));
+	}
+	for (int i = 0; i < 4; i++)
+		z[16 + i] = (uint8_t)((uint64_t)n >> (8 * i));
+	pl->sent_bytes += STATE_HDR + (uint64_t)k;
+	return pl->link->ops->send(pl->link->opaque, FT_MSG_STATE, z, STATE_HDR + (size_t)k);
+}
+
+/* The copier: all of RAM, while the guest runs (what it writes meanwhile goes again). */
+static void *copier_main(void *arg)
+{
+	struct side *s = arg;
+	struct pri_log *pl = s->log;
+	const uint8_t *ram = vmm_machine_ram(pl->m);
+	uint64_t size = vmm_machine_ram_size(pl->m);
+	int bound = LZ4_compressBound(STATE_PIECE);
+	uint8_t *z = malloc(STATE_HDR + (size_t)bound);
+	int rc = z ? 0 : -1;
+	for (uint64_t off = 0; rc == 0 && off < size; off += STATE_PIECE)
+		rc = send_ram(pl, ram, size, off,
+			      size - off < STATE_PIECE ? (size_t)(size - off) : STATE_PIECE, z, bound);
+	free(z);
+	pl->copy_rc = rc;
+	ft_primary_join_copied(s->fp);
+	return NULL;
+}
+
+/* HELLO with the next generation; start watching which pages the guest writes; copy RAM. */
 static int join_begin(void *opaque, struct vmm_machine *m, const struct ft_link *link)
 {
 	struct side *s = opaque;
 	struct pri_log *pl = s->log;
 	pl->t0 = ft_now_ns();
+	pl->m = m;
+	pl->link = link;
+	pl->sent_bytes = pl->dirty_pages = 0;
+	pl->ram_bytes = vmm_machine_ram_size(m);
 	/* Whatever the old log holds goes out now (to --log only: no backup listens). */
 	if (lf_writer_flush(pl->w) < 0)
 		return -1;
@@ -671,57 +724,106 @@ static int join_begin(void *opaque, struct vmm_machine *m, const struct ft_link 
 		fprintf(stderr, "%s: ft primary: a backup's join failed: %s\n", prog, err);
 		return -1;
 	}
-	void *blob;
-	size_t len;
-	if (vmm_machine_save(m, &blob, &len) < 0) {
-		fprintf(stderr, "%s: ft primary: saving the machine for a join: %s\n", prog,
-			vmm_errdetail());
+	size_t words = (size_t)((pl->ram_bytes / 4096 + 63) / 64);
+	free(pl->dirty);
+	pl->dirty = calloc(words ? words : 1, sizeof(*pl->dirty));
+	if (!pl->dirty)
 		return -1;
+	struct vmm_track t = {.dirty = pl->dirty};
+	/* Where the backend cannot tell written pages, the whole copy waits for the stop. */
+	pl->tracked = vmm_machine_track(m, &t) == 0;
+	free(t.code);
+	pl->copy_rc = 0;
+	pl->copier_on = false;
+	if (!pl->tracked) {
+		ft_primary_join_copied(s->fp);
+		return 0;
 	}
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	int e = pthread_create(&pl->copier, NULL, copier_main, s);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (e)
+		return -1;
+	pl->copier_on = true;
+	return 0;
+}
+
+/* The guest stands still: the pages written since the copy began (all of RAM where they
+ * are not known), then the devices and the vCPU, and where the output stands. */
+static int join_end(void *opaque, struct vmm_machine *m, const struct ft_link *link)
+{
+	struct side *s = opaque;
+	struct pri_log *pl = s->log;
+	pl->t_pause = ft_now_ns();
+	if (pl->copier_on) {
+		pthread_join(pl->copier, NULL);
+		pl->copier_on = false;
+	}
+	if (pl->copy_rc < 0)
+		goto fail;
+	const uint8_t *ram = vmm_machine_ram(m);
+	uint64_t size = vmm_machine_ram_size(m), pages = size / 4096;
 	int bound = LZ4_compressBound(STATE_PIECE);
-	uint8_t *z = malloc(4 + (size_t)bound);
-	int rc = z ? 0 : -1;
-	pl->sent_bytes = 0;
-	for (size_t off = 0; rc == 0 && off < len; off += STATE_PIECE) {
-		size_t n = len - off < STATE_PIECE ? len - off : STATE_PIECE;
-		/* Most of a guest's RAM is zero: such a piece is its length alone. */
-		const uint8_t *pc = (const uint8_t *)blob + off;
-		bool zero = pc[0] == 0 && memcmp(pc, pc + 1, n - 1) == 0;
-		int k = zero ? 0
-			     : LZ4_compress_default((const char *)pc, (char *)z + 4, (int)n, bound);
-		if (k <= 0 && !zero) {
-			rc = -1;
-			break;
+	uint8_t *z = malloc(STATE_HDR + (size_t)bound);
+	if (!z)
+		goto fail;
+	int rc = 0;
+	if (pl->tracked) {
+		struct vmm_track t = {.dirty = pl->dirty};
+		rc = vmm_machine_track(m, &t);
+		free(t.code);
+	}
+	/* Runs of written pages (every page when untracked), at most a piece each. */
+	for (uint64_t pg = 0; rc == 0 && pg < pages;) {
+		bool d = !pl->tracked || (pl->dirty[pg / 64] >> (pg % 64) & 1);
+		if (!d) {
+			pg++;
+			continue;
 		}
-		z[0] = (uint8_t)n;
-		z[1] = (uint8_t)(n >> 8);
-		z[2] = (uint8_t)(n >> 16);
-		z[3] = (uint8_t)(n >> 24);
-		rc = link->ops->send(link->opaque, FT_MSG_STATE, z, 4 + (size_t)k);
-		pl->sent_bytes += 4 + (uint64_t)k;
+		uint64_t first = pg;
+		while (pg < pages && pg - first < STATE_PIECE / 4096 &&
+		       (!pl->tracked || (pl->dirty[pg / 64] >> (pg % 64) & 1)))
+			pg++;
+		pl->dirty_pages += pg - first;
+		rc = send_ram(pl, ram, size, first * 4096, (size_t)((pg - first) * 4096), z, bound);
 	}
 	free(z);
-	free(blob);
-	uint8_t end[32];
-	uint64_t oh, ob;
+	if (rc < 0)
+		goto fail;
+	void *snap;
+	size_t len;
+	if (vmm_machine_snapshot(m, &snap, &len) < 0 || len + 32 > FT_MSG_MAX)
+		goto fail;
+	uint8_t *end = malloc(32 + len);
+	if (!end) {
+		free(snap);
+		goto fail;
+	}
+	uint64_t oh, ob, v[4];
 	rec_output(pl->rec, &oh, &ob);
-	for (int i = 0; i < 8; i++) {
-		end[i] = (uint8_t)((uint64_t)len >> (8 * i));
-		end[8 + i] = (uint8_t)(oh >> (8 * i));
-		end[16 + i] = (uint8_t)(ob >> (8 * i));
-		end[24 + i] = (uint8_t)(vmm_live_host_ns(pl->live) >> (8 * i));
-	}
-	if (rc == 0)
-		rc = link->ops->send(link->opaque, FT_MSG_STATE_END, end, sizeof(end));
-	if (rc < 0) {
-		fprintf(stderr, "%s: ft primary: sending the machine state to a joining backup: %s\n",
-			prog, link->ops->error(link->opaque));
-		return -1;
-	}
-	pl->state_bytes = len;
+	v[0] = len;
+	v[1] = oh;
+	v[2] = ob;
+	v[3] = vmm_live_host_ns(pl->live);
+	for (int f = 0; f < 4; f++)
+		for (int i = 0; i < 8; i++)
+			end[8 * f + i] = (uint8_t)(v[f] >> (8 * i));
+	memcpy(end + 32, snap, len);
+	free(snap);
+	rc = link->ops->send(link->opaque, FT_MSG_STATE_END, end, 32 + len);
+	free(end);
+	if (rc < 0)
+		goto fail;
 	s->generation++;
 	atomic_store(&s->state, 0);
 	return 0;
+fail:
+	fprintf(stderr, "%s: ft primary: sending the machine state to a joining backup failed: %s\n",
+		prog, *link->ops->error(link->opaque) ? link->ops->error(link->opaque)
+						      : "no memory, or a state too large");
+	return -1;
 }
 
 /* The new log: a new writer on the stream, a recorder that goes on from the output so far. */
@@ -755,11 +857,13 @@ static int join_log(void *opaque, struct vmm_machine *m, struct rec **out)
 	pl->w = w;
 	pl->rec = r;
 	*out = r;
+	uint64_t now = ft_now_ns();
 	fprintf(stderr,
 		"%s: ft primary: a backup joined (generation %" PRIu64 "): protected again; the "
-		"guest paused %.1f ms for its state (%.1f MB, %.1f MB sent)\n",
-		prog, s->generation, (ft_now_ns() - pl->t0) / 1e6, pl->state_bytes / 1e6,
-		pl->sent_bytes / 1e6);
+		"guest paused %.1f ms for its state (%" PRIu64 " pages written during the copy "
+		"sent again; %.1f MB of RAM, %.1f MB sent in %.0f ms)\n",
+		prog, s->generation, (now - pl->t_pause) / 1e6, pl->dirty_pages,
+		pl->ram_bytes / 1e6, pl->sent_bytes / 1e6, (now - pl->t0) / 1e6);
 	return 0;
 }
 
@@ -827,7 +931,7 @@ static int cmd_ft_primary(int argc, char **argv)
 				       .timeout_ms = o.timeout_ms, .out_cap = o.out_buffer,
 				       .log_fd = log_fd, .input = s.in, .release = release_cb,
 				       .claim = claim_cb, .join_begin = join_begin,
-				       .join_log = join_log, .opaque = &s};
+				       .join_end = join_end, .join_log = join_log, .opaque = &s};
 	struct ft_primary *fp;
 	if (ft_primary_create(&pc, &fp) < 0)
 		die_line(EXIT_HOST, "ft primary: no memory");
@@ -921,17 +1025,27 @@ static bool config_value(const char *config, const char *key, char *buf, size_t 
 	return false;
 }
 
-/* A joining backup: the primary's machine state, and where its output stood. */
+/* A joining backup: the primary's RAM, its devices and vCPU, and where its output stood. */
 struct join_state {
-	void *blob;
-	size_t len;
+	uint8_t *ram;
+	uint64_t ram_size;
+	void *snap;
+	size_t snap_len;
 	uint64_t out_hash, out_bytes, last_clock;
+	bool done;
 };
+
+static uint64_t le64(const uint8_t *b)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v |= (uint64_t)b[i] << (8 * i);
+	return v;
+}
 
 static void join_receive(const struct ft_link *l, struct join_state *js)
 {
 	uint8_t *buf = malloc(FT_MSG_MAX + 64);
-	size_t cap = 0;
 	if (!buf)
 		die_line(EXIT_HOST, "ft backup: no memory");
 	for (;;) {
@@ -941,41 +1055,41 @@ static void join_receive(const struct ft_link *l, struct join_state *js)
 		if (rc <= 0)
 			die_line(EXIT_HOST, "ft backup: receiving the primary's state: %s",
 				 rc ? l->ops->error(l->opaque) : "nothing for 30 s");
-		if (type == FT_MSG_STATE && n >= 4) {
-			size_t raw = (size_t)buf[0] | (size_t)buf[1] << 8 | (size_t)buf[2] << 16 |
-				     (size_t)buf[3] << 24;
-			if (raw > STATE_PIECE)
-				die_line(EXIT_BADINPUT, "ft backup: a piece of the primary's state is "
-							"too large");
-			if (js->len + raw > cap) {
-				cap = (js->len + raw) * 2;
-				void *nb = realloc(js->blob, cap);
-				if (!nb)
-					die_line(EXIT_HOST, "ft backup: no memory for the state");
-				js->blob = nb;
+		if (type == FT_MSG_STATE && n >= STATE_HDR) {
+			uint64_t size = le64(buf), off = le64(buf + 8);
+			size_t raw = (size_t)buf[16] | (size_t)buf[17] << 8 | (size_t)buf[18] << 16 |
+				     (size_t)buf[19] << 24;
+			if (!js->ram) {
+				if (size < VMM_MEM_MIN || size > VMM_MEM_MAX ||
+				    !(js->ram = calloc(1, (size_t)size)))
+					die_line(EXIT_HOST, "ft backup: no memory for the primary's "
+							    "RAM (%" PRIu64 " bytes)", size);
+				js->ram_size = size;
 			}
+			if (size != js->ram_size || raw > STATE_PIECE || off > size ||
+			    raw > size - off)
+				die_line(EXIT_BADINPUT, "ft backup: a piece of the primary's RAM does "
+							"not fit");
 			int k = (int)raw;
-			if (n == 4) /* a piece of zeros */
-				memset((char *)js->blob + js->len, 0, raw);
+			if (n == STATE_HDR) /* a piece of zeros */
+				memset(js->ram + off, 0, raw);
 			else
-				k = LZ4_decompress_safe((const char *)buf + 4,
-							(char *)js->blob + js->len, (int)(n - 4),
+				k = LZ4_decompress_safe((const char *)buf + STATE_HDR,
+							(char *)js->ram + off, (int)(n - STATE_HDR),
 							(int)raw);
 			if (k != (int)raw)
-				die_line(EXIT_BADINPUT, "ft backup: a piece of the primary's state "
-							"does not decompress");
-			js->len += raw;
-		} else if (type == FT_MSG_STATE_END && n >= 32) {
-			uint64_t v[4] = {0, 0, 0, 0};
-			for (int f = 0; f < 4; f++)
-				for (int i = 0; i < 8; i++)
-					v[f] |= (uint64_t)buf[8 * f + i] << (8 * i);
-			if (v[0] != js->len)
-				die_line(EXIT_BADINPUT, "ft backup: the primary's state is %" PRIu64
-							" bytes, %zu came", v[0], js->len);
-			js->out_hash = v[1];
-			js->out_bytes = v[2];
-			js->last_clock = v[3];
+				die_line(EXIT_BADINPUT, "ft backup: a piece of the primary's RAM does "
+							"not decompress");
+		} else if (type == FT_MSG_STATE_END && n >= 32 && js->ram) {
+			js->snap_len = (size_t)le64(buf);
+			if (js->snap_len != n - 32 || !(js->snap = malloc(js->snap_len)))
+				die_line(EXIT_BADINPUT, "ft backup: the primary's machine state is "
+							"not whole");
+			memcpy(js->snap, buf + 32, js->snap_len);
+			js->out_hash = le64(buf + 8);
+			js->out_bytes = le64(buf + 16);
+			js->last_clock = le64(buf + 24);
+			js->done = true;
 			free(buf);
 			return;
 		} else {
@@ -1017,9 +1131,9 @@ static int cmd_ft_backup(int argc, char **argv)
 			die_line(EXIT_BADINPUT, "ft backup --join %s: %s", o.join, err);
 		join_receive(&link, &js);
 		fprintf(stderr,
-			"%s: ft backup: joined the primary at %s: %.1f MB of machine state in "
-			"%.0f ms\n",
-			prog, o.join, js.len / 1e6, (ft_now_ns() - t0) / 1e6);
+			"%s: ft backup: joined the primary at %s: %.1f MB of RAM and its machine "
+			"state in %.0f ms\n",
+			prog, o.join, js.ram_size / 1e6, (ft_now_ns() - t0) / 1e6);
 		side_console(&s, o.serial, false, js.out_bytes);
 	} else {
 		side_console(&s, o.serial, false, 0);
@@ -1081,7 +1195,7 @@ static int cmd_ft_backup(int argc, char **argv)
 	if (!hd->image)
 		die_line(EXIT_BADINPUT, "ft backup: the stream carries no guest image");
 	struct rpl_config rpc = {.reader = r, .out = replay_out_cb, .out_opaque = &s,
-				 .stream = true, .resume = js.blob != NULL, .out_hash = js.out_hash,
+				 .stream = true, .resume = js.done, .out_hash = js.out_hash,
 				 .out_bytes = js.out_bytes, .last_clock = js.last_clock};
 	struct rpl *rpl;
 	if (rpl_create(&rpc, &rpl) < 0)
@@ -1093,12 +1207,17 @@ static int cmd_ft_backup(int argc, char **argv)
 	if (vmm_machine_create(&cfg, &m) < 0)
 		die_line(EXIT_HOST, "ft backup: creating the machine: %s", vmm_errdetail());
 	ft_backup_attach(fb, rpl, m);
-	if (js.blob) {
-		if (vmm_machine_load_state(m, js.blob, js.len) < 0)
+	if (js.done) {
+		if (js.ram_size != vmm_machine_ram_size(m))
+			die_line(EXIT_BADINPUT, "ft backup: the primary's RAM is %" PRIu64
+						" bytes, its log says %" PRIu64, js.ram_size, mem);
+		memcpy(vmm_machine_ram(m), js.ram, js.ram_size);
+		if (vmm_machine_restore(m, js.snap, js.snap_len) < 0)
 			die_line(EXIT_BADINPUT, "ft backup: the primary's machine state: %s",
 				 vmm_errdetail());
-		free(js.blob);
-		js.blob = NULL;
+		free(js.ram);
+		free(js.snap);
+		js.ram = js.snap = NULL;
 	} else if (vmm_machine_load(m, hd->image, hd->image_len, hd->cmdline) < 0) {
 		die_line(EXIT_BADINPUT, "ft backup: the stream's image: %s", vmm_errdetail());
 	}
@@ -1127,7 +1246,8 @@ static int cmd_ft_backup(int argc, char **argv)
 					       .timeout_ms = o.timeout_ms, .log_fd = -1,
 					       .input = s.in, .release = release_cb,
 					       .claim = claim_cb, .join_begin = join_begin,
-					       .join_log = join_log, .opaque = &s};
+					       .join_end = join_end, .join_log = join_log,
+					       .opaque = &s};
 		struct ft_primary *fp;
 		if (ft_primary_create(&pc, &fp) < 0)
 			die_line(EXIT_HOST, "ft backup: no memory");
