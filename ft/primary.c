@@ -1,6 +1,6 @@
 /*
  * primary.c: the primary side of the ft pair (ft.h, docs/ft.md): the log stream out,
- * progress markers, the output rule, heartbeats, and a lost backup.
+ * progress markers, the output rule, heartbeats, a lost backup, and a new one joining.
  *
  * Output rule: a byte the guest writes at position p may leave once the backup acked a
  * marker at a position > p (it then holds every event up to p, so its replay writes the
@@ -32,8 +32,8 @@ struct ft_primary {
 	pthread_mutex_t mu; /* everything below but the atomics */
 	pthread_cond_t cv;
 	/* The output buffer: bytes [oh, oh + on) of ob, with the position that produced
-	 * each and the host time it was produced. It grows past cfg.out_cap only by what the
-	 * guest writes before the kick stops it. */
+	 * each and (one in LAT_SAMPLE) the host time it was produced. It grows past
+	 * cfg.out_cap only by what the guest writes before the kick stops it. */
 	uint8_t *ob;
 	uint64_t *opos, *ot;
 	size_t oh, on, ocap;
@@ -64,9 +64,8 @@ static void maybe_join(struct ft_primary *p, struct vmm_machine *m);
 
 static void link_dead(struct ft_primary *p, const char *why)
 {
-	if (!atomic_exchange(&p->linked, false)) {
+	if (!atomic_exchange(&p->linked, false))
 		return;
-	}
 	pthread_mutex_lock(&p->mu);
 	if (!p->why[0])
 		snprintf(p->why, sizeof(p->why), "%s", why);
