@@ -1080,23 +1080,47 @@ static int cmd_replay(int argc, char **argv, bool debug)
 		die_lf(rc, log_path);
 	const struct lf_header *h = lf_reader_header(rd);
 
-	/* The machine it was recorded on. */
-	char model[64], bname[16], positions[16], memtxt[32];
-	if (!config_get(h->config, "machine", model, sizeof(model)) ||
-	    !config_get(h->config, "backend", bname, sizeof(bname)) ||
-	    !config_get(h->config, "positions", positions, sizeof(positions)) ||
-	    !config_get(h->config, "mem", memtxt, sizeof(memtxt)))
-		die_line(EXIT_BADINPUT, "%s: the machine config in the log is incomplete", log_path);
+	struct lf_reader_info ri;
+	lf_reader_info(rd, &ri);
+	if (ri.index_problem)
+		fprintf(stderr,
+			"%s: %s: %s: not used, its chunks are read in order ('rewind log verify "
+			"--repair' rebuilds it)\n",
+			prog, log_path, ri.index_problem);
+
+	/* The machine it was recorded on. Everything here comes from the log: a value that
+	 * does not fit is bad input (status 4), shown with its invisible bytes escaped. */
+	char model[64], bname[16], positions[16], memtxt[32], v1[300];
+	static const char *const keys[] = {"machine", "backend", "positions", "mem"};
+	char *const vals[] = {model, bname, positions, memtxt};
+	const size_t caps[] = {sizeof(model), sizeof(bname), sizeof(positions), sizeof(memtxt)};
+	for (int i = 0; i < 4; i++)
+		if (!config_get(h->config, keys[i], vals[i], caps[i]))
+			die_line(EXIT_BADINPUT,
+				 "%s: the machine config in the log has no usable '%s=' line",
+				 log_path, keys[i]);
 	if (strcmp(model, MACHINE_MODEL))
 		die_line(EXIT_BADINPUT,
-			 "%s: recorded on machine model %s; this rewind replays %s only (replay it "
-			 "with the rewind that recorded it)",
-			 log_path, model, MACHINE_MODEL);
+			 "%s: recorded on machine model %s; this rewind replays %s only "
+			 "(replay it with the rewind that recorded it)",
+			 log_path, cli_visible(model, v1, sizeof(v1)), MACHINE_MODEL);
 	char *end;
 	errno = 0;
 	uint64_t mem = strtoull(memtxt, &end, 10);
-	if (errno || *end || mem < VMM_MEM_MIN || mem > VMM_MEM_MAX || (mem & 0xfff))
-		die_line(EXIT_BADINPUT, "%s: bad memory size '%s' in the log", log_path, memtxt);
+	if (errno || *end || memtxt[0] < '0' || memtxt[0] > '9' || mem < VMM_MEM_MIN ||
+	    mem > VMM_MEM_MAX || (mem & 0xfff))
+		die_line(EXIT_BADINPUT, "%s: bad memory size \"%s\" in the log", log_path,
+			 cli_visible(memtxt, v1, sizeof(v1)));
+	if (strcmp(bname, "emu") && strcmp(bname, "kvm"))
+		die_line(EXIT_BADINPUT,
+			 "%s: the log names backend \"%s\" (expected kvm or emu): the log is "
+			 "damaged or not from this rewind",
+			 log_path, cli_visible(bname, v1, sizeof(v1)));
+	if (strlen(h->cmdline) > VMM_CMDLINE_MAX)
+		die_line(EXIT_BADINPUT,
+			 "%s: the command line in the log is %zu bytes, longer than %u: the log "
+			 "is damaged or not from this rewind",
+			 log_path, strlen(h->cmdline), VMM_CMDLINE_MAX);
 	bool asked = backend_name != NULL; /* --backend given, not taken from the log */
 	if (!asked)
 		backend_name = bname;
@@ -1113,7 +1137,8 @@ static int cmd_replay(int argc, char **argv, bool debug)
 		die_line(EXIT_BADINPUT,
 			 "%s: its positions count %s (recorded on %s); the %s backend counts %s, "
 			 "and converting them is not supported yet",
-			 log_path, positions, bname, backend->name, want_pos);
+			 log_path, cli_visible(positions, v1, sizeof(v1)), bname, backend->name,
+			 want_pos);
 	/* Before the kvm probe: on a host without KVM the first thing to learn is that
 	 * time travel could not use kvm anyway. */
 	if (gdb && backend != &emu_cpu_ops) {
@@ -1178,8 +1203,13 @@ static int cmd_replay(int argc, char **argv, bool debug)
 	if (rc < 0)
 		fail(rc, "creating the machine");
 	rc = vmm_machine_load(m, image, image_len, h->cmdline);
-	if (rc < 0)
-		fail(rc, "the image in the log");
+	if (rc < 0) {
+		/* The image and command line come from the log: never a usage error. */
+		char what[4200];
+		snprintf(what, sizeof(what), "%s: the image in the log", log_path);
+		int st = status_for(rc);
+		fail_with(st == EXIT_USAGE ? EXIT_BADINPUT : st, rc, what);
+	}
 	if (gdb) {
 		dbg.image = image;
 		dbg.image_len = image_len;

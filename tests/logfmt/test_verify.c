@@ -274,8 +274,8 @@ Test(verify, forged_index_entry_falls_back_to_the_chunks)
 		int64_t delta;
 		int entry2, field2;
 		int64_t delta2;
-	} forge[] = {{0, 1, 1, 0, 0, 0},	  {3, 2, -1, 0, 0, 0}, {5, 3, 1, 6, 3, -1},
-		     {4, 0, 8, 0, 0, 0},	  {2, 0, -8, 0, 0, 0}, {1, 2, 1, 2, 1, 1},
+	} forge[] = {{0, 1, 1, 0, 0, 0},	 {3, 2, -1, 0, 0, 0}, {5, 3, 1, 6, 3, -1},
+		     {4, 0, 8, 0, 0, 0},	 {2, 0, -8, 0, 0, 0}, {1, 2, 1, 2, 1, 1},
 		     {CHUNKS - 1, 0, 1, 0, 0, 0}};
 
 	for (size_t k = 0; k < sizeof(forge) / sizeof(forge[0]); k++) {
