@@ -1090,7 +1090,7 @@ static int cmd_replay(int argc, char **argv, bool debug)
 
 	/* The machine it was recorded on. Everything here comes from the log: a value that
 	 * does not fit is bad input (status 4), shown with its invisible bytes escaped. */
-	char model[64], bname[16], positions[16], memtxt[32], v1[300];
+	char model[64], bname[16], positions[16], memtxt[32], v1[8192];
 	static const char *const keys[] = {"machine", "backend", "positions", "mem"};
 	char *const vals[] = {model, bname, positions, memtxt};
 	const size_t caps[] = {sizeof(model), sizeof(bname), sizeof(positions), sizeof(memtxt)};
@@ -1166,12 +1166,12 @@ static int cmd_replay(int argc, char **argv, bool debug)
 			die_line(EXIT_BADINPUT,
 				 "%s: the log does not embed its image and %s cannot be read (%s); "
 				 "give it with --image PATH",
-				 log_path, ip, vmm_errdetail());
+				 log_path, cli_visible(ip, v1, sizeof(v1)), vmm_errdetail());
 		if (lf_hash64(image_file, image_len) != h->image_hash || image_len != h->image_len)
 			die_line(EXIT_BADINPUT,
 				 "%s: %s is not the image this log was recorded with (its hash "
 				 "differs)",
-				 log_path, ip);
+				 log_path, cli_visible(ip, v1, sizeof(v1)));
 		image = image_file;
 	}
 
