@@ -195,7 +195,7 @@ fuzz-gdb: $(B)/fuzz/fuzz_gdbproto
 -include $(shell find $(B)/obj $(B)/gobj $(B)/tests -name '*.d' 2>/dev/null)
 # fuzz-logs: damaged copies of real logs (bit flips, cuts, overwrites, CRC-valid changes of
 # header, chunks, index, footer) through replay, log info/verify/dump and verify --repair
-# (tools/fuzz-logs.c; docs/log-repair.md). `make test` runs 150 cases of seed 1
+# (tools/fuzz-logs.c; docs/log-repair.md). `make test` runs 80 cases of seed 1
 # (test_logrepair); this runs N cases (default 2000) of SEED, failing copies kept in
 # $(B)/fuzz-logs-work/fail-*.rwl.
 SEED ?= 1

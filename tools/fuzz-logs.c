@@ -609,9 +609,12 @@ int main(int argc, char **argv)
 	if (d == NULL)
 		die("no memory");
 	uint64_t done = 0;
+	bool out_of_time = false;
 	for (uint64_t c = only == UINT64_MAX ? 0 : only; c < cases || c == only; c++) {
-		if (time_limit > 0 && now_s() - t0 > time_limit)
+		if (time_limit > 0 && now_s() - t0 > time_limit) {
+			out_of_time = true;
 			break;
+		}
 		one_case(seed, c, d);
 		done++;
 		if (c == only)
@@ -620,6 +623,10 @@ int main(int argc, char **argv)
 	printf("fuzz-logs: seed %" PRIu64 ", %" PRIu64 " cases, %" PRIu64
 	       " runs of rewind in %.1f s: %u failed\n",
 	       seed, done, runs, now_s() - t0, failures);
+	if (out_of_time)
+		printf("fuzz-logs: --time %.0f s ran out after case %" PRIu64 " of %" PRIu64
+		       " (the cases run are the first of seed %" PRIu64 ", as always)\n",
+		       time_limit, done, cases, seed);
 	printf("fuzz-logs: replay statuses:");
 	for (int s = 0; s < 256; s++)
 		if (replay_status[s])
@@ -630,5 +637,16 @@ int main(int argc, char **argv)
 			printf(" %d: %u", s, repair_status[s]);
 	printf(" (%u logs changed, %u originals kept)\n", repaired, kept_copies);
 	free(d);
+	/* What it made, apart from the failing copies (and DIR itself if that leaves it empty). */
+	static const char *const made[] = {
+	    "base-hello.rwl",	 "base-compute.rwl", "base-timer.rwl", "base-echo.rwl",
+	    "base-echo.in",	 "case.rwl",	     "repair.rwl",     "repair.rwl.orig",
+	    "repair.rwl.orig.1", "run.out",	     "run.err"};
+	for (size_t i = 0; i < sizeof(made) / sizeof(made[0]); i++) {
+		char p[4200];
+		snprintf(p, sizeof(p), "%s/%s", work, made[i]);
+		unlink(p);
+	}
+	rmdir(work);
 	return failures ? 1 : 0;
 }
