@@ -344,10 +344,12 @@ static void keep_original(int fd, const char *path, uint64_t size, char *name, s
 		die_line(EXIT_HOST, "%s: %s", path, strerror(errno));
 	int out = -1;
 	for (unsigned i = 0; i < 1000 && out < 0; i++) {
-		if (i == 0)
-			snprintf(name, cap, "%s.orig", path);
-		else
-			snprintf(name, cap, "%s.orig.%u", path, i);
+		int len = i == 0 ? snprintf(name, cap, "%s.orig", path)
+				 : snprintf(name, cap, "%s.orig.%u", path, i);
+		if (len < 0 || (size_t)len >= cap)
+			die_line(EXIT_BADINPUT,
+				 "%s: the path is too long to name a copy beside it: not repairing",
+				 path);
 		out = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st.st_mode & 0666);
 		if (out < 0 && errno != EEXIST)
 			die_line(EXIT_HOST, "%s: cannot keep the original as %s (%s): not repairing",
