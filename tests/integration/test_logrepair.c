@@ -17,8 +17,9 @@
 #include <inttypes.h>
 #include <sys/stat.h>
 
-/* compute with a hash every 1000 instructions: about 30,000 hash events, 4 chunks, and
- * nothing but hash events (and the end) in the log. */
+/* compute with a hash every 1000 instructions: about 30,000 hash events, and nothing but
+ * hash events (and the end) in the log. A chunk holds at most 8192 events, so there are at
+ * least 4 chunks; more on a loaded machine, where a chunk also closes after 500 ms. */
 static void record_compute(const char *log, char **out)
 {
 	struct h_run r;
@@ -86,8 +87,8 @@ static uint64_t number_after(const char *s, const char *prefix)
 }
 
 /*
- * One flipped bit in chunk 1 of 4: verify says a repair keeps 1 chunk and leaves out the
- * 2 whole ones after the damaged one; --repair copies the original first (to LOG.orig, and
+ * One flipped bit in chunk 1 of n: verify says a repair keeps 1 chunk and leaves out the
+ * n - 2 whole ones after the damaged one; --repair copies the original first (to LOG.orig, and
  * LOG.orig.1 when that exists), says so on stderr, and reports each count apart. The copy
  * still holds the later chunks for `log dump`.
  */
@@ -98,10 +99,11 @@ Test(logrepair, repair_keeps_the_original_and_says_what_it_costs, .timeout = 4 *
 	record_compute(log, &rec_out);
 	size_t len = 0;
 	uint8_t *d = (uint8_t *)h_read_file(log, &len);
-	uint64_t off[16], io;
-	size_t n = chunk_offsets(d, len, off, 16, &io);
-	cr_assert_eq(n, 4, "expected 4 chunks, the log has %zu", n);
-	d[off[1] + 100] ^= 0x08;
+	uint64_t off[64], io;
+	size_t n = chunk_offsets(d, len, off, 64, &io);
+	cr_assert_geq(n, 4, "expected at least 4 chunks, the log has %zu", n);
+	d[off[1] + 48 + (off[2] - off[1] - 48) / 2] ^= 0x08; /* inside chunk 1's payload */
+	char after[80];
 	write_file(bad, d, len);
 	snprintf(orig, sizeof(orig), "%s.orig", bad);
 	snprintf(orig1, sizeof(orig1), "%s.orig.1", bad);
@@ -113,7 +115,8 @@ Test(logrepair, repair_keeps_the_original_and_says_what_it_costs, .timeout = 4 *
 	expect_status(&r, 4);
 	expect_out(&r, "CRC mismatch");
 	expect_out(&r, "a repair keeps 1 chunks with ");
-	expect_out(&r, "past the damage, 2 whole chunks with ");
+	snprintf(after, sizeof(after), "past the damage, %zu whole chunks with ", n - 2);
+	expect_out(&r, after);
 	expect_out(&r, "cannot be replayed");
 	expect_out(&r, "keeping the original beside the log");
 	cr_expect(same_file(bad, d, len), "verify changed the log");
@@ -131,7 +134,8 @@ Test(logrepair, repair_keeps_the_original_and_says_what_it_costs, .timeout = 4 *
 		 "repaired: dropped %zu bytes after offset %" PRIu64 ", appended 96 bytes",
 		 len - (size_t)off[1], off[1]);
 	expect_out(&r, want);
-	expect_out(&r, "repaired: left out 2 whole chunks with ");
+	snprintf(after, sizeof(after), "repaired: left out %zu whole chunks with ", n - 2);
+	expect_out(&r, after);
 	expect_out(&r, "CRC mismatch");
 	/* The report is the repair's, not a later check's. */
 	cr_expect(!strstr(r.out, "whole: index and footer good"), "%s", r.out);
@@ -141,7 +145,7 @@ Test(logrepair, repair_keeps_the_original_and_says_what_it_costs, .timeout = 4 *
 	h_free(&r);
 
 	/* The evidence is still readable in the copy: events of the last chunk. */
-	uint64_t last = get64(d + off[3] + 28);
+	uint64_t last = get64(d + off[n - 1] + 28);
 	char from[32];
 	snprintf(from, sizeof(from), "%" PRIu64, last);
 	RW(&r, NULL, "log", "dump", "--from", from, orig);
@@ -177,21 +181,22 @@ Test(logrepair, repair_counts_dropped_and_appended_bytes, .timeout = 4 * TIMEOUT
 	record_compute(log, &rec_out);
 	size_t len = 0;
 	uint8_t *d = (uint8_t *)h_read_file(log, &len);
-	uint64_t off[16], io;
-	size_t n = chunk_offsets(d, len, off, 16, &io);
-	cr_assert_eq(n, 4);
+	uint64_t off[64], io;
+	size_t n = chunk_offsets(d, len, off, 64, &io);
+	cr_assert_geq(n, 4);
 	snprintf(orig, sizeof(orig), "%s.orig", cut);
 	unlink(orig);
 
 	struct h_run r;
-	write_file(cut, d, (size_t)off[3] + 39);
+	write_file(cut, d, (size_t)off[n - 1] + 39);
 	RW(&r, NULL, "log", "verify", "--repair", cut);
 	expect_status(&r, 0);
-	expect_out(&r, "repaired: kept 3 chunks with ");
 	char want[200];
+	snprintf(want, sizeof(want), "repaired: kept %zu chunks with ", n - 1);
+	expect_out(&r, want);
 	snprintf(want, sizeof(want),
-		 "repaired: dropped 39 bytes after offset %" PRIu64 ", appended %d bytes", off[3],
-		 16 + 3 * 32 + 4 + 44);
+		 "repaired: dropped 39 bytes after offset %" PRIu64 ", appended %zu bytes",
+		 off[n - 1], 16 + (n - 1) * 32 + 4 + 44);
 	expect_out(&r, want);
 	expect_out(&r, "left out no whole chunk");
 	cr_expect(exists(orig), "no copy of a log whose bytes were dropped");
@@ -201,7 +206,8 @@ Test(logrepair, repair_counts_dropped_and_appended_bytes, .timeout = 4 * TIMEOUT
 	write_file(cut, d, (size_t)io); /* all chunks, no index or footer */
 	RW(&r, NULL, "log", "verify", cut);
 	expect_status(&r, 4);
-	expect_out(&r, "a repair keeps 4 chunks");
+	snprintf(want, sizeof(want), "a repair keeps %zu chunks", n);
+	expect_out(&r, want);
 	cr_expect(!strstr(r.out, "cuts the"), "nothing is to be cut:\n%s", r.out);
 	h_free(&r);
 	RW(&r, NULL, "log", "verify", "--repair", cut);
@@ -329,8 +335,10 @@ Test(logrepair, forged_index_is_not_trusted, .timeout = 4 * TIMEOUT_S)
 	record_compute(log, &rec_out);
 	size_t len = 0;
 	uint8_t *d = (uint8_t *)h_read_file(log, &len), *f = malloc(len);
-	uint64_t off[16], io;
-	cr_assert_eq(chunk_offsets(d, len, off, 16, &io), 4);
+	uint64_t off[64], io;
+	size_t n = chunk_offsets(d, len, off, 64, &io);
+	cr_assert_geq(n, 4);
+	char want[80];
 	snprintf(orig, sizeof(orig), "%s.orig", bad);
 
 	/* Entry 0's first position, one later; entry 1's last position, one earlier. */
@@ -354,12 +362,14 @@ Test(logrepair, forged_index_is_not_trusted, .timeout = 4 * TIMEOUT_S)
 		RW(&r, NULL, "log", "verify", bad);
 		expect_status(&r, 4);
 		expect_out(&r, "the index disagrees with chunk");
-		expect_out(&r, "a repair keeps 4 chunks");
+		snprintf(want, sizeof(want), "a repair keeps %zu chunks", n);
+		expect_out(&r, want);
 		h_free(&r);
 
 		RW(&r, NULL, "log", "verify", "--repair", bad);
 		expect_status(&r, 0);
-		expect_out(&r, "repaired: kept 4 chunks");
+		snprintf(want, sizeof(want), "repaired: kept %zu chunks", n);
+		expect_out(&r, want);
 		h_free(&r);
 		cr_expect(same_file(bad, d, len),
 			  "forgery %zu: the rebuilt index is not the writer's", k);
@@ -384,8 +394,8 @@ Test(logrepair, cut_replay_reports_the_last_position_checked, .timeout = 3 * TIM
 	record_compute(log, &rec_out);
 	size_t len = 0;
 	uint8_t *d = (uint8_t *)h_read_file(log, &len);
-	uint64_t off[16], io;
-	cr_assert_eq(chunk_offsets(d, len, off, 16, &io), 4);
+	uint64_t off[64], io;
+	cr_assert_geq(chunk_offsets(d, len, off, 64, &io), 3);
 	write_file(cut, d, (size_t)off[2] + 10);
 	uint64_t last = get64(d + off[1] + 28); /* chunk 1's last position */
 
