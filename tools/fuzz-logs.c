@@ -1,7 +1,8 @@
 /*
  * fuzz-logs: damaged copies of real logs through every command that reads a log.
  *
- * It records a few small guests (each log a different codec and kind of event), then, case
+ * It records a few small guests on the virtual clock (each log a different codec and kind
+ * of event; the same bytes every run, see rechunk), then, case
  * after case, damages one copy of one of them: a flipped bit, a cut, a run of bytes
  * overwritten, or a change whose CRC is recomputed so that only the format's other checks
  * can catch it (a byte, or a field moved by a little), in the header, a chunk, the index or
@@ -162,6 +163,7 @@ static void run_rw(struct run *r, const char *in_path, const char *const *args)
 
 struct base {
 	const char *name, *guest, *compress, *append, *hash_every, *input;
+	uint32_t chunk_events; /* the base is rewritten with this many events a chunk */
 	uint8_t *d;
 	size_t len;
 	char *out; /* what the guest printed, recorded and replayed */
@@ -173,14 +175,19 @@ struct base {
 };
 
 static struct base bases[] = {
-    {.name = "hello", .guest = "hello", .compress = "zstd"},
+    {.name = "hello", .guest = "hello", .compress = "zstd", .chunk_events = 1},
     {.name = "compute",
      .guest = "compute",
      .compress = "lz4",
      .append = "n=1",
-     .hash_every = "1000"},
-    {.name = "timer", .guest = "timer", .compress = "none", .append = "hz=1000 ticks=40"},
-    {.name = "echo", .guest = "echo", .compress = "zstd", .input = "abc\nq"},
+     .hash_every = "1000",
+     .chunk_events = 2048},
+    {.name = "timer",
+     .guest = "timer",
+     .compress = "none",
+     .append = "hz=1000 ticks=40",
+     .chunk_events = 8},
+    {.name = "echo", .guest = "echo", .compress = "zstd", .input = "abc\nq", .chunk_events = 2},
 };
 #define NBASES (sizeof(bases) / sizeof(bases[0]))
 
@@ -209,10 +216,52 @@ static void put32(uint8_t *p, uint32_t v)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
 
+/*
+ * The recording, rewritten with fixed chunks and creation time: the guests run on the
+ * virtual clock (with their input from a file), so their events are the same every run,
+ * and the writer closes chunks by count only. So the bases, and with them every case,
+ * are the same bytes on every run of this build, however loaded the machine.
+ */
+static void rechunk(const struct base *b, const char *in_path, const char *out_path)
+{
+	int in = open(in_path, O_RDONLY | O_CLOEXEC);
+	int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (in < 0 || out < 0)
+		die("rewriting %s: %s", in_path, strerror(errno));
+	struct lf_io_fd fi, fo;
+	struct lf_io ii, oo;
+	lf_io_fd_init(&ii, &fi, in);
+	lf_io_fd_init(&oo, &fo, out);
+	struct lf_reader *r;
+	struct lf_writer *w;
+	if (lf_reader_open(&ii, &r) < 0)
+		die("%s: %s", in_path, lf_errdetail());
+	struct lf_header h = *lf_reader_header(r);
+	h.created_ns = 1;
+	struct lf_writer_config cfg = {.codec = (uint32_t)lf_codec_parse(b->compress),
+				       .chunk_events = b->chunk_events,
+				       .flush_ms = UINT32_MAX};
+	if (lf_writer_open(&oo, &h, &cfg, &w) < 0)
+		die("%s: %s", out_path, lf_errdetail());
+	struct lf_event ev;
+	int rc;
+	while ((rc = lf_reader_next(r, &ev)) == 1)
+		if (lf_writer_append(w, &ev) < 0)
+			die("%s: %s", out_path, lf_errdetail());
+	if (rc < 0 || lf_writer_finish(w) < 0)
+		die("rewriting %s: %s", in_path, lf_errdetail());
+	lf_writer_free(w);
+	lf_reader_free(r);
+	close(in);
+	if (close(out) < 0)
+		die("%s: %s", out_path, strerror(errno));
+}
+
 static void make_base(struct base *b)
 {
-	char log[4200], elf[4200], inp[4200];
+	char log[4200], rec[4200], elf[4200], inp[4200];
 	snprintf(log, sizeof(log), "%s/base-%s.rwl", work, b->name);
+	snprintf(rec, sizeof(rec), "%s/base-%s.rec.rwl", work, b->name);
 	snprintf(elf, sizeof(elf), "%s/guests/%s.elf", guest_dir, b->guest);
 	const char *in = NULL;
 	if (b->input) {
@@ -225,10 +274,12 @@ static void make_base(struct base *b)
 	args[n++] = "record";
 	args[n++] = "--backend";
 	args[n++] = "emu";
+	args[n++] = "--clock";
+	args[n++] = "virtual";
 	args[n++] = "--compress";
 	args[n++] = b->compress;
 	args[n++] = "-o";
-	args[n++] = log;
+	args[n++] = rec;
 	if (b->append) {
 		args[n++] = "--append";
 		args[n++] = b->append;
@@ -244,6 +295,8 @@ static void make_base(struct base *b)
 	if (r.sig || r.hung || (r.status & 1) == 0)
 		die("recording %s failed (status %d):\n%s", b->name, r.status, r.err);
 	run_free(&r);
+	rechunk(b, rec, log);
+	unlink(rec);
 	/* The original's replay: what every matching replay must print. */
 	RUN(&r, NULL, "replay", log);
 	if (!strstr(r.err, ": matched\n"))
@@ -620,9 +673,12 @@ int main(int argc, char **argv)
 		if (c == only)
 			break;
 	}
+	uint64_t fp = 0;
+	for (size_t i = 0; i < NBASES; i++)
+		fp = fp * 31 + lf_hash64(bases[i].d, bases[i].len);
 	printf("fuzz-logs: seed %" PRIu64 ", %" PRIu64 " cases, %" PRIu64
-	       " runs of rewind in %.1f s: %u failed\n",
-	       seed, done, runs, now_s() - t0, failures);
+	       " runs of rewind in %.1f s: %u failed (logs %016" PRIx64 ")\n",
+	       seed, done, runs, now_s() - t0, failures, fp);
 	if (out_of_time)
 		printf("fuzz-logs: --time %.0f s ran out after case %" PRIu64 " of %" PRIu64
 		       " (the cases run are the first of seed %" PRIu64 ", as always)\n",
