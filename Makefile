@@ -32,7 +32,7 @@ REC_SRC   := $(wildcard record/*.c)
 RPL_SRC   := $(wildcard replay/*.c)
 DBG_SRC   := $(wildcard debugger/*.c)
 FT_SRC    := $(wildcard ft/*.c)
-TOOL_SRC  := $(wildcard tools/*.c)
+TOOL_SRC  := $(filter-out tools/fuzz-logs.c,$(wildcard tools/*.c))
 GLIB_SRC  := $(wildcard guests/lib/*.c guests/lib/*.S)
 GUEST_SRC := $(wildcard guests/*.c)
 UNIT_SRC  := $(wildcard tests/vmm/test_*.c tests/logfmt/test_*.c tests/replay/test_*.c \
@@ -115,7 +115,7 @@ test: test-build test-layering
 	@tools/run-tests.sh $(B) $(UNITS) $(INTEGS)
 
 # Builds everything `make test` runs, without running it (tools/kvm-bundle.sh uses it).
-test-build: all $(UNITS) $(INTEGS)
+test-build: all $(UNITS) $(INTEGS) $(B)/fuzz-logs
 
 test-layering:
 	@tools/check-layering.sh
@@ -201,4 +201,17 @@ fuzz-gdb: $(B)/fuzz/fuzz_gdbproto
 		-artifact_prefix=$(B)/fuzz/gdb- $(B)/fuzz/gdb-corpus tests/debugger/corpus
 
 -include $(shell find $(B)/obj $(B)/gobj $(B)/tests -name '*.d' 2>/dev/null)
+# fuzz-logs: damaged copies of real logs (bit flips, cuts, overwrites, CRC-valid changes of
+# header, chunks, index, footer) through replay, log info/verify/dump and verify --repair
+# (tools/fuzz-logs.c; docs/log-repair.md). `make test` runs 80 cases of seed 1
+# (test_logrepair); this runs N cases (default 2000) of SEED, failing copies kept in
+# $(B)/fuzz-logs-work/fail-*.rwl.
+SEED ?= 1
+$(B)/fuzz-logs: tools/fuzz-logs.c $(B)/liblogfmt.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/liblogfmt.a -llz4 -lzstd -lxxhash -lpthread
+.PHONY: fuzz-logs
+fuzz-logs: all $(B)/fuzz-logs
+	$(B)/fuzz-logs --rewind $(B)/rewind --guests $(B) --dir $(B)/fuzz-logs-work --seed $(SEED) \
+		--cases $(if $(filter command line,$(origin N)),$(N),2000)
+
 .SECONDARY:

@@ -266,6 +266,7 @@ struct lf_reader {
 	struct lf_footer foot;
 	struct lf_index_entry *index;
 	const char *tail_why; /* why no usable index was found, or NULL */
+	char index_why[224];  /* an index that disagrees with the chunks: why (else "") */
 
 	/* Streams check a trailing index against what they read instead. */
 	uint64_t seen_chunks, seen_events, seen_last_pos;
@@ -299,5 +300,9 @@ struct lf_reader {
  * loaded, 0 at the end of the chunks, or a negative lf_err with detail.
  */
 int lf_rd_load_chunk(struct lf_reader *r) LF_WUR;
+/* Read up to n bytes at the reader's offset (fewer only at the end), and move it (seekable
+ * io only). Both return 0 or a negative lf_err with detail. */
+int lf_rd_read(struct lf_reader *r, void *buf, size_t n, size_t *got) LF_WUR;
+int lf_rd_seek(struct lf_reader *r, uint64_t off) LF_WUR;
 
 #endif

@@ -267,6 +267,10 @@ struct lf_reader_info {
 	uint64_t events;      /* events in the index (finalized) */
 	uint64_t last_pos;    /* position of the last event (finalized) */
 	uint64_t header_bytes;
+	/* A footer and index with good CRCs that disagree with the chunks are not used:
+	 * the log is read chunk by chunk as if it had none. Why, or NULL when that did not
+	 * happen. Valid until lf_reader_free. */
+	const char *index_problem;
 };
 void lf_reader_info(const struct lf_reader *r, struct lf_reader_info *i);
 void lf_reader_free(struct lf_reader *r);
@@ -285,6 +289,18 @@ struct lf_verify_report {
 	uint64_t header_bytes, chunk_bytes, raw_bytes, index_bytes;
 	uint32_t chunk_codec;    /* codec of the first chunk */
 	char problem[256];       /* "" if none, else what is wrong and where */
+	/*
+	 * Past the first bad chunk (at good_bytes) verify looks on for chunks that are
+	 * whole on their own: a replay cannot cross the gap before them, so a repair
+	 * leaves them out, but they are evidence ('rewind log dump' reads them).
+	 */
+	uint64_t chunks_after, events_after;       /* whole chunks found past the damage */
+	uint64_t first_pos_after, last_pos_after;  /* their positions (when chunks_after) */
+	char index_problem[224]; /* "" or why an index that is there was not used */
+	/* Set by lf_repair_fd; everything above then describes the log before the repair. */
+	bool repaired;           /* the file was changed */
+	uint64_t dropped_bytes;  /* bytes cut off after the last good chunk */
+	uint64_t appended_bytes; /* the fresh index and footer */
 };
 
 /*
@@ -296,7 +312,11 @@ int lf_verify(const struct lf_io *io, struct lf_verify_report *rep) LF_WUR;
 
 /*
  * Make a cut log whole: drop everything after the last good chunk, then append a fresh
- * index and footer. fd must be open read-write. Returns 0 or a negative lf_err.
+ * index and footer, and check the result. fd must be open read-write. rep describes the
+ * log as it was, and what was dropped and appended. The bytes dropped are gone: a caller
+ * that may not lose them copies the log first (lf_verify's dropped size is file_bytes -
+ * good_bytes; 'rewind log verify --repair' keeps the original beside the log). A whole
+ * log is left as it is. Returns 0 or a negative lf_err.
  */
 int lf_repair_fd(int fd, struct lf_verify_report *rep) LF_WUR;
 

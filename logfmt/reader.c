@@ -24,7 +24,7 @@
 #define LF_READ_STEP (1u << 20) /* grow a buffer by real data, not by a claimed length */
 
 /* Read up to n bytes (less only at the end of the data). */
-static int lf_rd_read(struct lf_reader *r, void *buf, size_t n, size_t *got)
+int lf_rd_read(struct lf_reader *r, void *buf, size_t n, size_t *got)
 {
 	size_t have = 0;
 
@@ -45,7 +45,7 @@ static int lf_rd_read(struct lf_reader *r, void *buf, size_t n, size_t *got)
 	return 0;
 }
 
-static int lf_rd_seek(struct lf_reader *r, uint64_t off)
+int lf_rd_seek(struct lf_reader *r, uint64_t off)
 {
 	if (off > INT64_MAX - (uint64_t)r->base ||
 	    r->io.ops->seek(r->io.opaque, r->base + (int64_t)off, SEEK_SET) < 0)
@@ -156,6 +156,94 @@ out:
 	return rc;
 }
 
+static int lf_rd_grow(uint8_t **buf, size_t *cap, size_t n);
+
+/* Drop an index that disagrees with the chunks: the log is read as one without it. */
+static void lf_rd_drop_index(struct lf_reader *r, uint64_t i, const char *why)
+{
+	snprintf(r->index_why, sizeof(r->index_why),
+		 "the index disagrees with chunk %" PRIu64 " at offset %" PRIu64 " (%s)", i,
+		 r->index[i].offset, why);
+	free(r->index);
+	r->index = NULL;
+	r->indexed = r->finalized = false;
+	memset(&r->foot, 0, sizeof(r->foot));
+	r->tail_why = r->index_why;
+}
+
+/*
+ * An index with a good CRC can still disagree with its chunks (edited, or forged). Check
+ * every entry against the header of the chunk it names, and that chunk's end against
+ * the next entry. At the first disagreement, a whole chunk there (its CRC matches)
+ * proves the index wrong: it is dropped and the chunks are read in order, as in a log
+ * without one. A damaged chunk there is the chunk's fault: the index stays, and reading
+ * stops at that chunk as it would without the index.
+ */
+static int lf_rd_check_index(struct lf_reader *r)
+{
+	uint8_t h[LF_CHUNK_HDR_BYTES];
+	char why[128];
+	struct lf_chunk_hdr c;
+	size_t got;
+	int rc;
+
+	for (uint64_t i = 0; i < r->foot.chunks; i++) {
+		const struct lf_index_entry *e = &r->index[i];
+		uint64_t next =
+		    i + 1 < r->foot.chunks ? r->index[i + 1].offset : r->foot.index_offset;
+		const char *bad;
+		bool parsed = false;
+
+		rc = lf_rd_seek(r, e->offset);
+		if (rc == 0)
+			rc = lf_rd_read(r, h, sizeof(h), &got);
+		if (rc < 0)
+			return rc;
+		why[0] = 0;
+		if (got < sizeof(h) || memcmp(h, LF_CHUNK_MAGIC, 4) != 0) {
+			snprintf(why, sizeof(why), "no chunk magic there");
+		} else if ((bad = lf_chunk_hdr_parse(h, &c)) != NULL) {
+			snprintf(why, sizeof(why), "%s", bad);
+		} else {
+			parsed = true;
+			if (c.first_pos != e->first_pos || c.last_pos != e->last_pos ||
+			    c.events != e->events)
+				snprintf(why, sizeof(why),
+					 "positions %" PRIu64 " to %" PRIu64 " and %" PRIu32
+					 " events, the index says %" PRIu64 " to %" PRIu64
+					 " and %" PRIu64,
+					 c.first_pos, c.last_pos, c.events, e->first_pos,
+					 e->last_pos, e->events);
+			else if (e->offset + LF_CHUNK_HDR_BYTES + c.stored_len != next)
+				snprintf(why, sizeof(why),
+					 "it ends at offset %" PRIu64
+					 ", the index puts the next at %" PRIu64,
+					 e->offset + LF_CHUNK_HDR_BYTES + c.stored_len, next);
+		}
+		if (!why[0])
+			continue;
+		/* Whose fault is it? A chunk whose CRC matches is what the writer wrote. */
+		if (parsed && e->offset + LF_CHUNK_HDR_BYTES + c.stored_len <= r->file_bytes) {
+			rc = lf_rd_grow(&r->stored, &r->stored_cap, c.stored_len);
+			if (rc < 0)
+				return rc;
+			rc = lf_rd_read(r, r->stored, c.stored_len, &got);
+			if (rc < 0)
+				return rc;
+			if (got == c.stored_len &&
+			    lf_sum_ok(c.crc, lf_crc32c(lf_crc32c(0, h, LF_CHUNK_CRC_AT), r->stored,
+						       c.stored_len))) {
+				lf_rd_drop_index(r, i, why);
+				return 0;
+			}
+		}
+		/* A damaged chunk. It is where the index says: the previous entry agreed with
+		 * its chunk, which ends there (entry 0 is checked to be at the header's end). */
+		return 0;
+	}
+	return 0;
+}
+
 /*
  * Look for the footer and index at the end of a seekable log. Anything missing or
  * inconsistent only means "not finalized" (tail_why says why); an I/O error is an error.
@@ -235,6 +323,7 @@ static int lf_rd_tail(struct lf_reader *r)
 	r->foot = f;
 	r->index = e;
 	e = NULL;
+	rc = lf_rd_check_index(r);
 out:
 	free(buf);
 	free(e);
@@ -629,6 +718,7 @@ void lf_reader_info(const struct lf_reader *r, struct lf_reader_info *i)
 		i->last_pos = r->foot.last_pos;
 	}
 	i->header_bytes = r->header_bytes;
+	i->index_problem = r->index_why[0] ? r->index_why : NULL;
 }
 
 void lf_reader_free(struct lf_reader *r)

@@ -4,7 +4,9 @@
  *
  * Both walk the chunks with the reader's own chunk loader, so "good" means exactly what
  * a reader accepts. Repair keeps only the chunks before the first bad one, even when
- * later ones look fine: events after a gap would replay against the wrong past.
+ * later ones look fine: events after a gap would replay against the wrong past. Verify
+ * still looks for those later chunks and counts them, so that the user learns what a
+ * repair would leave out before asking for one.
  */
 #include "lf_priv.h"
 
@@ -13,6 +15,71 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
+
+#define LF_SCAN_STEP (64u << 10)
+
+/*
+ * Past the first bad chunk: find the chunks that are whole on their own (magic, CRC,
+ * decoding), each judged alone, and count them into rep->*_after. A chunk magic inside
+ * damaged bytes or a payload does not count unless a whole chunk starts there.
+ */
+static int lf_verify_scan_after(struct lf_reader *r, struct lf_verify_report *rep)
+{
+	uint8_t *buf = malloc(LF_SCAN_STEP);
+	uint64_t at = rep->good_bytes + 1;
+	int rc = 0;
+
+	if (buf == NULL)
+		return lf_fail(LF_ENOMEM, "no memory to look past the damage");
+	r->indexed = false; /* each chunk is judged by itself */
+	while (at + LF_CHUNK_HDR_BYTES < r->file_bytes) {
+		size_t got;
+		const uint8_t *hit;
+
+		rc = lf_rd_seek(r, at);
+		if (rc == 0)
+			rc = lf_rd_read(r, buf, LF_SCAN_STEP, &got);
+		if (rc < 0)
+			break;
+		hit = memmem(buf, got, LF_CHUNK_MAGIC, 4);
+		if (hit == NULL) {
+			if (got < 4)
+				break;
+			at += got - 3; /* a magic may straddle the step */
+			continue;
+		}
+		at += (uint64_t)(hit - buf);
+		/* Chunks that follow one another are read in order from here. */
+		for (;;) {
+			int lrc;
+
+			rc = lf_rd_seek(r, at);
+			if (rc < 0)
+				break;
+			r->prev_last = 0;
+			lrc = lf_rd_load_chunk(r);
+			if (lrc == -LF_EIO || lrc == -LF_ENOMEM) {
+				rc = lrc;
+				break;
+			}
+			if (lrc != 1) {
+				at++;
+				break;
+			}
+			if (rep->chunks_after == 0)
+				rep->first_pos_after = r->ch.first_pos;
+			rep->chunks_after++;
+			rep->events_after += r->ch.events;
+			if (r->ch.last_pos > rep->last_pos_after)
+				rep->last_pos_after = r->ch.last_pos;
+			at = r->off;
+		}
+		if (rc < 0)
+			break;
+	}
+	free(buf);
+	return rc;
+}
 
 /* Walk every chunk; with entries set, also collect the index entries of the good ones. */
 static int lf_verify_walk(const struct lf_io *io, struct lf_verify_report *rep,
@@ -70,6 +137,8 @@ static int lf_verify_walk(const struct lf_io *io, struct lf_verify_report *rep,
 		rep->good_bytes = r->off;
 	}
 	rep->file_bytes = r->seekable ? r->file_bytes : r->off;
+	if (r->index_why[0])
+		snprintf(rep->index_problem, sizeof(rep->index_problem), "%s", r->index_why);
 	if (rc == 0 && r->finalized) {
 		rep->finalized = true;
 		rep->index_bytes = lf_tail_bytes(r->foot.chunks);
@@ -84,6 +153,15 @@ static int lf_verify_walk(const struct lf_io *io, struct lf_verify_report *rep,
 		/* Anything wrong past the header leaves a good prefix: the log is cut there. */
 		if (rc == -LF_ECORRUPT)
 			rc = -LF_ETRUNC;
+		if (rc == -LF_ETRUNC && r->seekable) {
+			int src = lf_verify_scan_after(r, rep);
+
+			/* An I/O error or no memory is the answer; else the detail stays the
+			 * log's problem, not the scan's last failed try. */
+			if (src < 0)
+				snprintf(rep->problem, sizeof(rep->problem), "%s", lf_errdetail());
+			rc = src < 0 ? src : lf_fail(LF_ETRUNC, "%s", rep->problem);
+		}
 	}
 	if (n_entries)
 		*n_entries = n;
@@ -116,7 +194,7 @@ static int lf_pwrite_all(int fd, const uint8_t *p, size_t n, off_t at)
 
 int lf_repair_fd(int fd, struct lf_verify_report *rep)
 {
-	struct lf_verify_report tmp;
+	struct lf_verify_report tmp, after;
 	struct lf_index_entry *e = NULL;
 	struct lf_io_fd f;
 	struct lf_io io;
@@ -136,17 +214,30 @@ int lf_repair_fd(int fd, struct lf_verify_report *rep)
 	rc = lf_tail_encode(e, n, rep->good_bytes, &tail, &len);
 	if (rc < 0)
 		goto out;
-	if (ftruncate(fd, (off_t)rep->good_bytes) < 0 ||
-	    lf_pwrite_all(fd, tail, len, (off_t)rep->good_bytes) < 0 || fdatasync(fd) < 0) {
+	/* The tail is written before the bytes past it are cut: a failed write leaves the
+	 * bytes it did not overwrite. */
+	if (lf_pwrite_all(fd, tail, len, (off_t)rep->good_bytes) < 0 ||
+	    (rep->file_bytes > rep->good_bytes + len &&
+	     ftruncate(fd, (off_t)(rep->good_bytes + len)) < 0) ||
+	    fdatasync(fd) < 0) {
 		rc = lf_fail(LF_EIO, "repairing the log: %s", strerror(errno));
 		goto out;
 	}
+	rep->repaired = true;
+	rep->dropped_bytes = rep->file_bytes - rep->good_bytes;
+	rep->appended_bytes = len;
 	if (lseek(fd, 0, SEEK_SET) < 0) {
 		rc = lf_fail(LF_EIO, "seeking the log: %s", strerror(errno));
 		goto out;
 	}
-	/* Report the log as it is now, and prove the repair with the reader's own eyes. */
-	rc = lf_verify_walk(&io, rep, NULL, NULL);
+	/* Prove the repair with the reader's own eyes, keeping the report of the log as
+	 * it was. */
+	rc = lf_verify_walk(&io, &after, NULL, NULL);
+	if (rc == 0 && (after.chunks_ok != rep->chunks_ok || after.events != rep->events))
+		rc = lf_fail(LF_ECORRUPT, "the repaired log reads %" PRIu64 " chunks, not %" PRIu64,
+			     after.chunks_ok, rep->chunks_ok);
+	else if (rc < 0)
+		rc = lf_fail(-rc, "the repaired log does not verify: %s", after.problem);
 out:
 	free(tail);
 	free(e);

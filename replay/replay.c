@@ -178,14 +178,21 @@ static int check_hash(struct rpl *r, struct vmm_machine *m, const struct lf_even
 	return 0;
 }
 
+/* The last position the replay checked against the log: an input or timer delivered,
+ * or a state hash that matched (a guest that only hashes is checked all the same). */
+static vmm_pos_t checked_pos(const struct rpl *r)
+{
+	return r->last_event > r->last_match ? r->last_event : r->last_match;
+}
+
 /* The log has nothing more and the run has not ended: stop (rpl_finish says why). */
 static int log_exhausted(struct rpl *r)
 {
 	if (r->log_err)
 		return vmm_fail(VMM_EINPUT, "the log is corrupt after position %" PRIu64 ": %s",
-				r->last_event, r->log_errmsg);
+				checked_pos(r), r->log_errmsg);
 	return vmm_fail(VMM_EINPUT, "the log ends at position %" PRIu64 " without an end event",
-			r->last_event);
+			checked_pos(r));
 }
 
 /*
@@ -481,7 +488,7 @@ enum rpl_verdict rpl_finish(struct rpl *r, struct vmm_machine *m, int run_rc,
 		r->cfg.flush(r->cfg.out_opaque);
 	memset(d, 0, sizeof(*d));
 	if (!r->diverged && run_rc < 0) {
-		d->pos = r->last_event;
+		d->pos = checked_pos(r);
 		if (r->log_err) {
 			snprintf(d->expected, sizeof(d->expected), "%s", r->log_errmsg);
 			return RPL_LOG_BAD;
@@ -504,7 +511,7 @@ enum rpl_verdict rpl_finish(struct rpl *r, struct vmm_machine *m, int run_rc,
 		for (;;) {
 			peek(r);
 			if (!HAVE_NEXT(r)) {
-				d->pos = r->last_event;
+				d->pos = checked_pos(r);
 				if (r->log_err) {
 					snprintf(d->expected, sizeof(d->expected), "%s",
 						 r->log_errmsg);

@@ -76,8 +76,9 @@ struct rpl_divergence {
 /*
  * After vmm_machine_run returned (0 with *stop, or a negative error from the replay's
  * hooks): check the end of the run against the log. Returns the verdict; *d is filled
- * for RPL_DIVERGED, and for RPL_LOG_CUT/RPL_LOG_BAD d->pos is the last replayed event's
- * position and d->expected says what is wrong with the log.
+ * for RPL_DIVERGED, and for RPL_LOG_CUT/RPL_LOG_BAD d->pos is the last position checked
+ * (the later of the last input or timer delivered and the last state hash matched) and
+ * d->expected says what is wrong with the log.
  */
 enum rpl_verdict rpl_finish(struct rpl *r, struct vmm_machine *m, int run_rc,
 			    const struct vmm_stop *stop, struct rpl_divergence *d);

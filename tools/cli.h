@@ -38,4 +38,9 @@ int cmd_log(int argc, char **argv);
 int cmd_ft(int argc, char **argv);
 int cmd_console(int argc, char **argv);
 
+/* s (text read from a log, untrusted) with what a terminal would not show escaped: \r,
+ * \n, \t, \\ and other control or non-ASCII bytes as \xNN; cut to fit cap with "...".
+ * Returns buf. */
+const char *cli_visible(const char *s, char *buf, size_t cap);
+
 #endif

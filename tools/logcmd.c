@@ -29,11 +29,15 @@ static void usage_log(FILE *f)
 		"dump    one event a line: position, kind, details. KIND: clock, timer, input,\n"
 		"        hash, end (repeat --kind for several)\n"
 		"verify  check every chunk's CRC and decoding, the index and the footer. A log\n"
-		"        cut short (recorder killed, disk full) is reported with how much of it\n"
-		"        is good; --repair drops the torn tail and writes a fresh index and\n"
-		"        footer, so it replays up to its last complete chunk.\n"
+		"        cut short (recorder killed, disk full) or damaged is reported with how\n"
+		"        much of it is good and what a repair would keep and leave out;\n"
+		"        --repair keeps the chunks before the first bad one and writes a fresh\n"
+		"        index and footer, so the log replays up to its last good chunk. The\n"
+		"        original is copied to LOG.orig (or LOG.orig.N, never overwriting a\n"
+		"        file) before anything is cut (docs/log-repair.md).\n"
 		"\n"
-		"Exit status: 0 good, 2 usage, 4 a log that is cut, corrupt or not a log.\n");
+		"Exit status: 0 good (or repaired), 2 usage, 4 a log that is cut, corrupt or not\n"
+		"a log, 10 no room for the copy of the original.\n");
 }
 
 /* Open a log file and its byte-I/O table; a missing or unreadable file ends the run. */
@@ -56,6 +60,34 @@ static int open_log(const char *path, int flags, struct lf_io *io, struct lf_io_
 	int fd = open_log_file(path, flags);
 	lf_io_fd_init(io, iofd, fd);
 	return fd;
+}
+
+const char *cli_visible(const char *s, char *buf, size_t cap)
+{
+	size_t n = 0;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		char one[8];
+		if (*p == '\r' || *p == '\n' || *p == '\t' || *p == '\\')
+			snprintf(one, sizeof(one), "\\%c",
+				 *p == '\r' ? 'r' : *p == '\n' ? 'n' : *p == '\t' ? 't' : '\\');
+		else if (*p < ' ' || *p > '~')
+			snprintf(one, sizeof(one), "\\x%02x", *p);
+		else
+			snprintf(one, sizeof(one), "%c", *p);
+		size_t l = strlen(one);
+		if (n + l + 4 > cap) {
+			if (cap >= 4)
+				memcpy(buf + (n + 4 <= cap ? n : cap - 4), "...", 4);
+			else if (cap)
+				buf[0] = 0;
+			return buf;
+		}
+		memcpy(buf + n, one, l + 1);
+		n += l;
+	}
+	if (cap)
+		buf[n] = 0;
+	return buf;
 }
 
 static void human(uint64_t n, char *buf, size_t cap)
@@ -138,25 +170,44 @@ static int log_info(const char *path)
 	struct tm tm;
 	char when[64];
 	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", gmtime_r(&t, &tm));
-	printf("log:        %s (format %u, written by %s on %s)\n", path, h->version, h->tool,
-	       when);
-	printf("guest:      %s (%" PRIu64 " bytes, hash %016" PRIx64 ", %s)\n", h->image_path,
-	       h->image_len, h->image_hash, h->image ? "embedded" : "not embedded");
+	/* Strings from the log are shown with their invisible bytes escaped. */
+	size_t vcap = 4 * strlen(h->cmdline) + 4 * strlen(h->config) + 4 * strlen(h->image_path) +
+		      4 * strlen(h->tool) + (h->initrd_path ? 4 * strlen(h->initrd_path) : 0) + 4096;
+	char *vis = malloc(vcap);
+	if (vis == NULL)
+		die_line(EXIT_HOST, "%s: no memory", path);
+	printf("log:        %s (format %u, written by %s on %s)\n", path, h->version,
+	       cli_visible(h->tool, vis, vcap), when);
+	printf("guest:      %s (%" PRIu64 " bytes, hash %016" PRIx64 ", %s)\n",
+	       cli_visible(h->image_path, vis, vcap), h->image_len, h->image_hash,
+	       h->image ? "embedded" : "not embedded");
 	char name[600];
 	image_name(h, name, sizeof(name));
-	printf("image:      %s\n", name);
+	printf("image:      %s\n", cli_visible(name, vis, vcap));
 	if (h->initrd_len) { /* --initrd (format 4) */
 		char st[32];
 		human(h->initrd_stored, st, sizeof(st));
 		printf("initrd:     %s (%" PRIu64 " bytes, hash %016" PRIx64 ", %s%s%s)\n",
-		       h->initrd_path, h->initrd_len, h->initrd_hash,
+		       cli_visible(h->initrd_path, vis, vcap), h->initrd_len, h->initrd_hash,
 		       h->initrd ? "embedded: " : "not embedded", h->initrd ? st : "",
 		       h->initrd ? " stored" : "");
 	}
-	printf("cmdline:    %s\n", *h->cmdline ? h->cmdline : "(none)");
+	printf("cmdline:    %s\n", *h->cmdline ? cli_visible(h->cmdline, vis, vcap) : "(none)");
 	printf("machine:    ");
-	for (const char *p = h->config; *p; p++)
-		putchar(*p == '\n' ? (p[1] ? ' ' : '\n') : *p);
+	/* key=value lines, one space apart; anything else invisible is escaped. */
+	for (const char *p = h->config; *p;) {
+		size_t l = strcspn(p, "\n");
+		char *line = strndup(p, l);
+		if (line == NULL)
+			die_line(EXIT_HOST, "%s: no memory", path);
+		printf("%s%s", p == h->config ? "" : " ", cli_visible(line, vis, vcap));
+		free(line);
+		p += l;
+		if (*p)
+			p++;
+	}
+	putchar('\n');
+	free(vis);
 	printf("length:     positions %" PRIu64 " to %" PRIu64 "\n", rep.first_pos, rep.last_pos);
 	if (have_end) {
 		static const char *const how[] = {"?", "debug exit", "reset", "triple fault",
@@ -186,6 +237,8 @@ static int log_info(const char *path)
 	if (rep.raw_bytes && rep.events)
 		printf("            %.2f bytes per event stored\n",
 		       (double)rep.chunk_bytes / (double)rep.events);
+	if (rep.index_problem[0])
+		printf("index:      not used: %s\n", rep.index_problem);
 	printf("state:      %s\n", vrc == 0 ? "whole (index and footer good)" : rep.problem);
 	lf_reader_free(r);
 	close(fd);
@@ -244,6 +297,11 @@ static int log_dump(int argc, char **argv)
 	int rc = lf_reader_open(&io, &r);
 	if (rc < 0)
 		die_lf(rc, path);
+	struct lf_reader_info ri0;
+	lf_reader_info(r, &ri0);
+	if (ri0.index_problem)
+		fprintf(stderr, "%s: %s: %s: not used, the chunks are read in order\n", prog, path,
+			ri0.index_problem);
 	if (from && (rc = lf_reader_seek(r, from)) < 0)
 		die_lf(rc, path);
 	struct lf_event ev;
@@ -280,6 +338,66 @@ static int log_dump(int argc, char **argv)
 	lf_reader_free(r);
 	close(fd);
 	return status;
+}
+
+/*
+ * Before a repair drops bytes: copy the log to PATH.orig (or PATH.orig.1, .2, ...: the
+ * first name that is free; nothing is overwritten) and make the copy durable. Says where
+ * on stderr. Ends the run, the log untouched, when no copy can be made.
+ */
+static void keep_original(int fd, const char *path, uint64_t size, char *name, size_t cap)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		die_line(EXIT_HOST, "%s: %s", path, strerror(errno));
+	int out = -1;
+	for (unsigned i = 0; i < 1000 && out < 0; i++) {
+		int len = i == 0 ? snprintf(name, cap, "%s.orig", path)
+				 : snprintf(name, cap, "%s.orig.%u", path, i);
+		if (len < 0 || (size_t)len >= cap)
+			die_line(EXIT_BADINPUT,
+				 "%s: the path is too long to name a copy beside it: not repairing",
+				 path);
+		out = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st.st_mode & 0666);
+		if (out < 0 && errno != EEXIST)
+			die_line(EXIT_HOST, "%s: cannot keep the original as %s (%s): not repairing",
+				 path, name, strerror(errno));
+	}
+	if (out < 0)
+		die_line(EXIT_HOST, "%s: %s.orig to .orig.999 all exist: not repairing (move them)",
+			 path, path);
+	static char buf[1 << 16];
+	uint64_t done = 0;
+	while (done < size) {
+		ssize_t got = pread(fd, buf, sizeof(buf), (off_t)done);
+		if (got < 0 && errno == EINTR)
+			continue;
+		const char *err = got < 0 ? strerror(errno) : "the log shrank while copying";
+		for (ssize_t put = 0; got > 0 && put < got;) {
+			ssize_t k = write(out, buf + put, (size_t)(got - put));
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k <= 0) {
+				err = strerror(errno);
+				got = -1;
+				break;
+			}
+			put += k;
+		}
+		if (got <= 0) {
+			unlink(name);
+			die_line(EXIT_HOST, "%s: cannot keep the original as %s (%s): not repairing",
+				 path, name, err);
+		}
+		done += (uint64_t)got;
+	}
+	if (fsync(out) < 0 || close(out) < 0) {
+		unlink(name);
+		die_line(EXIT_HOST, "%s: cannot keep the original as %s (%s): not repairing", path,
+			 name, strerror(errno));
+	}
+	fprintf(stderr, "%s: %s: the original (%" PRIu64 " bytes) is kept as %s\n", prog, path,
+		size, name);
 }
 
 static int log_verify(int argc, char **argv)
@@ -330,22 +448,58 @@ static int log_verify(int argc, char **argv)
 		close(fd);
 		return 0;
 	}
+	if (rep.index_problem[0])
+		printf("%s: %s: it is not used, the chunks are read in order\n", path,
+		       rep.index_problem);
 	printf("%s: %s\n", path, rep.problem);
 	printf("%s: the first %" PRIu64 " of %" PRIu64 " bytes are good\n", path, rep.good_bytes,
 	       rep.file_bytes);
+	/* What a repair costs, before it is offered. */
+	uint64_t drop = rep.file_bytes - rep.good_bytes;
+	printf("%s: a repair keeps %" PRIu64 " chunks with %" PRIu64 " events", path,
+	       rep.chunks_ok, rep.events);
+	if (rep.chunks_ok)
+		printf(" (positions %" PRIu64 " to %" PRIu64 ")", rep.first_pos, rep.last_pos);
+	if (drop)
+		printf(", cuts the %" PRIu64 " bytes after them off the log", drop);
+	printf(" and appends a fresh index and footer\n");
+	if (rep.chunks_after)
+		printf("%s: past the damage, %" PRIu64 " whole chunks with %" PRIu64
+		       " events (positions %" PRIu64 " to %" PRIu64
+		       ") cannot be replayed (a replay cannot cross the gap): a repair leaves "
+		       "them out of the log\n",
+		       path, rep.chunks_after, rep.events_after, rep.first_pos_after,
+		       rep.last_pos_after);
 	if (!repair) {
-		printf("%s: 'rewind log verify --repair %s' keeps them and makes the log whole\n",
-		       path, path);
+		printf("%s: 'rewind log verify --repair %s' does that%s\n", path, path,
+		       drop ? ", keeping the original beside the log" : "");
 		close(fd);
 		return EXIT_BADINPUT;
 	}
+	char keep[4096 + 16] = "";
+	if (drop)
+		keep_original(fd, path, rep.file_bytes, keep, sizeof(keep));
 	rc = lf_repair_fd(fd, &rep);
-	if (rc < 0)
+	if (rc < 0) {
+		if (keep[0])
+			fprintf(stderr, "%s: %s: the original is kept as %s\n", prog, path, keep);
 		die_lf(rc, path);
-	printf("%s: repaired: %" PRIu64 " chunks, %" PRIu64 " events up to position %" PRIu64
-	       " kept; %" PRIu64 " bytes of torn tail dropped\n",
-	       path, rep.chunks_ok, rep.events, rep.last_pos,
-	       rep.file_bytes > rep.good_bytes ? rep.file_bytes - rep.good_bytes : 0);
+	}
+	printf("%s: repaired: kept %" PRIu64 " chunks with %" PRIu64 " events", path,
+	       rep.chunks_ok, rep.events);
+	if (rep.chunks_ok)
+		printf(" (positions %" PRIu64 " to %" PRIu64 ")", rep.first_pos, rep.last_pos);
+	printf("\n%s: repaired: dropped %" PRIu64 " bytes after offset %" PRIu64
+	       ", appended %" PRIu64 " bytes (index and footer)\n",
+	       path, rep.dropped_bytes, rep.good_bytes, rep.appended_bytes);
+	if (rep.chunks_after)
+		printf("%s: repaired: left out %" PRIu64 " whole chunks with %" PRIu64
+		       " events (positions %" PRIu64 " to %" PRIu64 ") after the damage: %s\n",
+		       path, rep.chunks_after, rep.events_after, rep.first_pos_after,
+		       rep.last_pos_after, rep.problem);
+	else
+		printf("%s: repaired: left out no whole chunk (what was dropped: %s)\n", path,
+		       rep.problem);
 	if (close(fd) < 0)
 		die_line(EXIT_HOST, "%s: %s", path, strerror(errno));
 	return 0;

@@ -1141,23 +1141,47 @@ static int cmd_replay(int argc, char **argv, bool debug)
 		die_lf(rc, log_path);
 	const struct lf_header *h = lf_reader_header(rd);
 
-	/* The machine it was recorded on. */
-	char model[64], bname[16], positions[16], memtxt[32];
-	if (!config_get(h->config, "machine", model, sizeof(model)) ||
-	    !config_get(h->config, "backend", bname, sizeof(bname)) ||
-	    !config_get(h->config, "positions", positions, sizeof(positions)) ||
-	    !config_get(h->config, "mem", memtxt, sizeof(memtxt)))
-		die_line(EXIT_BADINPUT, "%s: the machine config in the log is incomplete", log_path);
+	struct lf_reader_info ri;
+	lf_reader_info(rd, &ri);
+	if (ri.index_problem)
+		fprintf(stderr,
+			"%s: %s: %s: not used, its chunks are read in order ('rewind log verify "
+			"--repair' rebuilds it)\n",
+			prog, log_path, ri.index_problem);
+
+	/* The machine it was recorded on. Everything here comes from the log: a value that
+	 * does not fit is bad input (status 4), shown with its invisible bytes escaped. */
+	char model[64], bname[16], positions[16], memtxt[32], v1[8192];
+	static const char *const keys[] = {"machine", "backend", "positions", "mem"};
+	char *const vals[] = {model, bname, positions, memtxt};
+	const size_t caps[] = {sizeof(model), sizeof(bname), sizeof(positions), sizeof(memtxt)};
+	for (int i = 0; i < 4; i++)
+		if (!config_get(h->config, keys[i], vals[i], caps[i]))
+			die_line(EXIT_BADINPUT,
+				 "%s: the machine config in the log has no usable '%s=' line",
+				 log_path, keys[i]);
 	if (strcmp(model, MACHINE_MODEL))
 		die_line(EXIT_BADINPUT,
-			 "%s: recorded on machine model %s; this rewind replays %s only (replay it "
-			 "with the rewind that recorded it)",
-			 log_path, model, MACHINE_MODEL);
+			 "%s: recorded on machine model %s; this rewind replays %s only "
+			 "(replay it with the rewind that recorded it)",
+			 log_path, cli_visible(model, v1, sizeof(v1)), MACHINE_MODEL);
 	char *end;
 	errno = 0;
 	uint64_t mem = strtoull(memtxt, &end, 10);
-	if (errno || *end || mem < VMM_MEM_MIN || mem > VMM_MEM_MAX || (mem & 0xfff))
-		die_line(EXIT_BADINPUT, "%s: bad memory size '%s' in the log", log_path, memtxt);
+	if (errno || *end || memtxt[0] < '0' || memtxt[0] > '9' || mem < VMM_MEM_MIN ||
+	    mem > VMM_MEM_MAX || (mem & 0xfff))
+		die_line(EXIT_BADINPUT, "%s: bad memory size \"%s\" in the log", log_path,
+			 cli_visible(memtxt, v1, sizeof(v1)));
+	if (strcmp(bname, "emu") && strcmp(bname, "kvm"))
+		die_line(EXIT_BADINPUT,
+			 "%s: the log names backend \"%s\" (expected kvm or emu): the log is "
+			 "damaged or not from this rewind",
+			 log_path, cli_visible(bname, v1, sizeof(v1)));
+	if (strlen(h->cmdline) > VMM_CMDLINE_MAX)
+		die_line(EXIT_BADINPUT,
+			 "%s: the command line in the log is %zu bytes, longer than %u: the log "
+			 "is damaged or not from this rewind",
+			 log_path, strlen(h->cmdline), VMM_CMDLINE_MAX);
 	bool asked = backend_name != NULL; /* --backend given, not taken from the log */
 	if (!asked)
 		backend_name = bname;
@@ -1174,7 +1198,8 @@ static int cmd_replay(int argc, char **argv, bool debug)
 		die_line(EXIT_BADINPUT,
 			 "%s: its positions count %s (recorded on %s); the %s backend counts %s, "
 			 "and converting them is not supported yet",
-			 log_path, positions, bname, backend->name, want_pos);
+			 log_path, cli_visible(positions, v1, sizeof(v1)), bname, backend->name,
+			 want_pos);
 	/* Before the kvm probe: on a host without KVM the first thing to learn is that
 	 * time travel could not use kvm anyway. */
 	if (gdb && backend != &emu_cpu_ops) {
@@ -1202,12 +1227,12 @@ static int cmd_replay(int argc, char **argv, bool debug)
 			die_line(EXIT_BADINPUT,
 				 "%s: the log does not embed its image and %s cannot be read (%s); "
 				 "give it with --image PATH",
-				 log_path, ip, vmm_errdetail());
+				 log_path, cli_visible(ip, v1, sizeof(v1)), vmm_errdetail());
 		if (lf_hash64(image_file, image_len) != h->image_hash || image_len != h->image_len)
 			die_line(EXIT_BADINPUT,
 				 "%s: %s is not the image this log was recorded with (its hash "
 				 "differs)",
-				 log_path, ip);
+				 log_path, cli_visible(ip, v1, sizeof(v1)));
 		image = image_file;
 	}
 	/* The initrd likewise (a log of version 4; none before). */
@@ -1224,13 +1249,13 @@ static int cmd_replay(int argc, char **argv, bool debug)
 			die_line(EXIT_BADINPUT,
 				 "%s: the log does not embed its initrd and %s cannot be read (%s); "
 				 "give it with --initrd PATH",
-				 log_path, ip, vmm_errdetail());
+				 log_path, cli_visible(ip, v1, sizeof(v1)), vmm_errdetail());
 		if (rc < 0 || lf_hash64(initrd_file, initrd_len) != h->initrd_hash ||
 		    initrd_len != h->initrd_len)
 			die_line(EXIT_BADINPUT,
 				 "%s: %s is not the initrd this log was recorded with (its hash "
 				 "differs)",
-				 log_path, ip);
+				 log_path, cli_visible(ip, v1, sizeof(v1)));
 		initrd = initrd_file;
 	}
 
@@ -1262,8 +1287,13 @@ static int cmd_replay(int argc, char **argv, bool debug)
 	if (rc < 0)
 		fail(rc, "creating the machine");
 	rc = vmm_machine_load_initrd(m, image, image_len, h->cmdline, initrd, initrd_len);
-	if (rc < 0)
-		fail(rc, "the image in the log");
+	if (rc < 0) {
+		/* The image and command line come from the log: never a usage error. */
+		char what[4200];
+		snprintf(what, sizeof(what), "%s: the image in the log", log_path);
+		int st = status_for(rc);
+		fail_with(st == EXIT_USAGE ? EXIT_BADINPUT : st, rc, what);
+	}
 	if (gdb) {
 		dbg.image = image;
 		dbg.image_len = image_len;
