@@ -4,7 +4,7 @@
 #   make demo       install what is missing, build, show the main job
 #   make test-asan  the tests under AddressSanitizer + UBSan
 #   make bench      benchmarks (bench/README.md)
-#   make linux      fetch Debian's stock kernel for the Linux boot test
+#   make linux      fetch Debian's stock kernel and build a busybox initramfs (docs/linux.md)
 #   make linux-kvm  that kernel on --backend kvm to the root fs panic, against emu (slow)
 
 CC      ?= cc
@@ -137,8 +137,11 @@ demo:
 bench: all
 	@bench/run.sh $(B)
 
+# linux: Debian's kernel (tools/fetch-linux.sh) and a busybox initramfs
+# (tools/mkinitrd.sh: build/linux/initrd.cpio.gz), both without root; docs/linux.md.
 linux:
 	@tools/fetch-linux.sh $(B)/linux
+	@tools/mkinitrd.sh $(B)/linux
 
 # linux-kvm: Debian's kernel booted on kvm to the root fs panic and compared with the same
 # boot on emu (tools/linux-kvm.sh; fetches the kernel first if needed). Not in `make test`:

@@ -22,6 +22,7 @@
  * CIE's 'S' augmentation (signal frame), which libunwind does not expose.
  */
 #include "debugger/backtrace.h"
+#include "debugger/ksyms.h"
 
 #include <elf.h>
 #include <inttypes.h>
@@ -410,6 +411,44 @@ out:
 	return rc;
 }
 
+/*
+ * No .symtab (a stripped Linux kernel): its kallsyms tables (ksyms.h), code symbols only,
+ * each running to the next symbol of any kind. Nothing found is not an error.
+ */
+static int load_ksyms(struct bt_image *img, const uint8_t *f, size_t len)
+{
+	struct ksyms *ks;
+	int rc = ksyms_from_image(f, len, &ks);
+	if (rc <= 0)
+		return rc == 0 ? 0 : vmm_fail(VMM_ENOMEM, "kernel symbols");
+	size_t names_len = 0, n = 0;
+	for (size_t k = 0; k < ks->n; k++)
+		if (ksyms_is_text(ks->v[k].type))
+			names_len += strlen(ks->v[k].name) + 1;
+	img->syms = malloc((ks->n ? ks->n : 1) * sizeof(*img->syms));
+	img->names = malloc(names_len ? names_len : 1);
+	if (!img->syms || !img->names || names_len > UINT32_MAX) {
+		ksyms_free(ks);
+		return vmm_fail(VMM_ENOMEM, "kernel symbols");
+	}
+	names_len = 0;
+	for (size_t k = 0; k < ks->n; k++) {
+		const struct ksym *s = &ks->v[k];
+		if (!ksyms_is_text(s->type) || (n && img->syms[n - 1].addr == s->addr))
+			continue;
+		uint64_t size = 0;
+		for (size_t j = k + 1; j < ks->n && !size; j++)
+			size = ks->v[j].addr - s->addr;
+		size_t nl = strlen(s->name) + 1;
+		memcpy(img->names + names_len, s->name, nl);
+		img->syms[n++] = (struct bt_sym){s->addr, size, (uint32_t)names_len};
+		names_len += nl;
+	}
+	img->nsyms = n;
+	ksyms_free(ks);
+	return 0;
+}
+
 /* Copy the file bytes of the PT_LOAD segment holding [va, va + n) (once). */
 static int copy_segment(struct bt_image *img, const uint8_t *f, size_t len, const Elf64_Phdr *ph,
 			unsigned phnum, uint64_t va, uint64_t n, const char *what)
@@ -549,6 +588,8 @@ int bt_image_open(const void *elf, size_t len, struct bt_image **out)
 	if (eh.e_phnum)
 		memcpy(ph, f + eh.e_phoff, (size_t)eh.e_phnum * sizeof(*ph));
 	rc = load_symbols(img, f, len, &eh);
+	if (rc == 0 && !img->nsyms)
+		rc = load_ksyms(img, f, len);
 	if (rc < 0)
 		goto fail;
 	rc = load_unwind(img, f, len, ph, eh.e_phnum);

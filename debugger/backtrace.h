@@ -27,8 +27,9 @@ struct bt_image;
 /*
  * Parse a guest ELF (x86-64, ELF64 little-endian) held in elf[0..len): keep its function
  * symbols (STT_FUNC, and untyped labels in code sections such as isr.S's stubs) and its
- * unwind tables. An ELF without symbols or without PT_GNU_EH_FRAME is accepted (names
- * show as "??", unwinding gives frame 0 only). Returns 0, -VMM_EBADELF (not such an ELF,
+ * unwind tables. An ELF without a .symtab that is a Linux kernel takes its code symbols
+ * from its kallsyms tables (ksyms.h). An ELF without symbols or without PT_GNU_EH_FRAME
+ * is accepted (names show as "??", unwinding gives frame 0 only). Returns 0, -VMM_EBADELF (not such an ELF,
  * truncated, or a malformed .eh_frame_hdr; vmm_errdetail() says what) or -VMM_ENOMEM.
  */
 int bt_image_open(const void *elf, size_t len, struct bt_image **out) VMM_WUR;

@@ -196,11 +196,16 @@ int lf_header_encode(const struct lf_header *h, uint32_t codec, int level, uint8
 /* A decoded header and the memory behind its strings and image. */
 struct lf_header_store {
 	struct lf_header h;
-	char *text;	/* the four strings, NUL-terminated, one after another */
+	char *text;	/* the strings, NUL-terminated, one after another */
 	uint8_t *image; /* the decompressed image, or NULL */
+	uint8_t *initrd; /* the decompressed initrd, or NULL */
 };
-/* Parse a body (bytes after the preamble, before the CRC; CRC already checked). */
-int lf_header_parse(const uint8_t *body, size_t len, struct lf_header_store *hs) LF_WUR;
+/*
+ * Parse a body (bytes after the preamble, before the CRC; CRC already checked) of the
+ * given format version (LF_VERSION_MIN .. LF_VERSION).
+ */
+int lf_header_parse(const uint8_t *body, size_t len, uint32_t version,
+		    struct lf_header_store *hs) LF_WUR;
 void lf_header_store_free(struct lf_header_store *hs);
 
 /* ---- chunks, index, footer -------------------------------------------------------------- */

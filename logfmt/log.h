@@ -25,7 +25,9 @@
 #define LF_WUR __attribute__((warn_unused_result))
 
 /* 3: landmark events (FORMAT.md, "Versions"). Version 2 logs are read too. */
-#define LF_VERSION 3
+#define LF_VERSION 4
+/* The version a log without an initrd is written in (FORMAT.md "Versions"). */
+#define LF_VERSION_NO_INITRD 3
 #define LF_VERSION_MIN 2
 
 enum lf_err {
@@ -155,7 +157,8 @@ const char *lf_codec_name(unsigned codec);
 int lf_codec_parse(const char *name); /* "none", "lz4", "zstd"; -1 if unknown */
 
 struct lf_header {
-	uint32_t version;        /* LF_VERSION (set by the reader; ignored by the writer) */
+	uint32_t version;        /* the log's format version (set by the reader; the writer
+				  * picks it: LF_VERSION_NO_INITRD unless there is an initrd) */
 	uint64_t created_ns;     /* wall clock when recording began */
 	const char *tool;        /* who wrote it, e.g. "rewind 0.2" */
 	const char *config;      /* machine config, opaque text (key=value lines) */
@@ -167,6 +170,16 @@ struct lf_header {
 	/* Filled in by the reader: how the image is stored in the file. */
 	uint64_t image_stored;   /* bytes in the file (compressed), 0 if not embedded */
 	uint32_t image_codec;
+	/*
+	 * The initrd (--initrd), like the image: initrd_len 0 for none (then the log is
+	 * written in version LF_VERSION_NO_INITRD and the other fields are ignored).
+	 */
+	const char *initrd_path; /* where it came from, as the user gave it */
+	uint64_t initrd_hash;    /* lf_hash64 of its bytes (checked if embedded) */
+	uint64_t initrd_len;
+	const void *initrd;      /* the initrd, or NULL when not embedded */
+	uint64_t initrd_stored;  /* reader: bytes in the file (compressed), 0 if not embedded */
+	uint32_t initrd_codec;   /* reader */
 };
 
 /* ---- writer --------------------------------------------------------------------------- */

@@ -147,7 +147,7 @@ static int lf_rd_header(struct lf_reader *r)
 		    lf_fail(LF_ECORRUPT, "header: CRC mismatch (the header was damaged or edited)");
 		goto out;
 	}
-	rc = lf_header_parse(buf + LF_PREAMBLE_BYTES, blen, &r->hs);
+	rc = lf_header_parse(buf + LF_PREAMBLE_BYTES, blen, version, &r->hs);
 	if (rc < 0)
 		goto out;
 	r->header_bytes = total;

@@ -143,18 +143,20 @@ static int lf_writer_header_done(struct lf_writer *w)
 /* Copy the header's strings (the caller's may not outlive lf_writer_open). */
 static int lf_writer_keep_header(struct lf_writer *w, const struct lf_header *h)
 {
-	const char *const src[4] = {h->tool, h->config, h->cmdline, h->image_path};
-	const char **dst[4] = {&w->hdr.tool, &w->hdr.config, &w->hdr.cmdline, &w->hdr.image_path};
+	const char *const src[5] = {h->tool, h->config, h->cmdline, h->image_path,
+				    h->initrd_path};
+	const char **dst[5] = {&w->hdr.tool, &w->hdr.config, &w->hdr.cmdline, &w->hdr.image_path,
+			       &w->hdr.initrd_path};
 	size_t total = 0;
 	char *p;
 
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < 5; i++)
 		total += (src[i] ? strlen(src[i]) : 0) + 1;
 	w->hdr = *h;
 	w->hdr_text = p = malloc(total);
 	if (p == NULL)
 		return lf_fail(LF_ENOMEM, "no memory for the header's strings");
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < 5; i++) {
 		size_t l = src[i] ? strlen(src[i]) : 0;
 
 		memcpy(p, src[i] ? src[i] : "", l + 1);

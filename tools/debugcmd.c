@@ -8,6 +8,7 @@
 #include "tools/debugcmd.h"
 
 #include "debugger/gdbstub.h"
+#include "debugger/ksyms.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -71,7 +72,19 @@ static pid_t start_gdb(const struct debug_opts *o, uint16_t port, char *elf, cha
 	const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
 	snprintf(elf, 4096, "%s/rewind-guest-XXXXXX.elf", tmp);
 	snprintf(script, 4096, "%s/rewind-gdb-XXXXXX.gdb", tmp);
-	if (temp_file(elf, 4, o->image, o->image_len) < 0)
+	/* A stripped Linux kernel: its own kallsyms tables, as a symbol file gdb loads. */
+	void *symf = NULL;
+	size_t symf_len = 0, nsyms = 0;
+	int krc = ksyms_gdb_file(o->image, o->image_len, &symf, &symf_len, &nsyms);
+	if (krc < 0)
+		die_line(EXIT_HOST, "reading the kernel's symbols: %s", vmm_errdetail());
+	if (krc > 0)
+		fprintf(stderr, "%s: kernel symbols: %zu from the image's kallsyms tables\n", prog,
+			nsyms);
+	int wrc = krc > 0 ? temp_file(elf, 4, symf, symf_len)
+			  : temp_file(elf, 4, o->image, o->image_len);
+	free(symf);
+	if (wrc < 0)
 		die_line(EXIT_HOST, "%s: cannot write the guest's symbols: %s", elf,
 			 strerror(errno));
 	char text[1024];

@@ -2,7 +2,10 @@
 # Fetch Debian's stock Linux kernel and extract its ELF vmlinux (a PVH guest) into DIR
 # (default build/linux), without root: `apt-get download` of the package that the
 # linux-image-amd64 metapackage depends on, `dpkg-deb -x`, then the xz stream inside the
-# bzImage /boot/vmlinuz-* is decompressed to DIR/vmlinux. Used by `make linux` and by
+# bzImage /boot/vmlinuz-* is decompressed to DIR/vmlinux. (Its symbols: the package's
+# /boot/System.map-* is a placeholder that points at the -dbg package, some 860 MB; rewind
+# reads the kernel's own kallsyms tables from vmlinux instead, debugger/ksyms.h.) Used by
+# `make linux` and by
 # tests/integration/test_linux.c (which skips when DIR/vmlinux is missing). It says which
 # kernel it fetched (package and version, also kept in DIR/version): Debian's archive
 # keeps only its newest kernel, so that is whatever Debian serves today.

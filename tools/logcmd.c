@@ -145,6 +145,14 @@ static int log_info(const char *path)
 	char name[600];
 	image_name(h, name, sizeof(name));
 	printf("image:      %s\n", name);
+	if (h->initrd_len) { /* --initrd (format 4) */
+		char st[32];
+		human(h->initrd_stored, st, sizeof(st));
+		printf("initrd:     %s (%" PRIu64 " bytes, hash %016" PRIx64 ", %s%s%s)\n",
+		       h->initrd_path, h->initrd_len, h->initrd_hash,
+		       h->initrd ? "embedded: " : "not embedded", h->initrd ? st : "",
+		       h->initrd ? " stored" : "");
+	}
 	printf("cmdline:    %s\n", *h->cmdline ? h->cmdline : "(none)");
 	printf("machine:    ");
 	for (const char *p = h->config; *p; p++)

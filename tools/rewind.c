@@ -97,6 +97,9 @@ static const char record_backend_help[] =
 static const char machine_help[] =
 	"  --mem SIZE              guest RAM, e.g. 128M, 1G (default 128M; 2M to 64G)\n"
 	"  --append CMDLINE        kernel command line\n"
+	"  --initrd FILE           an initial ramdisk (e.g. a cpio archive) for the\n"
+	"                          kernel: placed at the top of RAM below 4 GiB and\n"
+	"                          handed over as the one PVH module\n"
 	"  --serial stdio|file:PATH|tcp:HOST:PORT\n"
 	"                          COM1 (default stdio). stdio on a terminal: raw mode,\n"
 	"                          Ctrl-A x quits, Ctrl-A Ctrl-A sends Ctrl-A.\n"
@@ -154,8 +157,8 @@ static void usage_record(FILE *f)
 		"  -o, --output LOG        the log to write (an existing log is replaced; any\n"
 		"                          other existing file is refused, left as it is)\n"
 		"  --compress zstd|lz4|none  how chunks are compressed (default zstd)\n"
-		"  --no-embed              keep only the image's path and hash in the log\n"
-		"                          (default: the image is embedded, compressed)\n"
+		"  --no-embed              keep only the image's (and initrd's) path and hash\n"
+		"                          in the log (default: embedded, compressed)\n"
 		"  --hash-every N          a state hash (registers, output) every N positions\n"
 		"                          (default 33554432); smaller finds a divergence closer\n"
 		"                          to its cause, at some cost in speed and log size\n"
@@ -185,6 +188,7 @@ static void usage_replay(FILE *f)
 		"  --backend kvm|emu       replay on this backend (default: the one recorded on)\n"
 		"  --image PATH            the guest image, for a log recorded with --no-embed\n"
 		"                          whose image moved (its hash must match)\n"
+		"  --initrd PATH           the same for the initrd\n"
 		"  --quiet                 do not print the guest's output (it is still checked)\n"
 		"  --verbose               more detail in the summary\n"
 		"  --stall-timeout SECONDS a kvm replay that makes no progress this long (the\n"
@@ -219,6 +223,7 @@ static void usage_debug(FILE *f)
 		"\n"
 		"Options:\n"
 		"  --image PATH            the guest image, for a log recorded with --no-embed\n"
+		"  --initrd PATH           the initrd, for a log recorded with --no-embed\n"
 		"  --checkpoint-every N    instructions between checkpoints (default 2M)\n"
 		"  --checkpoint-mem SIZE   memory for checkpoints before older ones are thinned\n"
 		"                          (default 512M; at least 1M)\n"
@@ -297,6 +302,7 @@ struct common_opts {
 	const char *backend;
 	const char *mem;
 	const char *append;
+	const char *initrd; /* --initrd FILE, or NULL */
 	const char *serial;
 	const char *clock;
 	bool verbose;
@@ -537,7 +543,8 @@ static void parse_machine_opts(int argc, char **argv, bool record, struct common
 		{"help", no_argument, NULL, 'h'},          {"output", required_argument, NULL, 'o'},
 		{"compress", required_argument, NULL, 'z'}, {"no-embed", no_argument, NULL, 'n'},
 		{"hash-every", required_argument, NULL, 'H'}, {"gdb", required_argument, NULL, 'g'},
-		{"progress", required_argument, NULL, 'P'}, {NULL, 0, NULL, 0}};
+		{"progress", required_argument, NULL, 'P'}, {"initrd", required_argument, NULL, 'R'},
+		{NULL, 0, NULL, 0}};
 	const char *cmd = record ? "record" : "run";
 	int c;
 	optind = 1;
@@ -558,6 +565,9 @@ static void parse_machine_opts(int argc, char **argv, bool record, struct common
 			break;
 		case 'a':
 			o->append = optarg;
+			break;
+		case 'R':
+			o->initrd = optarg;
 			break;
 		case 's':
 			o->serial = optarg;
@@ -800,6 +810,24 @@ static int cmd_run_or_record(int argc, char **argv, bool record)
 	rc = vmm_read_file(path, 512u << 20, &elf, &elf_len);
 	if (rc < 0) /* missing, a directory, not a regular file, too large: bad input */
 		fail_with(rc == -VMM_ENOMEM ? EXIT_HOST : EXIT_BADINPUT, rc, path);
+	void *initrd = NULL;
+	size_t initrd_len = 0;
+	if (o.initrd) {
+		/* Larger than RAM cannot fit; the loader says so for what is merely too big
+		 * for the RAM above the kernel. */
+		struct stat st;
+		if (stat(o.initrd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size > mem)
+			die_line(EXIT_BADINPUT,
+				 "--initrd %s: %lld bytes do not fit in the guest's %" PRIu64
+				 " bytes of RAM: give it more memory (--mem)",
+				 o.initrd, (long long)st.st_size, mem);
+		rc = vmm_read_file(o.initrd, mem, &initrd, &initrd_len);
+		if (rc < 0)
+			die_line(rc == -VMM_ENOMEM ? EXIT_HOST : EXIT_BADINPUT, "--initrd: %s",
+				 vmm_errdetail());
+		if (initrd_len == 0)
+			die_line(EXIT_BADINPUT, "--initrd %s: the file is empty", o.initrd);
+	}
 
 	const struct vmm_cpu_ops *backend = vclock  ? pick_emu_backend(o.backend, "--clock virtual")
 					    : o.gdb ? pick_emu_backend(o.backend, "--gdb")
@@ -849,7 +877,11 @@ static int cmd_run_or_record(int argc, char **argv, bool record)
 				      .image_path = path,
 				      .image_hash = lf_hash64(elf, elf_len),
 				      .image_len = elf_len,
-				      .image = o.no_embed ? NULL : elf};
+				      .image = o.no_embed ? NULL : elf,
+				      .initrd_path = o.initrd,
+				      .initrd_hash = initrd ? lf_hash64(initrd, initrd_len) : 0,
+				      .initrd_len = initrd_len,
+				      .initrd = o.no_embed ? NULL : initrd};
 		/* The image is checked and compressed while the guest runs (0.2 s for a
 		 * 66 MB kernel); elf stays until the log is finished. */
 		struct lf_writer_config wc = {.codec = (uint32_t)lf_codec_parse(o.compress),
@@ -874,13 +906,18 @@ static int cmd_run_or_record(int argc, char **argv, bool record)
 	rc = vmm_machine_create(&cfg, &m);
 	if (rc < 0)
 		fail(rc, "creating the machine");
-	rc = vmm_machine_load(m, elf, elf_len, o.append);
+	rc = vmm_machine_load_initrd(m, elf, elf_len, o.append, initrd, initrd_len);
 	if (!record) {
 		free(elf);
 		elf = NULL;
+		free(initrd);
+		initrd = NULL;
 	}
-	if (rc < 0)
-		fail(rc, path);
+	if (rc < 0) { /* the loader's message names the initrd where it is the problem */
+		char what[320];
+		snprintf(what, sizeof(what), "--initrd %s", o.initrd ? o.initrd : "");
+		fail(rc, o.initrd && !strncmp(vmm_errdetail(), "initrd", 6) ? what : path);
+	}
 	rc = vmm_live_start(live, m);
 	if (rc < 0)
 		fail(rc, "live input");
@@ -941,6 +978,7 @@ static int cmd_run_or_record(int argc, char **argv, bool record)
 		lf_writer_free(w);
 		rec_free(rec);
 		free(elf);
+		free(initrd);
 		if (close(log_fd) < 0)
 			die_line(EXIT_HOST, "closing the log %s: %s", o.output, strerror(errno));
 	}
@@ -996,13 +1034,14 @@ static void print_divergence(struct vmm_machine *m, const struct rpl_divergence 
 
 static int cmd_replay(int argc, char **argv, bool debug)
 {
-	const char *backend_name = NULL, *image_path = NULL;
+	const char *backend_name = NULL, *image_path = NULL, *initrd_path = NULL;
 	bool quiet = false, verbose = false;
 	struct debug_opts dbg = {.spawn_gdb = debug};
 	bool gdb = debug;
 	static const struct option lopts[] = {
 		{"backend", required_argument, NULL, 'b'},
 		{"image", required_argument, NULL, 'i'},
+		{"initrd", required_argument, NULL, 'R'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"gdb", required_argument, NULL, 'g'},
@@ -1051,6 +1090,9 @@ static int cmd_replay(int argc, char **argv, bool debug)
 			break;
 		case 'i':
 			image_path = optarg;
+			break;
+		case 'R':
+			initrd_path = optarg;
 			break;
 		case 'S': {
 			char *e;
@@ -1164,6 +1206,29 @@ static int cmd_replay(int argc, char **argv, bool debug)
 				 log_path, ip);
 		image = image_file;
 	}
+	/* The initrd likewise (a log of version 4; none before). */
+	const void *initrd = h->initrd;
+	void *initrd_file = NULL;
+	size_t initrd_len = (size_t)h->initrd_len;
+	if (initrd_path && !h->initrd_len)
+		die_line(EXIT_USAGE, "--initrd %s: %s was recorded without an initrd", initrd_path,
+			 log_path);
+	if (h->initrd_len && (!initrd || initrd_path)) {
+		const char *ip = initrd_path ? initrd_path : h->initrd_path;
+		rc = vmm_read_file(ip, (size_t)h->initrd_len, &initrd_file, &initrd_len);
+		if (rc < 0 && rc != -VMM_EINVAL)
+			die_line(EXIT_BADINPUT,
+				 "%s: the log does not embed its initrd and %s cannot be read (%s); "
+				 "give it with --initrd PATH",
+				 log_path, ip, vmm_errdetail());
+		if (rc < 0 || lf_hash64(initrd_file, initrd_len) != h->initrd_hash ||
+		    initrd_len != h->initrd_len)
+			die_line(EXIT_BADINPUT,
+				 "%s: %s is not the initrd this log was recorded with (its hash "
+				 "differs)",
+				 log_path, ip);
+		initrd = initrd_file;
+	}
 
 	struct console con;
 	rc = console_open(&con, "stdio");
@@ -1192,7 +1257,7 @@ static int cmd_replay(int argc, char **argv, bool debug)
 	rc = vmm_machine_create(&cfg, &m);
 	if (rc < 0)
 		fail(rc, "creating the machine");
-	rc = vmm_machine_load(m, image, image_len, h->cmdline);
+	rc = vmm_machine_load_initrd(m, image, image_len, h->cmdline, initrd, initrd_len);
 	if (rc < 0)
 		fail(rc, "the image in the log");
 	if (gdb) {
@@ -1201,6 +1266,7 @@ static int cmd_replay(int argc, char **argv, bool debug)
 		int status = debug_session(m, rp, &dbg);
 		console_finish(&con);
 		free(image_file);
+		free(initrd_file);
 		rpl_free(rp);
 		vmm_machine_destroy(m);
 		lf_reader_free(rd);
@@ -1268,6 +1334,7 @@ static int cmd_replay(int argc, char **argv, bool debug)
 	}
 	g_image = NULL;
 	free(image_file);
+	free(initrd_file);
 	rpl_free(rp);
 	vmm_machine_destroy(m);
 	lf_reader_free(rd);

@@ -34,6 +34,14 @@ struct hvm_memmap_table_entry {
 	uint32_t reserved;
 };
 
+/* A module (the initrd): hvm_start_info.modlist_paddr points at nr_modules of these. */
+struct hvm_modlist_entry {
+	uint64_t paddr;
+	uint64_t size;
+	uint64_t cmdline_paddr; /* 0: no command line */
+	uint64_t reserved;
+};
+
 #define HVM_MEMMAP_TYPE_RAM 1
 #define HVM_MEMMAP_TYPE_RESERVED 2
 

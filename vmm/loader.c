@@ -4,7 +4,7 @@
  * Owns everything between the bytes of a guest image and guest RAM at the first
  * instruction: ELF header and program header validation, the XEN_ELFNOTE_PHYS32_ENTRY
  * note, copying PT_LOAD segments, and the hvm_start_info / command line / memory map
- * the guest finds through EBX.
+ * the guest finds through EBX, and the initrd with its one-entry module list.
  *
  * The image is untrusted input: every field is checked against the file length with
  * overflow-checked arithmetic before it is used, every header is read with memcpy (no
@@ -22,6 +22,11 @@
 #define VMM_MEMMAP_PADDR \
 	((VMM_START_INFO + sizeof(struct hvm_start_info) + 7u) & ~(uint64_t)7u)
 #define VMM_MEMMAP_ENTRIES 3u
+/* The module list (one entry, the initrd): after the memory map, 8-byte aligned. */
+#define VMM_MODLIST_PADDR \
+	(VMM_MEMMAP_PADDR + VMM_MEMMAP_ENTRIES * sizeof(struct hvm_memmap_table_entry))
+/* Linux reads a PVH module's address into a 32-bit field: the initrd stays below 4 GiB. */
+#define VMM_INITRD_LIMIT (4ull << 30)
 
 /* A PT_LOAD segment that passed validation. */
 struct load_seg {
@@ -250,10 +255,11 @@ static int cmp_seg(const void *a, const void *b)
 }
 
 static void write_boot_info(uint8_t *ram, uint64_t ram_size, const char *cmdline,
-			    size_t cmdline_len)
+			    size_t cmdline_len, uint64_t initrd_addr, uint64_t initrd_len)
 {
 	struct hvm_start_info si;
 	struct hvm_memmap_table_entry mm[VMM_MEMMAP_ENTRIES];
+	struct hvm_modlist_entry mod;
 
 	memset(ram + VMM_START_INFO, 0, VMM_CMDLINE - VMM_START_INFO);
 	memset(ram + VMM_CMDLINE, 0, VMM_CMDLINE_MAX + 1);
@@ -272,12 +278,22 @@ static void write_boot_info(uint8_t *ram, uint64_t ram_size, const char *cmdline
 	mm[2].type = HVM_MEMMAP_TYPE_RAM;
 	memcpy(ram + VMM_MEMMAP_PADDR, mm, sizeof(mm));
 
+	/*
+	 * The initrd lies in the last RAM entry, as on a PC: Linux reserves it itself and
+	 * frees it once unpacked. Its module has no command line (cmdline_paddr 0).
+	 */
+	memset(&mod, 0, sizeof(mod));
+	mod.paddr = initrd_addr;
+	mod.size = initrd_len;
+	if (initrd_len)
+		memcpy(ram + VMM_MODLIST_PADDR, &mod, sizeof(mod));
+
 	memset(&si, 0, sizeof(si));
 	si.magic = HVM_START_MAGIC;
 	si.version = 1;
 	si.flags = 0;
-	si.nr_modules = 0;
-	si.modlist_paddr = 0;
+	si.nr_modules = initrd_len ? 1 : 0;
+	si.modlist_paddr = initrd_len ? VMM_MODLIST_PADDR : 0;
 	si.cmdline_paddr = VMM_CMDLINE;
 	si.rsdp_paddr = 0;
 	si.memmap_paddr = VMM_MEMMAP_PADDR;
@@ -285,21 +301,48 @@ static void write_boot_info(uint8_t *ram, uint64_t ram_size, const char *cmdline
 	memcpy(ram + VMM_START_INFO, &si, sizeof(si));
 }
 
+/*
+ * Where the initrd goes: page-aligned at the top of RAM below 4 GiB (where QEMU puts it),
+ * above the kernel's segments and the PC hole. *addr is set, or an error says why not.
+ */
+static int place_initrd(uint64_t ram_size, uint64_t kernel_end, size_t len, uint64_t *addr)
+{
+	uint64_t top = ram_size < VMM_INITRD_LIMIT ? ram_size : VMM_INITRD_LIMIT;
+	uint64_t floor = kernel_end > VMM_HOLE_END ? kernel_end : VMM_HOLE_END;
+
+	floor = (floor + 0xfffu) & ~(uint64_t)0xfffu;
+	if (len > top || ((top - len) & ~(uint64_t)0xfffu) < floor)
+		return vmm_fail(VMM_ELAYOUT,
+				"initrd of %zu bytes does not fit in guest RAM between the kernel "
+				"(ends at 0x%llx) and 0x%llx: give the guest more memory (--mem)",
+				len, (unsigned long long)kernel_end, (unsigned long long)top);
+	*addr = (top - len) & ~(uint64_t)0xfffu;
+	return 0;
+}
+
 int vmm_load_pvh(uint8_t *ram, uint64_t ram_size, const void *elf, size_t len,
 		 const char *cmdline, struct vmm_load_result *res)
 {
-	_Static_assert(VMM_MEMMAP_PADDR + VMM_MEMMAP_ENTRIES * sizeof(struct hvm_memmap_table_entry) <=
-			       VMM_CMDLINE,
-		       "memory map must fit below the command line");
+	return vmm_load_pvh_initrd(ram, ram_size, elf, len, cmdline, NULL, 0, res);
+}
+
+int vmm_load_pvh_initrd(uint8_t *ram, uint64_t ram_size, const void *elf, size_t len,
+			const char *cmdline, const void *initrd, size_t initrd_len,
+			struct vmm_load_result *res)
+{
+	_Static_assert(VMM_MODLIST_PADDR + sizeof(struct hvm_modlist_entry) <= VMM_CMDLINE,
+		       "memory map and module list must fit below the command line");
 	const uint8_t *p = elf;
 	struct load_seg *segs = NULL;
 	size_t cmdline_len = 0;
 	unsigned nseg = 0, i;
+	uint64_t kernel_end = 0, initrd_addr = 0;
 	uint32_t entry = 0;
 	Elf64_Ehdr eh;
 	int ret;
 
-	if (ram == NULL || res == NULL || (elf == NULL && len != 0))
+	if (ram == NULL || res == NULL || (elf == NULL && len != 0) ||
+	    (initrd == NULL && initrd_len != 0))
 		return vmm_fail(VMM_EINVAL, "vmm_load_pvh: missing argument");
 	if (ram_size <= VMM_HOLE_END)
 		return vmm_fail(VMM_EINVAL, "guest RAM of 0x%llx bytes is too small for PVH boot "
@@ -379,21 +422,30 @@ int vmm_load_pvh(uint8_t *ram, uint64_t ram_size, const void *elf, size_t len,
 			       entry, segs[i].index);
 		goto out;
 	}
+	for (i = 0; i < nseg; i++)
+		if (segs[i].paddr + segs[i].memsz > kernel_end)
+			kernel_end = segs[i].paddr + segs[i].memsz;
+	if (initrd_len) {
+		ret = place_initrd(ram_size, kernel_end, initrd_len, &initrd_addr);
+		if (ret < 0)
+			goto out;
+	}
 
 	/* Validated: from here on nothing fails. */
 	for (i = 0; i < nseg; i++) {
 		memset(ram + segs[i].paddr, 0, segs[i].memsz);
 		memcpy(ram + segs[i].paddr, p + segs[i].offset, segs[i].filesz);
 	}
-	write_boot_info(ram, ram_size, cmdline, cmdline_len);
+	if (initrd_len)
+		memcpy(ram + initrd_addr, initrd, initrd_len);
+	write_boot_info(ram, ram_size, cmdline, cmdline_len, initrd_addr, initrd_len);
 
 	res->entry = entry;
 	res->start_info = VMM_START_INFO;
 	res->lowest = segs[0].paddr;
-	res->highest = 0;
-	for (i = 0; i < nseg; i++)
-		if (segs[i].paddr + segs[i].memsz > res->highest)
-			res->highest = segs[i].paddr + segs[i].memsz;
+	res->highest = kernel_end;
+	res->initrd = initrd_addr;
+	res->initrd_len = initrd_len;
 	ret = 0;
 out:
 	free(segs);

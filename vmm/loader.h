@@ -4,16 +4,18 @@
  * Accepts an ELF64 x86-64 executable with a XEN_ELFNOTE_PHYS32_ENTRY note (name "Xen",
  * type 18) in a PT_NOTE segment, copies its PT_LOAD segments into guest RAM at their
  * physical addresses, and writes struct hvm_start_info (version 1), the command line
- * and an E820-style memory map into a reserved low area. Every malformed input is an
+ * and an E820-style memory map into a reserved low area. An initrd, if given, goes
+ * page-aligned at the top of RAM below 4 GiB (inside the last RAM entry of the memory
+ * map, where Linux expects it), named by a one-entry module list with no command line. Every malformed input is an
  * error with a detail message (vmm_errdetail()), never a crash.
  *
  * Guest-physical layout:
  *   0x0000_0000 - 0x0000_0FFF  real-mode IVT/BDA area: left zero
  *   0x0000_1000 - 0x0000_1FFF  VMM area: the entry GDT (both backends), emu's trampoline
- *   0x0000_6000 - 0x0000_6FFF  hvm_start_info, memory map
+ *   0x0000_6000 - 0x0000_6FFF  hvm_start_info, memory map, module list
  *   0x0000_7000 - 0x0000_7FFF  command line (at most 4095 bytes + NUL)
  *   0x0009_FC00 - 0x000F_FFFF  reserved (EBDA, VGA, BIOS: as on a PC)
- *   0x0010_0000 - mem_size     usable RAM; kernels load here
+ *   0x0010_0000 - mem_size     usable RAM; kernels load here, the initrd at its top
  * Segments may not overlap 0x0000-0x7FFF or 0x9FC00-0xFFFFF, nor extend past RAM.
  */
 #ifndef REWIND_VMM_LOADER_H
@@ -43,6 +45,7 @@ struct vmm_load_result {
 	uint32_t entry;      /* PVH 32-bit entry point */
 	uint32_t start_info; /* guest-physical address of hvm_start_info (EBX) */
 	uint64_t lowest, highest; /* guest-physical extent of the loaded segments */
+	uint64_t initrd, initrd_len; /* where the initrd went (0, 0: none) */
 };
 
 /*
@@ -51,6 +54,13 @@ struct vmm_load_result {
  */
 int vmm_load_pvh(uint8_t *ram, uint64_t ram_size, const void *elf, size_t len,
 		 const char *cmdline, struct vmm_load_result *res) VMM_WUR;
+/*
+ * The same with an initrd (initrd_len bytes; NULL and 0 for none). One that does not fit
+ * above the kernel is -VMM_ELAYOUT, and RAM is left as it was.
+ */
+int vmm_load_pvh_initrd(uint8_t *ram, uint64_t ram_size, const void *elf, size_t len,
+			const char *cmdline, const void *initrd, size_t initrd_len,
+			struct vmm_load_result *res) VMM_WUR;
 
 /* Read a whole file into a malloc'd buffer (at most max bytes). */
 int vmm_read_file(const char *path, size_t max, void **buf, size_t *len) VMM_WUR;

@@ -152,8 +152,15 @@ const struct vmm_cpu_ops *vmm_machine_backend(struct vmm_machine *m)
 
 int vmm_machine_load(struct vmm_machine *m, const void *elf, size_t len, const char *cmdline)
 {
+	return vmm_machine_load_initrd(m, elf, len, cmdline, NULL, 0);
+}
+
+int vmm_machine_load_initrd(struct vmm_machine *m, const void *elf, size_t len,
+			    const char *cmdline, const void *initrd, size_t initrd_len)
+{
 	struct vmm_load_result res;
-	int rc = vmm_load_pvh(m->ram, m->ram_size, elf, len, cmdline, &res);
+	int rc = vmm_load_pvh_initrd(m->ram, m->ram_size, elf, len, cmdline, initrd, initrd_len,
+				     &res);
 	if (rc < 0)
 		return rc;
 	m->halted = false;

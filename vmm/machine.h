@@ -60,6 +60,9 @@ const struct vmm_cpu_ops *vmm_machine_backend(struct vmm_machine *m);
  */
 int vmm_machine_load(struct vmm_machine *m, const void *elf, size_t len,
 		     const char *cmdline) VMM_WUR;
+/* The same with an initrd (NULL and 0 for none), placed as loader.h says. */
+int vmm_machine_load_initrd(struct vmm_machine *m, const void *elf, size_t len,
+			    const char *cmdline, const void *initrd, size_t initrd_len) VMM_WUR;
 
 /* Run the guest until it stops (see enum vmm_stop_reason). */
 int vmm_machine_run(struct vmm_machine *m, struct vmm_stop *stop) VMM_WUR;

@@ -27,6 +27,15 @@
  *
  * The linux_norm tests hold the normalisation itself to both promises without a kernel:
  * a log of another build matches the golden, and a boot that really diverges does not.
+ *
+ * The recorded boot is also debugged: `rewind debug` must give gdb the kernel's symbols
+ * (from its kallsyms tables), so that a breakpoint on a kernel function resolves and
+ * reverse-continue goes back to its previous hit; and the replay's report of the reset
+ * names the kernel function it happened in.
+ *
+ * The initramfs of `make linux` (tools/mkinitrd.sh, build/linux/initrd.cpio.gz): QEMU
+ * boots it to its shell, which answers typed commands and halts on `poweroff -f`; rewind
+ * hands it to the kernel, which unpacks it.
  */
 #include "harness.h"
 
@@ -34,6 +43,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 
 #define CMDLINE "console=ttyS0 nolapic noapic acpi=off pci=off panic=-1"
 #define GOLDEN "tests/integration/linux-boot.golden"
@@ -296,6 +306,14 @@ static void cmp_free(struct cmp *c)
 	free(c->got.v);
 	free(c->want_text);
 	free(c->got_text);
+}
+
+static int occurrences_of(const char *s, const char *needle)
+{
+	int n = 0;
+	for (const char *p = strstr(s, needle); p; p = strstr(p + 1, needle))
+		n++;
+	return n;
 }
 
 static bool have_kernel(char *path, size_t size)
@@ -598,6 +616,59 @@ Test(linux_norm, a_boot_that_diverges_still_fails)
 #define RR_STOP_S 75
 #define STATUS_USER 0
 
+/*
+ * `rewind debug` on the recording: gdb gets the kernel's symbols (from its kallsyms
+ * tables: Debian's vmlinux is stripped), so `break vprintk_emit` resolves, stops there
+ * three times going forward, and reverse-continue goes back to the second stop.
+ */
+static void debug_kernel_symbols(const char *rewind, const char *log)
+{
+	if (!h_have_program("gdb")) {
+		cr_log_warn("linux: gdb is not installed (apt-get install gdb): the kernel "
+			    "symbols under `rewind debug` were not checked");
+		return;
+	}
+	char script[512];
+	const char *tmp = getenv("TMPDIR");
+	snprintf(script, sizeof(script), "%s/rewind-test-%d-linux.gdb", tmp && *tmp ? tmp : "/tmp",
+		 (int)getpid());
+	static const char text[] = "break vprintk_emit\n"
+				   "continue\nprintf \"P1 \"\nwhen\n"
+				   "continue\nprintf \"P2 \"\nwhen\n"
+				   "continue\nprintf \"P3 \"\nwhen\n"
+				   "reverse-continue\nprintf \"R \"\nwhen\n"
+				   "info symbol $pc\n";
+	FILE *f = fopen(script, "w");
+	cr_assert(f && fputs(text, f) >= 0 && fclose(f) == 0, "%s", script);
+	char *argv[] = {(char *)rewind, "debug", (char *)log, "--", "-batch", "-nx", "-x",
+			script, NULL};
+	struct h_opts o = {.timeout_s = BOOT_TIMEOUT_S, .merge = true};
+	struct h_run r;
+	h_run(argv, &o, &r);
+	unlink(script);
+	cr_assert(!r.timed_out, "rewind debug killed after %d s:\n%s", BOOT_TIMEOUT_S, r.out);
+	cr_expect_eq(r.status, 0, "rewind debug ended with %d:\n%s", r.status, r.out);
+	cr_expect(strstr(r.out, "kernel symbols: ") && strstr(r.out, " from the image's kallsyms"),
+		  "no kernel symbols line:\n%s", r.out);
+	unsigned long long p[4] = {0};
+	static const char *const tag[4] = {"P1 position ", "P2 position ", "P3 position ",
+					   "R position "};
+	for (int i = 0; i < 4; i++) {
+		const char *at = strstr(r.out, tag[i]);
+		cr_assert(at, "no \"%s\" in:\n%s", tag[i], r.out);
+		p[i] = strtoull(at + strlen(tag[i]), NULL, 10);
+	}
+	cr_expect(p[0] < p[1] && p[1] < p[2], "forward stops out of order:\n%s", r.out);
+	cr_expect_eq(p[3], p[1], "reverse-continue from %llu went to %llu, not the previous "
+				 "stop at %llu:\n%s",
+		     p[2], p[3], p[1], r.out);
+	cr_expect_eq(occurrences_of(r.out, "Breakpoint 1, 0xffffffff"), 4,
+		     "expected 4 stops at the breakpoint:\n%s", r.out);
+	cr_expect(strstr(r.out, "vprintk_emit in section .text"), "$pc not in vprintk_emit:\n%s",
+		  r.out);
+	h_free(&r);
+}
+
 Test(linux, boot_records_and_replays, .timeout = 3 * BOOT_TIMEOUT_S + 20)
 {
 	char kernel[4096], rewind[4096], log[512];
@@ -661,8 +732,105 @@ Test(linux, boot_records_and_replays, .timeout = 3 * BOOT_TIMEOUT_S + 20)
 	cr_expect(rpl.len == rec.len && memcmp(rpl.out, rec.out, rec.len) == 0,
 		  "the replay printed %zu bytes, the recording %zu (or other bytes)", rpl.len,
 		  rec.len);
+	/* The reset's report names the kernel function from the image's kallsyms tables. */
+	if (rec.status == STATUS_RESET)
+		cr_expect(strstr(rpl.err, "guest backtrace:\n    #0  0xffffffff") &&
+			      strstr(rpl.err, " in native_machine_emergency_restart+0x"),
+			  "the reset's backtrace does not name the kernel function:\n%s",
+			  rpl.err);
+	if (matched)
+		debug_kernel_symbols(rewind, log);
 	if (matched)
 		unlink(log);
 	h_free(&rec);
 	h_free(&rpl);
+}
+
+/* ---- the initramfs (make linux: tools/mkinitrd.sh) ---------------------------------- */
+
+#define MARKER "rewind-initramfs: ready"
+
+static bool have_initrd(char *path, size_t size)
+{
+	snprintf(path, size, "%s/linux/initrd.cpio.gz", h_build_dir());
+	return access(path, R_OK) == 0;
+}
+
+/*
+ * The initramfs on QEMU, the reference: /init mounts proc, sys and devtmpfs, prints the
+ * marker and starts the shell, which runs what is typed and halts on `poweroff -f`
+ * (acpi=off: the kernel halts with interrupts off, and QEMU, which then runs on, is
+ * ended once it says so).
+ */
+Test(linux, initramfs_runs_its_shell_on_qemu, .timeout = BOOT_TIMEOUT_S + 20)
+{
+	char kernel[4096], initrd[4096];
+	if (!have_kernel(kernel, sizeof(kernel)) || !have_initrd(initrd, sizeof(initrd)))
+		cr_skip_test("no Linux kernel or initramfs: run 'make linux' to fetch Debian's "
+			     "kernel and busybox");
+	if (!h_have_program(QEMU))
+		cr_skip_test("%s is not installed (apt-get install qemu-system-x86): the "
+			     "initramfs is checked on QEMU",
+			     QEMU);
+	take_turn();
+	char *argv[] = {
+		QEMU, "-M",
+		"microvm,x-option-roms=off,rtc=on,acpi=off,pic=on,pit=on,isa-serial=on",
+		"-cpu", "qemu64,-apic", "-m", "128M", "-no-reboot", "-nographic",
+		"-nodefaults", "-serial", "stdio", "-kernel", kernel, "-initrd", initrd,
+		"-append", CMDLINE, NULL,
+	};
+	struct h_opts o = {.timeout_s = BOOT_TIMEOUT_S,
+			   .input = "echo sum=$((6*7)); grep -c ' /proc \\| /sys \\| /dev ' "
+				    "/proc/mounts; ls -1 /bin/sh /dev/ttyS0; poweroff -f\n",
+			   .input_after = MARKER,
+			   .hold_stdin = true,
+			   .sig = SIGTERM,
+			   .sig_after = "reboot: System halted",
+			   .sig_delay_ms = 200};
+	struct h_run q;
+	h_run(argv, &o, &q);
+	cr_assert(!q.timed_out, "QEMU killed after %d s; last output:\n%s", BOOT_TIMEOUT_S,
+		  q.len > 4000 ? q.out + q.len - 4000 : q.out);
+	const char *m = strstr(q.out, MARKER);
+	cr_assert(m, "no marker line; last output:\n%s", q.len > 4000 ? q.out + q.len - 4000 : q.out);
+	cr_expect(strstr(m, "\nsum=42\r\n3\r\n/bin/sh\r\n/dev/ttyS0\r\n"),
+		  "the shell's answers are missing:\n%s", m);
+	cr_expect(strstr(m, "reboot: System halted"), "no halt after poweroff -f:\n%s", m);
+	h_free(&q);
+}
+
+/*
+ * rewind hands the initramfs to the kernel: it finds and unpacks it (its pages are freed
+ * after, exactly the archive's size rounded up to pages, from the page-aligned place the
+ * loader put it). The run is stopped there (SIGINT): whether user space then runs is the
+ * acceptance test's business.
+ */
+Test(linux, initramfs_is_unpacked_on_emu, .timeout = BOOT_TIMEOUT_S + 20)
+{
+	char kernel[4096], initrd[4096], rewind[4096];
+	if (!have_kernel(kernel, sizeof(kernel)) || !have_initrd(initrd, sizeof(initrd)))
+		cr_skip_test("no Linux kernel or initramfs: run 'make linux' to fetch Debian's "
+			     "kernel and busybox");
+	h_rewind_path(rewind, sizeof(rewind));
+	take_turn();
+	struct stat st;
+	cr_assert_eq(stat(initrd, &st), 0);
+	char *argv[] = {rewind, "run", "--backend", "emu", "--initrd", initrd, "--append",
+			CMDLINE, kernel, NULL};
+	struct h_opts o = {.timeout_s = BOOT_TIMEOUT_S, .sig = SIGINT,
+			   .sig_after = "Freeing initrd memory", .sig_delay_ms = 0};
+	struct h_run r;
+	h_run(argv, &o, &r);
+	cr_assert(!r.timed_out, "killed after %d s; last output:\n%s", BOOT_TIMEOUT_S,
+		  r.len > 4000 ? r.out + r.len - 4000 : r.out);
+	char freed[64];
+	snprintf(freed, sizeof(freed), "Freeing initrd memory: %lldK",
+		 (long long)((st.st_size + 4095) / 4096 * 4));
+	cr_expect(strstr(r.out, "Trying to unpack rootfs image as initramfs..."),
+		  "the kernel did not find the initrd:\n%s", r.out);
+	cr_expect(!strstr(r.out, "Initramfs unpacking failed"), "unpacking failed:\n%s", r.out);
+	cr_expect(strstr(r.out, freed), "no \"%s\":\n%s", freed, r.out);
+	cr_expect(!strstr(r.out, "VFS: Unable to mount root fs"), "root fs panic:\n%s", r.out);
+	h_free(&r);
 }

@@ -149,7 +149,7 @@ Test(golden, bad_magic)
 Test(golden, bad_version)
 {
 	struct outcome o = {.open_rc = -LF_EVERSION,
-			    .detail = "the log has format version 4; this build reads versions 2 to 3"};
+			    .detail = "the log has format version 5; this build reads versions 2 to 4"};
 	check_file(GOLDEN_DIR "bad-version.rwl", &o);
 }
 
@@ -161,7 +161,7 @@ Test(golden, bad_version)
 Test(golden, old_version)
 {
 	struct outcome o = {.open_rc = -LF_EVERSION,
-			    .detail = "the log has format version 1; this build reads versions 2 to 3"};
+			    .detail = "the log has format version 1; this build reads versions 2 to 4"};
 	check_file(GOLDEN_DIR "old-version.rwl", &o);
 }
 

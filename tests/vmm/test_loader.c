@@ -646,3 +646,82 @@ Test(loader, second_note_truncated)
 	img.ph[0].p_filesz = pos - 2; /* the entry's desc is cut short */
 	expect_fail(VMM_EBADELF, "past the end");
 }
+
+/* ---- the initrd (PVH module list) ---- */
+
+Test(loader, initrd_at_top_of_ram_in_module_list)
+{
+	enum { RD_LEN = 5000 };
+	static uint8_t rd[RD_LEN];
+	struct hvm_start_info si;
+	struct hvm_modlist_entry mod;
+	struct hvm_memmap_table_entry mm[3];
+	uint64_t want = (RAM_SIZE - RD_LEN) & ~0xfffull;
+
+	for (unsigned i = 0; i < RD_LEN; i++)
+		rd[i] = (uint8_t)(i * 7 + 1);
+	cr_assert_eq(vmm_load_pvh_initrd(ram, RAM_SIZE, &img, IMG_LEN, "", rd, RD_LEN, &res), 0,
+		     "%s", vmm_errdetail());
+	cr_assert_eq(res.initrd, want);
+	cr_assert_eq(res.initrd_len, RD_LEN);
+	cr_assert_arr_eq(ram + want, rd, RD_LEN);
+	/* Only the initrd's bytes are written: the rest of its last page stays as it was. */
+	cr_assert_eq(ram[want + RD_LEN], RAM_FILL);
+	cr_assert_eq(ram[want - 1], RAM_FILL);
+
+	memcpy(&si, ram + VMM_START_INFO, sizeof(si));
+	cr_assert_eq(si.nr_modules, 1);
+	cr_assert_neq(si.modlist_paddr, 0);
+	cr_assert_eq(si.modlist_paddr % 8, 0);
+	cr_assert_geq(si.modlist_paddr, si.memmap_paddr + sizeof(mm), "overlaps the memory map");
+	cr_assert_leq(si.modlist_paddr + sizeof(mod), VMM_CMDLINE);
+	memcpy(&mod, ram + si.modlist_paddr, sizeof(mod));
+	cr_assert_eq(mod.paddr, want);
+	cr_assert_eq(mod.size, RD_LEN);
+	cr_assert_eq(mod.cmdline_paddr, 0, "the module has no command line");
+	cr_assert_eq(mod.reserved, 0);
+	/* It lies inside the last RAM entry, which the memory map reports unchanged. */
+	memcpy(mm, ram + si.memmap_paddr, sizeof(mm));
+	cr_assert_eq(mm[2].type, HVM_MEMMAP_TYPE_RAM);
+	cr_assert_geq(mod.paddr, mm[2].addr);
+	cr_assert_leq(mod.paddr + mod.size, mm[2].addr + mm[2].size);
+}
+
+Test(loader, initrd_filling_ram_above_the_kernel_loads)
+{
+	/* The kernel ends at DATA_PADDR + DATA_MEMSZ; everything above is the initrd's. */
+	size_t len = RAM_SIZE - (DATA_PADDR + DATA_MEMSZ);
+	uint8_t *rd = calloc(1, len);
+
+	cr_assert_not_null(rd);
+	cr_assert_eq(vmm_load_pvh_initrd(ram, RAM_SIZE, &img, IMG_LEN, "", rd, len, &res), 0,
+		     "%s", vmm_errdetail());
+	cr_assert_eq(res.initrd, DATA_PADDR + DATA_MEMSZ);
+	free(rd);
+}
+
+Test(loader, initrd_too_big_refused_ram_untouched)
+{
+	size_t len = RAM_SIZE - (DATA_PADDR + DATA_MEMSZ) + 1;
+	uint8_t *rd = calloc(1, len);
+
+	cr_assert_not_null(rd);
+	cr_assert_eq(vmm_load_pvh_initrd(ram, RAM_SIZE, &img, IMG_LEN, "", rd, len, &res),
+		     -VMM_ELAYOUT);
+	cr_assert_not_null(strstr(vmm_errdetail(), "initrd of"), "%s", vmm_errdetail());
+	cr_assert_not_null(strstr(vmm_errdetail(), "--mem"), "%s", vmm_errdetail());
+	cr_assert(ram_untouched(), "a refused initrd changed guest RAM");
+	/* Larger than all of RAM, and larger than 4 GiB of address: refused alike. */
+	cr_assert_eq(vmm_load_pvh_initrd(ram, RAM_SIZE, &img, IMG_LEN, "", rd, RAM_SIZE + 1,
+					 &res),
+		     -VMM_ELAYOUT);
+	cr_assert(ram_untouched());
+	free(rd);
+}
+
+Test(loader, initrd_missing_bytes_refused)
+{
+	cr_assert_eq(vmm_load_pvh_initrd(ram, RAM_SIZE, &img, IMG_LEN, "", NULL, 10, &res),
+		     -VMM_EINVAL);
+	cr_assert(ram_untouched());
+}
