@@ -17,10 +17,13 @@
  *  - paging with exact #PF error codes: the TLB is filled by our own page walker;
  *  - exception and interrupt delivery through the guest IDT (vmm/x86deliver.c, shared
  *    with kvm), with the STI/MOV SS shadow and double/triple fault rules;
+ *  - user mode: SYSCALL (Unicorn replaces it by its hooks) is performed here at an exact
+ *    position (do_syscall); privilege changes load CS, SS and the CPL through a saved
+ *    context (load_segs), since Unicorn's register writes set only the selectors; the
+ *    special instructions check the privilege they need (site_allowed);
  *  - CPUID: the table of vmm/cpuid.c, shared with kvm.
- * Left out: SYSCALL/SYSRET and SYSENTER semantics (Unicorn replaces them by hooks),
- * user mode (CPL 3) privilege changes in delivery beyond the stack switch, task gates,
- * virtual-8086 mode, real mode.
+ * Left out: SYSENTER/SYSEXIT (the CPUID vendor is AMD, whose long mode has none), task
+ * gates, virtual-8086 mode, real mode.
  */
 #include "cpu.h"
 #include "cpuid.h"
@@ -58,6 +61,7 @@ enum { PG_PLAIN, PG_CODE, PG_HOT };
 #define CR0_PG (1ull << 31)
 #define CR4_PSE (1ull << 4)
 #define CR4_PAE (1ull << 5)
+#define CR4_TSD (1ull << 2)
 #define EFER_LME (1ull << 8)
 #define EFER_LMA (1ull << 10)
 #define EFER_NXE (1ull << 11)
@@ -73,6 +77,17 @@ enum { PG_PLAIN, PG_CODE, PG_HOT };
 #define PTE_PS (1ull << 7)
 #define PTE_NX (1ull << 63)
 #define PTE_ADDR 0x000ffffffffff000ull
+
+/* QEMU's hidden flags (env->hflags) and descriptor cache flags that load_segs sets. */
+#define HF_CS32 (1u << 4)
+#define HF_SS32 (1u << 5)
+#define HF_ADDSEG (1u << 6)
+#define HF_LMA (1u << 14)
+#define HF_CS64 (1u << 15)
+#define DESCF_L (1u << 21)
+#define DESCF_B (1u << 22)
+#define SEGC_SIZE 24 /* a segment cache: u32 selector, u64 base, u32 limit, u32 flags */
+#define SEGC_BASE 8
 
 #define PF_P (1u << 0)
 #define PF_W (1u << 1)
@@ -105,6 +120,7 @@ struct emu_block {
 	uint8_t bits;      /* code size it was decoded for */
 	uint8_t last_kind; /* enum x86_kind of the last instruction */
 	uint8_t has_special;
+	uint8_t user;      /* decoded at CPL 3: checked against the current mapping */
 	uint16_t len0;     /* bytes of the block in its first page */
 	uint8_t dirty;     /* its pages may have been written since it was checked */
 	uint64_t seen;     /* the tracking interval it last ran in (c->epoch) */
@@ -134,6 +150,7 @@ enum emu_stop {
 	ES_EXC,         /* an exception (intr hook or refused TLB fill) */
 	ES_IF_OPEN,     /* IF became 1 with an interrupt pending */
 	ES_ERROR,       /* unrecoverable (bad site emulation) */
+	ES_SYSCALL,     /* before a SYSCALL: emu_run performs it */
 };
 
 struct vmm_cpu {
@@ -185,12 +202,14 @@ struct vmm_cpu {
 	bool self_halt;    /* Unicorn ended the run by itself (see tlb_fill_hook) */
 	uint64_t pf_addr;
 	uint32_t pf_err;
+	bool pf_fetch;     /* ... for an instruction fetch */
 
+	uint64_t sys_next;     /* the RIP after the SYSCALL an ES_SYSCALL stop is on */
 	uint64_t tsc_offset;   /* guest TSC = icount + tsc_offset */
 	uint64_t tsc_aux;
 	bool efer_lme_shadow;  /* the guest's view of EFER.LME before paging */
 
-	struct calib { int err_off, oldexc_off, data_off; } calib; /* offsets in a context */
+	struct calib { int err_off, oldexc_off, data_off, segs_off, hflags_off; } calib; /* in a context */
 	uc_context *ctx;
 
 	struct emu_block *blocks[EMU_BLOCK_BUCKETS];
@@ -493,6 +512,7 @@ static bool tlb_fill_hook(uc_engine *uc, uint64_t va, uc_mem_type type, uc_tlb_e
 		if (!record)
 			return false;
 		c->pf_pending = true;
+		c->pf_fetch = acc == ACC_FETCH;
 		c->pf_addr = va;
 		c->pf_err = err;
 		return false;
@@ -570,7 +590,8 @@ static int read_virt_raw(struct vmm_cpu *c, uint64_t va, void *buf, size_t len, 
 	return 0;
 }
 
-static int write_virt_raw(struct vmm_cpu *c, uint64_t va, const void *buf, size_t len,
+/* Write guest-virtual memory as an access at CPL 3 (user) or a supervisor one. */
+static int write_virt_raw(struct vmm_cpu *c, uint64_t va, const void *buf, size_t len, bool user,
 			  uint32_t *pferr, uint64_t *fault_va)
 {
 	const uint8_t *in = buf;
@@ -578,7 +599,7 @@ static int write_virt_raw(struct vmm_cpu *c, uint64_t va, const void *buf, size_
 		uint64_t pa;
 		bool w, x;
 		uint32_t err;
-		if (!walk(c, va, ACC_WRITE, cpl3(c), true, &pa, &w, &x, &err)) {
+		if (!walk(c, va, ACC_WRITE, user, true, &pa, &w, &x, &err)) {
 			*pferr = err;
 			*fault_va = va;
 			return -VMM_EGUEST;
@@ -748,7 +769,7 @@ static bool is_special(uint8_t kind)
 {
 	return kind == X86_IN || kind == X86_OUT || kind == X86_INS || kind == X86_OUTS ||
 	       kind == X86_RDTSC || kind == X86_RDTSCP || kind == X86_RDMSR ||
-	       kind == X86_WRMSR || kind == X86_HLT || kind == X86_CMPXCHGB;
+	       kind == X86_WRMSR || kind == X86_HLT || kind == X86_CMPXCHGB || kind == X86_SYSCALL;
 }
 
 /* Decode a new block; place site hooks on its special instructions. NULL on failure. */
@@ -833,6 +854,7 @@ static struct emu_block *block_decode(struct vmm_cpu *c, uint64_t addr, uint32_t
 	b->bits = (uint8_t)c->bits;
 	b->last_kind = last_far ? 0xFF : last;
 	b->has_special = special;
+	b->user = cpl3(c);
 	memcpy(b->offs, offs, n * sizeof(uint16_t));
 	b->offs[n] = (uint16_t)size;
 	unsigned h = block_hash(addr, size);
@@ -873,17 +895,37 @@ static struct emu_block *block_find(struct vmm_cpu *c, uint64_t addr, uint32_t s
 		return b;
 	b = block_find_slow(c, addr, size, changed);
 	/* See block_hook: what the front holds, the fast path takes without checks. */
-	if (b && !b->dirty && b->last_kind != 0xFF)
+	if (b && !b->dirty && b->last_kind != 0xFF && !b->user)
 		c->front[FRONT_IDX(addr)] = b;
 	return b;
 }
 
+/*
+ * User code (CPL 3) lives in many address spaces: one virtual address holds other code in
+ * another process. So a decode made at CPL 3 is found only at CPL 3 and only while the
+ * address still maps the frames it was decoded from (several decodes of one address can
+ * be cached, one per frame); it never enters the front. Kernel code is the same in every
+ * address space.
+ */
 static struct emu_block *block_find_slow(struct vmm_cpu *c, uint64_t addr, uint32_t size,
 					 bool *changed)
 {
+	bool user = cpl3(c);
+	uint32_t upg[2] = {PG_NONE, PG_NONE};
+	if (user) {
+		uint32_t len0 = 0x1000 - (uint32_t)(addr & 0xfff) < size ? 0x1000 - (uint32_t)(addr & 0xfff)
+									    : size;
+		upg[0] = code_page(c, addr);
+		upg[1] = size > len0 ? code_page(c, addr + len0) : PG_NONE;
+		if (size > len0 && upg[1] == PG_NONE)
+			upg[0] = PG_NONE;
+		if (upg[1] != PG_NONE && upg[1] == upg[0])
+			upg[0] = upg[1] = PG_NONE;
+	}
 	for (struct emu_block **pp = &c->blocks[block_hash(addr, size)], *b; (b = *pp);
 	     pp = &b->next) {
-		if (b->addr == addr && b->size == size && b->bits == c->bits) {
+		if (b->addr == addr && b->size == size && b->bits == c->bits && b->user == user &&
+		    (!user || (b->pg[0] == upg[0] && b->pg[1] == upg[1]))) {
 			if (block_fresh(c, b))
 				return b;
 			*pp = b->next; /* c->cur is NULL here: only the front may point at it */
@@ -1171,7 +1213,7 @@ static bool string_io(struct vmm_cpu *c, const struct x86_insn *in, uint16_t por
 		vmm_pio(c->m, port, in->width, false, &val);
 		uint32_t err;
 		uint64_t fva;
-		if (write_virt_raw(c, rdi & amask, &val, in->width, &err, &fva) < 0) {
+		if (write_virt_raw(c, rdi & amask, &val, in->width, cpl3(c), &err, &fva) < 0) {
 			c->pf_pending = true;
 			c->pf_addr = fva;
 			c->pf_err = err;
@@ -1183,6 +1225,51 @@ static bool string_io(struct vmm_cpu *c, const struct x86_insn *in, uint16_t por
 	return true;
 }
 
+/*
+ * May the current privilege level run the special instruction in (the checks before its
+ * effect)? HLT, RDMSR and WRMSR need CPL 0; RDTSC and RDTSCP CPL 0 when CR4.TSD is set;
+ * port I/O CPL <= IOPL, or else every port byte allowed in the TSS's I/O permission bitmap.
+ */
+static bool site_allowed(struct vmm_cpu *c, const struct x86_insn *in)
+{
+	unsigned cpl = (unsigned)rreg(c, UC_X86_REG_CS) & 3;
+	if (cpl == 0)
+		return true;
+	switch (in->kind) {
+	case X86_HLT:
+	case X86_RDMSR:
+	case X86_WRMSR:
+		return false;
+	case X86_RDTSC:
+	case X86_RDTSCP:
+		return !(rreg(c, UC_X86_REG_CR4) & CR4_TSD);
+	case X86_IN:
+	case X86_OUT:
+	case X86_INS:
+	case X86_OUTS: {
+		uint64_t rflags = rreg(c, UC_X86_REG_EFLAGS);
+		if (cpl <= ((rflags >> 12) & 3))
+			return true;
+		uint16_t port = in->port_imm ? in->imm8 : (uint16_t)rreg(c, UC_X86_REG_RDX);
+		uc_x86_mmr tr = {0};
+		uc_reg_read(c->uc, UC_X86_REG_TR, &tr);
+		uint16_t iomap = 0;
+		if (tr.limit < 0x67 || read_virt_raw(c, tr.base + 0x66, &iomap, 2, false) < 0)
+			return false;
+		uint32_t first = iomap + port / 8u, last = iomap + (port + in->width - 1u) / 8u;
+		uint8_t bits[2] = {0xff, 0xff};
+		if (last > tr.limit || read_virt_raw(c, tr.base + first, bits, last - first + 1,
+						      false) < 0)
+			return false;
+		uint16_t map = (uint16_t)(bits[0] | (last > first ? bits[1] << 8 : 0xff00));
+		unsigned mask = ((1u << in->width) - 1u) << (port % 8u);
+		return (map & mask) == 0;
+	}
+	default:
+		return true;
+	}
+}
+
 static void site_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *opaque)
 {
 	struct vmm_cpu *c = opaque;
@@ -1191,13 +1278,25 @@ static void site_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *opaque)
 	(void)size;
 	if (c->stop)
 		return;
-	struct emu_site *s = site_find(c, addr);
-	if (s && s->insn.kind == X86_CMPXCHGB)
-		return; /* the hook's existence is its purpose: see is_special */
-	int idx = (s && c->cur && is_special(s->insn.kind)) ? block_index(c->cur, addr) : -1;
+	/*
+	 * The instruction is taken from the decode of the block being run, not from the
+	 * site: user code at this address may be another process's (block_find_slow).
+	 */
+	int idx = c->cur ? block_index(c->cur, addr) : -1;
 	if (idx < 0)
-		return; /* not reached through a block we know, or retired: let Unicorn run it */
-	const struct x86_insn *in = &s->insn;
+		return; /* not reached through a block we know: let Unicorn run it */
+	struct x86_insn insn;
+	uint32_t ioff = c->cur->offs[idx];
+	if (x86_decode(c->cur->bytes + ioff, c->cur->size - ioff, c->cur->bits, &insn) < 0) {
+		/* The last instruction of a block cut short (block_decode): the site's copy. */
+		struct emu_site *s = site_find(c, addr);
+		if (!s || s->bits != c->cur->bits)
+			return;
+		insn = s->insn;
+	}
+	if (!is_special(insn.kind) || insn.kind == X86_CMPXCHGB)
+		return; /* nothing to emulate (CMPXCHG8B/16B: the hook's existence is its purpose) */
+	const struct x86_insn *in = &insn;
 	if (in->kind == X86_RDMSR || in->kind == X86_WRMSR) {
 		uint32_t msr = (uint32_t)rreg(c, UC_X86_REG_RCX);
 		if (msr != MSR_TSC && msr != MSR_TSC_AUX && msr != MSR_EFER)
@@ -1208,6 +1307,28 @@ static void site_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *opaque)
 		c->cur = NULL;
 		c->prev_kind = X86_OTHER;
 		stop_now(c, ES_BUDGET);
+		return;
+	}
+	if (in->kind != X86_SYSCALL && !site_allowed(c, in)) {
+		/* #GP(0), as the CPU raises it for this instruction at this privilege. */
+		c->cur = NULL;
+		c->prev_kind = X86_OTHER;
+		c->exc_vector = 13;
+		c->exc_soft = false;
+		c->gp_pending = true; /* error code 0 */
+		c->stop_rip = addr;
+		c->stop_rip_valid = true;
+		stop_now(c, ES_EXC);
+		return;
+	}
+	if (in->kind == X86_SYSCALL) {
+		/* Run by emu_run between passes (do_syscall): it changes CPL, CS and SS. */
+		c->cur = NULL;
+		c->prev_kind = X86_OTHER;
+		c->sys_next = addr + in->len;
+		c->stop_rip = addr;
+		c->stop_rip_valid = true;
+		stop_now(c, ES_SYSCALL);
 		return;
 	}
 	uint64_t next = addr + in->len;
@@ -1467,25 +1588,22 @@ static int xd_read(void *ctx, uint64_t va, void *buf, size_t len)
 	return read_virt_raw(ctx, va, buf, len, false);
 }
 
-/*
- * The frame is written at the CPL before delivery, not cpl: no guest here reaches user
- * mode (docs/emu-backend.md, "Known limits"), so the two are the same.
- */
+/* The frame is written at the new CPL: a supervisor write after a change from CPL 3. */
 static int xd_write(void *ctx, uint64_t va, const void *buf, size_t len, int cpl,
 		    uint32_t *pferr, uint64_t *fault_va)
 {
-	(void)cpl;
-	return write_virt_raw(ctx, va, buf, len, pferr, fault_va) < 0 ? VMM_XD_PF : 0;
+	return write_virt_raw(ctx, va, buf, len, cpl == 3, pferr, fault_va) < 0 ? VMM_XD_PF : 0;
 }
 
 static const struct vmm_xd_ops emu_xd_ops = {.read = xd_read, .write = xd_write};
 
 static void seg_from_gdt(struct vmm_cpu *c, uint16_t sel, struct vmm_seg *s);
+static int load_segs(struct vmm_cpu *c, const struct vmm_seg *cs, const struct vmm_seg *ss);
 
 /*
  * Deliver an event through the guest IDT with the double- and triple-fault rules
- * (vmm/x86deliver.c). For #PF, CR2 receives c->pf_addr. Returns 0, or 1 when the
- * processor shuts down (triple fault) with *shutdown_vec set.
+ * (vmm/x86deliver.c). For #PF, CR2 receives c->pf_addr. Returns 0, 1 when the
+ * processor shuts down (triple fault) with *shutdown_vec set, or -1 (a backend error).
  */
 static int deliver(struct vmm_cpu *c, int vec, bool has_err, uint32_t err, bool soft,
 		   uint64_t ret_rip, uint64_t fault_rip, int *shutdown_vec)
@@ -1521,12 +1639,11 @@ static int deliver(struct vmm_cpu *c, int vec, bool has_err, uint32_t err, bool 
 	}
 	if (r)
 		return r;
-	if (s.cs.sel != old.cs.sel) {
-		wreg(c, UC_X86_REG_CS, s.cs.sel);
-		c->bits_dirty = true;
-	}
-	if (s.ss.sel != old.ss.sel)
-		wreg(c, UC_X86_REG_SS, s.ss.sel);
+	/* A new CS or SS (a privilege change loads both): their caches and the CPL. */
+	if ((s.cs.sel != old.cs.sel || s.ss.sel != old.ss.sel) &&
+	    load_segs(c, s.cs.sel != old.cs.sel ? &s.cs : NULL,
+		      s.ss.sel != old.ss.sel ? &s.ss : NULL) < 0)
+		return -1;
 	wreg(c, UC_X86_REG_EFLAGS, s.rflags);
 	wreg(c, UC_X86_REG_RSP, s.rsp);
 	wreg(c, UC_X86_REG_RIP, s.rip);
@@ -1580,13 +1697,62 @@ static uint8_t *calib_run(const uint8_t *code, size_t n, size_t *sz)
 	return blob;
 }
 
+/*
+ * Where the segment caches (QEMU's env->segs[], ES CS SS DS FS GS, each {selector, base,
+ * limit, flags}) and the hidden flags (env->hflags, just before them: CPL, CS32/CS64,
+ * SS32, ADDSEG) lie in a context. In 64-bit mode Unicorn's register write of CS or SS sets
+ * the selector only: the descriptor cache and the CPL stay as they were, so a privilege
+ * change made here (SYSCALL, a delivery from CPL 3) must write them in a context (see
+ * load_segs). Found with marker selectors and an FS base, checked against the flags of
+ * a 64-bit engine. Returns the offset of segs[0], or -1 (hflags_off too).
+ */
+static int calib_segs(int *hflags_off)
+{
+	*hflags_off = -1;
+	uc_engine *uc;
+	if (uc_open(UC_ARCH_X86, UC_MODE_64, &uc) != UC_ERR_OK)
+		return -1;
+	uint16_t cs = 0x4d4b, ss = 0x5a5b, ds = 0x6c6d;
+	uint64_t fsb = 0x1122334455667788ull;
+	uc_reg_write(uc, UC_X86_REG_CS, &cs);
+	uc_reg_write(uc, UC_X86_REG_SS, &ss);
+	uc_reg_write(uc, UC_X86_REG_DS, &ds);
+	uc_reg_write(uc, UC_X86_REG_FS_BASE, &fsb);
+	int found = -1;
+	uc_context *ctx;
+	if (uc_context_alloc(uc, &ctx) == UC_ERR_OK) {
+		uc_context_save(uc, ctx);
+		size_t n = uc_context_size(uc);
+		const uint8_t *p = (const uint8_t *)ctx;
+		for (size_t off = 32; off + 6 * SEGC_SIZE <= n; off += 4) {
+			uint32_t a, b, d, hf;
+			uint64_t fb;
+			memcpy(&a, p + off + SEGC_SIZE, 4);
+			memcpy(&b, p + off + 2 * SEGC_SIZE, 4);
+			memcpy(&d, p + off + 3 * SEGC_SIZE, 4);
+			memcpy(&fb, p + off + 4 * SEGC_SIZE + SEGC_BASE, 8);
+			memcpy(&hf, p + off - 8, 4);
+			if (a == cs && b == ss && d == ds && fb == fsb &&
+			    (hf & (HF_LMA | HF_CS64)) == (HF_LMA | HF_CS64)) {
+				found = (int)off;
+				break;
+			}
+		}
+		uc_context_free(ctx);
+	}
+	uc_close(uc);
+	if (found >= 0)
+		*hflags_off = found - 8;
+	return found;
+}
+
 static struct calib calibrate(void)
 {
 	static struct calib cached;
 	static bool done;
 	if (done)
 		return cached;
-	struct calib r = {-1, -1, -1};
+	struct calib r = {-1, -1, -1, -1, -1};
 	/* Where the CPU state starts: RAX is its first field. */
 	uc_engine *uc;
 	if (uc_open(UC_ARCH_X86, UC_MODE_64, &uc) == UC_ERR_OK) {
@@ -1604,6 +1770,7 @@ static struct calib calibrate(void)
 		}
 		uc_close(uc);
 	}
+	r.segs_off = calib_segs(&r.hflags_off);
 	/* mov ax, sel; mov ds, ax -> #GP(sel): the GDT limit is tiny. */
 	static const uint8_t gp1[] = {0x66, 0xb8, 0x30, 0x12, 0x8e, 0xd8, 0xf4};
 	static const uint8_t gp2[] = {0x66, 0xb8, 0x68, 0x24, 0x8e, 0xd8, 0xf4};
@@ -1650,6 +1817,67 @@ static uint32_t exc_settle(struct vmm_cpu *c)
 		uc_context_restore(c->uc, c->ctx);
 	}
 	return v;
+}
+
+/* A segment cache as QEMU keeps it: the flags are the descriptor's high dword. */
+static uint32_t seg_flags(const struct vmm_seg *sg)
+{
+	return ((sg->attr & 0xffu) << 8) | (((sg->attr >> 12) & 0xfu) << 20) |
+	       (uint32_t)((sg->base >> 16) & 0xff) | (uint32_t)(sg->base & 0xff000000u);
+}
+
+/*
+ * Load the CS and/or SS descriptor caches (NULL: unchanged) and the hidden flags that
+ * follow from them, as the CPU model does when it loads them itself: the CPL is SS's
+ * DPL, CS.L in long mode makes 64-bit code, else CS.D 32-bit code; SS.B the stack size;
+ * ADDSEG outside 64-bit code when a DS, ES or SS base is not zero.
+ */
+static int load_segs(struct vmm_cpu *c, const struct vmm_seg *cs, const struct vmm_seg *ss)
+{
+	if (c->calib.segs_off < 0)
+		return vmm_fail(VMM_EBACKEND, "unicorn: the segment caches were not found in "
+				"its context (another Unicorn version?)");
+	uc_err e = uc_context_save(c->uc, c->ctx);
+	if (e != UC_ERR_OK)
+		return uc_fail(e, "saving the CPU context");
+	uint8_t *segs = (uint8_t *)c->ctx + c->calib.segs_off;
+	uint8_t *hfp = (uint8_t *)c->ctx + c->calib.hflags_off;
+	const struct vmm_seg *ld[2] = {cs, ss};
+	for (int i = 0; i < 2; i++) {
+		if (!ld[i])
+			continue;
+		uint8_t *sc = segs + (size_t)(i + 1) * SEGC_SIZE; /* segs[1] CS, segs[2] SS */
+		uint32_t sel = ld[i]->sel, lim = ld[i]->limit, fl = seg_flags(ld[i]);
+		uint64_t base = ld[i]->base;
+		memcpy(sc, &sel, 4);
+		memcpy(sc + SEGC_BASE, &base, 8);
+		memcpy(sc + SEGC_BASE + 8, &lim, 4);
+		memcpy(sc + SEGC_BASE + 12, &fl, 4);
+	}
+	uint32_t hf, csf, ssf;
+	uint64_t bds, bes, bss;
+	memcpy(&hf, hfp, 4);
+	memcpy(&csf, segs + SEGC_SIZE + SEGC_BASE + 12, 4);
+	memcpy(&ssf, segs + 2 * SEGC_SIZE + SEGC_BASE + 12, 4);
+	memcpy(&bes, segs + SEGC_BASE, 8);
+	memcpy(&bss, segs + 2 * SEGC_SIZE + SEGC_BASE, 8);
+	memcpy(&bds, segs + 3 * SEGC_SIZE + SEGC_BASE, 8);
+	if ((hf & HF_LMA) && (csf & DESCF_L))
+		hf |= HF_CS32 | HF_SS32 | HF_CS64;
+	else
+		hf = (hf & ~(HF_CS32 | HF_CS64)) | ((csf & DESCF_B) ? HF_CS32 : 0);
+	hf = (hf & ~3u) | ((ssf >> 13) & 3u);
+	uint32_t nh = (ssf & DESCF_B) ? HF_SS32 : 0;
+	if (!(hf & HF_CS64) && (!(hf & HF_CS32) || (bds | bes | bss) != 0))
+		nh |= HF_ADDSEG;
+	hf = (hf & ~(HF_SS32 | HF_ADDSEG)) | nh;
+	memcpy(hfp, &hf, 4);
+	e = uc_context_restore(c->uc, c->ctx);
+	if (e != UC_ERR_OK)
+		return uc_fail(e, "restoring the CPU context");
+	if (cs)
+		c->bits_dirty = true;
+	return 0;
 }
 
 static void emu_destroy(struct vmm_cpu *c);
@@ -1779,6 +2007,21 @@ static int emu_reset_pvh(struct vmm_cpu *c, uint32_t entry, uint32_t start_info)
 	wreg(c, UC_X86_REG_CR0, CR0_PE | (1ull << 4));
 	wreg(c, UC_X86_REG_CR4, 0);
 	wreg(c, UC_X86_REG_EFLAGS, 2);
+	/* x87/SSE state as kvm's reset sets it (FNINIT's control word, MXCSR's power-on
+	 * value: every SSE exception masked), the registers zero. Unicorn's own reset leaves
+	 * MXCSR 0, which unmasks them all. */
+	wreg(c, UC_X86_REG_FPCW, 0x37f);
+	wreg(c, UC_X86_REG_FPSW, 0);
+	wreg(c, UC_X86_REG_MXCSR, 0x1f80);
+	static const uint64_t zero2[2] = {0, 0};
+	for (int i = 0; i < 16; i++)
+		uc_reg_write(c->uc, i < 8 ? UC_X86_REG_XMM0 + i : UC_X86_REG_XMM8 + (i - 8), zero2);
+	/* The trampoline runs at CPL 0 whatever ran before (a reset from user mode). */
+	struct vmm_seg cs0 = {.sel = 0x08, .limit = 0xffffffffu, .attr = 0x9bu | (3u << 14)};
+	struct vmm_seg ss0 = {.sel = 0x10, .limit = 0xffffffffu, .attr = 0x93u | (3u << 14)};
+	int lr = load_segs(c, &cs0, &ss0);
+	if (lr < 0)
+		return lr;
 	c->efer_lme_shadow = false;
 	/* The trampoline runs uncounted, with no block accounting. */
 	uc_hook_del(c->uc, c->hooks[0]);
@@ -1802,6 +2045,61 @@ static int emu_reset_pvh(struct vmm_cpu *c, uint32_t entry, uint32_t start_info)
 	c->bits_dirty = false;
 	c->tsc_offset = 0;
 	c->intr_pos = UINT64_MAX;
+	return 0;
+}
+
+#define MSR_STAR 0xc0000081u
+#define MSR_LSTAR 0xc0000082u
+#define MSR_CSTAR 0xc0000083u
+#define MSR_SFMASK 0xc0000084u
+#define EFER_SCE (1ull << 0)
+#define RFLAGS_RF (1ull << 16)
+#define RFLAGS_VM (1ull << 17)
+
+/*
+ * SYSCALL, stopped before it (site_hook): Unicorn 2.1.1 replaces it by its hooks, so the
+ * whole architectural effect is made here. With EFER.SCE clear it raises #UD (returns 6).
+ * In IA-32e mode: RCX = the next RIP, R11 = RFLAGS (RF clear), RFLAGS &= ~SFMASK, CS =
+ * STAR[47:32] & ~3 (flat 64-bit code, DPL 0), SS = STAR[47:32] + 8 (flat data, DPL 0),
+ * CPL 0, RIP = LSTAR from 64-bit code, CSTAR from compatibility mode (AMD, as the CPUID
+ * table says). Outside IA-32e mode (AMD's legacy SYSCALL): ECX = the next EIP, IF, VM and
+ * RF cleared, flat 32-bit CS and SS, EIP = STAR[31:0]. The descriptors are not read from
+ * the GDT: SYSCALL loads fixed values. Returns 0, 6, or negative on a backend error.
+ */
+static int do_syscall(struct vmm_cpu *c)
+{
+	if (!(rmsr(c, MSR_EFER) & EFER_SCE))
+		return 6;
+	uint64_t star = rmsr(c, MSR_STAR), rflags = rreg(c, UC_X86_REG_EFLAGS);
+	uint16_t sel = (uint16_t)(star >> 32);
+	bool lm = long_mode(c);
+	struct vmm_seg cs = {.sel = (uint16_t)(sel & 0xfffc), .limit = 0xffffffffu,
+			     .attr = 0xbu | 0x10u | 0x80u | (1u << 15) | (lm ? 1u << 13 : 1u << 14)};
+	struct vmm_seg ss = {.sel = (uint16_t)(sel + 8), .limit = 0xffffffffu,
+			     .attr = 0x3u | 0x10u | 0x80u | (1u << 14) | (1u << 15)};
+	uint64_t rip;
+	if (lm) {
+		wreg(c, UC_X86_REG_RCX, c->sys_next);
+		wreg(c, UC_X86_REG_R11, rflags & ~RFLAGS_RF);
+		rflags &= ~(rmsr(c, MSR_SFMASK) | RFLAGS_RF);
+		rip = c->bits == 64 ? rmsr(c, MSR_LSTAR) : rmsr(c, MSR_CSTAR);
+	} else {
+		wreg(c, UC_X86_REG_RCX, c->sys_next & 0xffffffffull);
+		rflags &= ~(RFLAGS_IF | RFLAGS_VM | RFLAGS_RF);
+		rip = star & 0xffffffffull;
+	}
+	int r = load_segs(c, &cs, &ss);
+	if (r < 0)
+		return r;
+	wreg(c, UC_X86_REG_EFLAGS, rflags);
+	wreg(c, UC_X86_REG_RIP, rip);
+	int bits = lm ? 64 : 32;
+	c->bits_dirty = false;
+	if (bits != c->bits)
+		memset(c->front, 0, sizeof(c->front)); /* it holds decodes of one size */
+	c->bits = bits;
+	c->icount++;
+	c->prev_kind = X86_SYSCALL;
 	return 0;
 }
 
@@ -1830,7 +2128,10 @@ static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 				int sv;
 				uint64_t rip = rreg(c, UC_X86_REG_RIP);
 				c->intr_pos = c->icount;
-				if (deliver(c, vec, false, 0, false, rip, rip, &sv)) {
+				int dr = deliver(c, vec, false, 0, false, rip, rip, &sv);
+				if (dr < 0)
+					return dr;
+				if (dr) {
 					exit->reason = VMM_EXIT_SHUTDOWN;
 					exit->vector = sv;
 					return 0;
@@ -1843,6 +2144,7 @@ static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 		c->stop_rip_valid = false;
 		c->exc_stop = false;
 		c->pf_pending = false;
+		c->pf_fetch = false;
 		c->gp_pending = false;
 		c->watch_pending = false;
 		c->self_halt = false;
@@ -1937,8 +2239,11 @@ static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 				uerr = 0;
 			if (v == 14 && c->pf_pending) {
 				err = c->pf_err;
-				if (!(err & PF_I))
-					c->pf_addr = exact_fault_addr(c, c->pf_addr & ~0xfffull);
+				uint64_t pg = c->pf_addr & ~0xfffull;
+				if (c->pf_fetch) /* the instruction's first byte in the page */
+					c->pf_addr = (rip2 & ~0xfffull) == pg ? rip2 : pg;
+				else
+					c->pf_addr = exact_fault_addr(c, pg);
 			} else if (v == 14) {
 				c->pf_addr = rreg(c, UC_X86_REG_CR2);
 			} else if (he && v != 8) {
@@ -1949,7 +2254,15 @@ static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 			int sv;
 			c->prev_kind = X86_OTHER;
 
-			if (deliver(c, v, he, err, soft, ret, frip, &sv)) {
+			/* A fault retires nothing: no kick stop at this position after it (see
+			 * intr_pos), or the recording would log an event between the delivery
+			 * and the next instruction, where a replay cannot stop. */
+			if (!soft)
+				c->intr_pos = c->icount;
+			int dr = deliver(c, v, he, err, soft, ret, frip, &sv);
+			if (dr < 0)
+				return dr;
+			if (dr) {
 				exit->reason = VMM_EXIT_SHUTDOWN;
 				exit->vector = sv;
 				return 0;
@@ -1982,6 +2295,27 @@ static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 			return 0;
 		case ES_ERROR:
 			return -VMM_EBACKEND;
+		case ES_SYSCALL: {
+			int r = do_syscall(c);
+			if (r < 0)
+				return r;
+			if (r > 0) {
+				/* #UD: delivered as a fault on the SYSCALL (as ES_EXC: intr_pos). */
+				uint64_t at = rreg(c, UC_X86_REG_RIP);
+				int sv;
+				c->intr_pos = c->icount;
+				c->prev_kind = X86_OTHER;
+				int dr = deliver(c, r, false, 0, false, at, at, &sv);
+				if (dr < 0)
+					return dr;
+				if (dr) {
+					exit->reason = VMM_EXIT_SHUTDOWN;
+					exit->vector = sv;
+					return 0;
+				}
+			}
+			continue;
+		}
 		}
 	}
 }
@@ -2224,7 +2558,7 @@ static int emu_load(struct vmm_cpu *c, const void *blob, size_t len)
 	size_t n = ctx_data(c, &data);
 	if (h.magic != EMU_STATE_MAGIC || h.version != 1 || h.ctx_size != n || !n ||
 	    len != sizeof(h) + n || (h.bits != 16 && h.bits != 32 && h.bits != 64) ||
-	    h.prev_kind > X86_CMPXCHGB)
+	    h.prev_kind > X86_SYSCALL)
 		return vmm_fail(VMM_ESTATE, "emu state: bad header or size");
 	memcpy(data, (const uint8_t *)blob + sizeof(h), n);
 	uc_err e = uc_context_restore(c->uc, c->ctx);

@@ -234,6 +234,14 @@ int vmm_machine_run_until(struct vmm_machine *m, vmm_pos_t until, struct vmm_sto
 			stop->pos = pos;
 			return 0;
 		}
+		/* A halt with interrupts disabled ends the machine before any input is taken:
+		 * nothing can wake it, and a replay must find the recording's end at this
+		 * position, not an event the recorder might have polled here. */
+		if (m->halted && !guest_if(m)) {
+			stop->reason = VMM_STOP_HALTED;
+			stop->pos = pos;
+			return 0;
+		}
 		int rc = pos == m->no_poll_pos ? 0 : in->poll(op, m);
 		if (rc < 0)
 			return rc;
@@ -243,12 +251,8 @@ int vmm_machine_run_until(struct vmm_machine *m, vmm_pos_t until, struct vmm_sto
 			return 0;
 		}
 		if (m->halted) {
-			if (vmm_intr_pending(m) && guest_if(m)) {
-				m->halted = false;
-			} else if (!guest_if(m)) {
-				stop->reason = VMM_STOP_HALTED;
-				stop->pos = vmm_machine_pos(m);
-				return 0;
+			if (vmm_intr_pending(m)) {
+				m->halted = false; /* IF is set: see above */
 			} else if (atomic_load(&m->interrupt)) {
 				stop->reason = VMM_STOP_LIMIT;
 				stop->pos = pos;

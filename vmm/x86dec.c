@@ -200,6 +200,9 @@ int x86_decode(const uint8_t *code, size_t avail, int bits, struct x86_insn *out
 		case 0x30:
 			out->kind = X86_WRMSR;
 			break;
+		case 0x05:
+			out->kind = X86_SYSCALL;
+			break;
 		case 0x01:
 			if (i < avail && code[i] == 0xF9)
 				out->kind = X86_RDTSCP;

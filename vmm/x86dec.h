@@ -1,7 +1,7 @@
 /*
  * x86dec.h: an x86 instruction length decoder with the little classification the emu
  * backend needs (which instructions it must emulate itself: port I/O, RDTSC, RDMSR,
- * WRMSR, HLT; which open an interrupt shadow: STI, MOV SS, POP SS; CMPXCHG8B/16B, which
+ * WRMSR, HLT, SYSCALL; which open an interrupt shadow: STI, MOV SS, POP SS; CMPXCHG8B/16B, which
  * Unicorn needs a code hook on, see vmm/emu.c).
  *
  * It decodes legacy/REX/VEX/EVEX prefixes, the one-, two- and three-byte opcode maps,
@@ -28,6 +28,7 @@ enum x86_kind {
 	X86_STI,    /* FB */
 	X86_MOVSS,  /* 8E /2, 17 (POP SS) */
 	X86_CMPXCHGB, /* 0F C7 /1, memory: CMPXCHG8B / CMPXCHG16B */
+	X86_SYSCALL,  /* 0F 05 */
 };
 
 struct x86_insn {

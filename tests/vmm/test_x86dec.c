@@ -105,6 +105,12 @@ Test(x86dec, classification)
 	cr_assert_eq(in.kind, X86_OTHER);
 	x86_decode(cx_reg, 3, 64, &in);
 	cr_assert_eq(in.kind, X86_OTHER);
+	/* syscall; sysret (no kind: the CPU model runs it) */
+	uint8_t sysc[] = {0x0f, 0x05}, sysr[] = {0x48, 0x0f, 0x07};
+	cr_assert_eq(x86_decode(sysc, 2, 64, &in), 0);
+	cr_assert(in.kind == X86_SYSCALL && in.len == 2);
+	cr_assert_eq(x86_decode(sysr, 3, 64, &in), 0);
+	cr_assert(in.kind == X86_OTHER && in.len == 3);
 }
 
 Test(x86dec, truncated_and_overlong)
