@@ -53,7 +53,7 @@ GUESTS    := $(GUEST_SRC:guests/%.c=$(B)/guests/%.elf)
 UNITS     := $(UNIT_SRC:tests/%.c=$(B)/tests/%)
 INTEGS    := $(INTEG_SRC:tests/%.c=$(B)/tests/%)
 
-.PHONY: all deps test test-build test-unit test-integ test-layering demo test-asan bench linux linux-kvm clean format fuzz kvm-soak
+.PHONY: all deps test test-build test-unit test-integ test-layering demo test-asan bench linux linux-kvm clean format fuzz kvm-soak test-linux
 all: $(B)/rewind $(GUESTS)
 
 deps: $(DEPS)/.unicorn-2.1.1
@@ -142,6 +142,11 @@ bench: all
 linux:
 	@tools/fetch-linux.sh $(B)/linux
 	@tools/mkinitrd.sh $(B)/linux
+
+# test-linux: the Linux acceptance session (docs/linux.md) recorded and replayed 10 times
+# (make test records 2); needs make linux.
+test-linux: test-build
+	@REWIND_LINUX_SESSIONS=10 $(B)/tests/integration/test_linux --filter 'linux_shell/*'
 
 # linux-kvm: Debian's kernel booted on kvm to the root fs panic and compared with the same
 # boot on emu (tools/linux-kvm.sh; fetches the kernel first if needed). Not in `make test`:

@@ -834,3 +834,172 @@ Test(linux, initramfs_is_unpacked_on_emu, .timeout = BOOT_TIMEOUT_S + 20)
 	cr_expect(!strstr(r.out, "VFS: Unable to mount root fs"), "root fs panic:\n%s", r.out);
 	h_free(&r);
 }
+
+/*
+ * Acceptance (issue 14): a whole Linux system under record and replay on emu. The kernel
+ * boots with the initramfs to its shell; once /init's marker is out, a session is typed
+ * through the serial input: uname -a, ls /, a loop printing 3000 lines, cat
+ * /proc/interrupts, then poweroff -f, which with acpi=off halts with interrupts off: the
+ * recording ends with status 0. Its replay, with no input, must print the same bytes,
+ * match every state hash (one every 2^20 instructions) and end alike. `make test` records
+ * REWIND_LINUX_SESSIONS sessions (2 by default), `make test-linux` 10; each session has
+ * its own timing (the host clock), so each recording is another. The first session is
+ * also debugged backwards (debug_session_end: break __x64_sys_write, reverse-continue).
+ */
+#define SESSION_INPUT                                                                         \
+	"uname -a\n"                                                                          \
+	"ls /\n"                                                                              \
+	"i=0; while [ $i -lt 3000 ]; do echo line $i; i=$((i+1)); done\n"                     \
+	"cat /proc/interrupts\n"                                                              \
+	"poweroff -f\n"
+
+static void expect_session(const char *out, const char *who)
+{
+	const char *m = strstr(out, MARKER);
+	cr_assert(m, "%s: no marker line", who);
+	cr_expect(strstr(m, "Linux (none) ") && strstr(m, " x86_64 GNU/Linux"),
+		  "%s: no uname -a answer", who);
+	cr_expect(strstr(m, "linuxrc") && strstr(m, "proc"), "%s: no ls / answer", who);
+	int lines = 0;
+	for (const char *p = strstr(m, "\nline "); p; p = strstr(p + 1, "\nline "))
+		lines++;
+	cr_expect_eq(lines, 3000, "%s: %d lines from the loop, expected 3000", who, lines);
+	cr_expect(strstr(m, "\nline 2999\r\n"), "%s: the loop's last line is missing", who);
+	cr_expect(strstr(m, "CPU0") && strstr(m, "timer") && strstr(m, "ttyS0"),
+		  "%s: no /proc/interrupts", who);
+	cr_expect(strstr(m, "reboot: System halted"), "%s: no halt after poweroff -f", who);
+}
+
+/*
+ * Time travel on the session (the first one): from 1000 instructions before its end,
+ * `break __x64_sys_write` (a kernel symbol, from the kallsyms tables) and reverse-continue
+ * stop at the shell's last write system call, in __x64_sys_write, before that position;
+ * reverse-stepi goes one instruction further back (into the system call's way in) and
+ * stepi returns to the breakpoint's position.
+ */
+static void debug_session_end(const char *rewind, const char *log, const char *rec_err)
+{
+	if (!h_have_program("gdb")) {
+		cr_log_warn("linux: gdb is not installed (apt-get install gdb): reverse "
+			    "execution on the session was not checked");
+		return;
+	}
+	const char *at = strstr(rec_err, "rewind: recorded ");
+	cr_assert(at, "no record summary:\n%s", rec_err);
+	unsigned long long total = strtoull(at + strlen("rewind: recorded "), NULL, 10);
+	cr_assert_gt(total, 100000);
+	char script[512], text[1024];
+	const char *tmp = getenv("TMPDIR");
+	snprintf(script, sizeof(script), "%s/rewind-test-%d-shell.gdb", tmp && *tmp ? tmp : "/tmp",
+		 (int)getpid());
+	snprintf(text, sizeof(text),
+		 "goto %llu\n"
+		 "break __x64_sys_write\n"
+		 "reverse-continue\nprintf \"RC \"\nwhen\ninfo symbol $pc\n"
+		 "reverse-stepi\nprintf \"RS \"\nwhen\n"
+		 "stepi\nprintf \"FS \"\nwhen\n",
+		 total - 1000);
+	FILE *f = fopen(script, "w");
+	cr_assert(f && fputs(text, f) >= 0 && fclose(f) == 0, "%s", script);
+	char *argv[] = {(char *)rewind, "debug", (char *)log, "--", "-batch", "-nx", "-x",
+			script, NULL};
+	struct h_opts o = {.timeout_s = 3 * BOOT_TIMEOUT_S, .merge = true};
+	struct h_run r;
+	h_run(argv, &o, &r);
+	unlink(script);
+	cr_assert(!r.timed_out, "rewind debug killed after %d s:\n%s", 3 * BOOT_TIMEOUT_S,
+		  r.out);
+	cr_expect_eq(r.status, 0, "rewind debug ended with %d:\n%s", r.status, r.out);
+	unsigned long long p[3] = {0};
+	static const char *const tag[3] = {"RC position ", "RS position ", "FS position "};
+	for (int i = 0; i < 3; i++) {
+		const char *t = strstr(r.out, tag[i]);
+		cr_assert(t, "no \"%s\" in:\n%s", tag[i], r.out);
+		p[i] = strtoull(t + strlen(tag[i]), NULL, 10);
+	}
+	cr_expect(strstr(r.out, "Breakpoint 1, 0xffffffff") &&
+		      strstr(r.out, " in __x64_sys_write ()") &&
+		      strstr(r.out, "__x64_sys_write in section .text"),
+		  "reverse-continue did not stop in __x64_sys_write:\n%s", r.out);
+	cr_expect(p[0] < total - 1000 && p[0] > 0, "stopped at %llu, not before %llu:\n%s", p[0],
+		  total - 1000, r.out);
+	cr_expect_eq(p[1] + 1, p[0], "reverse-stepi from %llu went to %llu:\n%s", p[0], p[1],
+		     r.out);
+	cr_expect_eq(p[2], p[0], "stepi from %llu went to %llu:\n%s", p[1], p[2], r.out);
+	cr_log_info("linux: rewind debug: from %llu, reverse-continue to __x64_sys_write at "
+		    "%llu, reverse-stepi, stepi (%.2f s wall, replay to the end included)",
+		    total - 1000, p[0], r.secs);
+	h_free(&r);
+}
+
+Test(linux_shell, sessions_record_and_replay_exactly, .timeout = 3600)
+{
+	char kernel[4096], initrd[4096], rewind[4096], log[512];
+	if (!have_kernel(kernel, sizeof(kernel)) || !have_initrd(initrd, sizeof(initrd)))
+		cr_skip_test("no Linux kernel or initramfs: run 'make linux' to fetch Debian's "
+			     "kernel and busybox");
+	h_rewind_path(rewind, sizeof(rewind));
+	const char *ns = getenv("REWIND_LINUX_SESSIONS");
+	int sessions = ns && atoi(ns) > 0 ? atoi(ns) : 2, good = 0;
+	take_turn();
+	const char *tmp = getenv("TMPDIR");
+	snprintf(log, sizeof(log), "%s/rewind-test-%d-shell.rwl", tmp && *tmp ? tmp : "/tmp",
+		 (int)getpid());
+	for (int s = 1; s <= sessions; s++) {
+		char *rec_argv[] = {rewind,	  "record",	   "--hash-every", "1048576",
+				    "-o",	  log,		   "--initrd",	   initrd,
+				    "--append",	  CMDLINE,	   kernel,	   NULL};
+		struct h_opts o = {.timeout_s = 3 * BOOT_TIMEOUT_S,
+				   .input = SESSION_INPUT,
+				   .input_after = MARKER,
+				   .hold_stdin = true};
+		struct h_run rec, rpl;
+		h_run(rec_argv, &o, &rec);
+		cr_log_info("linux: session %d recorded in %.2f s wall", s, rec.secs);
+		cr_assert(!rec.timed_out, "session %d: recorder killed after %d s; last output:\n%s",
+			  s, 3 * BOOT_TIMEOUT_S, rec.len > 4000 ? rec.out + rec.len - 4000 : rec.out);
+		cr_expect_eq(rec.status, 0, "session %d: record status %d; stderr:\n%s", s,
+			     rec.status, rec.err);
+		cr_expect(strstr(rec.err, "the guest halted with interrupts disabled"),
+			  "session %d: not halted; stderr:\n%s", s, rec.err);
+		expect_session(rec.out, "recording");
+
+		char *rpl_argv[] = {rewind, "replay", "--verbose", log, NULL};
+		struct h_opts p = {.timeout_s = 3 * BOOT_TIMEOUT_S};
+		h_run(rpl_argv, &p, &rpl);
+		cr_log_info("linux: session %d replayed in %.2f s wall", s, rpl.secs);
+		cr_assert(!rpl.timed_out, "session %d: replay killed after %d s", s,
+			  3 * BOOT_TIMEOUT_S);
+		bool matched = strstr(rpl.err, ": matched\n") != NULL;
+		const char *h = strstr(rpl.err, " state hashes checked");
+		while (h && h > rpl.err && h[-1] >= '0' && h[-1] <= '9')
+			h--;
+		long hashes = h ? atol(h) : 0;
+		bool same = rpl.len == rec.len && memcmp(rpl.out, rec.out, rec.len) == 0;
+		cr_expect(matched, "session %d: the replay did not match:\n%s", s, rpl.err);
+		cr_expect_gt(hashes, 100, "session %d: %ld state hashes checked:\n%s", s, hashes,
+			     rpl.err);
+		cr_expect(same, "session %d: the replay printed %zu bytes, the recording %zu (or "
+				"other bytes)",
+			  s, rpl.len, rec.len);
+		cr_expect_eq(rpl.status, rec.status, "session %d: replay status %d, recorded %d",
+			     s, rpl.status, rec.status);
+		if (s == 1 && matched)
+			debug_session_end(rewind, log, rec.err);
+		if (matched && same && rec.status == 0 && rpl.status == 0) {
+			good++;
+			unlink(log);
+		} else {
+			char keep[600];
+			snprintf(keep, sizeof(keep), "%s.%d.failed", log, s);
+			rename(log, keep);
+			cr_log_error("session %d: log kept in %s", s, keep);
+		}
+		h_free(&rec);
+		h_free(&rpl);
+	}
+	cr_log_info("linux: %d/%d sessions recorded and replayed exactly", good, sessions);
+	printf("linux: %d/%d sessions recorded and replayed exactly\n", good, sessions);
+	cr_expect_eq(good, sessions, "%d of %d sessions recorded and replayed exactly", good,
+		     sessions);
+}
