@@ -288,9 +288,10 @@ Test(conformance, selftest_kvm, .timeout = TIMEOUT_S + 10)
 /*
  * conform_user (user mode: SYSCALL/SYSRET, exceptions and an IRQ from CPL 3, IRETQ's
  * selector checks). On a software-nested KVM (PVM) the guest's ring transitions do not
- * complete: a SYSCALL from CPL 3 never reaches the guest's LSTAR and a return from an
- * exception handler to CPL 3 hangs (measured on this host, 2026-12-07), so the case is not
- * checked there; on hardware KVM it is compared whole.
+ * complete: a SYSCALL from CPL 3 never reaches the guest's LSTAR, and after an exception
+ * from CPL 3 is handled the guest gets no further (the IRETQ back to CPL 3 or the INT from
+ * CPL 3 after it; measured on this host, 2026-12-07), so the case is not checked there; on
+ * hardware KVM it is compared whole.
  */
 Test(conformance, user_emu, .timeout = TIMEOUT_S + 10)
 {
@@ -301,8 +302,8 @@ Test(conformance, user_kvm, .timeout = TIMEOUT_S + 10)
 {
 	if (h_have_kvm() && vmm_hostkvm_detect().kind == VMM_HOSTKVM_SOFTWARE)
 		cr_skip_test("conform_user not checked on software-nested KVM (PVM): a SYSCALL "
-			     "from CPL 3 does not reach the guest's LSTAR and a return to CPL 3 "
-			     "from an exception handler hangs there");
+			     "from CPL 3 does not reach the guest's LSTAR, and after an exception "
+			     "from CPL 3 is handled the guest gets no further");
 	conform("conform_user", "kvm");
 }
 
