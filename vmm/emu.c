@@ -674,12 +674,13 @@ static void update_bits(struct vmm_cpu *c)
 	if ((sel & ~7ull) + 7 > gdtr.limit ||
 	    read_virt_raw(c, gdtr.base + (sel & ~7ull), &desc, 8, false) < 0)
 		return; /* keep what we had */
-	if (!(desc & (1ull << 40)) && c->icount > 0) {
+	if (c->xmode && !(desc & (1ull << 40)) && c->icount > 0) {
 		/*
-		 * Loading a descriptor sets its accessed bit (a processor and kvm do; Unicorn
-		 * does so for data segments, not for CS). Not for the PVH trampoline's load
-		 * (position 0), which kvm does not make: it sets the entry state directly.
-		 * A descriptor the guest mapped read-only stays as it is.
+		 * Replaying a kvm log: loading a descriptor sets its accessed bit (a processor
+		 * and kvm do; Unicorn does so for data segments, not for CS). Not for the PVH
+		 * trampoline's load (position 0), which kvm does not make: it sets the entry
+		 * state directly. A descriptor the guest mapped read-only stays as it is. Only
+		 * in exit counting: done always, it upset conform_user's SYSCALL (not traced).
 		 */
 		uint64_t a = desc | (1ull << 40);
 		uint32_t pferr;

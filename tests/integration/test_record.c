@@ -133,8 +133,8 @@ KVM_RR(spew, "lines=3000", NULL, "spew: done, 3000 lines\n", 1)
 KVM_RR(compute, "n=1", NULL, "compute: checksum ", 1)
 /* Not on emu (docs/kvm-backend.md, "Portable logs", what is left): echo's replay there
  * prints the same and ends at the same exit, but R9 and RFLAGS differ at its last state
- * hash; race's landmarks meet interrupts this host's KVM (software-nested) delivered
- * one instruction after the point it stopped at, which emu cannot know. */
+ * hash; race's interrupt frames hold status flags the host CPU left undefined, which
+ * emu fills otherwise. */
 KVM_RR(echo, NULL, "typed on kvm\nq", "typed on kvm\n", 0)
 KVM_RR(race, NULL, NULL, "race: done", 0)
 
