@@ -32,6 +32,9 @@ enum ft_claim {
 /*
  * Claim generation gen of pair pair_id (printable, at most 64 bytes) for side who
  * (printable, e.g. "primary host-a:7000"). On FT_CLAIM_LOST, err says who holds it.
+ * pair_id has no spaces and who at most 200 bytes (else FT_CLAIM_ERROR: a caller's bug).
+ * A claim whose answer was lost (FT_CLAIM_ERROR after the store took it) is safe to
+ * repeat with the same who: it then wins.
  */
 enum ft_claim ft_arbiter_claim(struct ft_arbiter *a, const char *pair_id, uint64_t gen,
 			       const char *who, char *err, size_t errlen);

@@ -21,6 +21,8 @@
 #define FT_KEY_BYTES 32
 /* The largest record body ft_chan_send accepts. */
 #define FT_CHAN_MAX_RECORD (1u << 20)
+/* The longest purpose ft_chan_open accepts (printable, no spaces). */
+#define FT_CHAN_MAX_PURPOSE 32
 
 struct ft_key {
 	uint8_t k[FT_KEY_BYTES];
@@ -69,6 +71,20 @@ int ft_chan_send(struct ft_chan *c, uint8_t type, const void *buf, size_t len);
 int ft_chan_recv(struct ft_chan *c, uint8_t *type, void *buf, size_t cap, size_t *len,
 		 int timeout_ms);
 
+/*
+ * Bound how long one ft_chan_send may wait for the peer to take data (-1, the default:
+ * forever). A send that runs out of time kills the channel (a partly sent record cannot
+ * be taken back).
+ */
+void ft_chan_set_send_timeout(struct ft_chan *c, int timeout_ms);
+
+/*
+ * Kill the channel now with reason why (for ft_chan_error): a thread blocked in
+ * ft_chan_send or ft_chan_recv returns -1 at once, and the peer sees the connection
+ * close. Safe from any thread while others use the channel; ft_chan_close still frees.
+ */
+void ft_chan_shutdown(struct ft_chan *c, const char *why);
+
 /* The socket, for poll() by callers that wait on several things (readable does not
  * promise a whole record: call ft_chan_recv with timeout 0). */
 int ft_chan_fd(const struct ft_chan *c);
@@ -76,7 +92,9 @@ int ft_chan_fd(const struct ft_chan *c);
 /* Why the channel died (or "" while it lives). */
 const char *ft_chan_error(const struct ft_chan *c);
 
-/* Close the socket and free (NULL is fine). */
+/* Close the socket and free (NULL is fine). A live channel first tells the peer it closes
+ * (its ft_chan_recv then fails with "the peer closed the channel", not a cut link). No
+ * other thread may be using c. */
 void ft_chan_close(struct ft_chan *c);
 
 #endif

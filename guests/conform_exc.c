@@ -103,6 +103,23 @@ int main(void)
 	uint64_t cr0 = g_read_cr0();
 	g_write_cr0(cr0 | 0x8);
 	TRY("x87 with CR0.TS", 0, "fninit", "i"(0) : "r11", "memory");
+	/* WAIT faults on CR0.TS only together with CR0.MP; else it waits for the x87 and
+	 * reports a pending unmasked exception as #MF (CR0.NE set). */
+	TRY("fwait with CR0.TS", 0, "fwait", "i"(0) : "r11", "memory");
+	g_write_cr0(cr0 | 0xa);
+	TRY("fwait with CR0.TS+MP", 0, "fwait", "i"(0) : "r11", "memory");
+	g_write_cr0((cr0 & ~0xaull) | 0x20);
+	TRY("fwait, nothing pending", 0, "fninit; fwait", "i"(0) : "r11", "memory");
+	if (g_opt_present("no-x87-arith")) {
+		/* A host that cannot run ring-0 x87 arithmetic (software-nested KVM). */
+		line("%-24s not run (no-x87-arith)", "fwait, x87 #Z pending");
+	} else {
+		static const uint16_t fcw_zm_off = 0x37b; /* default control word, #Z unmasked */
+		__asm__ volatile("fninit; fldcw %0; fldz; fld1; fdivp" ::"m"(fcw_zm_off)
+				 : "memory");
+		TRY("fwait, x87 #Z pending", 0, "fwait", "i"(0) : "r11", "memory");
+		__asm__ volatile("fninit" ::: "memory");
+	}
 	g_write_cr0(cr0);
 
 	/* #GP for a vector beyond the IDT limit: error code = vector * 8 + 2 (IDT bit). */

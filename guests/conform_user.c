@@ -11,6 +11,7 @@
  *    INT3 through a DPL 3 gate and INT n through a DPL 0 one, privileged instructions
  *    (HLT, CLI, RDMSR, port I/O without I/O permission);
  *  - a timer interrupt taken in ring 3 and returned from;
+ *  - one user address holding other code in turn (two address spaces' view);
  *  - SWAPGS and the FS/GS base MSRs, as the kernel and user code see them;
  *  - IRETQ to CPL 3 and the selector checks it makes;
  *  - x87/SSE state: FXSAVE and FXRSTOR, #NM with CR0.TS.
@@ -44,6 +45,9 @@ volatile uint64_t u_data[512] __attribute__((aligned(4096)));
 uint8_t u_ro[4096] __attribute__((aligned(4096)));
 uint8_t u_nx[4096] __attribute__((aligned(4096)));
 uint8_t k_only[4096] __attribute__((aligned(4096)));
+/* Two frames of user code shown in turn at ALT_VA (same_address_other_code). */
+static uint8_t u_alt[2][4096] __attribute__((aligned(4096)));
+#define ALT_VA 0x40000000ull
 /* Kernel stacks: SYSCALL's, TSS.RSP0, IST3. */
 uint8_t k_stack[8192] __attribute__((aligned(16)));
 static uint8_t rsp0_stack[8192] __attribute__((aligned(16)));
@@ -410,8 +414,9 @@ static void setup(void)
 		   G_PTE_P | G_PTE_W | G_PTE_U | (g_nx_enabled() ? G_PTE_NX : 0));
 	g_map_page((uint64_t)(uintptr_t)k_only, (uint64_t)(uintptr_t)k_only, G_PTE_P | G_PTE_W);
 	/* The upper levels of these mappings: U set (the boot tables' may lack it). */
+	g_map_page(ALT_VA, UA(u_alt[0]), G_PTE_P | G_PTE_U);
 	const uint64_t upages[] = {UA(u_begin), UA(u_end) - 1, UA(u_stack[0]), UA(u_stack[1]),
-				   UA(u_data), UA(u_ro), UA(u_nx), UA(k_only)};
+				   UA(u_data), UA(u_ro), UA(u_nx), UA(k_only), ALT_VA};
 	for (unsigned i = 0; i < sizeof(upages) / sizeof(upages[0]); i++) {
 		uint64_t va = upages[i];
 		uint64_t *t = (uint64_t *)(uintptr_t)(g_read_cr3() & 0x000ffffffffff000ull);
@@ -565,6 +570,26 @@ static void fpu(void)
 		     g_exception_name((unsigned)g_trap.vector));
 }
 
+/*
+ * One user address, two frames of code in turn (as two processes have): "mov $1, %eax;
+ * rdtsc; int $0x81", then "mov $1, %eax; xor %edx, %edx; int $0x81", of the same lengths.
+ * The second must not run the first's RDTSC: its EAX at the INT (enter_user's value).
+ */
+static void same_address_other_code(void)
+{
+	static const uint8_t code[2][9] = {
+		{0xb8, 1, 0, 0, 0, 0x0f, 0x31, 0xcd, 0x81},
+		{0xb8, 1, 0, 0, 0, 0x31, 0xd2, 0xcd, 0x81},
+	};
+	uint64_t rax = 0;
+	for (int i = 0; i < 2; i++) {
+		memcpy(u_alt[i], code[i], sizeof(code[i]));
+		g_map_page(ALT_VA, UA(u_alt[i]), G_PTE_P | G_PTE_U);
+		rax = enter_user(ALT_VA, ustack_top(), 0x2);
+	}
+	line("same address, other code: eax 0x%lx after the second", rax & 0xffffffffu);
+}
+
 /* IRETQ to CPL 3 with a bad selector faults in the kernel (the lib's G_TRY catcher). */
 static void iret_checks(void)
 {
@@ -605,6 +630,7 @@ int main(void)
 	faults();
 	traps();
 	irq_in_user();
+	same_address_other_code();
 	bases();
 	iret_checks();
 	fpu();

@@ -54,6 +54,8 @@ static void usage_main(FILE *f)
 		"  replay [options] LOG                  run the recording again, verified\n"
 		"  debug [options] LOG [-- GDB-ARGS]     replay it under gdb, forwards and back\n"
 		"  log info|dump|verify LOG              inspect or check a log\n"
+		"  ft primary|backup|status|keygen ...   a fault-tolerant pair (rewind ft --help)\n"
+		"  console --key KEY ADDR[,ADDR...]      the ft pair's console, following failover\n"
 		"\n"
 		"Run 'rewind COMMAND --help' for a command's options.\n"
 		"\n"
@@ -68,7 +70,9 @@ static void usage_main(FILE *f)
 		"  6         the guest reset the machine or triple-faulted\n"
 		"  8         replay diverged from the recording\n"
 		"  10        host resource: no /dev/kvm, port in use, disk full\n"
-		"  12        internal error\n");
+		"  12        internal error\n"
+		"  14        ft: this side lost the arbiter and stopped its guest (the other\n"
+		"            side runs it)\n");
 }
 
 static const char machine_help_head[] =
@@ -106,8 +110,11 @@ static const char machine_help[] =
 	"                          file: output only. tcp: listen on HOST:PORT and wait\n"
 	"                          for one client, which gets output and gives input\n"
 	"                          (PORT 0: a free port, named on stderr; [::1] for IPv6).\n"
-	"  --clock real|virtual    machine clock (default real: the host's, so timing\n"
-	"                          varies from run to run). virtual: 1 ns per instruction\n"
+	"  --clock real|real/N|virtual\n"
+	"                          machine clock (default real: the host's, so timing\n"
+	"                          varies from run to run). real/N: the host's slowed down\n"
+	"                          N times (2..1000), for a host too slow for the guest's\n"
+	"                          timer rate (software KVM). virtual: 1 ns per instruction\n"
 	"                          from 2026-01-01, timers at exact instruction counts, the\n"
 	"                          same every run without input (emu only).\n"
 	"  --gdb [HOST:]PORT       listen there for gdb (host 127.0.0.1 unless given;\n"
@@ -517,6 +524,16 @@ static double mono_s(void)
 }
 
 /* Parse options shared by run and record (record's own too when record is set). */
+/* N of --clock real/N (2..1000), or 0 when spec is not of that form. */
+static unsigned clock_slowdown(const char *spec)
+{
+	if (strncmp(spec, "real/", 5) || spec[5] < '1' || spec[5] > '9')
+		return 0;
+	char *end;
+	errno = 0;
+	unsigned long n = strtoul(spec + 5, &end, 10);
+	return *end || errno || n < 2 || n > 1000 ? 0 : (unsigned)n;
+}
 static void parse_machine_opts(int argc, char **argv, bool record, struct common_opts *o)
 {
 	/* record defaults to emu, the backend that records every guest exactly. */
@@ -612,8 +629,9 @@ static void parse_machine_opts(int argc, char **argv, bool record, struct common
 			 cmd);
 	if (record && !o->output)
 		die_line(EXIT_USAGE, "record: -o LOG is required (try 'rewind record --help')");
-	if (strcmp(o->clock, "real") && strcmp(o->clock, "virtual"))
-		die_line(EXIT_USAGE, "--clock %s: expected real or virtual", o->clock);
+	if (strcmp(o->clock, "real") && strcmp(o->clock, "virtual") && clock_slowdown(o->clock) == 0)
+		die_line(EXIT_USAGE, "--clock %s: expected real, real/N (N from 2 to 1000) or virtual",
+			 o->clock);
 	if (record && lf_codec_parse(o->compress) < 0)
 		die_line(EXIT_USAGE, "--compress %s: expected zstd, lz4 or none", o->compress);
 }
@@ -830,7 +848,8 @@ static int cmd_run_or_record(int argc, char **argv, bool record)
 				     .out = o.progress_s ? counting_out : console_out,
 				     .out_opaque = &con,
 				     .flush = console_flush,
-				     .virtual_clock = vclock};
+				     .virtual_clock = vclock,
+				     .slowdown = clock_slowdown(o.clock)};
 	struct vmm_live *live;
 	rc = vmm_live_create(&lc, &live);
 	if (rc < 0)
@@ -1348,6 +1367,10 @@ int main(int argc, char **argv)
 		return cmd_replay(argc - 1, argv + 1, true);
 	if (!strcmp(argv[1], "log"))
 		return cmd_log(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "ft"))
+		return cmd_ft(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "console"))
+		return cmd_console(argc - 1, argv + 1);
 	fprintf(stderr, "%s: unknown command '%s' (try 'rewind --help')\n", prog, argv[1]);
 	return EXIT_USAGE;
 }

@@ -1716,6 +1716,10 @@ static int kvm_read_virt(struct vmm_cpu *cpu, uint64_t va, void *buf, size_t len
 #define PTE_A 0x20ull
 #define PTE_D 0x40ull
 #define CR0_WP (1ull << 16)
+#define CR0_MP (1ull << 1)
+#define CR0_TS (1ull << 3)
+#define CR0_NE (1ull << 5)
+#define FSW_ES (1u << 7)
 
 /* The landmark hash must cover RAM written behind KVM's dirty log (interrupt frames, A/D). */
 static void kvm_mark_dirty(struct vmm_cpu *cpu, uint64_t pa)
@@ -1872,7 +1876,9 @@ static void kvm_xd_seg_out(const struct vmm_seg *v, struct kvm_segment *k)
  * INT n, INT3 or INTO; those are performed here as the processor does
  * (docs/kvm-backend.md, "Instructions the host cannot run"): a software interrupt through
  * the guest IDT returning after the instruction (INTO only with OF set; in 64-bit code it
- * is #UD). Not a guest-initiated exit: the position stays, but the guest has moved on, so
+ * is #UD); so is WAIT/FWAIT, which the emulator cannot run either (#NM with CR0.MP and
+ * CR0.TS, #MF with an unmasked x87 exception pending, else it only advances RIP).
+ * Not a guest-initiated exit: the position stays, but the guest has moved on, so
  * the point is no longer exact. Returns 0 (*shutdown_vec >= 0: delivery triple-faulted,
  * that event), or a negative vmm_err: -VMM_ENOKVM naming the instruction for anything
  * else.
@@ -1902,11 +1908,22 @@ static int kvm_emulation_failed(struct vmm_cpu *cpu, int *shutdown_vec)
 		(bits == 64 && (code[op] & 0xf0) == 0x40)))
 		op++;
 	uint8_t opc = decoded && op < in.len ? code[op] : 0;
-	if (!decoded || (opc != 0xcd && opc != 0xcc && opc != 0xce)) {
+	bool fwait = opc == 0x9b;
+	uint16_t fsw = 0;
+	if (fwait) {
+		struct kvm_fpu fpu;
+		if (ioctl(cpu->vcpu_fd, KVM_GET_FPU, &fpu) < 0)
+			return kvm_ioerr("KVM_GET_FPU");
+		fsw = fpu.fsw;
+	}
+	/* An x87 exception pending with CR0.NE clear would be reported on FERR#: not done. */
+	bool legacy_ferr = fwait && (fsw & FSW_ES) && !(s.cr0 & CR0_NE) &&
+			   !((s.cr0 & CR0_MP) && (s.cr0 & CR0_TS));
+	if (!decoded || legacy_ferr || (opc != 0xcd && opc != 0xcc && opc != 0xce && !fwait)) {
 		char hex[15 * 3 + 1] = "";
 		size_t n = decoded ? in.len : have;
 		for (size_t i = 0; i < n; i++)
-			snprintf(hex + 3 * i, 4, "%s%02x", i ? " " : "", code[i]);
+			snprintf(hex + (i ? 3 * i - 1 : 0), 4, "%s%02x", i ? " " : "", code[i]);
 		return vmm_fail(VMM_ENOKVM,
 				"this host's KVM%s cannot run the instruction %s%s at rip 0x%llx: "
 				"use --backend emu",
@@ -1920,6 +1937,17 @@ static int kvm_emulation_failed(struct vmm_cpu *cpu, int *shutdown_vec)
 		ev.vector = code[op + 1];
 	} else if (opc == 0xcc) {
 		ev.vector = 3;
+	} else if (fwait) {
+		/* WAIT/FWAIT: #NM when CR0.MP and CR0.TS are both set, else #MF when an
+		 * unmasked x87 exception is pending (FSW.ES), else nothing. Faults. */
+		ev.soft = false;
+		ev.ret_rip = r.rip;
+		if ((s.cr0 & CR0_MP) && (s.cr0 & CR0_TS))
+			ev.vector = 7;
+		else if (fsw & FSW_ES)
+			ev.vector = 16;
+		else
+			ev.vector = -1;
 	} else if (bits == 64) {
 		ev.vector = 6; /* INTO is invalid in 64-bit code: #UD, a fault */
 		ev.soft = false;

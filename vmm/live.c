@@ -29,6 +29,8 @@ struct vmm_live {
 	struct vmm_live_config cfg;
 	struct vmm_machine *m;
 	uint64_t epoch_off; /* realtime - monotonic at creation */
+	uint64_t start;     /* monotonic at creation */
+	uint64_t slow;      /* cfg.slowdown, at least 1 */
 	bool in_eof;
 	bool esc_pending;
 	int wake_fd;        /* eventfd: the watcher re-reads the deadline */
@@ -57,7 +59,18 @@ static uint64_t mono_ns(void)
 
 uint64_t vmm_live_host_ns(struct vmm_live *l)
 {
-	return mono_ns() + l->epoch_off - atomic_load(&l->held_ns);
+	uint64_t ran = mono_ns() - l->start - atomic_load(&l->held_ns);
+	return l->start + l->epoch_off + ran / l->slow;
+}
+
+/* Host milliseconds (rounded up, at most cap) until the machine clock reaches ns. */
+static int host_ms_until(struct vmm_live *l, uint64_t ns, uint64_t now, uint64_t cap)
+{
+	if (ns <= now)
+		return 0;
+	uint64_t d = ns - now;
+	uint64_t ms = d > UINT64_MAX / l->slow / 2 ? cap : (d * l->slow + 999999) / 1000000;
+	return (int)(ms > cap ? cap : ms);
 }
 
 void vmm_live_hold(struct vmm_live *l, bool on)
@@ -218,7 +231,7 @@ static int live_idle(void *opaque, struct vmm_machine *m)
 		}
 		int timeout = -1;
 		if (d != UINT64_MAX)
-			timeout = d <= now ? 0 : (int)((d - now + 999999) / 1000000);
+			timeout = host_ms_until(l, d, now, INT32_MAX);
 		struct pollfd p[3] = {{.fd = l->stop_pipe[0], .events = POLLIN},
 				      {.fd = l->idle_fd, .events = POLLIN},
 				      {.fd = -1}};
@@ -287,10 +300,8 @@ static void *watcher(void *arg)
 			continue;
 		}
 		int timeout = -1;
-		if (d != UINT64_MAX) {
-			uint64_t ms = (d - now + 999999) / 1000000;
-			timeout = ms > 1000 ? 1000 : (int)ms;
-		}
+		if (d != UINT64_MAX)
+			timeout = host_ms_until(l, d, now, 1000);
 		struct pollfd p[3] = {{.fd = l->wake_fd, .events = POLLIN},
 				      {.fd = l->stop_pipe[0], .events = POLLIN},
 				      {.fd = -1}};
@@ -337,7 +348,11 @@ int vmm_live_create(const struct vmm_live_config *cfg, struct vmm_live **out)
 	struct timespec rt;
 	clock_gettime(CLOCK_REALTIME, &rt);
 	uint64_t real = (uint64_t)rt.tv_sec * 1000000000ull + (uint64_t)rt.tv_nsec;
-	l->epoch_off = real - mono_ns();
+	l->start = mono_ns();
+	l->epoch_off = real - l->start;
+	l->slow = cfg->slowdown > 1 ? cfg->slowdown : 1;
+	if (cfg->clock_floor_ns >= real) /* this host is behind: start just past the floor */
+		l->epoch_off += cfg->clock_floor_ns - real + 1;
 	atomic_store(&l->deadline, UINT64_MAX);
 	l->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	l->idle_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

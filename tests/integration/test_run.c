@@ -100,6 +100,31 @@ Test(run, timer_counts_ticks, .timeout = TIMEOUT_S + 10)
 	h_free(&r);
 }
 
+/*
+ * --clock real/N: the machine clock runs N times slower than the host's, so 20 ticks at
+ * 100 Hz (0.2 s of guest time) take at least N * 0.2 s; bad N is a usage error.
+ */
+Test(run, slowed_clock_stretches_guest_time, .timeout = TIMEOUT_S + 10)
+{
+	struct h_run r;
+	RW(&r, NULL, "run", "--backend", "emu", "--clock", "real/6", "--append",
+	   "hz=100 ticks=20", guest("timer"));
+	expect_out(&r, "timer: done, 20 ticks\n");
+	expect_status(&r, 1);
+	cr_expect(r.secs >= 1.1, "20 ticks at 100 Hz with the clock slowed 6x took %.2f s of "
+		  "host time, expected at least 1.2", r.secs);
+	h_free(&r);
+	static const char *const bad[] = {"real/1", "real/0", "real/1001", "real/x", "real/",
+					  "real/5s", "fast"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		RW(&r, NULL, "run", "--clock", bad[i], guest("hello"));
+		expect_status(&r, 2);
+		cr_expect(strstr(r.err, "expected real, real/N") != NULL, "--clock %s: %s", bad[i],
+			  r.err);
+		h_free(&r);
+	}
+}
+
 Test(run, timer_bad_option_is_the_guests_status, .timeout = TIMEOUT_S + 10)
 {
 	struct h_run r;
@@ -337,7 +362,7 @@ Test(run, conform_exc, .timeout = TIMEOUT_S + 10)
 	/*
 	 * Equal to QEMU TCG's report but for INT beyond the IDT limit: #GP's error code is
 	 * vector * 8 + 2 (IDT, EXT = 0) as the SDM and KVM have it; QEMU TCG gives
-	 * vector * 16 + 2 (0x0602), and so also a different hash (eebeb19296be71c8).
+	 * vector * 16 + 2 (0x0602), and so also a different hash (74ca55721cc4ab0d).
 	 */
 	struct h_run r;
 	conform_golden("conform_exc", &r);
