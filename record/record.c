@@ -240,6 +240,10 @@ int rec_create(const struct rec_config *cfg, struct rec **out)
 	if (!r->cfg.mem_hash_ms)
 		r->cfg.mem_hash_ms = 1000;
 	r->out_hash = LF_OUT_HASH_INIT;
+	if (cfg->resume) {
+		r->out_hash = cfg->out_hash;
+		r->out_bytes = cfg->out_bytes;
+	}
 	r->next_hash_pos = r->cfg.hash_every;
 	r->last_mem_ns = mono_ns();
 	*out = r;
@@ -271,9 +275,21 @@ void rec_flush(struct rec *r)
 		note_lf_error(r, lrc);
 }
 
+void rec_mark(struct rec *r, struct vmm_machine *m)
+{
+	log_hash(r, m, false);
+	rec_flush(r);
+}
+
 int rec_error(const struct rec *r)
 {
 	return r->err;
+}
+
+void rec_output(const struct rec *r, uint64_t *out_hash, uint64_t *out_bytes)
+{
+	*out_hash = r->out_hash;
+	*out_bytes = r->out_bytes;
 }
 
 void rec_free(struct rec *r)

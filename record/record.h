@@ -25,6 +25,11 @@ struct rec_config {
 	/* Include a hash of all guest RAM when this many ms have passed since the last
 	 * one (0: 1000). The final hash always includes memory. */
 	uint32_t mem_hash_ms;
+	/* Recording starts in the middle of a run (an ft primary re-protected by a new
+	 * backup: the log starts from a machine state): the output the guest wrote before,
+	 * as its running hash and byte count, so that the state checks go on from there. */
+	bool resume;
+	uint64_t out_hash, out_bytes;
 };
 
 /* What the recorder gives the machine: pass both in struct vmm_config. */
@@ -48,11 +53,23 @@ int rec_finish(struct rec *r, struct vmm_machine *m, const struct vmm_stop *stop
 void rec_flush(struct rec *r);
 
 /*
+ * A progress marker for a log that is streamed (an ft primary's): log a state check
+ * (registers and output) at the current stop and write out every event held in memory,
+ * so that a reader that has everything written so far knows that no event before the
+ * current position is still to come. Call at a stop of the vCPU (an input poll). A
+ * failure is kept as rec_error().
+ */
+void rec_mark(struct rec *r, struct vmm_machine *m);
+
+/*
  * The first log write error, if any (0 otherwise). When the log cannot be written the
  * recorder stops the machine at its next poll with -VMM_EIO; the log stays readable up
  * to its last complete chunk.
  */
 int rec_error(const struct rec *r);
+
+/* The running hash and count of the output so far (what a resumed log goes on from). */
+void rec_output(const struct rec *r, uint64_t *out_hash, uint64_t *out_bytes);
 
 void rec_free(struct rec *r);
 

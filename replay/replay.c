@@ -221,8 +221,15 @@ static int rpl_poll(void *opaque, struct vmm_machine *m)
 	vmm_pos_t pos = vmm_machine_pos(m);
 	for (;;) {
 		peek(r);
-		if (!HAVE_NEXT(r))
-			return r->ended ? VMM_INPUT_STOP : log_exhausted(r);
+		if (!HAVE_NEXT(r)) {
+			if (r->ended)
+				return VMM_INPUT_STOP;
+			if (!r->cfg.stream)
+				return log_exhausted(r);
+			if (r->cfg.flush)
+				r->cfg.flush(r->cfg.out_opaque);
+			return VMM_INPUT_STOP; /* the stream ended here */
+		}
 		struct lf_event *ev = &NEXT(r);
 		if (ev->pos > pos)
 			return 0;
@@ -418,6 +425,11 @@ int rpl_create(const struct rpl_config *cfg, struct rpl **out)
 		return -VMM_ENOMEM;
 	r->cfg = *cfg;
 	r->out_hash = LF_OUT_HASH_INIT;
+	if (cfg->resume) {
+		r->out_hash = cfg->out_hash;
+		r->out_bytes = cfg->out_bytes;
+		r->last_clock = cfg->last_clock;
+	}
 	r->run_pos = UINT64_MAX;
 	*out = r;
 	return 0;
@@ -603,4 +615,11 @@ void rpl_stats(const struct rpl *r, struct rpl_stats *s)
 {
 	*s = r->stats;
 	s->out_bytes = r->out_bytes;
+}
+
+bool rpl_at_log_end(const struct rpl *r, uint64_t *last_clock)
+{
+	if (last_clock)
+		*last_clock = r->last_clock;
+	return r->log_done && r->qn == 0 && !r->ended;
 }

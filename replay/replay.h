@@ -30,6 +30,20 @@ struct rpl_config {
 	 * instruction budget). Started by rpl_watch.
 	 */
 	unsigned stall_ms;
+	/*
+	 * The log is a stream that may end anywhere (an ft backup's, whose primary was
+	 * lost): where it ends, cut or not, the replay stops the machine as if asked to
+	 * (the run returns VMM_STOP_USER there) instead of failing, and rpl_at_log_end says
+	 * so. The reader's io blocks while more may come.
+	 */
+	bool stream;
+	/*
+	 * The log starts in the middle of a run (an ft backup that joined a running primary
+	 * from a machine state): the output hash and byte count the run had there, and the
+	 * last clock value its guest read.
+	 */
+	bool resume;
+	uint64_t out_hash, out_bytes, last_clock;
 };
 
 extern const struct vmm_input_ops rpl_input_ops;
@@ -91,6 +105,12 @@ struct rpl_mark {
 };
 void rpl_mark(struct rpl *r, struct rpl_mark *mk);
 int rpl_seek(struct rpl *r, const struct rpl_mark *mk) VMM_WUR;
+/*
+ * Has the replay consumed every event of a log that ended without an end event (with
+ * cfg.stream: where to go live)? *last_clock (may be NULL) gets the last clock value the
+ * guest read (0: none).
+ */
+bool rpl_at_log_end(const struct rpl *r, uint64_t *last_clock);
 /* Has the replay diverged? *d (may be NULL) gets the report. */
 bool rpl_diverged(const struct rpl *r, struct rpl_divergence *d);
 

@@ -18,6 +18,7 @@ enum {
 	EXIT_DIVERGED = 8,
 	EXIT_HOST = 10,
 	EXIT_INTERNAL = 12,
+	EXIT_ARBITER = 14, /* an ft side lost the arbiter and stopped its guest */
 };
 
 extern const char *prog;
@@ -33,5 +34,8 @@ void die_lf(int err, const char *what) __attribute__((noreturn));
 int open_log_file(const char *path, int flags);
 
 int cmd_log(int argc, char **argv);
+/* tools/ftcmd.c: `rewind ft ...` and `rewind console` */
+int cmd_ft(int argc, char **argv);
+int cmd_console(int argc, char **argv);
 
 #endif

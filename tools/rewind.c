@@ -54,6 +54,8 @@ static void usage_main(FILE *f)
 		"  replay [options] LOG                  run the recording again, verified\n"
 		"  debug [options] LOG [-- GDB-ARGS]     replay it under gdb, forwards and back\n"
 		"  log info|dump|verify LOG              inspect or check a log\n"
+		"  ft primary|backup|status|keygen ...   a fault-tolerant pair (rewind ft --help)\n"
+		"  console --key KEY ADDR[,ADDR...]      the ft pair's console, following failover\n"
 		"\n"
 		"Run 'rewind COMMAND --help' for a command's options.\n"
 		"\n"
@@ -68,7 +70,9 @@ static void usage_main(FILE *f)
 		"  6         the guest reset the machine or triple-faulted\n"
 		"  8         replay diverged from the recording\n"
 		"  10        host resource: no /dev/kvm, port in use, disk full\n"
-		"  12        internal error\n");
+		"  12        internal error\n"
+		"  14        ft: this side lost the arbiter and stopped its guest (the other\n"
+		"            side runs it)\n");
 }
 
 static const char machine_help_head[] =
@@ -1394,6 +1398,10 @@ int main(int argc, char **argv)
 		return cmd_replay(argc - 1, argv + 1, true);
 	if (!strcmp(argv[1], "log"))
 		return cmd_log(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "ft"))
+		return cmd_ft(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "console"))
+		return cmd_console(argc - 1, argv + 1);
 	fprintf(stderr, "%s: unknown command '%s' (try 'rewind --help')\n", prog, argv[1]);
 	return EXIT_USAGE;
 }

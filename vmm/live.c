@@ -351,6 +351,8 @@ int vmm_live_create(const struct vmm_live_config *cfg, struct vmm_live **out)
 	l->start = mono_ns();
 	l->epoch_off = real - l->start;
 	l->slow = cfg->slowdown > 1 ? cfg->slowdown : 1;
+	if (cfg->clock_floor_ns >= real) /* this host is behind: start just past the floor */
+		l->epoch_off += cfg->clock_floor_ns - real + 1;
 	atomic_store(&l->deadline, UINT64_MAX);
 	l->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	l->idle_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

@@ -35,6 +35,13 @@ struct vmm_live_config {
 	 * of Linux costs more than its 4 ms). 0 or 1: not slowed.
 	 */
 	unsigned slowdown;
+	/*
+	 * The machine clock never reads less than this (ns since the epoch; 0: no floor):
+	 * a machine that goes live in the middle of a run (an ft backup taking over) goes on
+	 * from the last clock value its guest saw, even where this host's clock is behind.
+	 * The clock runs at host speed from there. Not with virtual_clock.
+	 */
+	uint64_t clock_floor_ns;
 };
 
 /* The virtual clock starts at 2026-01-01 00:00:00 UTC, in ns since the epoch. */

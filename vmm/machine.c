@@ -243,6 +243,15 @@ static bool guest_if(struct vmm_machine *m)
 	return (r.rflags >> 9) & 1;
 }
 
+void vmm_machine_set_input(struct vmm_machine *m, const struct vmm_input_ops *input,
+			   void *input_opaque, const struct vmm_input_tap *tap, void *tap_opaque)
+{
+	m->cfg.input = input;
+	m->cfg.input_opaque = input_opaque;
+	m->cfg.tap = tap;
+	m->cfg.tap_opaque = tap_opaque;
+}
+
 int vmm_machine_run(struct vmm_machine *m, struct vmm_stop *stop)
 {
 	return vmm_machine_run_until(m, UINT64_MAX, stop);

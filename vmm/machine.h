@@ -118,6 +118,15 @@ int vmm_machine_landmark(struct vmm_machine *m, struct vmm_landmark *lm) VMM_WUR
 int vmm_machine_seek_landmark(struct vmm_machine *m, const struct vmm_landmark *lm,
 			      struct vmm_seek_stats *st) VMM_WUR;
 
+/*
+ * Plug another input boundary (and tap) into a stopped machine: the next
+ * vmm_machine_run goes on from the current position with it. A backup of the ft pair
+ * goes live this way, from the replay source to the live one, without a restart. Call
+ * between runs, on the thread that runs the machine. tap may be NULL.
+ */
+void vmm_machine_set_input(struct vmm_machine *m, const struct vmm_input_ops *input,
+			   void *input_opaque, const struct vmm_input_tap *tap, void *tap_opaque);
+
 /* Stop a running machine soon: any thread, async-signal-safe. */
 void vmm_machine_kick(struct vmm_machine *m);
 
