@@ -189,15 +189,17 @@ static void usage_replay(FILE *f)
 		"the expected and the observed event, the registers, and exit status 8.\n"
 		"\n"
 		"Options:\n"
-		"  --backend kvm|emu       replay on this backend (default: the one recorded on)\n"
+		"  --backend kvm|emu       replay on this backend (default: the one recorded on;\n"
+		"                          a kvm log replays on emu too, counting exits)\n"
 		"  --image PATH            the guest image, for a log recorded with --no-embed\n"
 		"                          whose image moved (its hash must match)\n"
 		"  --initrd PATH           the same for the initrd\n"
 		"  --quiet                 do not print the guest's output (it is still checked)\n"
 		"  --verbose               more detail in the summary\n"
-		"  --stall-timeout SECONDS a kvm replay that makes no progress this long (the\n"
-		"                          guest computes without reaching the next logged\n"
-		"                          event) ends as a divergence (60; 0: wait forever)\n"
+		"  --stall-timeout SECONDS a replay of a kvm log (on kvm or emu) that makes no\n"
+		"                          progress this long (the guest computes without\n"
+		"                          reaching the next logged event) ends as a\n"
+		"                          divergence (60; 0: wait forever)\n"
 		"  --gdb [HOST:]PORT       serve gdb there instead of running to the end: time-\n"
 		"                          travel debugging (target remote HOST:PORT; the host\n"
 		"                          is 127.0.0.1 unless given). emu backend only\n"
@@ -663,10 +665,13 @@ static void refuse_to_clobber(const char *path)
 static void machine_config_text(char *buf, size_t cap, const struct vmm_cpu_ops *backend,
 				uint64_t mem, const char *clock)
 {
+	/* digest=arch: landmarks and hashes use the digest emu computes alike, so the log
+	 * replays on emu too (docs/kvm-backend.md, "Portable logs"). */
 	snprintf(buf, cap,
-		 "machine=%s\nbackend=%s\npositions=%s\nmem=%" PRIu64 "\nclock=%s\n",
+		 "machine=%s\nbackend=%s\npositions=%s\nmem=%" PRIu64 "\nclock=%s\n%s",
 		 MACHINE_MODEL, backend->name,
-		 backend == &kvm_cpu_ops ? "exits" : "instructions", mem, clock);
+		 backend == &kvm_cpu_ops ? "exits" : "instructions", mem, clock,
+		 backend == &kvm_cpu_ops ? "digest=arch\n" : "");
 }
 
 /* After a failed recording: what of the log can still be used. */
@@ -909,6 +914,9 @@ static int cmd_run_or_record(int argc, char **argv, bool record)
 	struct vmm_machine *m;
 	rc = vmm_machine_create(&cfg, &m);
 	if (rc < 0)
+		fail(rc, "creating the machine");
+	if (record && backend == &kvm_cpu_ops &&
+	    (rc = vmm_machine_set_portable(m, VMM_PORT_DIGEST)) < 0)
 		fail(rc, "creating the machine");
 	rc = vmm_machine_load_initrd(m, elf, elf_len, o.append, initrd, initrd_len);
 	if (!record) {
@@ -1194,7 +1202,21 @@ static int cmd_replay(int argc, char **argv, bool debug)
 		die_line(EXIT_USAGE, "--backend %s: expected kvm or emu", backend_name);
 	/* Whether the positions fit comes first: it does not depend on this host. */
 	const char *want_pos = backend == &kvm_cpu_ops ? "exits" : "instructions";
-	if (strcmp(positions, want_pos))
+	char digest[16];
+	bool arch = config_get(h->config, "digest", digest, sizeof(digest));
+	if (arch && strcmp(digest, "arch"))
+		die_line(EXIT_BADINPUT, "%s: unknown register digest '%s' in the log", log_path,
+			 digest);
+	/* A kvm log with the architectural digest replays on emu, counting exits. */
+	bool exits_on_emu = backend == &emu_cpu_ops && !strcmp(positions, "exits");
+	unsigned portable = (arch ? VMM_PORT_DIGEST : 0) | (exits_on_emu ? VMM_PORT_EXITS : 0);
+	if (exits_on_emu && !arch)
+		die_line(EXIT_BADINPUT,
+			 "%s: recorded on kvm by an older rewind, whose landmarks and state hashes "
+			 "cover registers only kvm fills alike: it replays on kvm only (--backend "
+			 "kvm)",
+			 log_path);
+	if (!exits_on_emu && strcmp(positions, want_pos))
 		die_line(EXIT_BADINPUT,
 			 "%s: its positions count %s (recorded on %s); the %s backend counts %s, "
 			 "and converting them is not supported yet",
@@ -1202,6 +1224,12 @@ static int cmd_replay(int argc, char **argv, bool debug)
 			 want_pos);
 	/* Before the kvm probe: on a host without KVM the first thing to learn is that
 	 * time travel could not use kvm anyway. */
+	if (gdb && exits_on_emu)
+		die_line(EXIT_USAGE,
+			 "%s was recorded on kvm: replaying it on emu works (rewind replay --backend "
+			 "emu), time-travel debugging of it does not yet (docs/kvm-backend.md, "
+			 "\"Portable logs\")",
+			 log_path);
 	if (gdb && backend != &emu_cpu_ops) {
 		if (asked)
 			die_line(EXIT_USAGE, "time-travel debugging needs --backend emu (the kvm "
@@ -1274,7 +1302,8 @@ static int cmd_replay(int argc, char **argv, bool debug)
 				.out = console_out,
 				.out_opaque = &con,
 				.flush = console_flush,
-				.stall_ms = backend == &kvm_cpu_ops ? stall_s * 1000u : 0};
+				.stall_ms = backend == &kvm_cpu_ops || exits_on_emu ? stall_s * 1000u
+										    : 0};
 	if (gdb)
 		debug_output(console_out, &con, &pc.out);
 	rc = rpl_create(&pc, &rp);
@@ -1285,6 +1314,8 @@ static int cmd_replay(int argc, char **argv, bool debug)
 	struct vmm_machine *m;
 	rc = vmm_machine_create(&cfg, &m);
 	if (rc < 0)
+		fail(rc, "creating the machine");
+	if ((rc = vmm_machine_set_portable(m, portable)) < 0)
 		fail(rc, "creating the machine");
 	rc = vmm_machine_load_initrd(m, image, image_len, h->cmdline, initrd, initrd_len);
 	if (rc < 0) {
@@ -1334,7 +1365,7 @@ static int cmd_replay(int argc, char **argv, bool debug)
 	case RPL_MATCHED:
 		status = report_stop(m, &stop, true);
 		fprintf(stderr, "%s: replayed %" PRIu64 " %s, %" PRIu64 " events in %.2f s: matched\n",
-			prog, (uint64_t)stop.pos, want_pos, st.events, secs);
+			prog, (uint64_t)stop.pos, positions, st.events, secs);
 		if (verbose)
 			fprintf(stderr, "%s: %" PRIu64 " state hashes checked, %" PRIu64
 					" bytes of output, %" PRIu64 " landmarks found (%" PRIu64

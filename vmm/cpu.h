@@ -237,7 +237,37 @@ struct vmm_cpu_ops {
 	int (*landmark)(struct vmm_cpu *cpu, struct vmm_landmark *lm);
 	int (*seek_landmark)(struct vmm_cpu *cpu, const struct vmm_landmark *lm,
 			     struct vmm_seek_stats *st);
+
+	/*
+	 * Portable logs (docs/kvm-backend.md, "Portable logs"): VMM_PORT_* flags, set once,
+	 * before reset_pvh. Returns 0, or -VMM_EINVAL with a detail message for a flag this
+	 * backend cannot honour. NULL: none can.
+	 */
+	int (*portable)(struct vmm_cpu *cpu, unsigned flags);
 };
+
+/* Landmarks' regs field is vmm_arch_digest (kvm recordings that say digest=arch). */
+#define VMM_PORT_DIGEST 1u
+/* Positions count exits as kvm counts them, and landmarks are found (emu). */
+#define VMM_PORT_EXITS 2u
+
+/*
+ * The register digest both backends compute alike (vmm/digest.c, logfmt/FORMAT.md
+ * "Landmarks"): architectural state only, plus the interrupt injected but not yet taken
+ * (-1: none) and flags (1 STI/MOV SS shadow, 2 NMI, 4 exception on its way in).
+ */
+uint64_t vmm_arch_digest(const struct vmm_regs *r, const struct vmm_fpregs *f, int32_t injected,
+			 uint8_t flags);
+
+/*
+ * The status flags (CF PF AF ZF SF OF). Instructions leave some undefined (IMUL: SF ZF AF
+ * PF; shifts, BSF...), and the host CPU under kvm and TCG under emu fill them
+ * differently, so emu, replaying a kvm log, takes the recording's values where a
+ * landmark or state hash names them (docs/kvm-backend.md, "Portable logs").
+ * vmm_status_flags gives rflags with the status flags set to combination k (0..63).
+ */
+#define VMM_RFLAGS_STATUS 0x8d5ull
+uint64_t vmm_status_flags(uint64_t rflags, unsigned k);
 
 #define VMM_WALK_MAX 5
 

@@ -37,6 +37,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unicorn/unicorn.h>
+#include <endian.h>
+#include <xxhash.h>
 
 #define EMU_BLOCK_BUCKETS (1u << 16)
 #define EMU_SITE_BUCKETS (1u << 12)
@@ -151,6 +153,7 @@ enum emu_stop {
 	ES_IF_OPEN,     /* IF became 1 with an interrupt pending */
 	ES_ERROR,       /* unrecoverable (bad site emulation) */
 	ES_SYSCALL,     /* before a SYSCALL: emu_run performs it */
+	ES_XEXIT,       /* exit counting (xmode): a port access was counted as an exit */
 };
 
 struct vmm_cpu {
@@ -247,6 +250,22 @@ struct vmm_cpu {
 	uint64_t epoch;              /* the tracking interval: blocks run in it are listed */
 	struct vmm_code_range *ran;  /* once each */
 	size_t nran, capran;
+
+	/*
+	 * Exit-counted positions (VMM_PORT_EXITS, "exit counting" below): a kvm recording
+	 * replayed here. The position is xcount, the exits kvm would have counted; icount
+	 * goes on counting instructions.
+	 */
+	bool xmode;
+	bool arch_digest;      /* VMM_PORT_DIGEST */
+	bool xseek;            /* a landmark search: any exit ends the run */
+	uint64_t xcount;       /* exits as kvm counts them */
+	uint64_t xlimit;       /* run() returns BUDGET when xcount reaches it */
+	uint64_t xseek_from;   /* xcount when the search began */
+	bool want_window;      /* an interrupt waits for a window (kvm's request) */
+	int inj_vec;           /* acknowledged, delivered at the next entry; -1: none */
+	const char *xlast;     /* the last exit counted, in words */
+	uint8_t *lm_dirt;      /* pages written since the last landmark (xmode) */
 };
 
 static int uc_fail(uc_err e, const char *what)
@@ -311,6 +330,8 @@ static void pte_set(struct vmm_cpu *c, uint64_t pa, int size, uint64_t bits)
 		memcpy(p, &v, size);
 		if (c->tracking)
 			c->pg_dirt[pa >> 12] = 1;
+		if (c->lm_dirt)
+			c->lm_dirt[pa >> 12] = 1;
 	}
 }
 
@@ -547,6 +568,13 @@ static bool tlb_fill_hook(uc_engine *uc, uint64_t va, uc_mem_type type, uc_tlb_e
 			else if (!c->pg_dirt[pg])
 				w = false;
 		}
+		if (c->lm_dirt && w) {
+			/* The same for the landmark page set (xmode). */
+			if (acc == ACC_WRITE)
+				c->lm_dirt[pg] = 1;
+			else if (!c->lm_dirt[pg])
+				w = false;
+		}
 		if (c->pg_state[pg] == PG_CODE) {
 			if (acc == ACC_WRITE) {
 				/* A write to code we decoded: let it through, remember it. */
@@ -612,6 +640,8 @@ static int write_virt_raw(struct vmm_cpu *c, uint64_t va, const void *buf, size_
 			memcpy(p, in, chunk);
 		if (p && c->tracking)
 			c->pg_dirt[pa >> 12] = 1;
+		if (p && c->lm_dirt)
+			c->lm_dirt[pa >> 12] = 1;
 		/* Unicorn caches translated code per page; a write through us must drop it,
 		 * and so must our decodes of it. */
 		uc_ctl_remove_cache(c->uc, va, va + chunk);
@@ -644,6 +674,21 @@ static void update_bits(struct vmm_cpu *c)
 	if ((sel & ~7ull) + 7 > gdtr.limit ||
 	    read_virt_raw(c, gdtr.base + (sel & ~7ull), &desc, 8, false) < 0)
 		return; /* keep what we had */
+	if (c->xmode && !(desc & (1ull << 40)) && c->icount > 0) {
+		/*
+		 * Replaying a kvm log: loading a descriptor sets its accessed bit (a processor
+		 * and kvm do; Unicorn does so for data segments, not for CS). Not for the PVH
+		 * trampoline's load (position 0), which kvm does not make: it sets the entry
+		 * state directly. A descriptor the guest mapped read-only stays as it is. Only
+		 * in exit counting: done always, it upset conform_user's SYSCALL (not traced).
+		 */
+		uint64_t a = desc | (1ull << 40);
+		uint32_t pferr;
+		uint64_t fva;
+		if (write_virt_raw(c, gdtr.base + (sel & ~7ull) + 5, (uint8_t *)&a + 5, 1, false, &pferr,
+				   &fva) == 0)
+			desc = a;
+	}
 	bool l = (desc >> 53) & 1, d = (desc >> 54) & 1;
 	int bits = long_mode(c) && l ? 64 : (d ? 32 : 16);
 	if (bits != c->bits)
@@ -1335,6 +1380,10 @@ static void site_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *opaque)
 	enum emu_stop after = ES_NONE;
 	uint32_t val;
 	uint64_t rax;
+	/* An exit kvm counts (xmode): every port access; a REP with a zero count makes none. */
+	bool x_io = in->kind == X86_IN || in->kind == X86_OUT ||
+		    ((in->kind == X86_INS || in->kind == X86_OUTS) &&
+		     !(in->rep && (rreg(c, UC_X86_REG_RCX) & mask_for(in->addrsize)) == 0));
 
 	switch (in->kind) {
 	case X86_IN:
@@ -1438,6 +1487,15 @@ static void site_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *opaque)
 	c->icount++;
 	c->cur = NULL;
 	c->prev_kind = in->kind;
+	if (c->xmode && (x_io || in->kind == X86_HLT)) {
+		/* Exit counting: the run loop takes over after every exit (x_entry). */
+		c->xcount++;
+		c->xlast = in->kind == X86_HLT ? "HLT" : "a port access";
+		if (in->kind == X86_HLT)
+			after = ES_HLT; /* kvm's HLT exit, whatever is pending */
+		else if (after == ES_NONE)
+			after = vmm_machine_stop_requested(c->m) ? ES_IO_STOP : ES_XEXIT;
+	}
 	if (after == ES_NONE) {
 		if (vmm_machine_stop_requested(c->m))
 			after = ES_IO_STOP;
@@ -1963,6 +2021,7 @@ static void emu_destroy(struct vmm_cpu *c)
 	free(c->pg_writes);
 	free(c->pg_blocks);
 	free(c->pg_dirt);
+	free(c->lm_dirt);
 	free(c->ran);
 	free(c->bp);
 	free(c->wp);
@@ -1991,6 +2050,11 @@ static int emu_reset_pvh(struct vmm_cpu *c, uint32_t entry, uint32_t start_info)
 	memcpy(code + 17, &entry, 4);
 	if (entry & 0x80000000u)
 		return vmm_fail(VMM_ELAYOUT, "PVH entry %#x above 2 GiB is not supported", entry);
+	/* Exit counting (a kvm recording): the page as kvm's reset leaves it, GDT only. */
+	uint8_t *vpage = ram_ptr(c, VMM_VMM_AREA, 0x1000);
+	uint8_t *keep = c->xmode && vpage ? malloc(0x1000) : NULL;
+	if (keep)
+		memcpy(keep, vpage, 0x1000);
 	memcpy(area + 0x40, code, sizeof(code));
 	uc_x86_mmr gdtr = {.base = VMM_VMM_AREA, .limit = sizeof(gdt) - 1};
 	uc_x86_mmr idtr = {.base = 0, .limit = 0}; /* as kvm's: no IDT until the guest loads one */
@@ -2027,6 +2091,11 @@ static int emu_reset_pvh(struct vmm_cpu *c, uint32_t entry, uint32_t start_info)
 	uc_hook_del(c->uc, c->hooks[0]);
 	uc_err e = uc_emu_start(c->uc, VMM_VMM_AREA + 0x40, entry, 0, 0);
 	uc_hook_add(c->uc, &c->hooks[0], UC_HOOK_BLOCK, (void *)block_hook, c, 1, 0);
+	if (keep) {
+		/* Its code, its stack and the accessed bits its loads set are emu's alone. */
+		memcpy(vpage, keep, 0x1000);
+		free(keep);
+	}
 	if (e != UC_ERR_OK)
 		return uc_fail(e, "PVH entry trampoline");
 	/* Drop every translation of guest RAM (the trampoline's were made without the block
@@ -2045,6 +2114,11 @@ static int emu_reset_pvh(struct vmm_cpu *c, uint32_t entry, uint32_t start_info)
 	c->bits_dirty = false;
 	c->tsc_offset = 0;
 	c->intr_pos = UINT64_MAX;
+	c->xcount = 0;
+	c->inj_vec = -1;
+	c->want_window = false;
+	if (c->lm_dirt)
+		memset(c->lm_dirt, 0, c->npages);
 	return 0;
 }
 
@@ -2103,21 +2177,39 @@ static int do_syscall(struct vmm_cpu *c)
 	return 0;
 }
 
+static int x_entry(struct vmm_cpu *c, bool ran, struct vmm_exit *exit);
+static void x_prepare(struct vmm_cpu *c);
+
 static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 {
 	uint64_t target = budget == UINT64_MAX ? UINT64_MAX : c->icount + budget;
+	bool ran = false; /* xmode: the last pass ended where the guest got by running */
+	if (c->xmode) {
+		target = UINT64_MAX; /* the budget counts exits (x_entry) */
+		if (!c->xseek)
+			c->xlimit = budget > UINT64_MAX - c->xcount ? UINT64_MAX
+								   : c->xcount + budget;
+	}
 	for (;;) {
-		if (c->icount != c->intr_pos && atomic_exchange(&c->kick, 0)) {
+		if (c->xmode) {
+			int xr = x_entry(c, ran, exit);
+			ran = false;
+			if (xr)
+				return xr < 0 ? xr : 0;
+		} else if (c->icount != c->intr_pos && atomic_exchange(&c->kick, 0)) {
 			exit->reason = VMM_EXIT_KICK;
 			return 0;
 		}
-		if (c->icount >= target) {
+		if (c->xmode) {
+			/* x_entry placed c->target */
+		} else if (c->icount >= target) {
 			exit->reason = VMM_EXIT_BUDGET;
 			return 0;
 		}
 		bool shadow = c->prev_kind == X86_STI || c->prev_kind == X86_MOVSS;
-		c->target = target;
-		if (intr_deliverable(c)) {
+		if (!c->xmode)
+			c->target = target;
+		if (!c->xmode && intr_deliverable(c)) {
 			if (shadow) {
 				/* One more instruction, then the interrupt. */
 				if (c->target > c->icount + 1)
@@ -2153,7 +2245,7 @@ static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 		if (c->watch_open && c->target > c->icount + 1)
 			c->target = c->icount + 1; /* one instruction through the watched pages */
 		c->cur = NULL;
-		c->watch_if = vmm_intr_pending(c->m) &&
+		c->watch_if = (c->xmode ? c->want_window : vmm_intr_pending(c->m)) &&
 			      !(rreg(c, UC_X86_REG_EFLAGS) & RFLAGS_IF);
 		uint64_t rip = rreg(c, UC_X86_REG_RIP);
 		c->slow = true;
@@ -2220,11 +2312,15 @@ static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 				c->bits_dirty = true;
 			c->cur = NULL;
 		}
+		ran = true;
 		switch (why) {
 		case ES_NONE:
 		case ES_RETRANSLATE:
 		case ES_IO_INTR:
 		case ES_IF_OPEN:
+			continue;
+		case ES_XEXIT:
+			ran = false; /* counted: x_entry runs kvm's step after it */
 			continue;
 		case ES_EXC: {
 			int v = c->exc_vector;
@@ -2271,7 +2367,7 @@ static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 		}
 		case ES_HLT:
 			exit->reason = VMM_EXIT_HLT;
-			return 0;
+			return 0; /* xmode: counted, and no step before it returns (as kvm) */
 		case ES_BUDGET:
 			/* The stop's code hook goes now: left in place, every later pass over
 			 * that instruction (a hot loop) would pay for a hook call. */
@@ -2287,6 +2383,8 @@ static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 			continue; /* a shadow step ended: deliver now */
 		case ES_KICK:
 			atomic_store(&c->kick, 0);
+			if (c->xmode)
+				x_prepare(c);
 			exit->reason = VMM_EXIT_KICK;
 			return 0;
 		case ES_IO_STOP:
@@ -2327,6 +2425,8 @@ static void emu_kick(struct vmm_cpu *c)
 
 static vmm_pos_t emu_pos(struct vmm_cpu *c)
 {
+	if (c->xmode)
+		return c->xcount;
 	return c->icount;
 }
 
@@ -2734,6 +2834,232 @@ static int emu_translate(struct vmm_cpu *c, uint64_t va, uint64_t *pa, uint64_t 
 	return 0;
 }
 
+/* ---- exit counting: a kvm recording replayed here ---------------------------------- */
+
+/*
+ * VMM_PORT_EXITS (docs/kvm-backend.md, "Portable logs"). The position is the count of
+ * exits kvm takes for the same guest: each port access (each element of a string
+ * instruction), each HLT, and each interrupt window that opens. Interrupts follow kvm's
+ * step (kvm_prepare in vmm/kvm.c) instead of emu's own rule: at every exit, at the start
+ * of run() and before it returns BUDGET or KICK, an interrupt the 8259 has is
+ * acknowledged if the guest can take it (IF set, no STI/MOV SS shadow, none already on
+ * its way in) and delivered at the next entry; otherwise a window is wanted, and the
+ * first instruction boundary the guest reaches by running where it can take one counts
+ * as an exit (the window), after which the step runs again. Every exit stops the
+ * engine, so all of this happens at exact instruction boundaries. MMIO is not counted:
+ * emu has no MMIO (no guest here touches addresses above RAM).
+ */
+
+static bool x_ready(struct vmm_cpu *c)
+{
+	return c->inj_vec < 0 && (rreg(c, UC_X86_REG_EFLAGS) & RFLAGS_IF) &&
+	       c->prev_kind != X86_STI && c->prev_kind != X86_MOVSS;
+}
+
+/* kvm's step: acknowledge what the guest can take now, else want a window. */
+static void x_prepare(struct vmm_cpu *c)
+{
+	bool pending = vmm_intr_pending(c->m);
+	if (pending && x_ready(c)) {
+		c->inj_vec = vmm_intr_ack(c->m);
+		pending = vmm_intr_pending(c->m);
+	}
+	c->want_window = pending;
+}
+
+/*
+ * The run loop's head in xmode. ran: the guest reached this boundary by running (not
+ * through an exit just counted). Counts a window that opened here, runs the step, ends
+ * the run (1, *exit filled) on a kick or when the budget of exits is used (a landmark
+ * search: at any exit), delivers the injected interrupt (kvm's entry), and places the
+ * engine's instruction target: one instruction when only an STI/MOV SS shadow keeps a
+ * wanted window shut. Negative: a vmm_err.
+ */
+static int x_entry(struct vmm_cpu *c, bool ran, struct vmm_exit *exit)
+{
+	for (;;) {
+		if (ran && c->want_window && x_ready(c)) {
+			c->xcount++;
+			c->xlast = "an interrupt window";
+		}
+		x_prepare(c);
+		if (atomic_exchange(&c->kick, 0)) {
+			exit->reason = VMM_EXIT_KICK;
+			return 1;
+		}
+		if (c->xseek ? c->xcount != c->xseek_from : c->xcount >= c->xlimit) {
+			exit->reason = VMM_EXIT_BUDGET;
+			return 1;
+		}
+		if (c->inj_vec < 0)
+			break;
+		int vec = c->inj_vec, sv;
+		c->inj_vec = -1;
+		uint64_t rip = rreg(c, UC_X86_REG_RIP);
+		int dr = deliver(c, vec, false, 0, false, rip, rip, &sv);
+		if (dr < 0)
+			return dr;
+		if (dr) {
+			exit->reason = VMM_EXIT_SHUTDOWN;
+			exit->vector = sv;
+			return 1;
+		}
+		c->prev_kind = X86_OTHER;
+		ran = true; /* a window may be open at the handler's first instruction */
+	}
+	c->target = UINT64_MAX;
+	if (c->want_window && (rreg(c, UC_X86_REG_EFLAGS) & RFLAGS_IF) && c->inj_vec < 0)
+		c->target = c->icount + 1; /* the shadow ends after one instruction */
+	return 0;
+}
+
+/* Forget the pages written so far: the next landmark hashes those written from now. */
+static void x_lm_reset(struct vmm_cpu *c)
+{
+	memset(c->lm_dirt, 0, c->npages);
+	/* Every page must come through a fill again for its first write to be seen. */
+	uc_ctl_flush_tlb(c->uc);
+	memset(c->pg_wr, 0, c->npages);
+}
+
+static int emu_portable(struct vmm_cpu *c, unsigned flags)
+{
+	if (flags & ~(VMM_PORT_DIGEST | VMM_PORT_EXITS))
+		return vmm_fail(VMM_EINVAL, "emu: unknown portable-log flags %#x", flags);
+	c->arch_digest = flags & VMM_PORT_DIGEST;
+	if (flags & VMM_PORT_EXITS) {
+		if (!c->arch_digest)
+			return vmm_fail(VMM_EINVAL, "emu: exit counting needs the architectural "
+						    "digest (VMM_PORT_DIGEST)");
+		if (!c->lm_dirt && !(c->lm_dirt = calloc(c->npages ? c->npages : 1, 1)))
+			return vmm_fail(VMM_ENOMEM, "emu: out of memory for the landmark page set");
+		c->xmode = true;
+		c->inj_vec = -1;
+		x_lm_reset(c);
+	}
+	return 0;
+}
+
+/* FORMAT.md's gprs: 18 little-endian u64s, RAX..R15 in encoding order, RIP, RFLAGS. */
+static uint64_t x_gprs_digest(const struct vmm_regs *r)
+{
+	const uint64_t v[18] = {r->rax, r->rbx, r->rcx, r->rdx, r->rsi, r->rdi,
+				r->rbp, r->rsp, r->r8,  r->r9,  r->r10, r->r11,
+				r->r12, r->r13, r->r14, r->r15, r->rip, r->rflags};
+	uint64_t le[18];
+	for (int i = 0; i < 18; i++)
+		le[i] = htole64(v[i]);
+	return XXH3_64bits(le, sizeof(le));
+}
+
+/*
+ * Is the guest at lm? Registers first; the written pages' hash only when they match.
+ * The status flags an instruction left undefined may differ from the host CPU's that
+ * the recording saw: every combination is tried, and the one the landmark names is
+ * taken when everything else matches (vmm_status_flags).
+ */
+static bool x_at_landmark(struct vmm_cpu *c, const struct vmm_landmark *lm)
+{
+	if (rreg(c, UC_X86_REG_RIP) != lm->rip)
+		return false;
+	struct vmm_regs r;
+	struct vmm_fpregs f;
+	emu_get_regs(c, &r);
+	uint64_t own = r.rflags;
+	unsigned k = 0;
+	for (; k < 64; k++) {
+		r.rflags = vmm_status_flags(own, k);
+		if (x_gprs_digest(&r) == lm->gprs)
+			break;
+	}
+	if (k == 64)
+		return false;
+	emu_get_fpregs(c, &f);
+	uint8_t flags = (c->prev_kind == X86_STI || c->prev_kind == X86_MOVSS) ? 1 : 0;
+	if (vmm_arch_digest(&r, &f, c->inj_vec, flags) != lm->regs)
+		return false;
+	XXH3_state_t *st = XXH3_createState();
+	if (!st)
+		return false;
+	XXH3_64bits_reset(st);
+	uint32_t pages = 0;
+	for (uint32_t pg = 0; pg < c->npages; pg++) {
+		if (!c->lm_dirt[pg])
+			continue;
+		uint64_t le = htole64(pg);
+		XXH3_64bits_update(st, &le, sizeof(le));
+		XXH3_64bits_update(st, c->ram + (uint64_t)pg * 4096, 4096);
+		pages++;
+	}
+	uint64_t mem = XXH3_64bits_digest(st);
+	XXH3_freeState(st);
+	if (mem != lm->mem || pages != lm->pages)
+		return false;
+	if (r.rflags != own)
+		wreg(c, UC_X86_REG_EFLAGS, r.rflags);
+	return true;
+}
+
+/*
+ * A kvm landmark, found as kvm finds it (kvm_seek_landmark): the step first, then a
+ * comparison, then runs to a breakpoint at its RIP (emu's exact stops) compared at each
+ * hit, a hit that differs passed over; any exit first leaves the position.
+ */
+static int emu_seek_landmark(struct vmm_cpu *c, const struct vmm_landmark *lm,
+			     struct vmm_seek_stats *st)
+{
+	if (!c->xmode)
+		return vmm_fail(VMM_EBACKEND, "emu places landmarks only where it counts exits");
+	x_prepare(c);
+	if (x_at_landmark(c, lm)) {
+		x_lm_reset(c);
+		return VMM_SEEK_FOUND;
+	}
+	uint64_t bp = lm->rip;
+	uint64_t *save_bp = c->bp;
+	unsigned save_nbp = c->nbp, save_nwp = c->nwp;
+	vmm_pos_t save_pass = c->pass_pos;
+	c->bp = &bp;
+	c->nbp = 1;
+	c->nwp = 0;
+	c->pass_pos = UINT64_MAX;
+	c->xseek = true;
+	c->xseek_from = c->xcount;
+	int res = VMM_SEEK_FOUND;
+	for (;;) {
+		struct vmm_exit ex = {0};
+		int rc = emu_run(c, UINT64_MAX, &ex);
+		if (rc < 0) {
+			res = rc;
+			break;
+		}
+		if (ex.reason == VMM_EXIT_BREAK) {
+			if (x_at_landmark(c, lm))
+				break;
+			st->hits++;
+			c->pass_pos = c->icount;
+			continue;
+		}
+		if (ex.reason == VMM_EXIT_KICK) {
+			res = VMM_SEEK_INTERRUPTED;
+			break;
+		}
+		res = VMM_SEEK_PASSED;
+		st->left_by = ex.reason == VMM_EXIT_SHUTDOWN ? "a triple fault"
+			      : ex.reason == VMM_EXIT_POWEROFF ? "a device's stop"
+			      : c->xlast ? c->xlast : "an exit";
+		break;
+	}
+	c->xseek = false;
+	c->bp = save_bp;
+	c->nbp = save_nbp;
+	c->nwp = save_nwp;
+	c->pass_pos = save_pass;
+	if (res == VMM_SEEK_FOUND)
+		x_lm_reset(c);
+	return res;
+}
+
 const struct vmm_cpu_ops emu_cpu_ops = {
 	.name = "emu",
 	.probe = emu_probe,
@@ -2754,4 +3080,6 @@ const struct vmm_cpu_ops emu_cpu_ops = {
 	.set_debug = emu_set_debug,
 	.track = emu_track,
 	.translate = emu_translate,
+	.seek_landmark = emu_seek_landmark,
+	.portable = emu_portable,
 };

@@ -134,6 +134,7 @@ struct vmm_cpu {
 	 * landmark (one bit a page); dirty_tmp receives each KVM_GET_DIRTY_LOG.
 	 */
 	bool exact;
+	bool arch_digest; /* landmarks' regs is vmm_arch_digest (VMM_PORT_DIGEST) */
 	uint64_t *dirty, *dirty_tmp;
 	size_t dirty_words;
 	/*
@@ -2055,7 +2056,8 @@ static int kvm_point(struct vmm_cpu *cpu, struct vmm_landmark *lm, bool mem)
 			      .r12 = p.r.r12, .r13 = p.r.r13, .r14 = p.r.r14, .r15 = p.r.r15,
 			      .rip = p.r.rip, .rflags = p.r.rflags};
 	lm->gprs = kvm_gprs_digest(&kr);
-	lm->regs = XXH3_64bits(&p, sizeof(p));
+	lm->regs = cpu->arch_digest ? vmm_arch_digest(&p.r, &p.f, p.injected, p.flags)
+				    : XXH3_64bits(&p, sizeof(p));
 	if (!mem)
 		return 0;
 
@@ -2284,6 +2286,15 @@ out:
 	return res;
 }
 
+/* Positions are exits already; the digest is the only choice (docs/kvm-backend.md). */
+static int kvm_portable(struct vmm_cpu *cpu, unsigned flags)
+{
+	if (flags & ~VMM_PORT_DIGEST)
+		return vmm_fail(VMM_EINVAL, "kvm: unknown portable-log flags %#x", flags);
+	cpu->arch_digest = flags & VMM_PORT_DIGEST;
+	return 0;
+}
+
 const struct vmm_cpu_ops kvm_cpu_ops = {
 	.name = "kvm",
 	.probe = kvm_probe,
@@ -2302,6 +2313,7 @@ const struct vmm_cpu_ops kvm_cpu_ops = {
 	.read_virt = kvm_read_virt,
 	.landmark = kvm_landmark,
 	.seek_landmark = kvm_seek_landmark,
+	.portable = kvm_portable,
 };
 
 #else /* !__x86_64__ */

@@ -54,6 +54,7 @@ struct vmm_machine {
 	vmm_pos_t inta_pos, no_poll_pos;
 	uint64_t (*unhandled)[2]; /* per port: reads, writes (allocated on first use) */
 	int pagemap_fd;           /* /proc/self/pagemap, or -1: every page is read */
+	unsigned portable;        /* VMM_PORT_* (vmm_machine_set_portable) */
 };
 
 static void *find_dev(struct vmm_machine *m, const struct vmm_dev_ops *ops)
@@ -194,6 +195,39 @@ int vmm_machine_seek_landmark(struct vmm_machine *m, const struct vmm_landmark *
 	if (rc == VMM_SEEK_FOUND)
 		m->halted = false;
 	return rc;
+}
+
+int vmm_machine_set_portable(struct vmm_machine *m, unsigned flags)
+{
+	if (!flags)
+		return 0;
+	if (!m->cfg.backend->portable)
+		return vmm_fail(VMM_EINVAL, "the %s backend cannot replay portable logs",
+				m->cfg.backend->name);
+	int rc = m->cfg.backend->portable(m->cpu, flags);
+	if (rc == 0)
+		m->portable = flags;
+	return rc;
+}
+
+bool vmm_machine_adopt_flags(struct vmm_machine *m, uint64_t regs_hash)
+{
+	if (!(m->portable & VMM_PORT_EXITS))
+		return false;
+	struct vmm_regs r;
+	struct vmm_fpregs f;
+	memset(&r, 0, sizeof(r));
+	memset(&f, 0, sizeof(f));
+	if (m->cfg.backend->get_regs(m->cpu, &r) < 0 ||
+	    m->cfg.backend->get_fpregs(m->cpu, &f) < 0)
+		return false;
+	uint64_t own = r.rflags;
+	for (unsigned k = 0; k < 64; k++) {
+		r.rflags = vmm_status_flags(own, k);
+		if (r.rflags != own && vmm_arch_digest(&r, &f, -1, 0) == regs_hash)
+			return m->cfg.backend->set_regs(m->cpu, &r) == 0;
+	}
+	return false;
 }
 
 void vmm_machine_kick(struct vmm_machine *m)
@@ -385,7 +419,16 @@ int vmm_machine_hash(struct vmm_machine *m, uint64_t *regs, uint64_t *mem)
 		int rc = m->cfg.backend->get_regs(m->cpu, &r);
 		if (rc < 0)
 			return rc;
-		*regs = XXH3_64bits(&r, sizeof(r));
+		if (m->portable & VMM_PORT_DIGEST) {
+			struct vmm_fpregs f;
+			memset(&f, 0, sizeof(f));
+			rc = m->cfg.backend->get_fpregs(m->cpu, &f);
+			if (rc < 0)
+				return rc;
+			*regs = vmm_arch_digest(&r, &f, -1, 0);
+		} else {
+			*regs = XXH3_64bits(&r, sizeof(r));
+		}
 	}
 	if (mem)
 		return hash_ram(m, mem);

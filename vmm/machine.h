@@ -142,6 +142,19 @@ vmm_pos_t vmm_machine_pos(struct vmm_machine *m);
  * size of RAM.
  */
 int vmm_machine_hash(struct vmm_machine *m, uint64_t *regs, uint64_t *mem) VMM_WUR;
+/*
+ * Portable logs (docs/kvm-backend.md, "Portable logs"): VMM_PORT_DIGEST makes the regs of
+ * vmm_machine_hash and of landmarks vmm_arch_digest (no interrupt in flight for the
+ * former); VMM_PORT_EXITS makes emu count positions as kvm does. Before loading the
+ * image. -VMM_EINVAL (detail set) where the backend cannot.
+ */
+int vmm_machine_set_portable(struct vmm_machine *m, unsigned flags) VMM_WUR;
+/*
+ * Emu replaying a kvm log (VMM_PORT_EXITS): when the registers differ from a logged
+ * hash (vmm_machine_hash) only in status flags an instruction left undefined, take the
+ * logged ones (the host CPU's, on the recording) and return true; else false.
+ */
+bool vmm_machine_adopt_flags(struct vmm_machine *m, uint64_t regs_hash);
 
 /* Port accesses that hit no device: count of reads and writes, per port. */
 struct vmm_unhandled {

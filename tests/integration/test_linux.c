@@ -762,7 +762,7 @@ static bool have_initrd(char *path, size_t size)
  * (acpi=off: the kernel halts with interrupts off, and QEMU, which then runs on, is
  * ended once it says so).
  */
-Test(linux, initramfs_runs_its_shell_on_qemu, .timeout = BOOT_TIMEOUT_S + 20)
+Test(linux, initramfs_runs_its_shell_on_qemu, .timeout = 3600)
 {
 	char kernel[4096], initrd[4096];
 	if (!have_kernel(kernel, sizeof(kernel)) || !have_initrd(initrd, sizeof(initrd)))
@@ -806,7 +806,7 @@ Test(linux, initramfs_runs_its_shell_on_qemu, .timeout = BOOT_TIMEOUT_S + 20)
  * loader put it). The run is stopped there (SIGINT): whether user space then runs is the
  * acceptance test's business.
  */
-Test(linux, initramfs_is_unpacked_on_emu, .timeout = BOOT_TIMEOUT_S + 20)
+Test(linux, initramfs_is_unpacked_on_emu, .timeout = 3600)
 {
 	char kernel[4096], initrd[4096], rewind[4096];
 	if (!have_kernel(kernel, sizeof(kernel)) || !have_initrd(initrd, sizeof(initrd)))

@@ -88,8 +88,26 @@ GUEST_RR(conform_regs, NULL, 1)
  * for a software-nested KVM, where ring-0 code runs through KVM's instruction emulator
  * (a compute round takes seconds there).
  */
-#define KVM_RR(name, append, input, want)                                                  \
-	Test(record, name##_records_and_replays_on_kvm, .timeout = 2 * TIMEOUT_S + 10)      \
+/*
+ * A kvm log replays on emu too (docs/kvm-backend.md, "Portable logs"): emu counts exits
+ * as kvm does and finds its landmarks, to the same output, end and state hashes.
+ */
+static void replay_kvm_log_on_emu(struct rr *x)
+{
+	struct h_opts p = {.timeout_s = TIMEOUT_S, .input = "zzzz"};
+	struct h_run e;
+	RW(&e, &p, "replay", "--backend", "emu", x->log);
+	cr_expect_str_eq(e.out, x->rec.out, "replay on emu printed:\n%s\nrecording printed:\n%s\n%s",
+			 e.out, x->rec.out, e.err);
+	cr_expect_eq(e.status, x->rec.status, "replay on emu: status %d, recorded %d\n%s",
+		     e.status, x->rec.status, e.err);
+	cr_expect(strstr(e.err, " exits, ") && strstr(e.err, ": matched\n"),
+		  "replay on emu did not match, counting exits:\n%s", e.err);
+	h_free(&e);
+}
+
+#define KVM_RR(name, append, input, want, on_emu)                                          \
+	Test(record, name##_records_and_replays_on_kvm, .timeout = 3 * TIMEOUT_S + 10)      \
 	{                                                                                   \
 		if (!h_have_kvm())                                                          \
 			cr_skip_test("no /dev/kvm here: kvm record/replay not run");        \
@@ -102,18 +120,26 @@ GUEST_RR(conform_regs, NULL, 1)
 		expect_status(&i, 0);                                                       \
 		expect_out(&i, "backend=kvm");                                                    \
 		expect_out(&i, "positions=exits");                                                   \
+		expect_out(&i, "digest=arch");                                              \
 		h_free(&i);                                                                 \
+		if (on_emu)                                                                 \
+			replay_kvm_log_on_emu(&x);                                          \
 		rr_done(&x);                                                                \
 	}
 
-KVM_RR(hello, "a b c", NULL, "Hello from rewind guest")
-KVM_RR(timer, "hz=1000 ticks=200", NULL, "timer: done")
+KVM_RR(hello, "a b c", NULL, "Hello from rewind guest", 1)
+KVM_RR(timer, "hz=1000 ticks=200", NULL, "timer: done", 0)
 /* spew's lines cost some 80 port exits each: 3000 took 20 s a side on a loaded PVM host,
  * close to TIMEOUT_S. */
-KVM_RR(spew, "lines=800", NULL, "spew: done, 800 lines\n")
-KVM_RR(compute, "n=1", NULL, "compute: checksum ")
-KVM_RR(echo, NULL, "typed on kvm\nq", "typed on kvm\n")
-KVM_RR(race, NULL, NULL, "race: done")
+KVM_RR(spew, "lines=800", NULL, "spew: done, 800 lines\n", 1)
+KVM_RR(compute, "n=1", NULL, "compute: checksum ", 1)
+/* Not on emu (docs/kvm-backend.md, "Portable logs", what is left): this host's KVM
+ * sometimes takes an injected interrupt an instruction late, which timer's landmarks
+ * then name and emu does not follow; echo's replay there prints the same and ends at
+ * the same exit, but R9 and RFLAGS differ at its last state hash; race's interrupt
+ * frames hold status flags the host CPU left undefined, which emu fills otherwise. */
+KVM_RR(echo, NULL, "typed on kvm\nq", "typed on kvm\n", 0)
+KVM_RR(race, NULL, NULL, "race: done", 0)
 
 Test(record, echo_replays_without_input, .timeout = 2 * TIMEOUT_S + 10)
 {
@@ -258,6 +284,10 @@ Test(record, on_kvm_says_what_the_log_leaves_out, .timeout = 2 * TIMEOUT_S)
 	h_free(&r);
 	RW(&r, NULL, "replay", "--gdb", ":0", log);
 	REFUSED(&r, 2, "recorded on kvm");
+	h_free(&r);
+	/* ... also on emu, which replays it but cannot yet travel back in it. */
+	RW(&r, NULL, "replay", "--backend", "emu", "--gdb", ":0", log);
+	REFUSED(&r, 2, "recorded on kvm", "rewind replay --backend emu");
 	h_free(&r);
 	unlink(log);
 }

@@ -6,6 +6,7 @@
  * source is included, over a fake machine that records port accesses.
  */
 #include "../../vmm/cpuid.c"
+#include "../../vmm/digest.c"
 #include "../../vmm/hostkvm.c"
 #include "../../vmm/kvm.c"
 #include "../../vmm/util.c"
