@@ -260,6 +260,13 @@ uint64_t vmm_arch_digest(const struct vmm_regs *r, const struct vmm_fpregs *f, i
 			 uint8_t flags);
 
 /*
+ * A landmark's gprs field (logfmt/FORMAT.md): the digest of 18 values, RAX RBX RCX RDX RSI
+ * RDI RBP RSP R8..R15 RIP RFLAGS, as little-endian u64s. Each backend fills the array from
+ * its own register struct.
+ */
+uint64_t vmm_gprs_digest(const uint64_t v[18]);
+
+/*
  * The status flags (CF PF AF ZF SF OF). Instructions leave some undefined (IMUL: SF ZF AF
  * PF; shifts, BSF...), and the host CPU under kvm and TCG under emu fill them
  * differently, so emu, replaying a kvm log, takes the recording's values where a

@@ -58,3 +58,11 @@ uint64_t vmm_status_flags(uint64_t rflags, unsigned k)
 			rflags |= bit[i];
 	return rflags;
 }
+
+uint64_t vmm_gprs_digest(const uint64_t v[18])
+{
+	uint64_t le[18];
+	for (int i = 0; i < 18; i++)
+		le[i] = htole64(v[i]);
+	return XXH3_64bits(le, sizeof(le));
+}

@@ -2940,16 +2940,13 @@ static int emu_portable(struct vmm_cpu *c, unsigned flags)
 	return 0;
 }
 
-/* FORMAT.md's gprs: 18 little-endian u64s, RAX..R15 in encoding order, RIP, RFLAGS. */
+/* FORMAT.md's gprs (vmm_gprs_digest). */
 static uint64_t x_gprs_digest(const struct vmm_regs *r)
 {
 	const uint64_t v[18] = {r->rax, r->rbx, r->rcx, r->rdx, r->rsi, r->rdi,
 				r->rbp, r->rsp, r->r8,  r->r9,  r->r10, r->r11,
 				r->r12, r->r13, r->r14, r->r15, r->rip, r->rflags};
-	uint64_t le[18];
-	for (int i = 0; i < 18; i++)
-		le[i] = htole64(v[i]);
-	return XXH3_64bits(le, sizeof(le));
+	return vmm_gprs_digest(v);
 }
 
 /*

@@ -2020,16 +2020,13 @@ struct kvm_point_rec {
 	uint8_t flags;    /* 1 shadow, 2 NMI on its way, 4 exception on its way */
 };
 
-/* FORMAT.md's gprs: 18 little-endian u64s, RAX..R15 in encoding order, RIP, RFLAGS. */
+/* FORMAT.md's gprs (vmm_gprs_digest). */
 static uint64_t kvm_gprs_digest(const struct kvm_regs *r)
 {
 	const uint64_t v[18] = {r->rax, r->rbx, r->rcx, r->rdx, r->rsi, r->rdi,
 				r->rbp, r->rsp, r->r8,  r->r9,  r->r10, r->r11,
 				r->r12, r->r13, r->r14, r->r15, r->rip, r->rflags};
-	uint64_t le[18];
-	for (int i = 0; i < 18; i++)
-		le[i] = htole64(v[i]);
-	return XXH3_64bits(le, sizeof(le));
+	return vmm_gprs_digest(v);
 }
 
 /* The landmark of the vCPU's current point; with mem false, only rip, gprs and regs. */
