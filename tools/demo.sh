@@ -35,7 +35,9 @@ if [ $? -eq 1 ]; then
 	echo "== rewind replay --verbose $KLOG   (on kvm: each landmark found by a breakpoint)"
 	"$R" replay --verbose "$KLOG"
 	echo "   exit status $? (the recorded guest's)"
-	echo "   (a kvm log does not replay on emu yet: docs/kvm-backend.md, 'Portable logs')"
+	echo "   (replay --backend emu takes a kvm log of a guest without interrupts, such as"
+	echo "    hello or spew; race's interrupts do not match there yet: docs/kvm-backend.md,"
+	echo "    'Portable logs')"
 	echo
 else
 	echo "(no kvm here: $("$R" run --backend kvm "$B/guests/hello.elf" 2>&1 >/dev/null | head -n 1))"
