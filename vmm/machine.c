@@ -273,6 +273,13 @@ int vmm_machine_run_until(struct vmm_machine *m, vmm_pos_t until, struct vmm_sto
 		}
 		vmm_pos_t pos = vmm_machine_pos(m);
 		if (pos >= until) {
+			/* A stop at P is after P's input, as a breakpoint or watchpoint stop
+			 * reached there is: one position, one state (docs/time-travel.md). */
+			if (!(m->halted && !guest_if(m)) && pos != m->no_poll_pos) {
+				int rc = in->poll(op, m);
+				if (rc < 0)
+					return rc;
+			}
 			stop->reason = VMM_STOP_LIMIT;
 			stop->pos = pos;
 			return 0;
