@@ -18,6 +18,7 @@
  *             connect and 2 s in all per request.
  */
 #include "ft/arbiter.h"
+#include "ft/errf.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -26,7 +27,6 @@
 #include <limits.h>
 #include <pthread.h>
 #include <sodium.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,19 +53,6 @@ struct ft_arbiter {
 	char *hostport;
 	char *key; /* the prefix of the claims' keys */
 };
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (err && errlen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -1;
-}
 
 static bool printable(const char *s, size_t max, bool spaces)
 {
@@ -131,25 +118,26 @@ static void random_hex(char *out, size_t bytes)
 static int file_open(struct ft_arbiter *a, const char *path, char *err, size_t errlen)
 {
 	if (!*path || path[strlen(path) - 1] == '/')
-		return fail(err, errlen,
-			    "arbiter %s: give a file name, e.g. file:/shared/vm1.arb (claims are "
-			    "kept beside it)",
-			    a->spec);
+		return ft_errf(
+		    err, errlen,
+		    "arbiter %s: give a file name, e.g. file:/shared/vm1.arb (claims are "
+		    "kept beside it)",
+		    a->spec);
 	a->path = strdup(path);
 	const char *slash = strrchr(path, '/');
 	a->dir = slash == path ? strdup("/")
 		 : slash       ? strndup(path, (size_t)(slash - path))
 			       : strdup(".");
 	if (!a->path || !a->dir)
-		return fail(err, errlen, "arbiter %s: out of memory", a->spec);
+		return ft_errf(err, errlen, "arbiter %s: out of memory", a->spec);
 	struct stat st;
 	if (stat(a->dir, &st) < 0)
-		return fail(err, errlen,
-			    "arbiter %s: folder %s: %s (it must exist, on storage "
-			    "both hosts share)",
-			    a->spec, a->dir, strerror(errno));
+		return ft_errf(err, errlen,
+			       "arbiter %s: folder %s: %s (it must exist, on storage "
+			       "both hosts share)",
+			       a->spec, a->dir, strerror(errno));
 	if (!S_ISDIR(st.st_mode))
-		return fail(err, errlen, "arbiter %s: %s is not a folder", a->spec, a->dir);
+		return ft_errf(err, errlen, "arbiter %s: %s is not a folder", a->spec, a->dir);
 
 	/* Try what a claim does: create a file there and hard-link it. */
 	char tok[TOKEN_HEX + 1];
@@ -159,23 +147,23 @@ static int file_open(struct ft_arbiter *a, const char *path, char *err, size_t e
 	if (!probe || !linked) {
 		free(probe);
 		free(linked);
-		return fail(err, errlen, "arbiter %s: out of memory", a->spec);
+		return ft_errf(err, errlen, "arbiter %s: out of memory", a->spec);
 	}
 	snprintf(probe, n, "%s.probe-%s", a->path, tok);
 	snprintf(linked, n, "%s.probe-%s.link", a->path, tok);
 	int rc = 0;
 	if (write_new(probe, CLAIM_MAGIC, strlen(CLAIM_MAGIC)) < 0) {
-		rc = fail(err, errlen,
-			  "arbiter %s: cannot create files in %s: %s (the folder must be "
-			  "writable by this user)",
-			  a->spec, a->dir, strerror(errno));
+		rc = ft_errf(err, errlen,
+			     "arbiter %s: cannot create files in %s: %s (the folder must be "
+			     "writable by this user)",
+			     a->spec, a->dir, strerror(errno));
 	} else {
 		if (link(probe, linked) < 0)
-			rc = fail(err, errlen,
-				  "arbiter %s: the file system of %s cannot hard-link files "
-				  "(%s); the file arbiter needs link(), use another folder or "
-				  "an etcd: arbiter",
-				  a->spec, a->dir, strerror(errno));
+			rc = ft_errf(err, errlen,
+				     "arbiter %s: the file system of %s cannot hard-link files "
+				     "(%s); the file arbiter needs link(), use another folder or "
+				     "an etcd: arbiter",
+				     a->spec, a->dir, strerror(errno));
 		unlink(linked);
 		unlink(probe);
 	}
@@ -260,14 +248,14 @@ static enum ft_claim file_claim(struct ft_arbiter *a, const char *pair_id, uint6
 	char body[64 + MAX_WHO + TOKEN_HEX];
 	enum ft_claim res = FT_CLAIM_ERROR;
 	if (!tmp) {
-		fail(err, errlen, "arbiter %s: out of memory", a->spec);
+		ft_errf(err, errlen, "arbiter %s: out of memory", a->spec);
 		goto out;
 	}
 	snprintf(tmp, tn, "%s.tmp-%s", name, tok);
 	int bl = snprintf(body, sizeof body, "%swho=%s\ntoken=%s\n", CLAIM_MAGIC, who, tok);
 	if (write_new(tmp, body, (size_t)bl) < 0) {
-		fail(err, errlen, "arbiter %s: cannot write a claim in %s: %s", a->spec, a->dir,
-		     strerror(errno));
+		ft_errf(err, errlen, "arbiter %s: cannot write a claim in %s: %s", a->spec, a->dir,
+			strerror(errno));
 		goto out;
 	}
 	int lr = link(tmp, name);
@@ -278,38 +266,38 @@ static enum ft_claim file_claim(struct ft_arbiter *a, const char *pair_id, uint6
 	bool linked = lr == 0 || (stat(tmp, &st) == 0 && st.st_nlink == 2);
 	unlink(tmp);
 	if (!linked && le != EEXIST) {
-		fail(err, errlen, "arbiter %s: cannot make claim %s: %s", a->spec, name,
-		     strerror(le));
+		ft_errf(err, errlen, "arbiter %s: cannot make claim %s: %s", a->spec, name,
+			strerror(le));
 		goto out;
 	}
 	if (!linked) {
 		char holder[MAX_WHO + 1], htok[TOKEN_HEX + 1];
 		int r = read_claim(name, holder, sizeof holder, htok);
 		if (r < 0) {
-			fail(err, errlen, "arbiter %s: cannot read claim %s: %s", a->spec, name,
-			     strerror(errno));
+			ft_errf(err, errlen, "arbiter %s: cannot read claim %s: %s", a->spec, name,
+				strerror(errno));
 			goto out;
 		}
 		if (r > 0) {
 			/* Someone made that name; never let a second side win beside it. */
-			fail(err, errlen,
-			     "generation %" PRIu64 " of pair %s is taken: %s exists but is not "
-			     "a claim this version understands",
-			     gen, pair_id, name);
+			ft_errf(err, errlen,
+				"generation %" PRIu64 " of pair %s is taken: %s exists but is not "
+				"a claim this version understands",
+				gen, pair_id, name);
 			res = FT_CLAIM_LOST;
 			goto out;
 		}
 		if (strcmp(htok, tok) != 0 && strcmp(holder, who) != 0) {
-			fail(err, errlen, "generation %" PRIu64 " of pair %s is held by %s (%s)",
-			     gen, pair_id, holder, name);
+			ft_errf(err, errlen, "generation %" PRIu64 " of pair %s is held by %s (%s)",
+				gen, pair_id, holder, name);
 			res = FT_CLAIM_LOST;
 			goto out;
 		}
 	}
 	/* Won (now or before): make the name durable before saying so. */
 	if (sync_dir(a->dir) < 0) {
-		fail(err, errlen, "arbiter %s: cannot sync folder %s: %s", a->spec, a->dir,
-		     strerror(errno));
+		ft_errf(err, errlen, "arbiter %s: cannot sync folder %s: %s", a->spec, a->dir,
+			strerror(errno));
 		goto out;
 	}
 	res = FT_CLAIM_WON;
@@ -363,11 +351,11 @@ static int etcd_post(const struct ft_arbiter *a, const char *path, const char *b
 	*out = NULL;
 	pthread_once(&curl_once, curl_init);
 	if (curl_init_rc != CURLE_OK)
-		return fail(err, errlen, "arbiter %s: cannot initialise libcurl: %s", a->spec,
-			    curl_easy_strerror(curl_init_rc));
+		return ft_errf(err, errlen, "arbiter %s: cannot initialise libcurl: %s", a->spec,
+			       curl_easy_strerror(curl_init_rc));
 	CURL *h = curl_easy_init();
 	if (!h)
-		return fail(err, errlen, "arbiter %s: cannot initialise libcurl", a->spec);
+		return ft_errf(err, errlen, "arbiter %s: cannot initialise libcurl", a->spec);
 	size_t ul = strlen(a->url) + strlen(path) + 1;
 	char *url = malloc(ul);
 	struct reply r = {0};
@@ -375,7 +363,7 @@ static int etcd_post(const struct ft_arbiter *a, const char *path, const char *b
 	struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
 	int rc = -1;
 	if (!url || !hdr) {
-		fail(err, errlen, "arbiter %s: out of memory", a->spec);
+		ft_errf(err, errlen, "arbiter %s: out of memory", a->spec);
 		goto out;
 	}
 	snprintf(url, ul, "%s%s", a->url, path);
@@ -392,11 +380,11 @@ static int etcd_post(const struct ft_arbiter *a, const char *path, const char *b
 	CURLcode cc = curl_easy_perform(h);
 	if (cc != CURLE_OK) {
 		if (r.too_long)
-			fail(err, errlen, "arbiter %s: %s answered more than %u bytes to %s",
-			     a->spec, a->hostport, MAX_REPLY, path);
+			ft_errf(err, errlen, "arbiter %s: %s answered more than %u bytes to %s",
+				a->spec, a->hostport, MAX_REPLY, path);
 		else
-			fail(err, errlen, "arbiter %s: etcd at %s unreachable: %s", a->spec,
-			     a->hostport, cerr[0] ? cerr : curl_easy_strerror(cc));
+			ft_errf(err, errlen, "arbiter %s: etcd at %s unreachable: %s", a->spec,
+				a->hostport, cerr[0] ? cerr : curl_easy_strerror(cc));
 		goto out;
 	}
 	long code = 0;
@@ -409,15 +397,15 @@ static int etcd_post(const struct ft_arbiter *a, const char *path, const char *b
 				snip[i] = (r.data[i] >= ' ' && r.data[i] <= '~') ? r.data[i] : ' ';
 			snip[i] = 0;
 		}
-		fail(err, errlen,
-		     "arbiter %s: %s answered HTTP %ld to %s (is it etcd 3.4 or later, its "
-		     "client port?): %s",
-		     a->spec, a->hostport, code, path, snip);
+		ft_errf(err, errlen,
+			"arbiter %s: %s answered HTTP %ld to %s (is it etcd 3.4 or later, its "
+			"client port?): %s",
+			a->spec, a->hostport, code, path, snip);
 		goto out;
 	}
 	*out = r.data ? r.data : strdup("");
 	r.data = NULL;
-	rc = *out ? 0 : fail(err, errlen, "arbiter %s: out of memory", a->spec);
+	rc = *out ? 0 : ft_errf(err, errlen, "arbiter %s: out of memory", a->spec);
 out:
 	free(r.data);
 	free(url);
@@ -460,7 +448,7 @@ static int parse_hostport(struct ft_arbiter *a, const char *s, char *err, size_t
 	const char *slash = strchr(s, '/');
 	const char *usage = "give etcd:HOST:PORT/KEY, e.g. etcd:10.0.0.5:2379/rewind/vm1";
 	if (!slash || !slash[1])
-		return fail(err, errlen, "arbiter %s: no KEY: %s", a->spec, usage);
+		return ft_errf(err, errlen, "arbiter %s: no KEY: %s", a->spec, usage);
 	const char *colon = NULL;
 	if (s[0] == '[') {
 		const char *rb = memchr(s, ']', (size_t)(slash - s));
@@ -472,21 +460,21 @@ static int parse_hostport(struct ft_arbiter *a, const char *s, char *err, size_t
 				colon = p;
 	}
 	if (!colon || colon == s || colon + 1 == slash)
-		return fail(err, errlen, "arbiter %s: no HOST:PORT: %s", a->spec, usage);
+		return ft_errf(err, errlen, "arbiter %s: no HOST:PORT: %s", a->spec, usage);
 	char *end;
 	errno = 0;
 	unsigned long port = strtoul(colon + 1, &end, 10);
 	if (end != slash || port == 0 || port > 65535 || colon[1] == '+' || colon[1] == '-')
-		return fail(err, errlen, "arbiter %s: bad port: %s", a->spec, usage);
+		return ft_errf(err, errlen, "arbiter %s: bad port: %s", a->spec, usage);
 	for (const char *p = s; p < colon; p++)
 		if (*p <= ' ' || *p > '~' || *p == '/' || *p == '@' || *p == '?' || *p == '#')
-			return fail(err, errlen, "arbiter %s: bad host: %s", a->spec, usage);
+			return ft_errf(err, errlen, "arbiter %s: bad host: %s", a->spec, usage);
 	a->hostport = strndup(s, (size_t)(slash - s));
 	size_t ul = strlen(a->hostport) + 8;
 	a->url = malloc(ul);
 	a->key = strdup(slash + 1);
 	if (!a->hostport || !a->url || !a->key)
-		return fail(err, errlen, "arbiter %s: out of memory", a->spec);
+		return ft_errf(err, errlen, "arbiter %s: out of memory", a->spec);
 	snprintf(a->url, ul, "http://%s", a->hostport);
 	return 0;
 }
@@ -501,10 +489,10 @@ static int etcd_open(struct ft_arbiter *a, const char *rest, char *err, size_t e
 	bool ok = json_field(reply, "version") != NULL;
 	free(reply);
 	if (!ok)
-		return fail(err, errlen,
-			    "arbiter %s: %s answered /v3/maintenance/status without a version: "
-			    "not etcd's v3 gateway?",
-			    a->spec, a->hostport);
+		return ft_errf(err, errlen,
+			       "arbiter %s: %s answered /v3/maintenance/status without a version: "
+			       "not etcd's v3 gateway?",
+			       a->spec, a->hostport);
 	return 0;
 }
 
@@ -544,10 +532,10 @@ static enum ft_claim etcd_claim(struct ft_arbiter *a, const char *pair_id, uint6
 	const char *kvs = json_field(reply, "kvs");
 	const char *v = kvs ? json_field(kvs, "value") : NULL;
 	if (!v || *v != '"') {
-		fail(err, errlen,
-		     "arbiter %s: %s answered the claim of %s with neither success nor the "
-		     "holder",
-		     a->spec, a->hostport, key);
+		ft_errf(err, errlen,
+			"arbiter %s: %s answered the claim of %s with neither success nor the "
+			"holder",
+			a->spec, a->hostport, key);
 		goto out;
 	}
 	const char *ve = strchr(v + 1, '"');
@@ -556,10 +544,10 @@ static enum ft_claim etcd_claim(struct ft_arbiter *a, const char *pair_id, uint6
 	if (!ve || sodium_base642bin(holder, MAX_WHO, v + 1, (size_t)(ve - v - 1), NULL, &hl, NULL,
 				     sodium_base64_VARIANT_ORIGINAL) != 0) {
 		/* Taken, by something we cannot read: never a second winner. */
-		fail(err, errlen,
-		     "generation %" PRIu64 " of pair %s is taken: %s holds a value this "
-		     "version does not understand",
-		     gen, pair_id, key);
+		ft_errf(err, errlen,
+			"generation %" PRIu64 " of pair %s is taken: %s holds a value this "
+			"version does not understand",
+			gen, pair_id, key);
 		res = FT_CLAIM_LOST;
 		goto out;
 	}
@@ -571,12 +559,12 @@ static enum ft_claim etcd_claim(struct ft_arbiter *a, const char *pair_id, uint6
 		res = FT_CLAIM_WON;
 		goto out;
 	}
-	fail(err, errlen, "generation %" PRIu64 " of pair %s is held by %s (etcd key %s)", gen,
-	     pair_id, (char *)holder, key);
+	ft_errf(err, errlen, "generation %" PRIu64 " of pair %s is held by %s (etcd key %s)", gen,
+		pair_id, (char *)holder, key);
 	res = FT_CLAIM_LOST;
 	goto out;
 oom:
-	fail(err, errlen, "arbiter %s: out of memory", a->spec);
+	ft_errf(err, errlen, "arbiter %s: out of memory", a->spec);
 out:
 	free(reply);
 	free(body);
@@ -592,11 +580,11 @@ int ft_arbiter_open(const char *spec, struct ft_arbiter **out, char *err, size_t
 {
 	*out = NULL;
 	if (sodium_init() < 0)
-		return fail(err, errlen, "cannot initialise libsodium (no system randomness?)");
+		return ft_errf(err, errlen, "cannot initialise libsodium (no system randomness?)");
 	struct ft_arbiter *a = calloc(1, sizeof *a);
 	if (!a || !(a->spec = strdup(spec))) {
 		free(a);
-		return fail(err, errlen, "out of memory");
+		return ft_errf(err, errlen, "out of memory");
 	}
 	int rc;
 	if (strncmp(spec, "file:", 5) == 0) {
@@ -606,9 +594,9 @@ int ft_arbiter_open(const char *spec, struct ft_arbiter **out, char *err, size_t
 		a->kind = ARB_ETCD;
 		rc = etcd_open(a, spec + 5, err, errlen);
 	} else {
-		rc = fail(err, errlen,
-			  "arbiter '%s': give file:PATH (shared storage) or etcd:HOST:PORT/KEY",
-			  spec);
+		rc = ft_errf(err, errlen,
+			     "arbiter '%s': give file:PATH (shared storage) or etcd:HOST:PORT/KEY",
+			     spec);
 	}
 	if (rc < 0) {
 		ft_arbiter_close(a);
@@ -624,13 +612,13 @@ enum ft_claim ft_arbiter_claim(struct ft_arbiter *a, const char *pair_id, uint64
 	if (err && errlen)
 		err[0] = 0;
 	if (!printable(pair_id, MAX_PAIR_ID, false)) {
-		fail(err, errlen, "internal error: pair id '%s' is not 1 to %d printable bytes",
-		     pair_id, MAX_PAIR_ID);
+		ft_errf(err, errlen, "internal error: pair id '%s' is not 1 to %d printable bytes",
+			pair_id, MAX_PAIR_ID);
 		return FT_CLAIM_ERROR;
 	}
 	if (!printable(who, MAX_WHO, true)) {
-		fail(err, errlen, "internal error: claimer '%s' is not 1 to %d printable bytes",
-		     who, MAX_WHO);
+		ft_errf(err, errlen, "internal error: claimer '%s' is not 1 to %d printable bytes",
+			who, MAX_WHO);
 		return FT_CLAIM_ERROR;
 	}
 	return a->kind == ARB_FILE ? file_claim(a, pair_id, gen, who, err, errlen)

@@ -7,30 +7,17 @@
  * protects nothing.
  */
 #include "ft/chan.h"
+#include "ft/errf.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <sodium.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (err && errlen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -1;
-}
 
 /* Sync the folder that holds path, so the new name survives a crash too. */
 static int sync_parent(const char *path)
@@ -51,15 +38,15 @@ int ft_key_generate(const char *path, char *err, size_t errlen)
 {
 	struct ft_key key;
 	if (sodium_init() < 0)
-		return fail(err, errlen, "cannot initialise libsodium (no system randomness?)");
+		return ft_errf(err, errlen, "cannot initialise libsodium (no system randomness?)");
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
 		if (errno == EEXIST)
-			return fail(err, errlen,
-				    "%s already exists: a new key would not match the one the "
-				    "pair uses; remove it first if you mean to replace it",
-				    path);
-		return fail(err, errlen, "cannot create key file %s: %s", path, strerror(errno));
+			return ft_errf(err, errlen,
+				       "%s already exists: a new key would not match the one the "
+				       "pair uses; remove it first if you mean to replace it",
+				       path);
+		return ft_errf(err, errlen, "cannot create key file %s: %s", path, strerror(errno));
 	}
 	/* The umask may have taken bits away, never added any; make it exactly 0600. */
 	if (fchmod(fd, 0600) < 0)
@@ -82,7 +69,8 @@ int ft_key_generate(const char *path, char *err, size_t errlen)
 		goto io_fail;
 	}
 	if (sync_parent(path) < 0)
-		return fail(err, errlen, "cannot sync the folder of %s: %s", path, strerror(errno));
+		return ft_errf(err, errlen, "cannot sync the folder of %s: %s", path,
+			       strerror(errno));
 	return 0;
 
 io_fail:;
@@ -91,7 +79,7 @@ io_fail:;
 	if (fd >= 0)
 		close(fd);
 	unlink(path);
-	return fail(err, errlen, "cannot write key file %s: %s", path, strerror(e));
+	return ft_errf(err, errlen, "cannot write key file %s: %s", path, strerror(e));
 }
 
 int ft_key_load(const char *path, struct ft_key *key, char *err, size_t errlen)
@@ -99,36 +87,37 @@ int ft_key_load(const char *path, struct ft_key *key, char *err, size_t errlen)
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		if (errno == ENOENT)
-			return fail(err, errlen,
-				    "key file %s does not exist: make one with `rewind ft keygen "
-				    "%s` and copy it to both hosts",
-				    path, path);
-		return fail(err, errlen, "cannot open key file %s: %s", path, strerror(errno));
+			return ft_errf(
+			    err, errlen,
+			    "key file %s does not exist: make one with `rewind ft keygen "
+			    "%s` and copy it to both hosts",
+			    path, path);
+		return ft_errf(err, errlen, "cannot open key file %s: %s", path, strerror(errno));
 	}
 	struct stat st;
 	if (fstat(fd, &st) < 0) {
 		int e = errno;
 		close(fd);
-		return fail(err, errlen, "cannot stat key file %s: %s", path, strerror(e));
+		return ft_errf(err, errlen, "cannot stat key file %s: %s", path, strerror(e));
 	}
 	if (!S_ISREG(st.st_mode)) {
 		close(fd);
-		return fail(err, errlen, "key file %s is not a regular file", path);
+		return ft_errf(err, errlen, "key file %s is not a regular file", path);
 	}
 	if (st.st_mode & 077) {
 		close(fd);
-		return fail(err, errlen,
-			    "key file %s has mode %04o: group or others may %s it; "
-			    "run `chmod 600 %s`",
-			    path, (unsigned)(st.st_mode & 07777),
-			    (st.st_mode & 044) ? "read" : "write", path);
+		return ft_errf(err, errlen,
+			       "key file %s has mode %04o: group or others may %s it; "
+			       "run `chmod 600 %s`",
+			       path, (unsigned)(st.st_mode & 07777),
+			       (st.st_mode & 044) ? "read" : "write", path);
 	}
 	if (st.st_size != FT_KEY_BYTES) {
 		close(fd);
-		return fail(err, errlen,
-			    "key file %s holds %lld bytes, not a %d-byte key: make one with "
-			    "`rewind ft keygen FILE`",
-			    path, (long long)st.st_size, FT_KEY_BYTES);
+		return ft_errf(err, errlen,
+			       "key file %s holds %lld bytes, not a %d-byte key: make one with "
+			       "`rewind ft keygen FILE`",
+			       path, (long long)st.st_size, FT_KEY_BYTES);
 	}
 	/* Read one byte more than a key, to notice a file that grew since fstat. */
 	uint8_t buf[FT_KEY_BYTES + 1];
@@ -141,7 +130,8 @@ int ft_key_load(const char *path, struct ft_key *key, char *err, size_t errlen)
 			int e = errno;
 			close(fd);
 			sodium_memzero(buf, sizeof buf);
-			return fail(err, errlen, "cannot read key file %s: %s", path, strerror(e));
+			return ft_errf(err, errlen, "cannot read key file %s: %s", path,
+				       strerror(e));
 		}
 		if (n == 0 || (done += (size_t)n) == sizeof buf)
 			break;
@@ -149,10 +139,10 @@ int ft_key_load(const char *path, struct ft_key *key, char *err, size_t errlen)
 	close(fd);
 	if (done != FT_KEY_BYTES) {
 		sodium_memzero(buf, sizeof buf);
-		return fail(err, errlen,
-			    "key file %s changed while it was read (%zu bytes): make one with "
-			    "`rewind ft keygen FILE`",
-			    path, done);
+		return ft_errf(err, errlen,
+			       "key file %s changed while it was read (%zu bytes): make one with "
+			       "`rewind ft keygen FILE`",
+			       path, done);
 	}
 	memcpy(key->k, buf, FT_KEY_BYTES);
 	sodium_memzero(buf, sizeof buf);

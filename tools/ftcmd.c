@@ -97,6 +97,14 @@ static void usage_ft(FILE *f)
 
 /* ---- addresses ------------------------------------------------------------------------ */
 
+/* The pair's key file, or one line and status 4. */
+static void load_key(const char *path, struct ft_key *key)
+{
+	char err[256];
+	if (ft_key_load(path, key, err, sizeof(err)) < 0)
+		die_line(EXIT_BADINPUT, "--key %s: %s", path, err);
+}
+
 static int resolve(const char *addr, bool passive, struct addrinfo **out, char *err,
 		   size_t cap)
 {
@@ -320,8 +328,7 @@ static void side_keys(struct side *s, const char *key_path, const char *arbiter)
 	if (!key_path)
 		die_line(EXIT_USAGE, "ft %s: --key KEY is required (make one with 'rewind ft "
 				     "keygen KEY')", s->role);
-	if (ft_key_load(key_path, &s->key, err, sizeof(err)) < 0)
-		die_line(EXIT_BADINPUT, "--key %s: %s", key_path, err);
+	load_key(key_path, &s->key);
 	if (!arbiter)
 		die_line(EXIT_USAGE, "ft %s: --arbiter SPEC is required on both sides (file:PATH "
 				     "or etcd:HOST:PORT/KEY)", s->role);
@@ -488,8 +495,7 @@ static int cmd_ft_status(int argc, char **argv)
 		die_line(EXIT_USAGE, "ft status: expected --key KEY HOST:PORT");
 	struct ft_key key;
 	char err[256];
-	if (ft_key_load(key_path, &key, err, sizeof(err)) < 0)
-		die_line(EXIT_BADINPUT, "--key %s: %s", key_path, err);
+	load_key(key_path, &key);
 	int fd = connect_to(argv[optind], err, sizeof(err));
 	if (fd < 0)
 		die_line(EXIT_HOST, "ft status: %s", err);
@@ -1356,8 +1362,7 @@ int cmd_console(int argc, char **argv)
 		die_line(EXIT_USAGE, "console: expected --key KEY HOST:PORT[,HOST:PORT...]");
 	struct ft_key key;
 	char err[256];
-	if (ft_key_load(key_path, &key, err, sizeof(err)) < 0)
-		die_line(EXIT_BADINPUT, "--key %s: %s", key_path, err);
+	load_key(key_path, &key);
 	signal(SIGPIPE, SIG_IGN);
 	/* On a terminal Ctrl-] ends input (a raw terminal has no end of input). */
 	struct ft_console_client_opts co = {.notice = console_notice,
