@@ -1708,6 +1708,21 @@ static int deliver(struct vmm_cpu *c, int vec, bool has_err, uint32_t err, bool 
 	return 0;
 }
 
+/* deliver() for the run loop: a triple fault becomes the exit SHUTDOWN with its vector.
+ * Returns 0, 1 (the run ends: exit filled) or a negative vmm_err. */
+static int deliver_or_shutdown(struct vmm_cpu *c, int vec, bool has_err, uint32_t err,
+			       bool soft, uint64_t ret_rip, uint64_t fault_rip,
+			       struct vmm_exit *exit)
+{
+	int sv;
+	int dr = deliver(c, vec, has_err, err, soft, ret_rip, fault_rip, &sv);
+	if (dr > 0) {
+		exit->reason = VMM_EXIT_SHUTDOWN;
+		exit->vector = sv;
+	}
+	return dr;
+}
+
 /* ---- the ops ------------------------------------------------------------------------ */
 
 static int emu_probe(void)
@@ -2217,17 +2232,11 @@ static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 			} else {
 				uint8_t vec = vmm_intr_ack(c->m);
 
-				int sv;
 				uint64_t rip = rreg(c, UC_X86_REG_RIP);
 				c->intr_pos = c->icount;
-				int dr = deliver(c, vec, false, 0, false, rip, rip, &sv);
-				if (dr < 0)
-					return dr;
-				if (dr) {
-					exit->reason = VMM_EXIT_SHUTDOWN;
-					exit->vector = sv;
-					return 0;
-				}
+				int dr = deliver_or_shutdown(c, vec, false, 0, false, rip, rip, exit);
+				if (dr)
+					return dr < 0 ? dr : 0;
 				c->prev_kind = X86_OTHER;
 				continue;
 			}
@@ -2347,7 +2356,6 @@ static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 			}
 			if (v == 14 && c->pf_pending)
 				c->pf_pending = false;
-			int sv;
 			c->prev_kind = X86_OTHER;
 
 			/* A fault retires nothing: no kick stop at this position after it (see
@@ -2355,14 +2363,9 @@ static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 			 * and the next instruction, where a replay cannot stop. */
 			if (!soft)
 				c->intr_pos = c->icount;
-			int dr = deliver(c, v, he, err, soft, ret, frip, &sv);
-			if (dr < 0)
-				return dr;
-			if (dr) {
-				exit->reason = VMM_EXIT_SHUTDOWN;
-				exit->vector = sv;
-				return 0;
-			}
+			int dr = deliver_or_shutdown(c, v, he, err, soft, ret, frip, exit);
+			if (dr)
+				return dr < 0 ? dr : 0;
 			continue;
 		}
 		case ES_HLT:
@@ -2400,17 +2403,11 @@ static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 			if (r > 0) {
 				/* #UD: delivered as a fault on the SYSCALL (as ES_EXC: intr_pos). */
 				uint64_t at = rreg(c, UC_X86_REG_RIP);
-				int sv;
 				c->intr_pos = c->icount;
 				c->prev_kind = X86_OTHER;
-				int dr = deliver(c, r, false, 0, false, at, at, &sv);
-				if (dr < 0)
-					return dr;
-				if (dr) {
-					exit->reason = VMM_EXIT_SHUTDOWN;
-					exit->vector = sv;
-					return 0;
-				}
+				int dr = deliver_or_shutdown(c, r, false, 0, false, at, at, exit);
+				if (dr)
+					return dr < 0 ? dr : 0;
 			}
 			continue;
 		}
@@ -2893,17 +2890,12 @@ static int x_entry(struct vmm_cpu *c, bool ran, struct vmm_exit *exit)
 		}
 		if (c->inj_vec < 0)
 			break;
-		int vec = c->inj_vec, sv;
+		int vec = c->inj_vec;
 		c->inj_vec = -1;
 		uint64_t rip = rreg(c, UC_X86_REG_RIP);
-		int dr = deliver(c, vec, false, 0, false, rip, rip, &sv);
-		if (dr < 0)
+		int dr = deliver_or_shutdown(c, vec, false, 0, false, rip, rip, exit);
+		if (dr)
 			return dr;
-		if (dr) {
-			exit->reason = VMM_EXIT_SHUTDOWN;
-			exit->vector = sv;
-			return 1;
-		}
 		c->prev_kind = X86_OTHER;
 		ran = true; /* a window may be open at the handler's first instruction */
 	}
