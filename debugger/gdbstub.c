@@ -515,8 +515,15 @@ static void monitor(struct stub *s, const char *cmd)
 	if (!strcmp(cmd, "when") || !strcmp(cmd, "pos")) {
 		struct tl_stats st;
 		tl_stats(t, &st);
-		snprintf(out, sizeof(out), "position %" PRIu64 " (instructions retired)\n",
-			 tl_pos(t));
+		vmm_pos_t lp = vmm_machine_pos(s->cfg->m);
+		if (lp != tl_pos(t)) /* a log whose positions count exits */
+			snprintf(out, sizeof(out),
+				 "position %" PRIu64 " (instructions retired); log position %" PRIu64
+				 " (exits)\n",
+				 tl_pos(t), lp);
+		else
+			snprintf(out, sizeof(out), "position %" PRIu64 " (instructions retired)\n",
+				 tl_pos(t));
 		console(s, out);
 		reply(s, "OK");
 	} else if (!strncmp(cmd, "goto ", 5)) {

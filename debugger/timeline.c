@@ -354,7 +354,7 @@ static int take_checkpoint(struct tl *t, bool first)
 		t->ck = n;
 		t->capck = cap;
 	}
-	struct ck c = {.seq = t->seq_next++, .pos = vmm_machine_pos(t->m), .code = code,
+	struct ck c = {.seq = t->seq_next++, .pos = vmm_machine_insns(t->m), .code = code,
 		       .ncode = ncode};
 	size_t n = 0;
 	for (uint32_t pg = 0; pg < t->npg; pg++)
@@ -430,7 +430,7 @@ static int at_position(struct tl *t)
 {
 	if (!replaying(t))
 		return 0;
-	vmm_pos_t pos = vmm_machine_pos(t->m);
+	vmm_pos_t pos = vmm_machine_insns(t->m);
 	const struct ck *last = &t->ck[t->nck - 1];
 	if (pos > last->pos) {
 		if (pos % t->every == 0)
@@ -512,7 +512,7 @@ static int history_end(struct tl *t, const struct vmm_stop *vs, const char *why,
 		       struct tl_stop *st)
 {
 	t->ended = true;
-	t->end_pos = vmm_machine_pos(t->m);
+	t->end_pos = vmm_machine_insns(t->m);
 	if (vs)
 		t->end_stop = *vs;
 	else
@@ -534,7 +534,7 @@ static int history_end(struct tl *t, const struct vmm_stop *vs, const char *why,
 static int run_forward(struct tl *t, vmm_pos_t limit, bool armed, bool exempt,
 		       struct hit *collect, struct tl_stop *st)
 {
-	vmm_pos_t pos = vmm_machine_pos(t->m);
+	vmm_pos_t pos = vmm_machine_insns(t->m);
 	vmm_pos_t pass = exempt ? pos : UINT64_MAX;
 	bool watch_step = false;
 	/* Exempt passes a breakpoint here, but the instruction here is watched as any other
@@ -543,7 +543,7 @@ static int run_forward(struct tl *t, vmm_pos_t limit, bool armed, bool exempt,
 	struct vmm_stop wstop = {0};
 	memset(st, 0, sizeof(*st));
 	for (;;) {
-		pos = vmm_machine_pos(t->m);
+		pos = vmm_machine_insns(t->m);
 		if (pos > t->hwm)
 			t->hwm = pos;
 		int rc = at_position(t);
@@ -578,8 +578,8 @@ static int run_forward(struct tl *t, vmm_pos_t limit, bool armed, bool exempt,
 			return rc;
 		first = false;
 		struct vmm_stop vs;
-		rc = vmm_machine_run_until(t->m, until, &vs);
-		t->reexec += vmm_machine_pos(t->m) < t->hwm ? vmm_machine_pos(t->m) - pos : 0;
+		rc = vmm_machine_run_until_insn(t->m, until, &vs);
+		t->reexec += vmm_machine_insns(t->m) < t->hwm ? vmm_machine_insns(t->m) - pos : 0;
 		if (rc < 0) {
 			struct rpl_divergence d;
 			char why[640];
@@ -593,7 +593,7 @@ static int run_forward(struct tl *t, vmm_pos_t limit, bool armed, bool exempt,
 					 *vmm_errdetail() ? vmm_errdetail() : vmm_strerror(-rc));
 			return history_end(t, NULL, why, st);
 		}
-		pos = vmm_machine_pos(t->m);
+		pos = vmm_machine_insns(t->m);
 		switch (vs.reason) {
 		case VMM_STOP_LIMIT:
 			if (watch_step) {
@@ -661,7 +661,7 @@ int tl_create(const struct tl_config *cfg, struct tl **out)
 	t->m = cfg->m;
 	t->ram = vmm_machine_ram(t->m);
 	t->npg = (uint32_t)(vmm_machine_ram_size(t->m) / PAGE);
-	t->hwm = vmm_machine_pos(t->m);
+	t->hwm = vmm_machine_insns(t->m);
 	if (replaying(t)) {
 		t->pv = calloc(t->npg, sizeof(*t->pv));
 		t->dirty = calloc(((size_t)t->npg + 63) / 64, 8);
@@ -702,7 +702,7 @@ void tl_free(struct tl *t)
 
 vmm_pos_t tl_pos(const struct tl *t)
 {
-	return vmm_machine_pos(t->m);
+	return vmm_machine_insns(t->m);
 }
 
 vmm_pos_t tl_high_water(const struct tl *t)
@@ -767,12 +767,12 @@ int tl_forward(struct tl *t, vmm_pos_t limit, struct tl_stop *st)
 
 int tl_step(struct tl *t, struct tl_stop *st)
 {
-	return run_forward(t, vmm_machine_pos(t->m) + 1, false, true, NULL, st);
+	return run_forward(t, vmm_machine_insns(t->m) + 1, false, true, NULL, st);
 }
 
 int tl_goto(struct tl *t, vmm_pos_t target, struct tl_stop *st)
 {
-	vmm_pos_t pos = vmm_machine_pos(t->m);
+	vmm_pos_t pos = vmm_machine_insns(t->m);
 	if (target < pos) {
 		if (!replaying(t))
 			return vmm_fail(VMM_EINVAL, "a live run cannot go back");
@@ -790,7 +790,7 @@ int tl_goto(struct tl *t, vmm_pos_t target, struct tl_stop *st)
 
 int tl_reverse_step(struct tl *t, struct tl_stop *st)
 {
-	vmm_pos_t pos = vmm_machine_pos(t->m);
+	vmm_pos_t pos = vmm_machine_insns(t->m);
 	if (pos == 0) {
 		memset(st, 0, sizeof(*st));
 		st->kind = TL_STOP_HISTORY_BEGIN;
@@ -893,7 +893,7 @@ int tl_reverse_continue(struct tl *t, struct tl_stop *st)
 {
 	if (!replaying(t))
 		return vmm_fail(VMM_EINVAL, "a live run cannot go back");
-	vmm_pos_t hi = vmm_machine_pos(t->m);
+	vmm_pos_t hi = vmm_machine_insns(t->m);
 	if (hi == 0)
 		return tl_reverse_step(t, st);
 	unsigned nwm = 0;

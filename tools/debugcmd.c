@@ -27,7 +27,7 @@ static void *g_out_opaque;
 static void gated_out(void *opaque, uint8_t byte)
 {
 	(void)opaque;
-	if (!g_tl || vmm_machine_pos(g_m) >= tl_high_water(g_tl))
+	if (!g_tl || vmm_machine_insns(g_m) >= tl_high_water(g_tl))
 		g_out(g_out_opaque, byte);
 }
 

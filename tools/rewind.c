@@ -153,11 +153,17 @@ static void usage_record(FILE *f)
 		"that replays up to its last complete chunk ('rewind log verify --repair').\n"
 		"\n"
 		"On emu a position is the count of instructions retired, exact for every event.\n"
-		"On kvm it is the count of guest exits (port I/O, HLT, interrupt window): timer\n"
-		"interrupts reach the guest only at those exits, so a CPU-bound guest on kvm is\n"
-		"not preempted while recorded (landmarks will lift this).\n"
+		"On kvm it is the count of guest exits (port I/O, HLT, interrupt window), and an\n"
+		"event that interrupts a computing guest is placed by a landmark (its registers\n"
+		"and the pages it wrote since the last one).\n"
 		"\n"
 		"%s%s%s"
+		"  --positions instructions|exits\n"
+		"                          what positions count (emu; default instructions).\n"
+		"                          exits: count exits and take landmarks as kvm does, so\n"
+		"                          the log has the shape of a kvm recording (replay and\n"
+		"                          debug it on emu; it should replay on kvm too). Not\n"
+		"                          with --clock virtual or --gdb\n"
 		"  -o, --output LOG        the log to write (an existing log is replaced; any\n"
 		"                          other existing file is refused, left as it is)\n"
 		"  --compress zstd|lz4|none  how chunks are compressed (default zstd)\n"
@@ -224,8 +230,10 @@ static void usage_debug(FILE *f)
 		"commands are defined: 'when' (the current position) and 'goto POS'; 'monitor\n"
 		"help' lists the monitor commands. The guest's output is printed once, the\n"
 		"first time the replay gets there. Arguments after -- go to gdb (e.g. -batch\n"
-		"-x script.gdb). Set REWIND_GDB to use another gdb. It replays on emu, so LOG\n"
-		"must be recorded on emu, the default of 'rewind record'.\n"
+		"-x script.gdb). Set REWIND_GDB to use another gdb. It replays on emu; a log\n"
+		"whose positions count exits (recorded on kvm, or --positions exits) replays\n"
+		"on emu counting them, and its positions in gdb ('when', 'goto') count\n"
+		"instructions all the same.\n"
 		"\n"
 		"Options:\n"
 		"  --image PATH            the guest image, for a log recorded with --no-embed\n"
@@ -319,6 +327,8 @@ struct common_opts {
 	const char *compress;
 	bool no_embed;
 	uint64_t hash_every;
+	bool exits; /* --positions exits */
+	bool positions_given;
 };
 
 /*
@@ -550,12 +560,13 @@ static void parse_machine_opts(int argc, char **argv, bool record, struct common
 		{"compress", required_argument, NULL, 'z'}, {"no-embed", no_argument, NULL, 'n'},
 		{"hash-every", required_argument, NULL, 'H'}, {"gdb", required_argument, NULL, 'g'},
 		{"progress", required_argument, NULL, 'P'}, {"initrd", required_argument, NULL, 'R'},
+		{"positions", required_argument, NULL, 'X'},
 		{NULL, 0, NULL, 0}};
 	const char *cmd = record ? "record" : "run";
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, record ? "ho:" : "h", lopts, NULL)) != -1) {
-		if (!record && (c == 'o' || c == 'z' || c == 'n' || c == 'H'))
+		if (!record && (c == 'o' || c == 'z' || c == 'n' || c == 'H' || c == 'X'))
 			die_line(EXIT_USAGE, "run: %s is an option of 'rewind record'",
 				 argv[optind - 1]);
 		switch (c) {
@@ -599,6 +610,13 @@ static void parse_machine_opts(int argc, char **argv, bool record, struct common
 		}
 		case 'o':
 			o->output = optarg;
+			break;
+		case 'X':
+			if (strcmp(optarg, "exits") && strcmp(optarg, "instructions"))
+				die_line(EXIT_USAGE, "--positions %s: expected instructions or exits",
+					 optarg);
+			o->exits = !strcmp(optarg, "exits");
+			o->positions_given = true;
 			break;
 		case 'z':
 			o->compress = optarg;
@@ -661,17 +679,17 @@ static void refuse_to_clobber(const char *path)
 			 path);
 }
 
-/* The machine config a log carries: what replay must rebuild. */
+/* The machine config a log carries: what replay must rebuild. exits: positions count
+ * exits (always on kvm; on emu with --positions exits). */
 static void machine_config_text(char *buf, size_t cap, const struct vmm_cpu_ops *backend,
-				uint64_t mem, const char *clock)
+				bool exits, uint64_t mem, const char *clock)
 {
 	/* digest=arch: landmarks and hashes use the digest emu computes alike, so the log
 	 * replays on emu too (docs/kvm-backend.md, "Portable logs"). */
 	snprintf(buf, cap,
 		 "machine=%s\nbackend=%s\npositions=%s\nmem=%" PRIu64 "\nclock=%s\n%s",
-		 MACHINE_MODEL, backend->name,
-		 backend == &kvm_cpu_ops ? "exits" : "instructions", mem, clock,
-		 backend == &kvm_cpu_ops ? "digest=arch\n" : "");
+		 MACHINE_MODEL, backend->name, exits ? "exits" : "instructions", mem, clock,
+		 exits ? "digest=arch\n" : "");
 }
 
 /* After a failed recording: what of the log can still be used. */
@@ -805,6 +823,13 @@ static int cmd_run_or_record(int argc, char **argv, bool record)
 	if (o.gdb && !strcmp(o.backend, "kvm"))
 		die_line(EXIT_USAGE, "--gdb needs the emu backend (--backend emu): the kvm "
 				     "backend has no breakpoints or single steps yet");
+	if (o.exits && vclock)
+		die_line(EXIT_USAGE, "--positions exits with --clock virtual: the virtual clock "
+				     "counts instructions, exit-counted positions cannot place its "
+				     "timers (record with --positions instructions, the default)");
+	if (o.exits && o.gdb)
+		die_line(EXIT_USAGE, "--positions exits under --gdb is not supported yet: record "
+				     "without --gdb, then 'rewind debug LOG'");
 	/* Before anything is created: a bad address or a busy port changes nothing. */
 	int gdb_fd = o.gdb ? debug_listen(o.gdb, &(uint16_t){0}) : -1;
 
@@ -841,6 +866,10 @@ static int cmd_run_or_record(int argc, char **argv, bool record)
 	const struct vmm_cpu_ops *backend = vclock  ? pick_emu_backend(o.backend, "--clock virtual")
 					    : o.gdb ? pick_emu_backend(o.backend, "--gdb")
 						    : pick_backend(o.backend);
+	if (record && backend == &kvm_cpu_ops && o.positions_given && !o.exits)
+		die_line(EXIT_USAGE, "--positions instructions: the kvm backend counts exits "
+				     "only (it has no instruction count)");
+	bool exits = record && (backend == &kvm_cpu_ops || o.exits);
 	if (record && backend == &kvm_cpu_ops)
 		fprintf(stderr,
 			"%s: recording on kvm, whose log leaves out RDTSC (stock KVM cannot trap "
@@ -878,7 +907,7 @@ static int cmd_run_or_record(int argc, char **argv, bool record)
 				 strerror(errno));
 		lf_io_fd_init(&io, &iofd, log_fd);
 		char config[256];
-		machine_config_text(config, sizeof(config), backend, mem, o.clock);
+		machine_config_text(config, sizeof(config), backend, exits, mem, o.clock);
 		struct lf_header h = {.created_ns = wall_ns(),
 				      .tool = "rewind " REWIND_VERSION,
 				      .config = config,
@@ -915,8 +944,11 @@ static int cmd_run_or_record(int argc, char **argv, bool record)
 	rc = vmm_machine_create(&cfg, &m);
 	if (rc < 0)
 		fail(rc, "creating the machine");
-	if (record && backend == &kvm_cpu_ops &&
-	    (rc = vmm_machine_set_portable(m, VMM_PORT_DIGEST)) < 0)
+	/* kvm counts exits by nature; emu does so on request, as kvm would (vmm/emu.c). */
+	unsigned portable = !exits ? 0
+			    : backend == &kvm_cpu_ops ? VMM_PORT_DIGEST
+						      : VMM_PORT_DIGEST | VMM_PORT_EXITS;
+	if ((rc = vmm_machine_set_portable(m, portable)) < 0)
 		fail(rc, "creating the machine");
 	rc = vmm_machine_load_initrd(m, elf, elf_len, o.append, initrd, initrd_len);
 	if (!record) {
@@ -982,8 +1014,7 @@ static int cmd_run_or_record(int argc, char **argv, bool record)
 		fprintf(stderr,
 			"%s: recorded %llu %s, %llu events in %s: %llu bytes (%llu of image "
 			"and header, %llu of events)\n",
-			prog, (unsigned long long)stop.pos,
-			backend == &kvm_cpu_ops ? "exits" : "instructions",
+			prog, (unsigned long long)stop.pos, exits ? "exits" : "instructions",
 			(unsigned long long)ws.events, o.output,
 			(unsigned long long)ws.total_bytes, (unsigned long long)ws.header_bytes,
 			(unsigned long long)(ws.total_bytes - ws.header_bytes));
@@ -1191,8 +1222,8 @@ static int cmd_replay(int argc, char **argv, bool debug)
 			 "is damaged or not from this rewind",
 			 log_path, strlen(h->cmdline), VMM_CMDLINE_MAX);
 	bool asked = backend_name != NULL; /* --backend given, not taken from the log */
-	if (!asked)
-		backend_name = bname;
+	if (!asked) /* time travel replays on emu, whatever the log was recorded on */
+		backend_name = gdb ? "emu" : bname;
 	const struct vmm_cpu_ops *backend = NULL;
 	if (!strcmp(backend_name, "emu"))
 		backend = &emu_cpu_ops;
@@ -1209,7 +1240,8 @@ static int cmd_replay(int argc, char **argv, bool debug)
 			 digest);
 	/* A kvm log with the architectural digest replays on emu, counting exits. */
 	bool exits_on_emu = backend == &emu_cpu_ops && !strcmp(positions, "exits");
-	unsigned portable = (arch ? VMM_PORT_DIGEST : 0) | (exits_on_emu ? VMM_PORT_EXITS : 0);
+	unsigned portable = (arch ? VMM_PORT_DIGEST : 0) | (exits_on_emu ? VMM_PORT_EXITS : 0) |
+			    (exits_on_emu && !strcmp(bname, "emu") ? VMM_PORT_OWN_FLAGS : 0);
 	if (exits_on_emu && !arch)
 		die_line(EXIT_BADINPUT,
 			 "%s: recorded on kvm by an older rewind, whose landmarks and state hashes "
@@ -1224,22 +1256,9 @@ static int cmd_replay(int argc, char **argv, bool debug)
 			 want_pos);
 	/* Before the kvm probe: on a host without KVM the first thing to learn is that
 	 * time travel could not use kvm anyway. */
-	if (gdb && exits_on_emu)
-		die_line(EXIT_USAGE,
-			 "%s was recorded on kvm: replaying it on emu works (rewind replay --backend "
-			 "emu), time-travel debugging of it does not yet (docs/kvm-backend.md, "
-			 "\"Portable logs\")",
-			 log_path);
-	if (gdb && backend != &emu_cpu_ops) {
-		if (asked)
-			die_line(EXIT_USAGE, "time-travel debugging needs --backend emu (the kvm "
-					     "backend has no checkpoints yet)");
-		die_line(EXIT_USAGE,
-			 "%s was recorded on kvm, and time-travel debugging replays on emu only "
-			 "(the kvm backend has no checkpoints yet): record it on emu, the default "
-			 "of 'rewind record'",
-			 log_path);
-	}
+	if (gdb && backend != &emu_cpu_ops)
+		die_line(EXIT_USAGE, "time-travel debugging needs --backend emu (the kvm "
+				     "backend has no checkpoints yet)");
 	if (backend == &kvm_cpu_ops && (rc = kvm_cpu_ops.probe()) < 0)
 		fail(rc, asked ? "--backend kvm"
 			       : "this log was recorded on kvm; replaying it needs kvm");

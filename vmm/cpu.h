@@ -226,8 +226,9 @@ struct vmm_cpu_ops {
 			 unsigned *ntables);
 
 	/*
-	 * Landmarks, for backends whose positions are coarser than instructions (NULL on
-	 * emu, whose every stop is exactly its position). landmark(): at a stop, 0 when the
+	 * Landmarks, for positions coarser than instructions (kvm; emu counting exits,
+	 * VMM_PORT_EXITS: otherwise its every stop is exactly its position and landmark()
+	 * returns 0). landmark(): at a stop, 0 when the
 	 * position alone names this point (right at an exit), or 1 with *lm filled when the
 	 * guest may have run since (it names the point from now on: a second call at the
 	 * same stop returns 0). seek_landmark(): from a stop at the landmark's position, run
@@ -244,12 +245,30 @@ struct vmm_cpu_ops {
 	 * backend cannot honour. NULL: none can.
 	 */
 	int (*portable)(struct vmm_cpu *cpu, unsigned flags);
+
+	/*
+	 * Instruction positions where positions count something coarser (emu counting
+	 * exits, VMM_PORT_EXITS): a debugger's timeline is in instructions whatever the log
+	 * counts (docs/time-travel.md, "Exit-counted logs"). insns(): instructions retired
+	 * since the entry. limit_insns(): from now on run() also returns VMM_EXIT_BUDGET,
+	 * and seek_landmark() VMM_SEEK_INTERRUPTED, on arriving at instruction count `at`
+	 * (UINT64_MAX: no such stop). Both NULL where the backend has no instruction count
+	 * (kvm); on the vCPU thread.
+	 */
+	uint64_t (*insns)(struct vmm_cpu *cpu);
+	void (*limit_insns)(struct vmm_cpu *cpu, uint64_t at);
 };
 
 /* Landmarks' regs field is vmm_arch_digest (kvm recordings that say digest=arch). */
 #define VMM_PORT_DIGEST 1u
 /* Positions count exits as kvm counts them, and landmarks are found (emu). */
 #define VMM_PORT_EXITS 2u
+/*
+ * The log was recorded on emu (record --positions exits): the status flags an instruction
+ * leaves undefined are emu's own there, so a landmark search tries no others (each pass
+ * through the landmark's RIP costs one digest, not 64).
+ */
+#define VMM_PORT_OWN_FLAGS 4u
 
 /*
  * The register digest both backends compute alike (vmm/digest.c, logfmt/FORMAT.md

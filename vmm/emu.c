@@ -258,6 +258,7 @@ struct vmm_cpu {
 	 */
 	bool xmode;
 	bool arch_digest;      /* VMM_PORT_DIGEST */
+	bool own_flags;        /* VMM_PORT_OWN_FLAGS: no other status flags are tried */
 	bool xseek;            /* a landmark search: any exit ends the run */
 	uint64_t xcount;       /* exits as kvm counts them */
 	uint64_t xlimit;       /* run() returns BUDGET when xcount reaches it */
@@ -266,6 +267,24 @@ struct vmm_cpu {
 	int inj_vec;           /* acknowledged, delivered at the next entry; -1: none */
 	const char *xlast;     /* the last exit counted, in words */
 	uint8_t *lm_dirt;      /* pages written since the last landmark (xmode) */
+	/*
+	 * The guest got to this boundary by running, and kvm's step has not looked at it yet
+	 * (x_entry counts a window that opened here): survives a debug stop, so that resuming
+	 * from one goes on exactly as a run that did not stop there.
+	 */
+	bool xran;
+	/* The position alone names this point (right at an exit counted, or at a landmark
+	 * taken or found): a recording needs no landmark here (emu_landmark). */
+	bool xexact;
+	/* run() and seek_landmark() stop on arriving at this instruction count (a debugger's
+	 * instruction positions over exit-counted ones: emu_limit_insns); UINT64_MAX: none. */
+	uint64_t ilimit;
+	/* A landmark search (emu_seek_landmark): its code hook at the landmark's RIP stops
+	 * only where the general registers match (seek_hit), so a pass through a loop that
+	 * is not the point costs a hook call, not a stop. */
+	const struct vmm_landmark *seek_lm;
+	uc_hook seek_hook;
+	bool seek_hit;
 };
 
 static int uc_fail(uc_err e, const char *what)
@@ -1490,6 +1509,7 @@ static void site_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *opaque)
 	if (c->xmode && (x_io || in->kind == X86_HLT)) {
 		/* Exit counting: the run loop takes over after every exit (x_entry). */
 		c->xcount++;
+		c->xexact = true;
 		c->xlast = in->kind == X86_HLT ? "HLT" : "a port access";
 		if (in->kind == X86_HLT)
 			after = ES_HLT; /* kvm's HLT exit, whatever is pending */
@@ -1976,6 +1996,7 @@ static int emu_create(struct vmm_machine *m, struct vmm_cpu **out)
 	}
 	c->target = UINT64_MAX;
 	c->pass_pos = UINT64_MAX;
+	c->ilimit = UINT64_MAX;
 	c->bits = 32;
 	c->calib = calibrate();
 	e = uc_open(UC_ARCH_X86, UC_MODE_64, &c->uc);
@@ -2132,6 +2153,8 @@ static int emu_reset_pvh(struct vmm_cpu *c, uint32_t entry, uint32_t start_info)
 	c->xcount = 0;
 	c->inj_vec = -1;
 	c->want_window = false;
+	c->xran = false;
+	c->xexact = true;
 	if (c->lm_dirt)
 		memset(c->lm_dirt, 0, c->npages);
 	return 0;
@@ -2192,13 +2215,12 @@ static int do_syscall(struct vmm_cpu *c)
 	return 0;
 }
 
-static int x_entry(struct vmm_cpu *c, bool ran, struct vmm_exit *exit);
+static int x_entry(struct vmm_cpu *c, struct vmm_exit *exit);
 static void x_prepare(struct vmm_cpu *c);
 
 static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 {
 	uint64_t target = budget == UINT64_MAX ? UINT64_MAX : c->icount + budget;
-	bool ran = false; /* xmode: the last pass ended where the guest got by running */
 	if (c->xmode) {
 		target = UINT64_MAX; /* the budget counts exits (x_entry) */
 		if (!c->xseek)
@@ -2207,8 +2229,7 @@ static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 	}
 	for (;;) {
 		if (c->xmode) {
-			int xr = x_entry(c, ran, exit);
-			ran = false;
+			int xr = x_entry(c, exit);
 			if (xr)
 				return xr < 0 ? xr : 0;
 		} else if (c->icount != c->intr_pos && atomic_exchange(&c->kick, 0)) {
@@ -2258,6 +2279,7 @@ static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 			      !(rreg(c, UC_X86_REG_EFLAGS) & RFLAGS_IF);
 		uint64_t rip = rreg(c, UC_X86_REG_RIP);
 		c->slow = true;
+		c->xexact = false; /* the guest may run: only an exit names the point again */
 		uc_err e = uc_emu_start(c->uc, rip, UINT64_MAX, 0, 0);
 		enum emu_stop why = c->stop;
 		if (c->watch_opened) {
@@ -2321,7 +2343,7 @@ static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 				c->bits_dirty = true;
 			c->cur = NULL;
 		}
-		ran = true;
+		c->xran = true;
 		switch (why) {
 		case ES_NONE:
 		case ES_RETRANSLATE:
@@ -2329,7 +2351,7 @@ static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 		case ES_IF_OPEN:
 			continue;
 		case ES_XEXIT:
-			ran = false; /* counted: x_entry runs kvm's step after it */
+			c->xran = false; /* counted: x_entry runs kvm's step after it */
 			continue;
 		case ES_EXC: {
 			int v = c->exc_vector;
@@ -2369,6 +2391,7 @@ static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 			continue;
 		}
 		case ES_HLT:
+			c->xran = false; /* an exit */
 			exit->reason = VMM_EXIT_HLT;
 			return 0; /* xmode: counted, and no step before it returns (as kvm) */
 		case ES_BUDGET:
@@ -2385,12 +2408,13 @@ static int emu_run(struct vmm_cpu *c, uint64_t budget, struct vmm_exit *exit)
 			}
 			continue; /* a shadow step ended: deliver now */
 		case ES_KICK:
-			atomic_store(&c->kick, 0);
 			if (c->xmode)
-				x_prepare(c);
+				continue; /* x_entry: a window that opened here first, then the kick */
+			atomic_store(&c->kick, 0);
 			exit->reason = VMM_EXIT_KICK;
 			return 0;
 		case ES_IO_STOP:
+			c->xran = false;
 			exit->reason = vmm_machine_stop_requested(c->m) ? VMM_EXIT_POWEROFF
 									: VMM_EXIT_KICK;
 			return 0;
@@ -2593,11 +2617,21 @@ static int emu_set_regs(struct vmm_cpu *c, const struct vmm_regs *r)
 	return 0;
 }
 
-/* Saved state: a header, Unicorn's CPU context, and our own counters. */
+/*
+ * Saved state: a header, Unicorn's CPU context, our own counters, and in exit counting
+ * (xmode) the landmark page set, one bit a page. A checkpoint of an exit-counted replay
+ * must carry all that kvm's step and the landmark search go on from.
+ */
 struct emu_state_hdr {
 	uint32_t magic, version;
 	uint64_t icount, tsc_offset, tsc_aux;
 	uint32_t bits, efer_lme_shadow, prev_kind, ctx_size;
+	/* exit counting */
+	uint64_t xcount;
+	int32_t inj_vec;
+	uint8_t xmode, want_window, xran, xexact;
+	uint32_t lm_bytes; /* bytes of landmark page set after the context (0 unless xmode) */
+	uint32_t pad;
 };
 #define EMU_STATE_MAGIC 0x454d5543u /* "EMUC" */
 
@@ -2625,22 +2659,35 @@ static int emu_save(struct vmm_cpu *c, void **blob, size_t *len)
 	size_t n = ctx_data(c, &data);
 	if (!n)
 		return vmm_fail(VMM_EINTERNAL, "unexpected Unicorn context layout");
-	uint8_t *b = malloc(sizeof(struct emu_state_hdr) + n);
+	uint32_t lmb = c->xmode ? (c->npages + 7) / 8 : 0;
+	uint8_t *b = malloc(sizeof(struct emu_state_hdr) + n + lmb);
 	if (!b)
 		return -VMM_ENOMEM;
 	struct emu_state_hdr h = {.magic = EMU_STATE_MAGIC,
-				  .version = 1,
+				  .version = 2,
 				  .icount = c->icount,
 				  .tsc_offset = c->tsc_offset,
 				  .tsc_aux = c->tsc_aux,
 				  .bits = (uint32_t)c->bits,
 				  .efer_lme_shadow = c->efer_lme_shadow,
 				  .prev_kind = c->prev_kind,
-				  .ctx_size = (uint32_t)n};
+				  .ctx_size = (uint32_t)n,
+				  .xcount = c->xcount,
+				  .inj_vec = c->inj_vec,
+				  .xmode = c->xmode,
+				  .want_window = c->want_window,
+				  .xran = c->xran,
+				  .xexact = c->xexact,
+				  .lm_bytes = lmb};
 	memcpy(b, &h, sizeof(h));
 	memcpy(b + sizeof(h), data, n);
+	uint8_t *lm = b + sizeof(h) + n;
+	memset(lm, 0, lmb);
+	for (uint32_t pg = 0; lmb && pg < c->npages; pg++)
+		if (c->lm_dirt[pg])
+			lm[pg / 8] |= (uint8_t)(1u << (pg % 8));
 	*blob = b;
-	*len = sizeof(h) + n;
+	*len = sizeof(h) + n + lmb;
 	return 0;
 }
 
@@ -2651,12 +2698,16 @@ static int emu_load(struct vmm_cpu *c, const void *blob, size_t len)
 		return vmm_fail(VMM_ESTATE, "emu state: %zu bytes is too short", len);
 	memcpy(&h, blob, sizeof(h));
 	uc_context_save(c->uc, c->ctx); /* fills our header */
-	uint8_t *data;
+	uint8_t *data = NULL;
 	size_t n = ctx_data(c, &data);
-	if (h.magic != EMU_STATE_MAGIC || h.version != 1 || h.ctx_size != n || !n ||
-	    len != sizeof(h) + n || (h.bits != 16 && h.bits != 32 && h.bits != 64) ||
+	uint32_t lmb = c->xmode ? (c->npages + 7) / 8 : 0;
+	if (h.magic != EMU_STATE_MAGIC || h.version != 2 || h.ctx_size != n || !n ||
+	    len != sizeof(h) + n + lmb || (h.bits != 16 && h.bits != 32 && h.bits != 64) ||
 	    h.prev_kind > X86_SYSCALL)
 		return vmm_fail(VMM_ESTATE, "emu state: bad header or size");
+	if (h.xmode != c->xmode || h.lm_bytes != lmb || h.inj_vec < -1 || h.inj_vec > 255)
+		return vmm_fail(VMM_ESTATE, "emu state: saved %s exit counting, loaded %s it",
+				h.xmode ? "with" : "without", c->xmode ? "with" : "without");
 	memcpy(data, (const uint8_t *)blob + sizeof(h), n);
 	uc_err e = uc_context_restore(c->uc, c->ctx);
 	if (e != UC_ERR_OK)
@@ -2680,6 +2731,15 @@ static int emu_load(struct vmm_cpu *c, const void *blob, size_t len)
 	c->prev_kind = (uint8_t)h.prev_kind;
 	c->cur = NULL;
 	c->bits_dirty = false;
+	c->xcount = h.xcount;
+	c->inj_vec = h.inj_vec;
+	c->want_window = h.want_window;
+	c->xran = h.xran;
+	c->xexact = h.xexact;
+	c->xseek = false;
+	const uint8_t *lm = (const uint8_t *)blob + sizeof(h) + n;
+	for (uint32_t pg = 0; lmb && pg < c->npages; pg++)
+		c->lm_dirt[pg] = (lm[pg / 8] >> (pg % 8)) & 1;
 	return 0;
 }
 
@@ -2860,23 +2920,30 @@ static void x_prepare(struct vmm_cpu *c)
 	if (pending && x_ready(c)) {
 		c->inj_vec = vmm_intr_ack(c->m);
 		pending = vmm_intr_pending(c->m);
+		/* Events after this INTA must come after it on replay too: a landmark (which
+		 * holds the vector on its way in) says so. */
+		c->xexact = false;
 	}
 	c->want_window = pending;
 }
 
 /*
- * The run loop's head in xmode. ran: the guest reached this boundary by running (not
+ * The run loop's head in xmode. c->xran: the guest reached this boundary by running (not
  * through an exit just counted). Counts a window that opened here, runs the step, ends
- * the run (1, *exit filled) on a kick or when the budget of exits is used (a landmark
- * search: at any exit), delivers the injected interrupt (kvm's entry), and places the
- * engine's instruction target: one instruction when only an STI/MOV SS shadow keeps a
- * wanted window shut. Negative: a vmm_err.
+ * the run (1, *exit filled) on a kick, when the budget of exits is used (a landmark
+ * search: at any exit) or at the instruction limit, delivers the injected interrupt
+ * (kvm's entry), and places the engine's instruction target: one instruction when only
+ * an STI/MOV SS shadow keeps a wanted window shut, or the instruction limit. Negative: a
+ * vmm_err.
  */
-static int x_entry(struct vmm_cpu *c, bool ran, struct vmm_exit *exit)
+static int x_entry(struct vmm_cpu *c, struct vmm_exit *exit)
 {
+	bool ran = c->xran;
+	c->xran = false;
 	for (;;) {
 		if (ran && c->want_window && x_ready(c)) {
 			c->xcount++;
+			c->xexact = true;
 			c->xlast = "an interrupt window";
 		}
 		x_prepare(c);
@@ -2888,10 +2955,15 @@ static int x_entry(struct vmm_cpu *c, bool ran, struct vmm_exit *exit)
 			exit->reason = VMM_EXIT_BUDGET;
 			return 1;
 		}
+		if (c->icount >= c->ilimit) {
+			exit->reason = VMM_EXIT_BUDGET;
+			return 1;
+		}
 		if (c->inj_vec < 0)
 			break;
 		int vec = c->inj_vec;
 		c->inj_vec = -1;
+		c->xexact = false;
 		uint64_t rip = rreg(c, UC_X86_REG_RIP);
 		int dr = deliver_or_shutdown(c, vec, false, 0, false, rip, rip, exit);
 		if (dr)
@@ -2899,8 +2971,9 @@ static int x_entry(struct vmm_cpu *c, bool ran, struct vmm_exit *exit)
 		c->prev_kind = X86_OTHER;
 		ran = true; /* a window may be open at the handler's first instruction */
 	}
-	c->target = UINT64_MAX;
-	if (c->want_window && (rreg(c, UC_X86_REG_EFLAGS) & RFLAGS_IF) && c->inj_vec < 0)
+	c->target = c->ilimit;
+	if (c->want_window && (rreg(c, UC_X86_REG_EFLAGS) & RFLAGS_IF) && c->inj_vec < 0 &&
+	    c->icount + 1 < c->target)
 		c->target = c->icount + 1; /* the shadow ends after one instruction */
 	return 0;
 }
@@ -2916,9 +2989,10 @@ static void x_lm_reset(struct vmm_cpu *c)
 
 static int emu_portable(struct vmm_cpu *c, unsigned flags)
 {
-	if (flags & ~(VMM_PORT_DIGEST | VMM_PORT_EXITS))
+	if (flags & ~(VMM_PORT_DIGEST | VMM_PORT_EXITS | VMM_PORT_OWN_FLAGS))
 		return vmm_fail(VMM_EINVAL, "emu: unknown portable-log flags %#x", flags);
 	c->arch_digest = flags & VMM_PORT_DIGEST;
+	c->own_flags = flags & VMM_PORT_OWN_FLAGS;
 	if (flags & VMM_PORT_EXITS) {
 		if (!c->arch_digest)
 			return vmm_fail(VMM_EINVAL, "emu: exit counting needs the architectural "
@@ -2941,6 +3015,37 @@ static uint64_t x_gprs_digest(const struct vmm_regs *r)
 	return vmm_gprs_digest(v);
 }
 
+/* The registers part of a landmark (regs: vmm_arch_digest) for registers r. */
+static uint64_t x_regs_digest(struct vmm_cpu *c, const struct vmm_regs *r)
+{
+	struct vmm_fpregs f;
+	emu_get_fpregs(c, &f);
+	uint8_t flags = (c->prev_kind == X86_STI || c->prev_kind == X86_MOVSS) ? 1 : 0;
+	return vmm_arch_digest(r, &f, c->inj_vec, flags);
+}
+
+/* A landmark's mem and pages: the pages written since the last landmark (FORMAT.md).
+ * False: out of memory. */
+static bool x_mem_digest(struct vmm_cpu *c, uint64_t *mem, uint32_t *pages)
+{
+	XXH3_state_t *st = XXH3_createState();
+	if (!st)
+		return false;
+	XXH3_64bits_reset(st);
+	*pages = 0;
+	for (uint32_t pg = 0; pg < c->npages; pg++) {
+		if (!c->lm_dirt[pg])
+			continue;
+		uint64_t le = htole64(pg);
+		XXH3_64bits_update(st, &le, sizeof(le));
+		XXH3_64bits_update(st, c->ram + (uint64_t)pg * 4096, 4096);
+		(*pages)++;
+	}
+	*mem = XXH3_64bits_digest(st);
+	XXH3_freeState(st);
+	return true;
+}
+
 /*
  * Is the guest at lm? Registers first; the written pages' hash only when they match.
  * The status flags an instruction left undefined may differ from the host CPU's that
@@ -2952,37 +3057,23 @@ static bool x_at_landmark(struct vmm_cpu *c, const struct vmm_landmark *lm)
 	if (rreg(c, UC_X86_REG_RIP) != lm->rip)
 		return false;
 	struct vmm_regs r;
-	struct vmm_fpregs f;
 	emu_get_regs(c, &r);
 	uint64_t own = r.rflags;
 	unsigned k = 0;
-	for (; k < 64; k++) {
-		r.rflags = vmm_status_flags(own, k);
-		if (x_gprs_digest(&r) == lm->gprs)
-			break;
+	if (c->own_flags) {
+		k = x_gprs_digest(&r) == lm->gprs ? 0 : 64;
+	} else {
+		for (; k < 64; k++) {
+			r.rflags = vmm_status_flags(own, k);
+			if (x_gprs_digest(&r) == lm->gprs)
+				break;
+		}
 	}
-	if (k == 64)
+	if (k == 64 || x_regs_digest(c, &r) != lm->regs)
 		return false;
-	emu_get_fpregs(c, &f);
-	uint8_t flags = (c->prev_kind == X86_STI || c->prev_kind == X86_MOVSS) ? 1 : 0;
-	if (vmm_arch_digest(&r, &f, c->inj_vec, flags) != lm->regs)
-		return false;
-	XXH3_state_t *st = XXH3_createState();
-	if (!st)
-		return false;
-	XXH3_64bits_reset(st);
-	uint32_t pages = 0;
-	for (uint32_t pg = 0; pg < c->npages; pg++) {
-		if (!c->lm_dirt[pg])
-			continue;
-		uint64_t le = htole64(pg);
-		XXH3_64bits_update(st, &le, sizeof(le));
-		XXH3_64bits_update(st, c->ram + (uint64_t)pg * 4096, 4096);
-		pages++;
-	}
-	uint64_t mem = XXH3_64bits_digest(st);
-	XXH3_freeState(st);
-	if (mem != lm->mem || pages != lm->pages)
+	uint64_t mem;
+	uint32_t pages;
+	if (!x_mem_digest(c, &mem, &pages) || mem != lm->mem || pages != lm->pages)
 		return false;
 	if (r.rflags != own)
 		wreg(c, UC_X86_REG_EFLAGS, r.rflags);
@@ -2990,9 +3081,100 @@ static bool x_at_landmark(struct vmm_cpu *c, const struct vmm_landmark *lm)
 }
 
 /*
+ * Recording in exit counting (docs/kvm-backend.md, "Exit-counted recording on emu"): a
+ * landmark where the position alone does not name the point, in the shape kvm_landmark
+ * gives (the same digests x_at_landmark checks), and the point is named from now on.
+ */
+static int emu_landmark(struct vmm_cpu *c, struct vmm_landmark *lm)
+{
+	if (!c->xmode || c->xexact)
+		return 0;
+	struct vmm_regs r;
+	memset(lm, 0, sizeof(*lm));
+	emu_get_regs(c, &r);
+	lm->rip = r.rip;
+	lm->gprs = x_gprs_digest(&r);
+	lm->regs = x_regs_digest(c, &r);
+	if (!x_mem_digest(c, &lm->mem, &lm->pages))
+		return vmm_fail(VMM_ENOMEM, "landmark: out of memory");
+	x_lm_reset(c);
+	c->xexact = true;
+	return 1;
+}
+
+/* Exit counting under a debugger: stop also at this instruction count (cpu.h). */
+static void emu_limit_insns(struct vmm_cpu *c, uint64_t at)
+{
+	c->ilimit = at;
+}
+
+static uint64_t emu_insns(struct vmm_cpu *c)
+{
+	return c->icount;
+}
+
+/* Do the general registers match the landmark's, for some value of the status flags
+ * an instruction may have left undefined (x_at_landmark)? The engine's own first. */
+static bool x_gprs_match(struct vmm_cpu *c, const struct vmm_landmark *lm)
+{
+	static const int ids[18] = {
+		UC_X86_REG_RAX, UC_X86_REG_RBX, UC_X86_REG_RCX, UC_X86_REG_RDX, UC_X86_REG_RSI,
+		UC_X86_REG_RDI, UC_X86_REG_RBP, UC_X86_REG_RSP, UC_X86_REG_R8,  UC_X86_REG_R9,
+		UC_X86_REG_R10, UC_X86_REG_R11, UC_X86_REG_R12, UC_X86_REG_R13, UC_X86_REG_R14,
+		UC_X86_REG_R15, UC_X86_REG_RIP, UC_X86_REG_EFLAGS};
+	uint64_t v[18] = {0};
+	void *ptrs[18];
+	for (int i = 0; i < 18; i++)
+		ptrs[i] = &v[i];
+	uc_reg_read_batch(c->uc, (int *)ids, ptrs, 18);
+	if (vmm_gprs_digest(v) == lm->gprs)
+		return true;
+	if (c->own_flags)
+		return false;
+	uint64_t own = v[17];
+	for (unsigned k = 0; k < 64; k++) {
+		v[17] = vmm_status_flags(own, k);
+		if (v[17] != own && vmm_gprs_digest(v) == lm->gprs)
+			return true;
+	}
+	return false;
+}
+
+/* The search's code hook at the landmark's RIP: stop (as a breakpoint) only where the
+ * general registers match, and not at the position the search passes. */
+static void seek_hook_cb(uc_engine *uc, uint64_t addr, uint32_t size, void *opaque)
+{
+	struct vmm_cpu *c = opaque;
+	(void)uc;
+	(void)size;
+	c->slow = true;
+	if (c->stop || !c->cur || !c->seek_lm || addr != c->seek_lm->rip)
+		return;
+	int i = block_index(c->cur, addr);
+	if (i < 0)
+		return;
+	uint64_t at = c->cur_start + (uint64_t)i;
+	if (at == c->pass_pos || !x_gprs_match(c, c->seek_lm))
+		return;
+	c->icount = at;
+	if (i > 0)
+		c->prev_kind = X86_OTHER;
+	c->cur = NULL;
+	c->bp_pos = at;
+	c->seek_hit = true;
+	stop_now(c, ES_BUDGET);
+}
+
+/*
  * A kvm landmark, found as kvm finds it (kvm_seek_landmark): the step first, then a
  * comparison, then runs to a breakpoint at its RIP (emu's exact stops) compared at each
  * hit, a hit that differs passed over; any exit first leaves the position.
+ *
+ * Under a debugger the search is part of a run forward, so it keeps the debugger's
+ * breakpoints and watchpoints (and the position exempt from them) and its instruction
+ * limit: at a debug stop that is not the landmark, or at the limit, it ends as
+ * interrupted (the position is unchanged; the caller's run reports the stop, and the
+ * next poll there searches on from it).
  */
 static int emu_seek_landmark(struct vmm_cpu *c, const struct vmm_landmark *lm,
 			     struct vmm_seek_stats *st)
@@ -3002,16 +3184,17 @@ static int emu_seek_landmark(struct vmm_cpu *c, const struct vmm_landmark *lm,
 	x_prepare(c);
 	if (x_at_landmark(c, lm)) {
 		x_lm_reset(c);
+		c->xexact = true;
 		return VMM_SEEK_FOUND;
 	}
-	uint64_t bp = lm->rip;
-	uint64_t *save_bp = c->bp;
-	unsigned save_nbp = c->nbp, save_nwp = c->nwp;
 	vmm_pos_t save_pass = c->pass_pos;
-	c->bp = &bp;
-	c->nbp = 1;
-	c->nwp = 0;
-	c->pass_pos = UINT64_MAX;
+	if (uc_hook_add(c->uc, &c->seek_hook, UC_HOOK_CODE, (void *)seek_hook_cb, c, lm->rip,
+			lm->rip) != UC_ERR_OK)
+		return vmm_fail(VMM_EBACKEND, "cannot place the landmark search at %#llx",
+				(unsigned long long)lm->rip);
+	/* Hooks take effect only in code translated after they exist. */
+	uc_ctl_remove_cache(c->uc, lm->rip, lm->rip + 1);
+	c->seek_lm = lm;
 	c->xseek = true;
 	c->xseek_from = c->xcount;
 	int res = VMM_SEEK_FOUND;
@@ -3023,13 +3206,21 @@ static int emu_seek_landmark(struct vmm_cpu *c, const struct vmm_landmark *lm,
 			break;
 		}
 		if (ex.reason == VMM_EXIT_BREAK) {
-			if (x_at_landmark(c, lm))
+			bool ours = c->seek_hit;
+			c->seek_hit = false;
+			if (rreg(c, UC_X86_REG_RIP) == lm->rip && x_at_landmark(c, lm))
 				break;
+			if (!ours) { /* the debugger's breakpoint: it must see the stop */
+				res = VMM_SEEK_INTERRUPTED;
+				break;
+			}
 			st->hits++;
 			c->pass_pos = c->icount;
 			continue;
 		}
-		if (ex.reason == VMM_EXIT_KICK) {
+		if (ex.reason == VMM_EXIT_KICK || ex.reason == VMM_EXIT_WATCH ||
+		    (ex.reason == VMM_EXIT_BUDGET && c->icount >= c->ilimit &&
+		     c->xcount == c->xseek_from)) {
 			res = VMM_SEEK_INTERRUPTED;
 			break;
 		}
@@ -3040,12 +3231,15 @@ static int emu_seek_landmark(struct vmm_cpu *c, const struct vmm_landmark *lm,
 		break;
 	}
 	c->xseek = false;
-	c->bp = save_bp;
-	c->nbp = save_nbp;
-	c->nwp = save_nwp;
+	c->seek_lm = NULL;
+	c->seek_hit = false;
 	c->pass_pos = save_pass;
-	if (res == VMM_SEEK_FOUND)
+	uc_hook_del(c->uc, c->seek_hook);
+	uc_ctl_remove_cache(c->uc, lm->rip, lm->rip + 1);
+	if (res == VMM_SEEK_FOUND) {
 		x_lm_reset(c);
+		c->xexact = true;
+	}
 	return res;
 }
 
@@ -3069,6 +3263,9 @@ const struct vmm_cpu_ops emu_cpu_ops = {
 	.set_debug = emu_set_debug,
 	.track = emu_track,
 	.translate = emu_translate,
+	.landmark = emu_landmark,
 	.seek_landmark = emu_seek_landmark,
 	.portable = emu_portable,
+	.insns = emu_insns,
+	.limit_insns = emu_limit_insns,
 };

@@ -212,7 +212,7 @@ int vmm_machine_set_portable(struct vmm_machine *m, unsigned flags)
 
 bool vmm_machine_adopt_flags(struct vmm_machine *m, uint64_t regs_hash)
 {
-	if (!(m->portable & VMM_PORT_EXITS))
+	if (!(m->portable & VMM_PORT_EXITS) || (m->portable & VMM_PORT_OWN_FLAGS))
 		return false;
 	struct vmm_regs r;
 	struct vmm_fpregs f;
@@ -257,7 +257,45 @@ int vmm_machine_run(struct vmm_machine *m, struct vmm_stop *stop)
 	return vmm_machine_run_until(m, UINT64_MAX, stop);
 }
 
+/* Positions count exits, and the backend counts instructions alongside. */
+static bool insns_apart(const struct vmm_machine *m)
+{
+	return (m->portable & VMM_PORT_EXITS) && m->cfg.backend->insns &&
+	       m->cfg.backend->limit_insns;
+}
+
+vmm_pos_t vmm_machine_insns(struct vmm_machine *m)
+{
+	if (m->cfg.backend->insns)
+		return m->cfg.backend->insns(m->cpu);
+	return vmm_machine_pos(m);
+}
+
+static int run_loop(struct vmm_machine *m, vmm_pos_t until, bool by_insn,
+		    struct vmm_stop *stop);
+
 int vmm_machine_run_until(struct vmm_machine *m, vmm_pos_t until, struct vmm_stop *stop)
+{
+	return run_loop(m, until, false, stop);
+}
+
+int vmm_machine_run_until_insn(struct vmm_machine *m, vmm_pos_t until, struct vmm_stop *stop)
+{
+	if (!insns_apart(m))
+		return run_loop(m, until, false, stop);
+	m->cfg.backend->limit_insns(m->cpu, until);
+	int rc = run_loop(m, until, true, stop);
+	m->cfg.backend->limit_insns(m->cpu, UINT64_MAX);
+	return rc;
+}
+
+/*
+ * The run loop. until is a position, or with by_insn an instruction count: then the
+ * backend stops there itself (limit_insns), and so does a landmark search that a poll
+ * starts (it ends as interrupted, and the next poll there goes on with it).
+ */
+static int run_loop(struct vmm_machine *m, vmm_pos_t until, bool by_insn,
+		    struct vmm_stop *stop)
 {
 	const struct vmm_input_ops *in = m->cfg.input;
 	void *op = m->cfg.input_opaque;
@@ -272,7 +310,7 @@ int vmm_machine_run_until(struct vmm_machine *m, vmm_pos_t until, struct vmm_sto
 			return 0;
 		}
 		vmm_pos_t pos = vmm_machine_pos(m);
-		if (pos >= until) {
+		if ((by_insn ? vmm_machine_insns(m) : pos) >= until) {
 			/* A stop at P is after P's input, as a breakpoint or watchpoint stop
 			 * reached there is: one position, one state (docs/time-travel.md). */
 			if (!(m->halted && !guest_if(m)) && pos != m->no_poll_pos) {
@@ -322,7 +360,7 @@ int vmm_machine_run_until(struct vmm_machine *m, vmm_pos_t until, struct vmm_sto
 		struct vmm_exit ex = {0};
 		uint64_t budget = in->run_budget(op, m);
 		pos = vmm_machine_pos(m);
-		if (until != UINT64_MAX && until > pos && until - pos < budget)
+		if (!by_insn && until != UINT64_MAX && until > pos && until - pos < budget)
 			budget = until - pos;
 		rc = cpu->run(m->cpu, budget, &ex);
 		if (rc < 0)
@@ -340,7 +378,9 @@ int vmm_machine_run_until(struct vmm_machine *m, vmm_pos_t until, struct vmm_sto
 		case VMM_EXIT_WATCH:
 			stop->reason = ex.reason == VMM_EXIT_BREAK ? VMM_STOP_BREAK : VMM_STOP_WATCH;
 			stop->pos = vmm_machine_pos(m);
-			if (stop->pos == m->inta_pos)
+			/* Exit counting needs no such rule: an event after the acknowledge at a
+			 * position is named by a landmark, which a poll here searches for. */
+			if (stop->pos == m->inta_pos && !(m->portable & VMM_PORT_EXITS))
 				m->no_poll_pos = stop->pos;
 			stop->addr = ex.addr;
 			stop->access = ex.access;

@@ -75,6 +75,18 @@ int vmm_machine_run_until(struct vmm_machine *m, vmm_pos_t until,
 			  struct vmm_stop *stop) VMM_WUR;
 
 /*
+ * Instruction positions (docs/time-travel.md, "Exit-counted logs"): the instructions
+ * retired since the entry, where the backend counts them (emu, also while its positions
+ * count exits), else the position. And vmm_machine_run_until with the limit in
+ * instructions: it stops with VMM_STOP_LIMIT on arriving at instruction count until,
+ * after the input events due there (where positions are instructions, it is
+ * vmm_machine_run_until). A debugger's timeline works in these.
+ */
+vmm_pos_t vmm_machine_insns(struct vmm_machine *m);
+int vmm_machine_run_until_insn(struct vmm_machine *m, vmm_pos_t until,
+			       struct vmm_stop *stop) VMM_WUR;
+
+/*
  * Debugging and checkpoints (struct vmm_debug, struct vmm_track in cpu.h): breakpoints
  * and watchpoints make vmm_machine_run stop with VMM_STOP_BREAK / VMM_STOP_WATCH; track
  * reports the pages written and the code pages run since its last call. Both fail with
