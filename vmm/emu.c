@@ -2676,8 +2676,9 @@ static int emu_save(struct vmm_cpu *c, void **blob, size_t *len)
 				  .inj_vec = c->inj_vec,
 				  .xmode = c->xmode,
 				  .want_window = c->want_window,
-				  .xran = c->xran,
-				  .xexact = c->xexact,
+				  /* unused outside exit counting: saved as zero there */
+				  .xran = c->xmode && c->xran,
+				  .xexact = c->xmode && c->xexact,
 				  .lm_bytes = lmb};
 	memcpy(b, &h, sizeof(h));
 	memcpy(b + sizeof(h), data, n);

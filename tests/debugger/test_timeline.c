@@ -303,8 +303,8 @@ struct state {
 
 /*
  * The vCPU part ends a snapshot (the machine's header ends with its size): emu.c's header
- * (48 bytes: magic, version, icount, TSC offset and aux, mode bits, EFER.LME shadow,
- * prev_kind, context size), then Unicorn's CPUX86State from RAX on: regs[16], eip, eflags,
+ * (72 bytes: magic, version, icount, TSC offset and aux, mode bits, EFER.LME shadow,
+ * prev_kind, context size, then the exit-counting state, unused here), then Unicorn's CPUX86State from RAX on: regs[16], eip, eflags,
  * and the lazily computed arithmetic flags cc_dst, cc_src, cc_src2, cc_op. Between runs
  * those four are dead: entering the CPU loop rebuilds them from eflags (QEMU's
  * x86_cpu_exec_enter), and eflags itself holds every flag once the loop has left. Two runs
@@ -313,7 +313,7 @@ struct state {
  * setting instruction), so they are zeroed before comparing, after checking that the
  * layout is the one described (RAX, RIP and RFLAGS where expected).
  */
-#define EMU_HDR 48
+#define EMU_HDR 72
 #define CC_FROM 144
 #define CC_TO	172
 
