@@ -37,6 +37,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -82,6 +83,8 @@ static void usage_ft(FILE *f)
 		"  --connect-for SEC    how long to keep trying the backup (default 10)\n"
 		"  --mem SIZE           guest RAM (default 128M)\n"
 		"  --append TEXT        guest command line\n"
+		"  --initrd FILE        an initial ramdisk, as 'rewind record --initrd' (the\n"
+		"                       stream carries it: the backup needs no copy)\n"
 		"  --marker-ms MS       a progress marker this often (default 5)\n"
 		"  --out-buffer BYTES   output held for the backup's ack before the guest waits\n"
 		"                       (default 64K)\n"
@@ -520,7 +523,7 @@ static int cmd_ft_status(int argc, char **argv)
 /* ---- options --------------------------------------------------------------------------- */
 
 struct ft_opts {
-	const char *key, *arbiter, *serial, *log, *listen, *backup, *mem, *append, *join;
+	const char *key, *arbiter, *serial, *log, *listen, *backup, *mem, *append, *join, *initrd;
 	unsigned timeout_ms, marker_ms, connect_s;
 	uint64_t out_buffer;
 };
@@ -547,12 +550,12 @@ static void parse_ft_opts(int argc, char **argv, bool primary, struct ft_opts *o
 		{"timeout", required_argument, NULL, 't'},  {"marker-ms", required_argument, NULL, 'M'},
 		{"connect-for", required_argument, NULL, 'C'},
 		{"out-buffer", required_argument, NULL, 'O'}, {"help", no_argument, NULL, 'h'},
-		{"join", required_argument, NULL, 'J'},
+		{"join", required_argument, NULL, 'J'},     {"initrd", required_argument, NULL, 'R'},
 		{NULL, 0, NULL, 0}};
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
-		if (!primary && strchr("BmAMCO", c))
+		if (!primary && strchr("BmAMCOR", c))
 			die_line(EXIT_USAGE, "ft backup: %s is an option of 'rewind ft primary'",
 				 argv[optind - 1]);
 		switch (c) {
@@ -570,6 +573,7 @@ static void parse_ft_opts(int argc, char **argv, bool primary, struct ft_opts *o
 			break;
 		case 'm': o->mem = optarg; break;
 		case 'A': o->append = optarg; break;
+		case 'R': o->initrd = optarg; break;
 		case 't': {
 			char *end;
 			errno = 0;
@@ -896,6 +900,24 @@ static int cmd_ft_primary(int argc, char **argv)
 	if (rc < 0)
 		die_line(rc == -VMM_ENOMEM ? EXIT_HOST : EXIT_BADINPUT, "%s: %s", path,
 			 vmm_errdetail());
+	void *initrd = NULL;
+	size_t initrd_len = 0;
+	if (o.initrd) {
+		/* As record does: larger than RAM cannot fit; the loader says so for what is
+		 * merely too big for the RAM above the kernel. */
+		struct stat sb;
+		if (stat(o.initrd, &sb) == 0 && S_ISREG(sb.st_mode) && (uint64_t)sb.st_size > mem)
+			die_line(EXIT_BADINPUT,
+				 "--initrd %s: %lld bytes do not fit in the guest's %" PRIu64
+				 " bytes of RAM: give it more memory (--mem)",
+				 o.initrd, (long long)sb.st_size, mem);
+		rc = vmm_read_file(o.initrd, mem, &initrd, &initrd_len);
+		if (rc < 0)
+			die_line(rc == -VMM_ENOMEM ? EXIT_HOST : EXIT_BADINPUT, "--initrd: %s",
+				 vmm_errdetail());
+		if (initrd_len == 0)
+			die_line(EXIT_BADINPUT, "--initrd %s: the file is empty", o.initrd);
+	}
 	uint8_t rnd[8];
 	if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd))
 		die_line(EXIT_HOST, "ft primary: no random bytes for the pair id");
@@ -950,7 +972,9 @@ static int cmd_ft_primary(int argc, char **argv)
 	pl.hd = (struct lf_header){.tool = "rewind " REWIND_VERSION " ft", .config = config,
 				   .cmdline = o.append ? o.append : "", .image_path = path,
 				   .image_hash = lf_hash64(elf, elf_len), .image_len = elf_len,
-				   .image = elf};
+				   .image = elf, .initrd_path = o.initrd,
+				   .initrd_hash = initrd ? lf_hash64(initrd, initrd_len) : 0,
+				   .initrd_len = initrd_len, .initrd = initrd};
 	struct timespec rt;
 	clock_gettime(CLOCK_REALTIME, &rt);
 	pl.hd.created_ns = (uint64_t)rt.tv_sec * 1000000000ull + (uint64_t)rt.tv_nsec;
@@ -973,8 +997,10 @@ static int cmd_ft_primary(int argc, char **argv)
 	struct vmm_machine *m;
 	if (vmm_machine_create(&cfg, &m) < 0)
 		die_line(EXIT_HOST, "ft primary: creating the machine: %s", vmm_errdetail());
-	if (vmm_machine_load(m, elf, elf_len, o.append) < 0)
-		die_line(EXIT_BADINPUT, "%s: %s", path, vmm_errdetail());
+	if (vmm_machine_load_initrd(m, elf, elf_len, o.append, initrd, initrd_len) < 0)
+		die_line(EXIT_BADINPUT, "%s: %s",
+			 o.initrd && !strncmp(vmm_errdetail(), "initrd", 6) ? o.initrd : path,
+			 vmm_errdetail());
 	if (vmm_live_start(live, m) < 0 || ft_primary_start(fp, m) < 0)
 		die_line(EXIT_HOST, "ft primary: starting threads: %s", vmm_errdetail());
 	s.fp = fp;
@@ -1224,7 +1250,13 @@ static int cmd_ft_backup(int argc, char **argv)
 		free(js.ram);
 		free(js.snap);
 		js.ram = js.snap = NULL;
-	} else if (vmm_machine_load(m, hd->image, hd->image_len, hd->cmdline) < 0) {
+	} else if (hd->initrd_len && !hd->initrd) {
+		die_line(EXIT_BADINPUT, "ft backup: the stream's header names an initrd but does not "
+					"carry it");
+	} else if (vmm_machine_load_initrd(m, hd->image, hd->image_len, hd->cmdline, hd->initrd,
+					   (size_t)hd->initrd_len) < 0) {
+		/* The image and initrd as a replay loads them (a joined backup gets them with
+		 * the primary's RAM instead). */
 		die_line(EXIT_BADINPUT, "ft backup: the stream's image: %s", vmm_errdetail());
 	}
 

@@ -645,10 +645,28 @@ Test(ft, console_input_once_across_failover, .timeout = 120)
  * survivor runs on alone, a new backup joins it with --join (machine state, then the
  * log), then the survivor dies: the joined backup goes live and the client's transcript
  * is still the guest's whole output. */
-static void join_case(bool primary_first)
+struct join_guest {
+	const char *guest, *cmdline;
+	const char *initrd; /* contents of an initrd for --initrd, or NULL */
+	void (*check)(const char *out);
+};
+
+static void check_ticker400(const char *out)
+{
+	check_ticker(out, 400);
+}
+
+static void join_case_with(bool primary_first, const struct join_guest *g)
 {
 	struct ft_env e;
 	env_init(&e);
+	h_guest_path(g->guest, e.guest, sizeof(e.guest));
+	char rd[128];
+	snprintf(rd, sizeof(rd), "%s/initrd.cpio", e.dir);
+	if (g->initrd) {
+		FILE *f = fopen(rd, "w");
+		cr_assert(f && fputs(g->initrd, f) >= 0 && fclose(f) == 0);
+	}
 	int pcon = free_port(), bcon = free_port(), b2con = free_port(), plisten = free_port();
 	char ps[40], bs[40], b2s[40], addrs[120], pl[40], join[40];
 	snprintf(ps, sizeof(ps), "tcp:127.0.0.1:%d", pcon);
@@ -664,7 +682,12 @@ static void join_case(bool primary_first)
 	snprintf(backup, sizeof(backup), "127.0.0.1:%d", e.port);
 	char *pargv[] = {e.rewind, "ft", "primary", "--backup", backup, "--listen", pl, "--key",
 			 e.key, "--arbiter", e.arb, "--timeout", TIMEOUT_S, "--serial", ps,
-			 "--mem", "16M", "--append", "lines=400 hz=200", e.guest, NULL};
+			 "--mem", "16M", "--append", (char *)g->cmdline, e.guest, NULL, NULL, NULL};
+	if (g->initrd) {
+		pargv[19] = "--initrd";
+		pargv[20] = rd;
+		pargv[21] = e.guest;
+	}
 	struct h_opts po = {.timeout_s = 90};
 	h_start(pargv, &po, &p);
 	/* The survivor's port, where the new backup joins: the primary's --listen, or the
@@ -702,12 +725,19 @@ static void join_case(bool primary_first)
 	cr_assert(strstr(b2r.err, "went live at position"), "%s", b2r.err);
 	cr_assert_eq(b2r.status, 1, "%s", b2r.err);
 	cr_assert_eq(cr.status, 0, "console: %s", cr.err);
-	check_ticker(cr.out, 400);
+	g->check(cr.out);
 	h_free(&fr);
 	h_free(&sr);
 	h_free(&b2r);
 	h_free(&cr);
 	env_free(&e);
+}
+
+static void join_case(bool primary_first)
+{
+	static const struct join_guest ticker = {"ticker", "lines=400 hz=200", NULL,
+						 check_ticker400};
+	join_case_with(primary_first, &ticker);
 }
 
 Test(ft, join_a_primary_then_failover, .timeout = 180)
@@ -718,4 +748,41 @@ Test(ft, join_a_primary_then_failover, .timeout = 180)
 Test(ft, join_a_backup_that_went_live_then_failover, .timeout = 180)
 {
 	join_case(true);
+}
+
+/* guests/initrd with rounds=400: the module it found, then 400 rounds that hash it again,
+ * each the same hash. */
+static const char initrd_text[] = "070701 the pair's initrd\nmore bytes of it\n";
+
+static void check_initrd400(const char *out)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (size_t i = 0; i < sizeof(initrd_text) - 1; i++)
+		h = (h ^ (uint8_t)initrd_text[i]) * 0x100000001b3ull;
+	char want[200];
+	snprintf(want, sizeof(want),
+		 "modules: 1\nmodule 0: paddr 0xfff000 size %zu cmdline_paddr 0x0\n"
+		 "  fnv1a64 %016llx head \"070701 the pair's initrd\"\n",
+		 sizeof(initrd_text) - 1, (unsigned long long)h);
+	size_t wl = strlen(want);
+	cr_assert_eq(strncmp(out, want, wl), 0, "the guest did not find its module:\n%s", out);
+	const char *s = out + wl;
+	for (int i = 0; i < 400; i++) {
+		snprintf(want, sizeof(want), "round %06d fnv1a64 %016llx\n", i,
+			 (unsigned long long)h);
+		cr_assert_eq(strncmp(s, want, strlen(want)), 0, "round %d: %.60s", i, s);
+		s += strlen(want);
+	}
+	cr_assert_str_eq(s, "");
+}
+
+/* --initrd on the primary: the backup loads the module from the stream's header as a
+ * replay does (its replay would diverge at the guest's first line otherwise), goes live
+ * and the guest reads its module on; a backup that joins it gets the module with the RAM,
+ * goes live in turn, and the guest still reads the same bytes. */
+Test(ft, initrd_through_failover_and_join, .timeout = 180)
+{
+	static const struct join_guest g = {"initrd", "rounds=400", initrd_text,
+					    check_initrd400};
+	join_case_with(true, &g);
 }
