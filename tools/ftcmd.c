@@ -71,10 +71,14 @@ static void usage_ft(FILE *f)
 		"                       live); default stdio\n"
 		"  --timeout SECONDS    silence after which the other side is lost (default 1;\n"
 		"                       a closed connection is noticed at once)\n"
-		"  --log FILE           also keep the stream as a log file (the primary's is a\n"
-		"                       whole log; a backup's is cut where its primary died)\n"
+		"  --log FILE           also keep a log file of the whole run, across failovers\n"
+		"                       and joins ('rewind replay FILE'; not with --join)\n"
 		"  --listen HOST:PORT   primary: answer `rewind ft status` and joins here;\n"
 		"                       backup: the stream's port (and status)\n"
+		"  --precopy-rounds N   when a backup joins (this side as the primary): copy RAM\n"
+		"                       while the guest runs, then the pages it wrote meanwhile,\n"
+		"                       at most N rounds in all (default 10; 1: one copy, then\n"
+		"                       the pause sends every page written during it)\n"
 		"Backup only:\n"
 		"  --join HOST:PORT     re-protect a running primary that lost its backup (its\n"
 		"                       --listen): it sends its machine state, then its log\n"
@@ -522,9 +526,12 @@ static int cmd_ft_status(int argc, char **argv)
 
 /* ---- options --------------------------------------------------------------------------- */
 
+/* Pre-copy rounds of a join, at most (--precopy-rounds). */
+#define JOIN_ROUNDS_MAX 64
+
 struct ft_opts {
 	const char *key, *arbiter, *serial, *log, *listen, *backup, *mem, *append, *join, *initrd;
-	unsigned timeout_ms, marker_ms, connect_s;
+	unsigned timeout_ms, marker_ms, connect_s, precopy_rounds;
 	uint64_t out_buffer;
 };
 
@@ -541,7 +548,8 @@ static unsigned parse_uint(const char *opt, const char *v, unsigned lo, unsigned
 static void parse_ft_opts(int argc, char **argv, bool primary, struct ft_opts *o)
 {
 	*o = (struct ft_opts){.serial = "stdio", .mem = "128M", .timeout_ms = 1000,
-			      .marker_ms = 5, .connect_s = 10, .out_buffer = 64u << 10};
+			      .marker_ms = 5, .connect_s = 10, .out_buffer = 64u << 10,
+			      .precopy_rounds = 10};
 	static const struct option lo[] = {
 		{"key", required_argument, NULL, 'k'},      {"arbiter", required_argument, NULL, 'a'},
 		{"serial", required_argument, NULL, 's'},   {"log", required_argument, NULL, 'l'},
@@ -551,6 +559,7 @@ static void parse_ft_opts(int argc, char **argv, bool primary, struct ft_opts *o
 		{"connect-for", required_argument, NULL, 'C'},
 		{"out-buffer", required_argument, NULL, 'O'}, {"help", no_argument, NULL, 'h'},
 		{"join", required_argument, NULL, 'J'},     {"initrd", required_argument, NULL, 'R'},
+		{"precopy-rounds", required_argument, NULL, 'P'},
 		{NULL, 0, NULL, 0}};
 	int c;
 	optind = 1;
@@ -586,6 +595,9 @@ static void parse_ft_opts(int argc, char **argv, bool primary, struct ft_opts *o
 		}
 		case 'M': o->marker_ms = parse_uint("--marker-ms", optarg, 1, 1000); break;
 		case 'C': o->connect_s = parse_uint("--connect-for", optarg, 0, 86400); break;
+		case 'P':
+			o->precopy_rounds = parse_uint("--precopy-rounds", optarg, 1, JOIN_ROUNDS_MAX);
+			break;
 		case 'O':
 			if (vmm_parse_size(optarg, &o->out_buffer) < 0 || o->out_buffer < 256 ||
 			    o->out_buffer > (64u << 20))
@@ -608,6 +620,10 @@ static void parse_ft_opts(int argc, char **argv, bool primary, struct ft_opts *o
 	if (primary && !o->backup)
 		die_line(EXIT_USAGE, "ft primary: --backup HOST:PORT is required (where 'rewind ft "
 				     "backup --listen' waits)");
+	if (!primary && o->join && o->log)
+		die_line(EXIT_USAGE, "ft backup: --log with --join: a joining backup starts from the "
+				     "primary's machine state, which no log file can start from (keep "
+				     "the log on the primary: its --log holds the whole run)");
 	if (!primary && !o->listen && !o->join)
 		die_line(EXIT_USAGE, "ft backup: --listen HOST:PORT (where the primary connects) or "
 				     "--join HOST:PORT (a running primary's --listen) is required");
@@ -658,6 +674,10 @@ struct pri_log {
 	struct vmm_live *live;
 	struct lf_writer *w, *old_w; /* the current log's writer; the one before a join */
 	struct rec *rec, *old_rec;
+	/* --log: the file's own writer, every recorder's tee (NULL: none) */
+	struct lf_writer *tee;
+	struct lf_io tee_io;
+	struct lf_io_fd tee_fd;
 	unsigned marker_ms, timeout_ms;
 	/* the join in progress: RAM copied by a thread while the guest runs, then the pages
 	 * written meanwhile, the devices and the vCPU while it stands still */
@@ -666,12 +686,22 @@ struct pri_log {
 	pthread_t copier;
 	bool copier_on;
 	int copy_rc;
-	uint64_t *dirty;
+	uint64_t *dirty;   /* pages written since the last look (vmm_machine_track) */
+	uint64_t *sending; /* the copier's pages in a round after the first */
+	size_t words;
 	bool tracked;
+	unsigned round, max_rounds; /* copy rounds while the guest runs: done, at most */
+	uint64_t round_pages[JOIN_ROUNDS_MAX]; /* pages each round sent */
+	uint64_t round_dirty;                  /* pages written during the last round */
 	uint64_t t0, t_pause, ram_bytes, sent_bytes, dirty_pages;
 };
 
-#define STATE_PIECE (1u << 20)
+/* A piece of RAM whose worst lz4 output (incompressible pages) still fits one message. */
+#define STATE_PIECE (128u << 10)
+_Static_assert(STATE_PIECE / 255 + STATE_PIECE + 16 + 20 <= FT_MSG_MAX, "a STATE piece must fit");
+/* Pre-copy: rounds while the guest runs stop when the pages written during the last one
+ * are this few (256 KiB), or no fewer than the round before wrote, or at --precopy-rounds. */
+#define JOIN_SMALL_PAGES 64
 #define STATE_HDR 20 /* u64 RAM size, u64 offset, u32 length; then lz4, or nothing: zeros */
 
 /* One piece of RAM [off, off + n) to the joining backup. */
@@ -694,61 +724,50 @@ static int send_ram(struct pri_log *pl, const uint8_t *ram, uint64_t size, uint6
 	return pl->link->ops->send(pl->link->opaque, FT_MSG_STATE, z, STATE_HDR + (size_t)k);
 }
 
-/* The copier: all of RAM, while the guest runs (what it writes meanwhile goes again). */
+/* Send the pages set in bits (all of RAM where bits is NULL), runs of them at most a piece
+ * each; counts them in *pages. */
+static int send_pages(struct pri_log *pl, const uint8_t *ram, uint64_t size,
+		      const uint64_t *bits, uint64_t *pages)
+{
+	int bound = LZ4_compressBound(STATE_PIECE);
+	uint8_t *z = malloc(STATE_HDR + (size_t)bound);
+	if (!z)
+		return -1;
+	uint64_t n = size / 4096;
+	int rc = 0;
+	for (uint64_t pg = 0; rc == 0 && pg < n;) {
+		if (bits && !(bits[pg / 64] >> (pg % 64) & 1)) {
+			pg++;
+			continue;
+		}
+		uint64_t first = pg;
+		while (pg < n && pg - first < STATE_PIECE / 4096 &&
+		       (!bits || (bits[pg / 64] >> (pg % 64) & 1)))
+			pg++;
+		*pages += pg - first;
+		rc = send_ram(pl, ram, size, first * 4096, (size_t)((pg - first) * 4096), z, bound);
+	}
+	free(z);
+	return rc;
+}
+
+/* The copier: one round while the guest runs: all of RAM, then the pages written during
+ * the round before (what it writes meanwhile goes in the next round, or in the pause). */
 static void *copier_main(void *arg)
 {
 	struct side *s = arg;
 	struct pri_log *pl = s->log;
-	const uint8_t *ram = vmm_machine_ram(pl->m);
-	uint64_t size = vmm_machine_ram_size(pl->m);
-	int bound = LZ4_compressBound(STATE_PIECE);
-	uint8_t *z = malloc(STATE_HDR + (size_t)bound);
-	int rc = z ? 0 : -1;
-	for (uint64_t off = 0; rc == 0 && off < size; off += STATE_PIECE)
-		rc = send_ram(pl, ram, size, off,
-			      size - off < STATE_PIECE ? (size_t)(size - off) : STATE_PIECE, z, bound);
-	free(z);
-	pl->copy_rc = rc;
+	uint64_t pages = 0;
+	pl->copy_rc = send_pages(pl, vmm_machine_ram(pl->m), vmm_machine_ram_size(pl->m),
+				 pl->round ? pl->sending : NULL, &pages);
+	pl->round_pages[pl->round < JOIN_ROUNDS_MAX ? pl->round : JOIN_ROUNDS_MAX - 1] = pages;
 	ft_primary_join_copied(s->fp);
 	return NULL;
 }
 
-/* HELLO with the next generation; start watching which pages the guest writes; copy RAM. */
-static int join_begin(void *opaque, struct vmm_machine *m, const struct ft_link *link)
+static int copier_start(struct side *s)
 {
-	struct side *s = opaque;
 	struct pri_log *pl = s->log;
-	pl->t0 = ft_now_ns();
-	pl->m = m;
-	pl->link = link;
-	pl->sent_bytes = pl->dirty_pages = 0;
-	pl->ram_bytes = vmm_machine_ram_size(m);
-	/* Whatever the old log holds goes out now (to --log only: no backup listens). */
-	if (lf_writer_flush(pl->w) < 0)
-		return -1;
-	char err[256];
-	struct ft_hello h = {.generation = s->generation + 1, .marker_ms = pl->marker_ms,
-			     .timeout_ms = pl->timeout_ms};
-	memcpy(h.pair_id, s->pair_id, sizeof(h.pair_id));
-	if (ft_hello_send(link, &h, 5000, err, sizeof(err)) < 0) {
-		fprintf(stderr, "%s: ft primary: a backup's join failed: %s\n", prog, err);
-		return -1;
-	}
-	size_t words = (size_t)((pl->ram_bytes / 4096 + 63) / 64);
-	free(pl->dirty);
-	pl->dirty = calloc(words ? words : 1, sizeof(*pl->dirty));
-	if (!pl->dirty)
-		return -1;
-	struct vmm_track t = {.dirty = pl->dirty};
-	/* Where the backend cannot tell written pages, the whole copy waits for the stop. */
-	pl->tracked = vmm_machine_track(m, &t) == 0;
-	free(t.code);
-	pl->copy_rc = 0;
-	pl->copier_on = false;
-	if (!pl->tracked) {
-		ft_primary_join_copied(s->fp);
-		return 0;
-	}
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
@@ -760,13 +779,62 @@ static int join_begin(void *opaque, struct vmm_machine *m, const struct ft_link 
 	return 0;
 }
 
-/* The guest stands still: the pages written since the copy began (all of RAM where they
- * are not known), then the devices and the vCPU, and where the output stands. */
+/* HELLO with the next generation; start watching which pages the guest writes; copy RAM. */
+static int join_begin(void *opaque, struct vmm_machine *m, const struct ft_link *link)
+{
+	struct side *s = opaque;
+	struct pri_log *pl = s->log;
+	pl->t0 = ft_now_ns();
+	pl->m = m;
+	pl->link = link;
+	pl->sent_bytes = pl->dirty_pages = 0;
+	pl->round = 0;
+	memset(pl->round_pages, 0, sizeof(pl->round_pages));
+	pl->ram_bytes = vmm_machine_ram_size(m);
+	char err[256];
+	struct ft_hello h = {.generation = s->generation + 1, .marker_ms = pl->marker_ms,
+			     .timeout_ms = pl->timeout_ms};
+	memcpy(h.pair_id, s->pair_id, sizeof(h.pair_id));
+	if (ft_hello_send(link, &h, 5000, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s: ft primary: a backup's join failed: %s\n", prog, err);
+		return -1;
+	}
+	pl->words = (size_t)((pl->ram_bytes / 4096 + 63) / 64);
+	free(pl->dirty);
+	free(pl->sending);
+	pl->dirty = calloc(pl->words ? pl->words : 1, sizeof(*pl->dirty));
+	pl->sending = calloc(pl->words ? pl->words : 1, sizeof(*pl->sending));
+	if (!pl->dirty || !pl->sending)
+		return -1;
+	struct vmm_track t = {.dirty = pl->dirty};
+	/* Where the backend cannot tell written pages, the whole copy waits for the stop. */
+	pl->tracked = vmm_machine_track(m, &t) == 0;
+	free(t.code);
+	pl->copy_rc = 0;
+	pl->copier_on = false;
+	if (!pl->tracked) {
+		ft_primary_join_copied(s->fp);
+		return 0;
+	}
+	return copier_start(s);
+}
+
+static uint64_t count_bits(const uint64_t *b, size_t words)
+{
+	uint64_t n = 0;
+	for (size_t i = 0; i < words; i++)
+		n += (uint64_t)__builtin_popcountll(b[i]);
+	return n;
+}
+
+/* At a stop after a copy round: another round while the guest runs (1), or the guest
+ * stands still for the pages written since the last round (all of RAM where they are not
+ * known), then the devices and the vCPU, and where the output stands (0). */
 static int join_end(void *opaque, struct vmm_machine *m, const struct ft_link *link)
 {
 	struct side *s = opaque;
 	struct pri_log *pl = s->log;
-	pl->t_pause = ft_now_ns();
+	uint64_t t_stop = ft_now_ns();
 	if (pl->copier_on) {
 		pthread_join(pl->copier, NULL);
 		pl->copier_on = false;
@@ -774,32 +842,36 @@ static int join_end(void *opaque, struct vmm_machine *m, const struct ft_link *l
 	if (pl->copy_rc < 0)
 		goto fail;
 	const uint8_t *ram = vmm_machine_ram(m);
-	uint64_t size = vmm_machine_ram_size(m), pages = size / 4096;
-	int bound = LZ4_compressBound(STATE_PIECE);
-	uint8_t *z = malloc(STATE_HDR + (size_t)bound);
-	if (!z)
-		goto fail;
+	uint64_t size = vmm_machine_ram_size(m);
 	int rc = 0;
 	if (pl->tracked) {
 		struct vmm_track t = {.dirty = pl->dirty};
 		rc = vmm_machine_track(m, &t);
 		free(t.code);
-	}
-	/* Runs of written pages (every page when untracked), at most a piece each. */
-	for (uint64_t pg = 0; rc == 0 && pg < pages;) {
-		bool d = !pl->tracked || (pl->dirty[pg / 64] >> (pg % 64) & 1);
-		if (!d) {
-			pg++;
-			continue;
+		if (rc < 0)
+			goto fail;
+		/*
+		 * Another round while the guest runs, as long as the pages written during the
+		 * last one are many (more than JOIN_SMALL_PAGES), fewer than the round before
+		 * wrote (the copy gains on the guest), and the rounds are not used up.
+		 */
+		uint64_t d = count_bits(pl->dirty, pl->words);
+		uint64_t before = pl->round ? pl->round_dirty : UINT64_MAX;
+		pl->round_dirty = d;
+		if (d > JOIN_SMALL_PAGES && d < before && pl->round + 1 < pl->max_rounds &&
+		    pl->round + 1 < JOIN_ROUNDS_MAX) {
+			uint64_t *tmp = pl->sending;
+			pl->sending = pl->dirty;
+			pl->dirty = tmp;
+			memset(pl->dirty, 0, pl->words * sizeof(*pl->dirty));
+			pl->round++;
+			return copier_start(s) < 0 ? -1 : 1;
 		}
-		uint64_t first = pg;
-		while (pg < pages && pg - first < STATE_PIECE / 4096 &&
-		       (!pl->tracked || (pl->dirty[pg / 64] >> (pg % 64) & 1)))
-			pg++;
-		pl->dirty_pages += pg - first;
-		rc = send_ram(pl, ram, size, first * 4096, (size_t)((pg - first) * 4096), z, bound);
 	}
-	free(z);
+	pl->t_pause = t_stop;
+	uint64_t pages = 0;
+	rc = send_pages(pl, ram, size, pl->tracked ? pl->dirty : NULL, &pages);
+	pl->dirty_pages = pages;
 	if (rc < 0)
 		goto fail;
 	void *snap;
@@ -856,7 +928,8 @@ static int join_log(void *opaque, struct vmm_machine *m, struct rec **out)
 	uint64_t oh, ob;
 	rec_output(pl->rec, &oh, &ob);
 	struct rec_config rcc = {.inner = &vmm_live_input_ops, .inner_opaque = pl->live,
-				 .writer = w, .resume = true, .out_hash = oh, .out_bytes = ob};
+				 .writer = w, .tee = pl->tee, .resume = true, .out_hash = oh,
+				 .out_bytes = ob};
 	struct rec *r;
 	if (rec_create(&rcc, &r) < 0) {
 		lf_writer_free(w);
@@ -868,12 +941,20 @@ static int join_log(void *opaque, struct vmm_machine *m, struct rec **out)
 	pl->rec = r;
 	*out = r;
 	uint64_t now = ft_now_ns();
+	char rounds[200] = "";
+	size_t rl = 0;
+	for (unsigned i = 1; pl->tracked && i <= pl->round && rl + 24 < sizeof(rounds); i++)
+		rl += (size_t)snprintf(rounds + rl, sizeof(rounds) - rl, "%s%" PRIu64,
+				       i > 1 ? ", " : "", pl->round_pages[i]);
 	fprintf(stderr,
 		"%s: ft primary: a backup joined (generation %" PRIu64 "): protected again; the "
-		"guest paused %.1f ms for its state (%" PRIu64 " pages written during the copy "
-		"sent again; %.1f MB of RAM, %.1f MB sent in %.0f ms)\n",
+		"guest paused %.1f ms for its state (%" PRIu64 " pages written since the last "
+		"copy round sent then; %u rounds while it ran%s%s; %.1f MB of RAM, %.1f MB sent "
+		"in %.0f ms)\n",
 		prog, s->generation, (now - pl->t_pause) / 1e6, pl->dirty_pages,
-		pl->ram_bytes / 1e6, pl->sent_bytes / 1e6, (now - pl->t0) / 1e6);
+		pl->tracked ? pl->round + 1 : 0, rl ? ", pages sent again by rounds 2 on: " : "",
+		rounds, pl->ram_bytes / 1e6, pl->sent_bytes / 1e6,
+		(now - pl->t0) / 1e6);
 	return 0;
 }
 
@@ -955,9 +1036,10 @@ static int cmd_ft_primary(int argc, char **argv)
 	s.log = &pl;
 	pl.marker_ms = o.marker_ms;
 	pl.timeout_ms = o.timeout_ms;
+	pl.max_rounds = o.precopy_rounds;
 	struct ft_primary_config pc = {.link = link, .marker_ms = o.marker_ms,
 				       .timeout_ms = o.timeout_ms, .out_cap = o.out_buffer,
-				       .log_fd = log_fd, .input = s.in, .release = release_cb,
+				       .input = s.in, .release = release_cb,
 				       .claim = claim_cb, .join_begin = join_begin,
 				       .join_end = join_end, .join_log = join_log, .opaque = &s};
 	struct ft_primary *fp;
@@ -982,12 +1064,20 @@ static int cmd_ft_primary(int argc, char **argv)
 	rc = lf_writer_open(&pl.io, &pl.hd, &pl.wc, &pl.w);
 	if (rc < 0)
 		die_lf(rc, "ft primary: starting the stream");
+	if (log_fd >= 0) {
+		/* The file's own log, fed the same events: it goes on across joins. */
+		lf_io_fd_init(&pl.tee_io, &pl.tee_fd, log_fd);
+		struct lf_writer_config fwc = {.codec = LF_CODEC_ZSTD};
+		rc = lf_writer_open(&pl.tee_io, &pl.hd, &fwc, &pl.tee);
+		if (rc < 0)
+			die_lf(rc, o.log);
+	}
 	struct vmm_live_config lc = {.in_fd = ft_input_fd(s.in)};
 	if (vmm_live_create(&lc, &pl.live) < 0)
 		die_line(EXIT_HOST, "ft primary: %s", vmm_errdetail());
 	struct vmm_live *live = pl.live;
 	struct rec_config rcc = {.inner = &vmm_live_input_ops, .inner_opaque = live,
-				 .writer = pl.w};
+				 .writer = pl.w, .tee = pl.tee};
 	if (rec_create(&rcc, &pl.rec) < 0)
 		die_line(EXIT_HOST, "ft primary: no memory");
 	ft_primary_set_rec(fp, pl.rec);
@@ -1275,13 +1365,18 @@ static int cmd_ft_backup(int argc, char **argv)
 		struct vmm_live_config lc = {.in_fd = ft_input_fd(s.in),
 					     .clock_floor_ns = last_clock};
 		static struct pri_log pl;
+		/* --log goes on: the events received, then those of the live guest. */
+		if (ft_backup_log(fb, &pl.tee, err, sizeof(err)) < 0)
+			fprintf(stderr, "%s: ft backup: --log %s: %s; the log stops here\n", prog,
+				o.log, err);
 		if (vmm_live_create(&lc, &pl.live) < 0)
 			die_line(EXIT_HOST, "ft backup: %s", vmm_errdetail());
 		s.log = &pl;
 		pl.marker_ms = 5;
 		pl.timeout_ms = o.timeout_ms;
+		pl.max_rounds = o.precopy_rounds;
 		struct ft_primary_config pc = {.alone = true, .marker_ms = 5,
-					       .timeout_ms = o.timeout_ms, .log_fd = -1,
+					       .timeout_ms = o.timeout_ms,
 					       .input = s.in, .release = release_cb,
 					       .claim = claim_cb, .join_begin = join_begin,
 					       .join_end = join_end, .join_log = join_log,
@@ -1298,8 +1393,8 @@ static int cmd_ft_backup(int argc, char **argv)
 		struct rpl_mark mk;
 		rpl_mark(rpl, &mk);
 		struct rec_config rcc = {.inner = &vmm_live_input_ops, .inner_opaque = pl.live,
-					 .writer = pl.w, .resume = true, .out_hash = mk.out_hash,
-					 .out_bytes = mk.out_bytes};
+					 .writer = pl.w, .tee = pl.tee, .resume = true,
+					 .out_hash = mk.out_hash, .out_bytes = mk.out_bytes};
 		if (rec_create(&rcc, &pl.rec) < 0)
 			die_line(EXIT_HOST, "ft backup: no memory");
 		ft_primary_set_rec(fp, pl.rec);
@@ -1326,6 +1421,8 @@ static int cmd_ft_backup(int argc, char **argv)
 		if (ft_primary_finish(fp) == FT_LOSER)
 			exit(EXIT_ARBITER);
 		side_end(&s);
+		if (log_fd >= 0 && close(log_fd) < 0)
+			die_line(EXIT_HOST, "--log %s: %s", o.log, strerror(errno));
 		return stop_status(m, &stop);
 	}
 	struct rpl_divergence d;
@@ -1335,6 +1432,11 @@ static int cmd_ft_backup(int argc, char **argv)
 		(void)ft_backup_wait(fb, 2 * o.timeout_ms);
 		fprintf(stderr, "%s: ft backup: the primary's run ended at position %" PRIu64
 				"; the replay matched\n", prog, stop.pos);
+		struct lf_writer *lw;
+		if (ft_backup_log(fb, &lw, err, sizeof(err)) < 0)
+			fprintf(stderr, "%s: ft backup: --log %s: %s\n", prog, o.log, err);
+		if (lw) /* (the primary hung up before its END: the file is cut there) */
+			lf_writer_free(lw);
 		side_end(&s);
 		return stop_status(m, &stop);
 	}

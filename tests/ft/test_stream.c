@@ -208,7 +208,6 @@ static void *primary_main(void *arg)
 				       .marker_ms = 5,
 				       .timeout_ms = p->timeout_ms,
 				       .out_cap = 4096,
-				       .log_fd = -1,
 				       .release = on_release,
 				       .claim = pclaim,
 				       .opaque = p};

@@ -786,3 +786,164 @@ Test(ft, initrd_through_failover_and_join, .timeout = 180)
 					    check_initrd400};
 	join_case_with(true, &g);
 }
+
+/* `rewind replay` of an ft side's --log file: the guest's whole output, matched. */
+static void replay_matches(struct ft_env *e, const char *log, const char *out)
+{
+	char *rargv[] = {e->rewind, "replay", (char *)log, NULL};
+	struct h_run rr;
+	h_run(rargv, NULL, &rr);
+	cr_assert_eq(rr.status, 1, "replay of %s: %s", log, rr.err);
+	cr_assert(strstr(rr.err, ": matched"), "%s", rr.err);
+	cr_assert_str_eq(rr.out, out, "the replay of %s shows other output", log);
+	h_free(&rr);
+}
+
+/* A backup that joins the survivor at join and is killed some ms after it joined (or
+ * follows to the end: kill false). */
+static void join_and(struct ft_env *e, const char *join, bool kill, struct h_proc *b)
+{
+	char *argv[] = {e->rewind, "ft", "backup", "--join", (char *)join, "--key", e->key,
+			"--arbiter", e->arb, "--timeout", TIMEOUT_S, NULL};
+	struct h_opts o = {.timeout_s = 90};
+	if (kill) {
+		o.sig = SIGKILL;
+		o.sig_after = "joined the primary";
+		o.sig_delay_ms = 300;
+	}
+	h_start(argv, &o, b);
+}
+
+/* --log keeps one log of the whole run: on a primary whose backup dies and is replaced
+ * twice (the stream starts a new log at each join; the file goes on), and on a backup that
+ * went live and was joined (the events it received, then those of its live guest). */
+Test(ft, log_is_one_log_across_joins, .timeout = 240)
+{
+	struct ft_env e;
+	env_init(&e);
+	char plog[128], blog[128], pl[40], backup[40];
+	snprintf(plog, sizeof(plog), "%s/primary.rwl", e.dir);
+	snprintf(blog, sizeof(blog), "%s/backup.rwl", e.dir);
+	snprintf(pl, sizeof(pl), "127.0.0.1:%d", free_port());
+	snprintf(backup, sizeof(backup), "127.0.0.1:%d", e.port);
+	/* The primary, joined twice, to the end. */
+	struct h_proc b1, p, b2, b3;
+	start_backup(&e, e.port, e.key, TIMEOUT_S, &b1);
+	char *pargv[] = {e.rewind, "ft", "primary", "--backup", backup, "--listen", pl, "--key",
+			 e.key, "--arbiter", e.arb, "--timeout", TIMEOUT_S, "--mem", "16M",
+			 "--log", plog, "--append", "lines=400 hz=200", e.guest, NULL};
+	struct h_opts po = {.timeout_s = 90};
+	h_start(pargv, &po, &p);
+	struct h_run r1, r2, r3, pr;
+	b1.o.sig = SIGKILL;
+	b1.o.sig_after = "following pair";
+	b1.o.sig_delay_ms = 300;
+	h_wait(&b1, &r1);
+	cr_assert_eq(r1.termsig, SIGKILL, "%s", r1.err);
+	usleep(300 * 1000);
+	join_and(&e, pl, true, &b2);
+	h_wait(&b2, &r2);
+	cr_assert_eq(r2.termsig, SIGKILL, "%s", r2.err);
+	usleep(300 * 1000);
+	join_and(&e, pl, false, &b3);
+	h_wait(&p, &pr);
+	h_wait(&b3, &r3);
+	cr_assert_eq(pr.status, 1, "primary: %s", pr.err);
+	check_ticker(pr.out, 400);
+	cr_assert(strstr(pr.err, "joined (generation 2)") && strstr(pr.err, "joined (generation 3)"),
+		  "the primary was not joined twice: %s", pr.err);
+	cr_assert_eq(r3.status, 1, "last backup: %s", r3.err);
+	cr_assert(strstr(r3.err, "the replay matched"), "%s", r3.err);
+	replay_matches(&e, plog, pr.out);
+	h_free(&r1);
+	h_free(&r2);
+	h_free(&r3);
+	h_free(&pr);
+
+	/* A backup with --log goes live and is joined; it runs to the end. */
+	e.port = free_port();
+	snprintf(backup, sizeof(backup), "127.0.0.1:%d", e.port);
+	char *bargv[] = {e.rewind, "ft", "backup", "--listen", backup, "--key", e.key, "--arbiter",
+			 e.arb, "--timeout", TIMEOUT_S, "--log", blog, NULL};
+	struct h_opts bo = {.timeout_s = 90};
+	h_start(bargv, &bo, &b1);
+	char *p2argv[] = {e.rewind, "ft", "primary", "--backup", backup, "--key", e.key,
+			  "--arbiter", e.arb, "--timeout", TIMEOUT_S, "--mem", "16M", "--append",
+			  "lines=400 hz=200", e.guest, NULL};
+	po.sig = SIGKILL;
+	po.sig_after = "streaming to the backup";
+	po.sig_delay_ms = 500;
+	h_start(p2argv, &po, &p);
+	h_wait(&p, &pr);
+	cr_assert_eq(pr.termsig, SIGKILL, "%s", pr.err);
+	usleep(300 * 1000);
+	join_and(&e, backup, false, &b2);
+	h_wait(&b1, &r1);
+	h_wait(&b2, &r2);
+	cr_assert_eq(r1.status, 1, "backup: %s", r1.err);
+	cr_assert(strstr(r1.err, "went live at position"), "%s", r1.err);
+	cr_assert(strstr(r1.err, "joined (generation 2)"), "%s", r1.err);
+	check_ticker(r1.out, 400);
+	cr_assert_eq(r2.status, 1, "joined backup: %s", r2.err);
+	replay_matches(&e, blog, r1.out);
+	h_free(&r1);
+	h_free(&r2);
+	h_free(&pr);
+	/* A joining backup cannot keep a log: it starts from a state. */
+	char *jl[] = {e.rewind, "ft", "backup", "--join", pl, "--key", e.key, "--arbiter", e.arb,
+		      "--log", blog, NULL};
+	h_run(jl, NULL, &r1);
+	cr_assert_eq(r1.status, 2, "%s", r1.err);
+	cr_assert_eq(h_lines(r1.err), 1, "%s", r1.err);
+	h_free(&r1);
+	env_free(&e);
+}
+
+/* A join while the guest writes much of its RAM (guests/dirty: 16 MiB swept at 16 pages a
+ * tick): the copy goes round after round while the guest runs (the first round's writes
+ * are thousands of pages), the pause sends what the last round left, and the joined
+ * backup's replay matches to the end (the guest prints sums of what it reads back, so a
+ * page the copy missed or left stale would diverge). */
+Test(ft, join_copies_in_rounds, .timeout = 180)
+{
+	struct ft_env e;
+	env_init(&e);
+	h_guest_path("dirty", e.guest, sizeof(e.guest));
+	char pl[40];
+	snprintf(pl, sizeof(pl), "127.0.0.1:%d", free_port());
+	struct h_proc b1, p, b2;
+	start_backup(&e, e.port, e.key, TIMEOUT_S, &b1);
+	char backup[40];
+	snprintf(backup, sizeof(backup), "127.0.0.1:%d", e.port);
+	char *pargv[] = {e.rewind, "ft", "primary", "--backup", backup, "--listen", pl, "--key",
+			 e.key, "--arbiter", e.arb, "--timeout", TIMEOUT_S, "--mem", "64M",
+			 "--append", "mb=16 lines=40", e.guest, NULL};
+	struct h_opts po = {.timeout_s = 90};
+	h_start(pargv, &po, &p);
+	struct h_run r1, r2, pr;
+	b1.o.sig = SIGKILL;
+	b1.o.sig_after = "following pair";
+	b1.o.sig_delay_ms = 300;
+	h_wait(&b1, &r1);
+	cr_assert_eq(r1.termsig, SIGKILL, "%s", r1.err);
+	usleep(300 * 1000);
+	join_and(&e, pl, false, &b2);
+	h_wait(&p, &pr);
+	h_wait(&b2, &r2);
+	cr_assert_eq(pr.status, 1, "primary: %s", pr.err);
+	cr_assert(strstr(pr.out, "dirty: done, 40 lines\n"), "%s", pr.out);
+	const char *j = strstr(pr.err, "protected again; the guest paused");
+	cr_assert(j, "%s", pr.err);
+	const char *rw = strstr(j, " rounds while it ran");
+	cr_assert(rw, "%s", j);
+	const char *num = rw;
+	while (num > j && num[-1] >= '0' && num[-1] <= '9')
+		num--;
+	cr_assert_geq(atoi(num), 2, "one copy round only: %s", j);
+	cr_assert_eq(r2.status, 1, "joined backup: %s", r2.err);
+	cr_assert(strstr(r2.err, "the replay matched"), "%s", r2.err);
+	h_free(&r1);
+	h_free(&r2);
+	h_free(&pr);
+	env_free(&e);
+}
