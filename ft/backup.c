@@ -304,7 +304,7 @@ const struct vmm_input_ops ft_backup_input_ops = {
 
 static void lost(struct ft_backup *b, const char *why)
 {
-	b->cfg.link.ops->shut(b->cfg.link.opaque);
+	b->cfg.link.ops->shut(b->cfg.link.opaque, why);
 	enum ft_verdict v = b->cfg.claim(b->cfg.opaque, why);
 	pthread_mutex_lock(&b->mu);
 	snprintf(b->why, sizeof(b->why), "%s", why);
@@ -518,7 +518,7 @@ void ft_backup_free(struct ft_backup *b)
 		return;
 	if (b->thread_on) {
 		atomic_store(&b->quit, true);
-		b->cfg.link.ops->shut(b->cfg.link.opaque);
+		b->cfg.link.ops->shut(b->cfg.link.opaque, "the backup is stopping");
 		pthread_join(b->thread, NULL);
 	}
 	if (b->copier_on) {

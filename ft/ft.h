@@ -43,8 +43,9 @@ struct ft_link_ops {
 	int (*recv)(void *opaque, uint8_t *type, void *buf, size_t cap, size_t *len,
 		    int timeout_ms);
 	const char *(*error)(void *opaque);
-	/* Make the link dead now (a recv in progress on another thread returns). */
-	void (*shut)(void *opaque);
+	/* Make the link dead now, for reason why (what error() says from then on): a send
+	 * or recv in progress on another thread returns. */
+	void (*shut)(void *opaque, const char *why);
 };
 
 struct ft_link {

@@ -71,7 +71,7 @@ static void link_dead(struct ft_primary *p, const char *why)
 		snprintf(p->why, sizeof(p->why), "%s", why);
 	pthread_mutex_unlock(&p->mu);
 	if (p->cfg.link.ops)
-		p->cfg.link.ops->shut(p->cfg.link.opaque);
+		p->cfg.link.ops->shut(p->cfg.link.opaque, why);
 }
 
 static void send_msg(struct ft_primary *p, uint8_t type, const void *buf, size_t len)
@@ -634,7 +634,7 @@ void ft_primary_free(struct ft_primary *p)
 	if (p->thread_on) {
 		atomic_store(&p->quit, true);
 		if (p->cfg.link.ops)
-			p->cfg.link.ops->shut(p->cfg.link.opaque);
+			p->cfg.link.ops->shut(p->cfg.link.opaque, "the primary is stopping");
 		pthread_join(p->thread, NULL);
 	}
 	free(p->ob);
