@@ -89,6 +89,8 @@ struct ft_console_client_opts {
 	int silence_ms; /* a live link silent this long is lost: 3000 (servers ping each s) */
 	int escape;     /* terminal mode: this byte read from in_fd ends input like EOF and
 			 * is not sent (a terminal in raw mode has no EOF); 0: none */
+	int linger_ms;  /* once input ended and all of it was taken, go on printing until
+			 * no output came for this long: 1000; -1: return at once */
 	/*
 	 * One-line notices (live at, lost, how many bytes are gone), on the caller's thread.
 	 * NULL: only the gone notices are shown, written into out_fd between brackets on a

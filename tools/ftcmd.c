@@ -96,6 +96,8 @@ static void usage_ft(FILE *f)
 		"rewind console prints the guest's output from whichever side is live, going on\n"
 		"from where it was after a failover, and sends what it reads from stdin (until\n"
 		"its end, or Ctrl-] on a terminal) as typed input; --no-input only watches.\n"
+		"After the end of input it prints on until the output has been quiet for 1 s\n"
+		"(or the guest's output ends), so that the answer to the input is shown.\n"
 		"\n"
 		"Exit status: as 'rewind record' (the guest's own status when it exits, see\n"
 		"'rewind --help'), and 14: this side lost the arbiter (the other one runs the\n"

@@ -947,3 +947,41 @@ Test(ft, join_copies_in_rounds, .timeout = 180)
 	h_free(&pr);
 	env_free(&e);
 }
+
+/* `echo cmd | rewind console ...`: input ends at once and is taken as soon as it is in the
+ * guest's UART, but the guest's answer comes after (here it works a while before it echoes
+ * each byte; then the output rule holds the answer for the backup's ack): the console
+ * prints on until its output has been quiet for a second, so the answer is there, then
+ * exits 0. */
+Test(ft, console_waits_for_the_answer_after_input_ends, .timeout = 120)
+{
+	struct ft_env e;
+	env_init(&e);
+	h_guest_path("echo", e.guest, sizeof(e.guest));
+	int pcon = free_port();
+	char ps[40];
+	snprintf(ps, sizeof(ps), "tcp:127.0.0.1:%d", pcon);
+	struct h_proc b, p, c;
+	start_backup(&e, e.port, e.key, TIMEOUT_S, &b);
+	struct h_opts o = {.timeout_s = 60};
+	start_primary_serial(&e, e.port, e.key, TIMEOUT_S, "spin=3000000", ps, &o, &p);
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "printf 'hello-there\\n' | '%s' console --key '%s' 127.0.0.1:%d",
+		 e.rewind, e.key, pcon);
+	char *cargv[] = {"sh", "-c", cmd, NULL};
+	struct h_opts co = {.timeout_s = 30};
+	struct h_run cr, pr, br;
+	h_start(cargv, &co, &c);
+	h_wait(&c, &cr);
+	kill(p.pid, SIGKILL);
+	h_wait(&p, &pr);
+	kill(b.pid, SIGKILL);
+	h_wait(&b, &br);
+	cr_assert_eq(cr.status, 0, "console: %s", cr.err);
+	cr_assert_str_eq(cr.out, "echo: type; byte 113 quits\nhello-there\n", "console: %s",
+			 cr.err);
+	h_free(&cr);
+	h_free(&pr);
+	h_free(&br);
+	env_free(&e);
+}
