@@ -424,6 +424,27 @@ static void status_text(struct side *s, char *buf, size_t cap)
 	}
 }
 
+/* Connections of the --listen port being served (each on a thread of its own, so that a
+ * silent or slow one, or a join that copies RAM, holds up nobody else), and the most. */
+#define STATUS_CONNS_MAX 16
+static atomic_int g_status_conns;
+
+struct status_conn {
+	struct side *s;
+	int fd;
+};
+
+static void status_serve(struct side *s, int fd);
+
+static void *status_conn_main(void *arg)
+{
+	struct status_conn sc = *(struct status_conn *)arg;
+	free(arg);
+	status_serve(sc.s, sc.fd);
+	atomic_fetch_sub(&g_status_conns, 1);
+	return NULL;
+}
+
 static void *status_main(void *arg)
 {
 	struct side *s = arg;
@@ -434,37 +455,60 @@ static void *status_main(void *arg)
 				continue;
 			return NULL;
 		}
-		struct ft_chan *c;
-		char err[256];
-		if (ft_chan_open(fd, &s->key, FT_CHAN_ACCEPTOR, FT_PURPOSE, 2000, &c, err,
-				 sizeof(err)) < 0) {
-			fprintf(stderr, "%s: ft %s: refused a connection: %s\n", prog, s->role, err);
-			continue;
+		struct status_conn *sc = malloc(sizeof(*sc));
+		pthread_t t;
+		pthread_attr_t at;
+		bool started = false;
+		if (sc && atomic_fetch_add(&g_status_conns, 1) < STATUS_CONNS_MAX &&
+		    pthread_attr_init(&at) == 0) {
+			*sc = (struct status_conn){s, fd};
+			pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+			started = pthread_create(&t, &at, status_conn_main, sc) == 0;
+			pthread_attr_destroy(&at);
 		}
-		uint8_t type = 0, b[64];
-		size_t n;
-		int got = ft_chan_recv(c, &type, b, sizeof(b), &n, 2000);
-		if (got == 1 && type == FT_MSG_STATUS) {
-			char text[1024];
-			status_text(s, text, sizeof(text));
-			(void)ft_chan_send(c, FT_MSG_STATUS_OK, text, strlen(text));
-		} else if (got == 1 && type == FT_MSG_JOIN && s->fp) {
-			struct ft_link link;
-			ft_link_chan(&link, c);
-			if (ft_primary_join(s->fp, &link, err, sizeof(err)) == 0)
-				continue; /* the channel is the stream now */
-			fprintf(stderr, "%s: ft primary: refused a backup's join: %s\n", prog, err);
-			(void)ft_chan_send(c, FT_MSG_REFUSED, err, strlen(err));
-		} else if (got == 1 && type == FT_MSG_JOIN) {
-			(void)ft_chan_send(c, FT_MSG_REFUSED, "this is not a primary", 21);
-		} else if (type == FT_MSG_HELLO) {
-			fprintf(stderr, "%s: ft %s: refused a second stream (this side has its pair)\n",
-				prog, s->role);
-			static const char busy[] = "it follows another primary already";
-			(void)ft_chan_send(c, FT_MSG_REFUSED, busy, sizeof(busy) - 1);
+		if (!started) { /* too many at once (or no memory): this one is closed */
+			if (sc)
+				atomic_fetch_sub(&g_status_conns, 1);
+			free(sc);
+			close(fd);
 		}
-		ft_chan_close(c);
 	}
+}
+
+/* One connection of the --listen port: the handshake, then a status request, a join, or
+ * a stream hello that is refused. */
+static void status_serve(struct side *s, int fd)
+{
+	struct ft_chan *c;
+	char err[256];
+	if (ft_chan_open(fd, &s->key, FT_CHAN_ACCEPTOR, FT_PURPOSE, 2000, &c, err,
+			 sizeof(err)) < 0) {
+		fprintf(stderr, "%s: ft %s: refused a connection: %s\n", prog, s->role, err);
+		return;
+	}
+	uint8_t type = 0, b[64];
+	size_t n;
+	int got = ft_chan_recv(c, &type, b, sizeof(b), &n, 2000);
+	if (got == 1 && type == FT_MSG_STATUS) {
+		char text[1024];
+		status_text(s, text, sizeof(text));
+		(void)ft_chan_send(c, FT_MSG_STATUS_OK, text, strlen(text));
+	} else if (got == 1 && type == FT_MSG_JOIN && s->fp) {
+		struct ft_link link;
+		ft_link_chan(&link, c);
+		if (ft_primary_join(s->fp, &link, err, sizeof(err)) == 0)
+			return; /* the channel is the stream now */
+		fprintf(stderr, "%s: ft primary: refused a backup's join: %s\n", prog, err);
+		(void)ft_chan_send(c, FT_MSG_REFUSED, err, strlen(err));
+	} else if (got == 1 && type == FT_MSG_JOIN) {
+		(void)ft_chan_send(c, FT_MSG_REFUSED, "this is not a primary", 21);
+	} else if (type == FT_MSG_HELLO) {
+		fprintf(stderr, "%s: ft %s: refused a second stream (this side has its pair)\n",
+			prog, s->role);
+		static const char busy[] = "it follows another primary already";
+		(void)ft_chan_send(c, FT_MSG_REFUSED, busy, sizeof(busy) - 1);
+	}
+	ft_chan_close(c);
 }
 
 static void status_start(struct side *s)

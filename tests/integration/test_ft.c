@@ -985,3 +985,59 @@ Test(ft, console_waits_for_the_answer_after_input_ends, .timeout = 120)
 	h_free(&br);
 	env_free(&e);
 }
+
+/* A client that connects to the --listen port and says nothing (or a join that takes its
+ * time) holds up nobody else: `ft status` answers at once, not after that client's 2 s
+ * handshake timeout. */
+Test(ft, status_not_held_up_by_a_silent_client, .timeout = 120)
+{
+	struct ft_env e;
+	env_init(&e);
+	int sport = free_port();
+	char listen[32];
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", sport);
+	struct h_proc b, p;
+	start_backup(&e, e.port, e.key, TIMEOUT_S, &b);
+	char backup[32];
+	snprintf(backup, sizeof(backup), "127.0.0.1:%d", e.port);
+	char *pargv[] = {e.rewind, "ft", "primary", "--backup", backup, "--listen", listen,
+			 "--key", e.key, "--arbiter", e.arb, "--timeout", TIMEOUT_S, "--append",
+			 "lines=600 hz=200", e.guest, NULL};
+	struct h_opts o = {.timeout_s = 60};
+	h_start(pargv, &o, &p);
+	char *sargv[] = {e.rewind, "ft", "status", "--key", e.key, listen, NULL};
+	struct h_run sr = {0};
+	for (int i = 0; i < 50; i++) { /* the primary listens */
+		usleep(100 * 1000);
+		h_run(sargv, NULL, &sr);
+		if (sr.status == 0)
+			break;
+		h_free(&sr);
+	}
+	cr_assert_eq(sr.status, 0, "ft status never answered: %s", sr.err);
+	h_free(&sr);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)sport),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int silent[3];
+	for (int i = 0; i < 3; i++) {
+		silent[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		cr_assert(connect(silent[i], (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	}
+	usleep(100 * 1000);
+	double t0 = h_now();
+	h_run(sargv, NULL, &sr);
+	double took = h_now() - t0;
+	cr_assert_eq(sr.status, 0, "%s", sr.err);
+	cr_assert(strstr(sr.out, "role: primary\n"), "%s", sr.out);
+	cr_assert_lt(took, 1.5, "ft status took %.2f s behind silent clients", took);
+	h_free(&sr);
+	for (int i = 0; i < 3; i++)
+		close(silent[i]);
+	struct h_run pr, br;
+	h_wait(&p, &pr);
+	h_wait(&b, &br);
+	cr_assert_eq(pr.status, 1, "%s", pr.err);
+	h_free(&pr);
+	h_free(&br);
+	env_free(&e);
+}
