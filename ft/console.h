@@ -64,6 +64,14 @@ void ft_console_set_live(struct ft_console *c, bool live);
  */
 void ft_console_end(struct ft_console *c);
 
+/*
+ * After ft_console_end: wait until every connection is over (a client read the rest of the
+ * output and BYE and closed; one that says nothing is dropped at the server's own
+ * timeouts), at most timeout_ms, so that ft_console_stop cuts nobody still reading the
+ * end. Returns whether all were over.
+ */
+bool ft_console_drain(struct ft_console *c, unsigned timeout_ms);
+
 /* Close every connection (clients go on to the next address), stop the threads, free.
  * It waits for an input call in progress to return: do not call it holding what the
  * input callback needs. */

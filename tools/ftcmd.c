@@ -258,15 +258,16 @@ static void side_out(struct side *s, const uint8_t *b, size_t n)
 	pthread_mutex_unlock(&s->out_mu);
 }
 
-/* This side serves the guest's console from now on. */
-/* The guest ended: clients get the rest of the output and are told it ended. */
+/* The guest ended: clients get the rest of the output and are told it ended; they have
+ * a few seconds to read it before the console stops. */
 static void side_end(struct side *s)
 {
 	if (!s->con)
 		return;
 	ft_console_end(s->con);
-	struct timespec ts = {0, 300 * 1000 * 1000}; /* the last output and BYE go out */
-	nanosleep(&ts, NULL);
+	if (!ft_console_drain(s->con, 5000))
+		fprintf(stderr, "%s: ft %s: a console client did not read the end of the output "
+				"within 5 s; it is cut off\n", prog, s->role);
 	ft_console_stop(s->con);
 	s->con = NULL;
 }
