@@ -206,8 +206,16 @@ int ft_backup_log(struct ft_backup *b, struct lf_writer **w, char *err, size_t c
 	*w = NULL;
 	if (!b->copier_on)
 		return 0;
+	/* (still following: the replay is over without the primary's END; the file is cut
+	 * where the stream is now) */
+	pthread_mutex_lock(&b->mu);
+	b->closed = true;
+	pthread_cond_broadcast(&b->cv);
+	pthread_mutex_unlock(&b->mu);
 	pthread_join(b->copier, NULL);
+	pthread_mutex_lock(&b->mu);
 	b->copier_on = false;
+	pthread_mutex_unlock(&b->mu);
 	if (b->log_err[0]) {
 		snprintf(err, cap, "%s", b->log_err);
 		return -1;

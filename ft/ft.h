@@ -251,8 +251,9 @@ enum ft_backup_state ft_backup_wait(struct ft_backup *b, unsigned timeout_ms);
 void ft_backup_stats(struct ft_backup *b, struct ft_stats *s);
 /*
  * --log: the file gets every event of the stream, written by a writer of the backup's own
- * (zstd). Once the state is no longer FT_B_FOLLOWING: waits until every event received is
- * in the file. A stream that ended whole made a whole file: *w is NULL. One cut by a lost
+ * (zstd). Once the replay is over (the state is no longer FT_B_FOLLOWING, or the primary
+ * did not say END in time): waits until every event received is in the file (no more are
+ * taken). A stream that ended whole made a whole file: *w is NULL. One cut by a lost
  * primary leaves the file open: *w is its writer (events up to where the replay stopped),
  * now the caller's, to go on with (a recorder's tee) and finish. Returns 0, or -1 with
  * the reason in err (the file could not be written: the rest is the caller's choice).
