@@ -108,6 +108,13 @@ def ticker_ok(out, lines):
     return text[1 + lines] == "ticker: done, %d lines" % lines and text[2 + lines] == ""
 
 
+def cpu_model():
+    for l in open("/proc/cpuinfo"):
+        if l.startswith("model name"):
+            return l.split(":", 1)[1].strip()
+    return "?"
+
+
 def timed(cmd):
     """Wall and CPU (user + sys) seconds of one run."""
     t = time.monotonic()
@@ -123,94 +130,100 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--soak", type=int, default=20)
     ap.add_argument("--write", action="store_true")
+    ap.add_argument("--only", choices=("join",), help="only this measure")
     a = ap.parse_args()
+    load0 = open("/proc/loadavg").read().split()[:3]
     rw = os.path.join(a.build, "rewind")
     g = lambda n: os.path.join(a.build, "guests", n + ".elf")
     tmp = tempfile.mkdtemp(prefix="rewind-ftbench-")
     rows = []
     notes = []
 
-    # Throughput.
-    for name, guest, cmdline in (("compute", "compute", "n=150"), ("spew", "spew", "lines=20000")):
-        ft, rec, run, logbw, lat = [], [], [], [], []
-        ftc, recc, runc = [], [], []
-        for _ in range(a.runs):
-            w, c = timed([rw, "run", "--backend", "emu", "--append", cmdline, g(guest)])
-            run.append(w)
-            runc.append(c)
-            w, c = timed([rw, "record", "--compress", "lz4", "-o", os.path.join(tmp, "r.rwl"),
-                          "--append", cmdline, g(guest)])
-            rec.append(w)
-            recc.append(c)
-            pr = Pair(rw, g(guest), cmdline, tmp)
-            pr.finish()
-            w = pr.p_last - pr.t0 if pr.p_last else float("nan")
-            ft.append(w)
-            ftc.append(pr.pcpu)
-            m = re.search(r"log (\d+) bytes.*?([\d.]+) us per byte", pr.perr)
+    if a.only != "join":
+        # Throughput.
+        for name, guest, cmdline in (("compute", "compute", "n=150"), ("spew", "spew", "lines=20000")):
+            ft, rec, run, logbw, lat = [], [], [], [], []
+            ftc, recc, runc = [], [], []
+            for _ in range(a.runs):
+                w, c = timed([rw, "run", "--backend", "emu", "--append", cmdline, g(guest)])
+                run.append(w)
+                runc.append(c)
+                w, c = timed([rw, "record", "--compress", "lz4", "-o", os.path.join(tmp, "r.rwl"),
+                              "--append", cmdline, g(guest)])
+                rec.append(w)
+                recc.append(c)
+                pr = Pair(rw, g(guest), cmdline, tmp)
+                pr.finish()
+                w = pr.p_last - pr.t0 if pr.p_last else float("nan")
+                ft.append(w)
+                ftc.append(pr.pcpu)
+                m = re.search(r"log (\d+) bytes.*?([\d.]+) us per byte", pr.perr)
+                if m:
+                    logbw.append(int(m.group(1)) / w)
+                    lat.append(float(m.group(2)))
+                if pr.p.returncode != 1 or pr.b.returncode != 1:
+                    notes.append("%s: primary %s backup %s: %s %s" % (name, pr.p.returncode,
+                                 pr.b.returncode, pr.perr.strip()[-200:], pr.berr.strip()[-200:]))
+            f, r_, u = statistics.median(ft), statistics.median(rec), statistics.median(run)
+            fc, rc_, uc = statistics.median(ftc), statistics.median(recc), statistics.median(runc)
+            rows.append(("throughput %s (%s), wall" % (name, cmdline),
+                         "ft primary %.2f s (its backup replays on the same cores), record %.2f s, "
+                         "run %.2f s; record/ft **%.2f**, run/ft %.2f" % (f, r_, u, r_ / f, u / f)))
+            rows.append(("throughput %s, primary's CPU" % name,
+                         "ft %.2f s, record %.2f s, run %.2f s; record/ft **%.2f**, run/ft %.2f" %
+                         (fc, rc_, uc, rc_ / fc, uc / fc)))
+            if logbw:
+                rows.append(("log bandwidth %s" % name, "%.0f KB/s" % (statistics.median(logbw) / 1e3)))
+                rows.append(("output latency %s" % name, "%.0f us per byte" % statistics.median(lat)))
+
+        # Lag, from status during a ticker run.
+        pr = Pair(rw, g("ticker"), "lines=300 hz=200", tmp)
+        lags = []
+        for _ in range(8):
+            pr.pump(0.25)
+            s = subprocess.run([rw, "ft", "status", "--key", pr.key, "127.0.0.1:%d" % pr.sport],
+                               capture_output=True, text=True)
+            m = re.search(r"lag: (\d+) positions, ([\d.]+) ms", s.stdout)
             if m:
-                logbw.append(int(m.group(1)) / w)
-                lat.append(float(m.group(2)))
-            if pr.p.returncode != 1 or pr.b.returncode != 1:
-                notes.append("%s: primary %s backup %s: %s %s" % (name, pr.p.returncode,
-                             pr.b.returncode, pr.perr.strip()[-200:], pr.berr.strip()[-200:]))
-        f, r_, u = statistics.median(ft), statistics.median(rec), statistics.median(run)
-        fc, rc_, uc = statistics.median(ftc), statistics.median(recc), statistics.median(runc)
-        rows.append(("throughput %s (%s), wall" % (name, cmdline),
-                     "ft primary %.2f s (its backup replays on the same cores), record %.2f s, "
-                     "run %.2f s; record/ft **%.2f**, run/ft %.2f" % (f, r_, u, r_ / f, u / f)))
-        rows.append(("throughput %s, primary's CPU" % name,
-                     "ft %.2f s, record %.2f s, run %.2f s; record/ft **%.2f**, run/ft %.2f" %
-                     (fc, rc_, uc, rc_ / fc, uc / fc)))
-        if logbw:
-            rows.append(("log bandwidth %s" % name, "%.0f KB/s" % (statistics.median(logbw) / 1e3)))
-            rows.append(("output latency %s" % name, "%.0f us per byte" % statistics.median(lat)))
-
-    # Lag, from status during a ticker run.
-    pr = Pair(rw, g("ticker"), "lines=300 hz=200", tmp)
-    lags = []
-    for _ in range(8):
-        pr.pump(0.25)
-        s = subprocess.run([rw, "ft", "status", "--key", pr.key, "127.0.0.1:%d" % pr.sport],
-                           capture_output=True, text=True)
-        m = re.search(r"lag: (\d+) positions, ([\d.]+) ms", s.stdout)
-        if m:
-            lags.append((int(m.group(1)), float(m.group(2))))
-    pr.finish()
-    if lags:
-        rows.append(("backup lag (ticker, status x%d)" % len(lags),
-                     "median %d positions, %.1f ms; max %d positions, %.1f ms" %
-                     (statistics.median(l[0] for l in lags), statistics.median(l[1] for l in lags),
-                      max(l[0] for l in lags), max(l[1] for l in lags))))
-
-    # Failover gaps.
-    def gap(sig, timeout):
-        pr = Pair(rw, g("ticker"), "lines=200 hz=200", tmp, timeout=timeout)
-        pr.pump(0.5 + random.random() * 0.5)
-        t = time.monotonic()
-        os.kill(pr.p.pid, sig)
-        while pr.b_first is None and time.monotonic() - t < 10:
-            pr.pump(0.01)
-        g_ = pr.b_first - t if pr.b_first else float("nan")
-        if sig != signal.SIGKILL:
-            os.kill(pr.p.pid, signal.SIGKILL)
+                lags.append((int(m.group(1)), float(m.group(2))))
         pr.finish()
-        ok = pr.bout.startswith(pr.pout) and ticker_ok(pr.bout, 200)
-        return g_, ok
+        if lags:
+            rows.append(("backup lag (ticker, status x%d)" % len(lags),
+                         "median %d positions, %.1f ms; max %d positions, %.1f ms" %
+                         (statistics.median(l[0] for l in lags), statistics.median(l[1] for l in lags),
+                          max(l[0] for l in lags), max(l[1] for l in lags))))
 
-    for label, sig, to in (("kill -9", signal.SIGKILL, "3"), ("silence (SIGSTOP, --timeout 1)", signal.SIGSTOP, "1")):
-        gs = [gap(sig, to) for _ in range(a.runs)]
-        rows.append(("failover gap after %s" % label,
-                     "median %.0f ms, max %.0f ms (%d runs, transcripts %s)" %
-                     (statistics.median(x[0] for x in gs) * 1e3, max(x[0] for x in gs) * 1e3,
-                      len(gs), "all whole" if all(x[1] for x in gs) else "NOT ALL WHOLE")))
+        # Failover gaps.
+        def gap(sig, timeout):
+            pr = Pair(rw, g("ticker"), "lines=200 hz=200", tmp, timeout=timeout)
+            pr.pump(0.5 + random.random() * 0.5)
+            t = time.monotonic()
+            os.kill(pr.p.pid, sig)
+            while pr.b_first is None and time.monotonic() - t < 10:
+                pr.pump(0.01)
+            g_ = pr.b_first - t if pr.b_first else float("nan")
+            if sig != signal.SIGKILL:
+                os.kill(pr.p.pid, signal.SIGKILL)
+            pr.finish()
+            ok = pr.bout.startswith(pr.pout) and ticker_ok(pr.bout, 200)
+            return g_, ok
 
-    # Join pause: the backup dies, a new one joins the primary that runs alone.
-    pauses = []
-    for _ in range(a.runs):
-        pr = Pair(rw, g("ticker"), "lines=200 hz=200", tmp)
+        for label, sig, to in (("kill -9", signal.SIGKILL, "3"), ("silence (SIGSTOP, --timeout 1)", signal.SIGSTOP, "1")):
+            gs = [gap(sig, to) for _ in range(a.runs)]
+            rows.append(("failover gap after %s" % label,
+                         "median %.0f ms, max %.0f ms (%d runs, transcripts %s)" %
+                         (statistics.median(x[0] for x in gs) * 1e3, max(x[0] for x in gs) * 1e3,
+                          len(gs), "all whole" if all(x[1] for x in gs) else "NOT ALL WHOLE")))
+
+    # Join pause: the backup dies, a new one joins the primary that runs alone. On the
+    # ticker (little written), and on guests/dirty (64 MiB written at ~64 MB/s) with one
+    # copy round (--precopy-rounds 1: the pause sends every page written during the copy)
+    # against the default rounds, alternated in the same run.
+    def join_pause(guest, cmdline, extra=()):
+        pr = Pair(rw, g(guest), cmdline, tmp, extra=extra)
         while not pr.pout and pr.p.poll() is None:
             pr.pump(0.01)
+        pr.pump(0.5)
         pr.b.kill()
         pr.pump(0.4)
         # (refused while the primary still decides about its lost backup: try again)
@@ -223,45 +236,62 @@ def main():
                 break
         pr.finish()
         b2.wait(timeout=60)
-        m = re.search(r"paused ([\d.]+) ms for its state \((\d+) pages written during the copy "
-                      r"sent again; ([\d.]+) MB of RAM, ([\d.]+) MB sent in (\d+) ms\)", pr.perr)
-        if m:
-            pauses.append((float(m.group(1)), int(m.group(2)), float(m.group(3)),
-                           float(m.group(4)), int(m.group(5))))
-        else:
-            notes.append("join: %s" % pr.perr.strip()[-300:])
-    if pauses:
-        rows.append(("join pause (128 MiB guest, ticker)",
-                     "median %.1f ms, max %.1f ms (%d joins; RAM copied while the guest ran: "
-                     "%.0f MB, %.2f MB sent, median %d ms; pages sent again at the pause: "
-                     "median %d)" %
-                     (statistics.median(x[0] for x in pauses), max(x[0] for x in pauses),
-                      len(pauses), pauses[0][2], pauses[0][3],
-                      statistics.median(x[4] for x in pauses),
-                      statistics.median(x[1] for x in pauses))))
+        m = re.search(r"paused ([\d.]+) ms for its state \((\d+) pages written since the last "
+                      r"copy round sent then; (\d+) rounds while it ran[^;]*; ([\d.]+) MB of "
+                      r"RAM, ([\d.]+) MB sent in (\d+) ms\)", pr.perr)
+        if not m:
+            notes.append("join (%s %s): %s" % (guest, " ".join(extra), pr.perr.strip()[-300:]))
+            return None
+        return (float(m.group(1)), int(m.group(2)), int(m.group(3)), float(m.group(4)),
+                float(m.group(5)), int(m.group(6)))
 
-    # Kill soak.
-    bad = late = 0
-    t0 = time.monotonic()
-    for i in range(a.soak):
-        pr = Pair(rw, g("ticker"), "lines=60 hz=400", tmp)
-        while not pr.pout and pr.p.poll() is None:  # the pair runs: the first line left
-            pr.pump(0.01)
-        pr.pump(random.random() * 0.2)
-        os.kill(pr.p.pid, signal.SIGKILL)
-        pr.finish()
-        # A primary that ended before the kill: its output is the transcript; else the
-        # backup's, which must begin with what the primary showed.
-        ended = pr.p.returncode == 1
-        late += ended
-        if not (ticker_ok(pr.pout, 60) if ended else
-                pr.bout.startswith(pr.pout) and ticker_ok(pr.bout, 60)):
-            bad += 1
-            notes.append("soak %d: primary %d bytes, backup %d bytes: %s" %
-                         (i, len(pr.pout), len(pr.bout), pr.berr.strip()[-300:]))
-    rows.append(("kill soak", "%d kills at random points (0-200 ms after the first line of a 0.3 s ticker; "
-                 "%d came after the primary's end), %d transcripts with bytes lost or repeated, %.0f s" %
-                 (a.soak, late, bad, time.monotonic() - t0)))
+    def join_row(label, pauses):
+        pauses = [x for x in pauses if x]
+        if pauses:
+            rows.append((label,
+                         "median %.1f ms, max %.1f ms (%d joins; rounds while the guest ran: "
+                         "median %d; %.0f MB of RAM, %.1f MB sent, median %d ms; pages sent "
+                         "at the pause: median %d)" %
+                         (statistics.median(x[0] for x in pauses), max(x[0] for x in pauses),
+                          len(pauses), statistics.median(x[2] for x in pauses), pauses[0][3],
+                          statistics.median(x[4] for x in pauses),
+                          statistics.median(x[5] for x in pauses),
+                          statistics.median(x[1] for x in pauses))))
+
+    join_row("join pause (128 MiB guest, ticker)",
+             [join_pause("ticker", "lines=300 hz=200") for _ in range(a.runs)])
+    one, rounds = [], []
+    for _ in range(a.runs):
+        one.append(join_pause("dirty", "mb=64 lines=60", ("--precopy-rounds", "1")))
+        rounds.append(join_pause("dirty", "mb=64 lines=60"))
+    join_row("join pause, guests/dirty (64 MiB written at ~64 MB/s), one copy round", one)
+    join_row("join pause, guests/dirty, copy rounds (default --precopy-rounds 10)", rounds)
+
+    bad = 0
+    if a.only != "join":
+        # Kill soak.
+        bad = late = 0
+        t0 = time.monotonic()
+        for i in range(a.soak):
+            pr = Pair(rw, g("ticker"), "lines=60 hz=400", tmp)
+            while not pr.pout and pr.p.poll() is None:  # the pair runs: the first line left
+                pr.pump(0.01)
+            pr.pump(random.random() * 0.2)
+            os.kill(pr.p.pid, signal.SIGKILL)
+            pr.finish()
+            # A primary that ended before the kill: its output is the transcript; else the
+            # backup's, which must begin with what the primary showed.
+            ended = pr.p.returncode == 1
+            late += ended
+            if not (ticker_ok(pr.pout, 60) if ended else
+                    pr.bout.startswith(pr.pout) and ticker_ok(pr.bout, 60)):
+                bad += 1
+                notes.append("soak %d: primary %d bytes, backup %d bytes: %s" %
+                             (i, len(pr.pout), len(pr.bout), pr.berr.strip()[-300:]))
+        rows.append(("kill soak", "%d kills at random points (0-200 ms after the first line of a 0.3 s ticker; "
+                     "%d came after the primary's end), %d transcripts with bytes lost or repeated, %.0f s" %
+                     (a.soak, late, bad, time.monotonic() - t0)))
+
 
     out = ["| measure | result |", "|---|---|"] + ["| %s | %s |" % r for r in rows]
     print("\n".join(out))
@@ -273,8 +303,9 @@ def main():
         with open("bench/RESULTS.md", "a") as f:
             f.write("\n## %s — %s — the ft pair (bench/ft.sh)\n\n" %
                     (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), rev))
-            f.write("- Machine: %d CPUs; loopback; emu; --serial stdio; load average before: %s\n\n" %
-                    (os.cpu_count(), open("/proc/loadavg").read().split()[:3]))
+            f.write("- Command: `bench/ft.sh %s`\n" % " ".join(sys.argv[1:]))
+            f.write("- Machine: %d CPUs (%s); loopback; emu; --serial stdio; load average "
+                    "before: %s\n\n" % (os.cpu_count(), cpu_model(), load0))
             f.write("\n".join(out) + "\n")
             for n in notes:
                 f.write("\n- note: %s" % n)

@@ -8,6 +8,13 @@
  * there). When the primary is lost the thread asks the arbiter: won, the queue ends, the
  * replay consumes every event it holds and stops where the log ends, and the caller goes
  * live there; lost, the replay is stopped.
+ *
+ * --log: a second queue gets the same bytes, and a thread of its own (the log copier)
+ * reads them as a log and writes every event to the file with a writer of its own. When
+ * the stream ends whole, so does the file; when the primary is lost, the copier stops at
+ * the same event as the replay (the last of the last whole chunk) and hands its writer to
+ * the caller, whose recorder goes on writing to it once the guest is live: one log of the
+ * whole run, whatever happened to the stream.
  */
 #include "ft.h"
 
@@ -44,7 +51,17 @@ struct ft_backup {
 	unsigned mh, mn;
 	struct ft_input_delivery *ins; /* input deliveries told, not yet replayed */
 	size_t ih, in_n, icap;
-	bool log_failed;
+
+	/* --log: the copier's queue (same mu, cv and closed) and what it made */
+	uint8_t *lq;
+	size_t lqh, lqn, lqcap;
+	pthread_t copier;
+	bool copier_on;
+	struct lf_io_fd lfd;
+	struct lf_writer *lw;   /* the file's writer (NULL: none, or handed over) */
+	struct lf_reader *lr;
+	bool log_whole;         /* the stream ended whole, and so did the file */
+	char log_err[200];
 
 	atomic_uint_fast64_t replayed;
 	atomic_uint_fast64_t last_heard;
@@ -55,23 +72,42 @@ struct ft_backup {
 
 /* ---- the log's io: the queue ---------------------------------------------------------- */
 
+/* Take up to n bytes of a queue, waiting while it is empty and open (mu held). */
+static size_t take(struct ft_backup *b, uint8_t **q, size_t *qh, size_t *qn, void *buf,
+		   size_t n)
+{
+	while (!*qn && !b->closed)
+		pthread_cond_wait(&b->cv, &b->mu);
+	size_t k = n < *qn ? n : *qn;
+	memcpy(buf, *q + *qh, k); /* (after the wait: the queue may have moved) */
+	*qh += k;
+	*qn -= k;
+	if (!*qn)
+		*qh = 0;
+	return k;
+}
+
 static ssize_t io_read(void *opaque, void *buf, size_t n)
 {
 	struct ft_backup *b = opaque;
 	pthread_mutex_lock(&b->mu);
-	while (!b->qn && !b->closed)
-		pthread_cond_wait(&b->cv, &b->mu);
-	size_t k = n < b->qn ? n : b->qn;
-	memcpy(buf, b->q + b->qh, k);
-	b->qh += k;
-	b->qn -= k;
-	if (!b->qn)
-		b->qh = 0;
+	size_t k = take(b, &b->q, &b->qh, &b->qn, buf, n);
 	pthread_mutex_unlock(&b->mu);
 	return (ssize_t)k;
 }
 
 static const struct lf_io_ops backup_io_ops = {.read = io_read};
+
+static ssize_t log_io_read(void *opaque, void *buf, size_t n)
+{
+	struct ft_backup *b = opaque;
+	pthread_mutex_lock(&b->mu);
+	size_t k = take(b, &b->lq, &b->lqh, &b->lqn, buf, n);
+	pthread_mutex_unlock(&b->mu);
+	return (ssize_t)k;
+}
+
+static const struct lf_io_ops log_queue_ops = {.read = log_io_read};
 
 void ft_backup_io(struct ft_backup *b, struct lf_io *io)
 {
@@ -79,28 +115,115 @@ void ft_backup_io(struct ft_backup *b, struct lf_io *io)
 	io->opaque = b;
 }
 
-/* Append received log bytes (mu held). */
-static int enqueue(struct ft_backup *b, const uint8_t *buf, size_t n)
+/* Append n bytes to a queue (mu held). */
+static int put(uint8_t **q, size_t *qh, size_t *qn, size_t *qcap, const uint8_t *buf, size_t n)
 {
-	if (b->qh + b->qn + n > b->qcap) {
-		if (b->qh) {
-			memmove(b->q, b->q + b->qh, b->qn);
-			b->qh = 0;
+	if (*qh + *qn + n > *qcap) {
+		if (*qh) {
+			memmove(*q, *q + *qh, *qn);
+			*qh = 0;
 		}
-		if (b->qn + n > b->qcap) {
-			size_t nc = b->qcap ? b->qcap : 1u << 20;
-			while (nc < b->qn + n)
+		if (*qn + n > *qcap) {
+			size_t nc = *qcap ? *qcap : 1u << 20;
+			while (nc < *qn + n)
 				nc *= 2;
-			uint8_t *q = realloc(b->q, nc);
-			if (!q)
+			uint8_t *nq = realloc(*q, nc);
+			if (!nq)
 				return -1;
-			b->q = q;
-			b->qcap = nc;
+			*q = nq;
+			*qcap = nc;
 		}
 	}
-	memcpy(b->q + b->qh + b->qn, buf, n);
-	b->qn += n;
+	memcpy(*q + *qh + *qn, buf, n);
+	*qn += n;
+	return 0;
+}
+
+/* Append received log bytes, for the replay and the log copier (mu held). */
+static int enqueue(struct ft_backup *b, const uint8_t *buf, size_t n)
+{
+	if (put(&b->q, &b->qh, &b->qn, &b->qcap, buf, n) < 0)
+		return -1;
+	if (b->copier_on && put(&b->lq, &b->lqh, &b->lqn, &b->lqcap, buf, n) < 0)
+		return -1;
 	pthread_cond_broadcast(&b->cv);
+	return 0;
+}
+
+/* ---- the log copier (--log) ------------------------------------------------------------ */
+
+static void *copier_main(void *arg)
+{
+	struct ft_backup *b = arg;
+	struct lf_io qio = {&log_queue_ops, b}, fio;
+	lf_io_fd_init(&fio, &b->lfd, b->cfg.log_fd);
+	int rc = lf_reader_open(&qio, &b->lr);
+	if (rc < 0) {
+		b->lr = NULL;
+		snprintf(b->log_err, sizeof(b->log_err), "the stream's header: %s",
+			 *lf_errdetail() ? lf_errdetail() : lf_strerror(rc));
+		goto drain;
+	}
+	struct lf_writer_config wc = {.codec = LF_CODEC_ZSTD};
+	rc = lf_writer_open(&fio, lf_reader_header(b->lr), &wc, &b->lw);
+	if (rc < 0) {
+		b->lw = NULL;
+		snprintf(b->log_err, sizeof(b->log_err), "%s",
+			 *lf_errdetail() ? lf_errdetail() : lf_strerror(rc));
+		goto drain;
+	}
+	struct lf_event ev;
+	while ((rc = lf_reader_next(b->lr, &ev)) == 1) {
+		int wrc = lf_writer_append(b->lw, &ev);
+		if (wrc < 0) {
+			snprintf(b->log_err, sizeof(b->log_err), "%s",
+				 *lf_errdetail() ? lf_errdetail() : lf_strerror(wrc));
+			goto drain;
+		}
+	}
+drain:
+	/* The end of what was read: wait for the end of the stream (whole, or the primary
+	 * lost), then finish the file if the stream was whole. */
+	pthread_mutex_lock(&b->mu);
+	while (!b->closed) {
+		b->lqh = b->lqn = 0;
+		pthread_cond_wait(&b->cv, &b->mu);
+	}
+	bool whole = b->state == FT_B_ENDED;
+	pthread_mutex_unlock(&b->mu);
+	if (b->lw && !b->log_err[0]) {
+		rc = whole ? lf_writer_finish(b->lw) : lf_writer_flush(b->lw);
+		if (rc < 0)
+			snprintf(b->log_err, sizeof(b->log_err), "%s",
+				 *lf_errdetail() ? lf_errdetail() : lf_strerror(rc));
+		b->log_whole = whole && rc >= 0;
+	}
+	return NULL;
+}
+
+int ft_backup_log(struct ft_backup *b, struct lf_writer **w, char *err, size_t cap)
+{
+	*w = NULL;
+	if (!b->copier_on)
+		return 0;
+	/* (still following: the replay is over without the primary's END; the file is cut
+	 * where the stream is now) */
+	pthread_mutex_lock(&b->mu);
+	b->closed = true;
+	pthread_cond_broadcast(&b->cv);
+	pthread_mutex_unlock(&b->mu);
+	pthread_join(b->copier, NULL);
+	pthread_mutex_lock(&b->mu);
+	b->copier_on = false;
+	pthread_mutex_unlock(&b->mu);
+	if (b->log_err[0]) {
+		snprintf(err, cap, "%s", b->log_err);
+		return -1;
+	}
+	if (!b->log_whole) {
+		*w = b->lw;
+		b->lw = NULL;
+	}
 	return 0;
 }
 
@@ -189,7 +312,7 @@ const struct vmm_input_ops ft_backup_input_ops = {
 
 static void lost(struct ft_backup *b, const char *why)
 {
-	b->cfg.link.ops->shut(b->cfg.link.opaque);
+	b->cfg.link.ops->shut(b->cfg.link.opaque, why);
 	enum ft_verdict v = b->cfg.claim(b->cfg.opaque, why);
 	pthread_mutex_lock(&b->mu);
 	snprintf(b->why, sizeof(b->why), "%s", why);
@@ -201,22 +324,6 @@ static void lost(struct ft_backup *b, const char *why)
 	pthread_mutex_unlock(&b->mu);
 	if (v != FT_ALONE && rpl && m)
 		rpl_request_stop(rpl, m);
-}
-
-static void tee(struct ft_backup *b, const uint8_t *buf, size_t n)
-{
-	if (b->cfg.log_fd < 0 || b->log_failed)
-		return;
-	for (size_t done = 0; done < n;) {
-		ssize_t k = write(b->cfg.log_fd, buf + done, n - done);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0) {
-			b->log_failed = true;
-			return;
-		}
-		done += (size_t)k;
-	}
 }
 
 static void *backup_main(void *arg)
@@ -242,7 +349,6 @@ static void *backup_main(void *arg)
 		if (rc == 1) {
 			atomic_store(&b->last_heard, now);
 			if (type == FT_MSG_LOG) {
-				tee(b, buf, n);
 				pthread_mutex_lock(&b->mu);
 				int e = enqueue(b, buf, n);
 				b->st.log_bytes += n;
@@ -363,6 +469,11 @@ void ft_backup_attach(struct ft_backup *b, struct rpl *rpl, struct vmm_machine *
 int ft_backup_start(struct ft_backup *b)
 {
 	atomic_store(&b->last_heard, ft_now_ns());
+	if (b->cfg.log_fd >= 0) {
+		if (pthread_create(&b->copier, NULL, copier_main, b))
+			return -1;
+		b->copier_on = true;
+	}
 	int e = pthread_create(&b->thread, NULL, backup_main, b);
 	if (e)
 		return -1;
@@ -415,9 +526,21 @@ void ft_backup_free(struct ft_backup *b)
 		return;
 	if (b->thread_on) {
 		atomic_store(&b->quit, true);
-		b->cfg.link.ops->shut(b->cfg.link.opaque);
+		b->cfg.link.ops->shut(b->cfg.link.opaque, "the backup is stopping");
 		pthread_join(b->thread, NULL);
 	}
+	if (b->copier_on) {
+		pthread_mutex_lock(&b->mu);
+		b->closed = true;
+		pthread_cond_broadcast(&b->cv);
+		pthread_mutex_unlock(&b->mu);
+		pthread_join(b->copier, NULL);
+	}
+	if (b->lw)
+		lf_writer_free(b->lw);
+	if (b->lr)
+		lf_reader_free(b->lr);
+	free(b->lq);
 	free(b->q);
 	free(b->ins);
 	free(b);

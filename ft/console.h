@@ -64,6 +64,14 @@ void ft_console_set_live(struct ft_console *c, bool live);
  */
 void ft_console_end(struct ft_console *c);
 
+/*
+ * After ft_console_end: wait until every connection is over (a client read the rest of the
+ * output and BYE and closed; one that says nothing is dropped at the server's own
+ * timeouts), at most timeout_ms, so that ft_console_stop cuts nobody still reading the
+ * end. Returns whether all were over.
+ */
+bool ft_console_drain(struct ft_console *c, unsigned timeout_ms);
+
 /* Close every connection (clients go on to the next address), stop the threads, free.
  * It waits for an input call in progress to return: do not call it holding what the
  * input callback needs. */
@@ -89,6 +97,8 @@ struct ft_console_client_opts {
 	int silence_ms; /* a live link silent this long is lost: 3000 (servers ping each s) */
 	int escape;     /* terminal mode: this byte read from in_fd ends input like EOF and
 			 * is not sent (a terminal in raw mode has no EOF); 0: none */
+	int linger_ms;  /* once input ended and all of it was taken, go on printing until
+			 * no output came for this long: 1000; -1: return at once */
 	/*
 	 * One-line notices (live at, lost, how many bytes are gone), on the caller's thread.
 	 * NULL: only the gone notices are shown, written into out_fd between brackets on a

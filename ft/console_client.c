@@ -32,6 +32,7 @@
 #define CLI_BACKOFF_MAX	 100	    /* ... up to this: a backup that just went live is found fast */
 #define CLI_RETRY_MS	 20	    /* before sending again what the core did not take */
 #define CLI_MAX_PENDING	 (1u << 20) /* typed bytes held unacked before in_fd waits */
+#define CLI_LINGER_MS	 1000	    /* after input ended and was taken: quiet output ends it */
 
 struct cli {
 	const struct ft_key *key;
@@ -44,6 +45,7 @@ struct cli {
 	size_t errlen;
 	uint8_t *rx;
 	uint64_t retry_at; /* not before then: what the core did not take, again */
+	uint64_t last_out; /* when output was last printed, or input was last taken */
 	int fatal;	   /* try_addr's status when it says SES_FATAL */
 };
 
@@ -285,6 +287,7 @@ static int handle_record(struct cli *c, uint8_t type, size_t len, const char *ad
 			*status = FT_CONSOLE_HOST;
 			return SES_FATAL;
 		}
+		c->last_out = now_ms();
 		return -1;
 	case FT_CON_GONE:
 		if (ft_con_cli_gone(&c->st, c->rx, len, &count) < 0)
@@ -298,6 +301,7 @@ static int handle_record(struct cli *c, uint8_t type, size_t len, const char *ad
 	case FT_CON_ACK:
 		switch (ft_con_cli_ack(&c->st, c->rx, len)) {
 		case 0:
+			c->last_out = now_ms(); /* the quiet after input counts from here */
 			return -1;
 		case 1:
 			/* The core is full: give it a moment before the rest goes again. */
@@ -360,8 +364,16 @@ static int session(struct cli *c, struct ft_chan *ch, const char *addr, int *sta
 			notice(c, "console %s: silent for %d ms", addr, c->o.silence_ms);
 			return SES_LOST;
 		}
-		if (ft_con_cli_input_done(&c->st))
-			return SES_DONE;
+		/* Input ended and all of it was taken: the answer to it may still be on its way
+		 * (the output rule holds it for the backup's ack). Print on until the output
+		 * has been quiet for linger_ms (or the guest's output ends: BYE), as ssh with a
+		 * closed stdin waits for the other side. */
+		bool linger = false;
+		if (ft_con_cli_input_done(&c->st)) {
+			if (c->o.linger_ms < 0 || t >= c->last_out + (uint64_t)c->o.linger_ms)
+				return SES_DONE;
+			linger = true;
+		}
 		if (t >= c->retry_at && (n = ft_con_cli_input_next(&c->st, send)) > 0) {
 			if (ft_chan_send(ch, FT_CON_INPUT, send, n) < 0)
 				goto lost;
@@ -377,6 +389,8 @@ static int session(struct cli *c, struct ft_chan *ch, const char *addr, int *sta
 			wake = last_rx + (uint64_t)c->o.silence_ms;
 		if (c->retry_at > t && c->st.in_len && !c->st.in_flight && c->retry_at < wake)
 			wake = c->retry_at;
+		if (linger && c->last_out + (uint64_t)c->o.linger_ms < wake)
+			wake = c->last_out + (uint64_t)c->o.linger_ms;
 		pf[0] = (struct pollfd){ft_chan_fd(ch), POLLIN, 0};
 		if (c->in_fd >= 0 && !c->st.in_eof && c->st.in_len < CLI_MAX_PENDING)
 			pf[npf++] = (struct pollfd){c->in_fd, POLLIN, 0};
@@ -511,6 +525,8 @@ int ft_console_client_ex(const char *addrs, const struct ft_key *key, int in_fd,
 		c.o.give_up_ms = CLI_GIVE_UP_MS;
 	if (c.o.silence_ms <= 0)
 		c.o.silence_ms = CLI_SILENCE_MS;
+	if (c.o.linger_ms == 0)
+		c.o.linger_ms = CLI_LINGER_MS;
 	if (getrandom(&id, sizeof(id), 0) != sizeof(id)) {
 		snprintf(err, errlen, "console: getrandom: %s", strerror(errno));
 		return FT_CONSOLE_INTERNAL;

@@ -438,6 +438,25 @@ void ft_console_end(struct ft_console *s)
 	pthread_mutex_unlock(&s->mu);
 }
 
+bool ft_console_drain(struct ft_console *s, unsigned timeout_ms)
+{
+	uint64_t until = now_ms() + timeout_ms;
+
+	for (;;) {
+		bool all_done = true;
+
+		pthread_mutex_lock(&s->mu);
+		for (struct con_conn *c = s->conns; c; c = c->next)
+			all_done = all_done && c->done;
+		pthread_mutex_unlock(&s->mu);
+		if (all_done)
+			return true;
+		if (now_ms() >= until)
+			return false;
+		usleep(5000);
+	}
+}
+
 void ft_console_stop(struct ft_console *s)
 {
 	uint64_t until;

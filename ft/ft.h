@@ -43,8 +43,9 @@ struct ft_link_ops {
 	int (*recv)(void *opaque, uint8_t *type, void *buf, size_t cap, size_t *len,
 		    int timeout_ms);
 	const char *(*error)(void *opaque);
-	/* Make the link dead now (a recv in progress on another thread returns). */
-	void (*shut)(void *opaque);
+	/* Make the link dead now, for reason why (what error() says from then on): a send
+	 * or recv in progress on another thread returns. */
+	void (*shut)(void *opaque, const char *why);
 };
 
 struct ft_link {
@@ -151,7 +152,8 @@ struct ft_primary_config {
 	unsigned marker_ms;        /* a progress marker this often (0: 5 ms) */
 	unsigned timeout_ms;       /* silence that means the backup is lost (0: 1000) */
 	size_t out_cap;            /* output bytes buffered before the guest waits (0: 64 KiB) */
-	int log_fd;                /* --log: also write the log here (-1: no) */
+	/* (--log is a second writer of the recorders, rec_config.tee: the stream's log
+	 * starts anew at each join, the file goes on) */
 	struct ft_input *input;    /* typed input, fed to live's in_fd (NULL: none) */
 	/* Output that may leave, in guest order (the console). Called with a lock held, on
 	 * the primary's thread or the vCPU thread. */
@@ -162,8 +164,11 @@ struct ft_primary_config {
 	 * the vCPU thread at a stop. join_begin sends the new backup its HELLO and starts
 	 * copying the machine's RAM to it while the guest runs on (a thread of the caller's,
 	 * which calls ft_primary_join_copied when done; the core sends nothing on the link
-	 * meanwhile). At the next stop after that, join_end sends what changed since (the
-	 * pages written, the devices and the vCPU) while the guest stands still. Then the
+	 * meanwhile). At the next stop after that, join_end either starts another copy round
+	 * (the pages written during the last one, again on a thread that calls
+	 * ft_primary_join_copied; it returns 1 and is called again at the stop after that) or
+	 * sends what changed since the last round (the pages written, the devices and the
+	 * vCPU) while the guest stands still, and returns 0. Then the
 	 * core takes the link as its stream and join_log starts the new log (a new writer on
 	 * ft_primary_io, a resumed recorder) and returns its recorder. Each returns 0 or -1
 	 * (the join failed: the primary stays alone). NULL: joins are refused.
@@ -175,8 +180,8 @@ struct ft_primary_config {
 };
 
 int ft_primary_create(const struct ft_primary_config *cfg, struct ft_primary **out);
-/* The io the log writer writes to (never fails for the link: a lost backup is handled
- * apart; only a --log file's write error fails it). */
+/* The io the stream's log writer writes to (never fails: a lost backup is handled
+ * apart). */
 void ft_primary_io(struct ft_primary *p, struct lf_io *io);
 /* Plug in the recorder (after rec_create on ft_primary_io's writer). */
 void ft_primary_set_rec(struct ft_primary *p, struct rec *rec);
@@ -212,7 +217,7 @@ struct ft_backup;
 struct ft_backup_config {
 	struct ft_link link;       /* to the primary, HELLO already exchanged */
 	unsigned timeout_ms;       /* silence that means the primary is lost (0: 1000) */
-	int log_fd;                /* --log: also write the received log here (-1: no) */
+	int log_fd;                /* --log: a log file of its own (-1: no; see ft_backup_log) */
 	struct ft_input *input;    /* where replayed input deliveries are counted (NULL: none) */
 	ft_claim_fn claim;
 	void *opaque;
@@ -244,6 +249,17 @@ enum ft_backup_state ft_backup_state(struct ft_backup *b, char *why, size_t cap)
  * primary has the ack of the whole log. Returns the state. */
 enum ft_backup_state ft_backup_wait(struct ft_backup *b, unsigned timeout_ms);
 void ft_backup_stats(struct ft_backup *b, struct ft_stats *s);
+/*
+ * --log: the file gets every event of the stream, written by a writer of the backup's own
+ * (zstd). Once the replay is over (the state is no longer FT_B_FOLLOWING, or the primary
+ * did not say END in time): waits until every event received is in the file (no more are
+ * taken). A stream that ended whole made a whole file: *w is NULL. One cut by a lost
+ * primary leaves the file open: *w is its writer (events up to where the replay stopped),
+ * now the caller's, to go on with (a recorder's tee) and finish. Returns 0, or -1 with
+ * the reason in err (the file could not be written: the rest is the caller's choice).
+ * Without --log: 0 and NULL.
+ */
+int ft_backup_log(struct ft_backup *b, struct lf_writer **w, char *err, size_t cap);
 void ft_backup_free(struct ft_backup *b);
 
 /* ---- messages -------------------------------------------------------------------------- */

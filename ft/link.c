@@ -5,8 +5,6 @@
 
 #include "chan.h"
 
-#include <sys/socket.h>
-
 static int chan_send(void *o, uint8_t type, const void *buf, size_t len)
 {
 	return ft_chan_send(o, type, buf, len);
@@ -23,9 +21,11 @@ static const char *chan_error(void *o)
 	return ft_chan_error(o);
 }
 
-static void chan_shut(void *o)
+/* Through the channel, so that its error (and so what either side prints about the link)
+ * is the reason, not what a bare shutdown of the socket would make of it. */
+static void chan_shut(void *o, const char *why)
 {
-	shutdown(ft_chan_fd(o), SHUT_RDWR);
+	ft_chan_shutdown(o, why);
 }
 
 static const struct ft_link_ops chan_link_ops = {

@@ -71,7 +71,7 @@ static void link_dead(struct ft_primary *p, const char *why)
 		snprintf(p->why, sizeof(p->why), "%s", why);
 	pthread_mutex_unlock(&p->mu);
 	if (p->cfg.link.ops)
-		p->cfg.link.ops->shut(p->cfg.link.opaque);
+		p->cfg.link.ops->shut(p->cfg.link.opaque, why);
 }
 
 static void send_msg(struct ft_primary *p, uint8_t type, const void *buf, size_t len)
@@ -95,16 +95,6 @@ static int io_write(void *opaque, const void *buf, size_t n)
 {
 	struct ft_primary *p = opaque;
 	const uint8_t *b = buf;
-	if (p->cfg.log_fd >= 0) {
-		for (size_t done = 0; done < n;) {
-			ssize_t k = write(p->cfg.log_fd, b + done, n - done);
-			if (k < 0 && errno == EINTR)
-				continue;
-			if (k < 0)
-				return -1;
-			done += (size_t)k;
-		}
-	}
 	for (size_t off = 0; off < n;) {
 		size_t k = n - off > FT_MSG_MAX ? FT_MSG_MAX : n - off;
 		send_msg(p, FT_MSG_LOG, b + off, k);
@@ -118,8 +108,8 @@ static int io_write(void *opaque, const void *buf, size_t n)
 
 static int io_sync(void *opaque)
 {
-	struct ft_primary *p = opaque;
-	return p->cfg.log_fd >= 0 ? fdatasync(p->cfg.log_fd) : 0;
+	(void)opaque; /* the backup's ack is the stream's sync */
+	return 0;
 }
 
 static const struct lf_io_ops primary_io_ops = {.write = io_write, .sync = io_sync};
@@ -546,11 +536,15 @@ static void maybe_join(struct ft_primary *p, struct vmm_machine *m)
 		if (rc == 0)
 			return;
 	} else {
+		/* (before join_end: the copier of a further round it starts reports J_FINAL) */
+		pthread_mutex_lock(&p->mu);
+		p->join = J_COPYING;
+		pthread_mutex_unlock(&p->mu);
 		rc = p->cfg.join_end(p->cfg.opaque, m, &p->join_link);
+		if (rc == 1)
+			return; /* another copy round while the guest runs */
 	}
 	if (rc == 0) {
-		/* --log kept the log up to here; the new log starts from a machine state. */
-		p->cfg.log_fd = -1;
 		pthread_mutex_lock(&p->mu);
 		p->cfg.link = p->join_link;
 		p->alone = p->loser = p->done = false;
@@ -640,7 +634,7 @@ void ft_primary_free(struct ft_primary *p)
 	if (p->thread_on) {
 		atomic_store(&p->quit, true);
 		if (p->cfg.link.ops)
-			p->cfg.link.ops->shut(p->cfg.link.opaque);
+			p->cfg.link.ops->shut(p->cfg.link.opaque, "the primary is stopping");
 		pthread_join(p->thread, NULL);
 	}
 	free(p->ob);

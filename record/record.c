@@ -39,13 +39,21 @@ static void note_lf_error(struct rec *r, int lrc)
 		 *lf_errdetail() ? lf_errdetail() : lf_strerror(lrc));
 }
 
-static void append_raw(struct rec *r, const struct lf_event *ev)
+/* Append to the log, and to the tee unless only: the stream's own. */
+static void append_to(struct rec *r, const struct lf_event *ev, bool only)
 {
 	if (r->err)
 		return;
 	int lrc = lf_writer_append(r->cfg.writer, ev);
+	if (lrc >= 0 && r->cfg.tee && !only)
+		lrc = lf_writer_append(r->cfg.tee, ev);
 	if (lrc < 0)
 		note_lf_error(r, lrc);
+}
+
+static void append_raw(struct rec *r, const struct lf_event *ev)
+{
+	append_to(r, ev, false);
 }
 
 /*
@@ -53,7 +61,8 @@ static void append_raw(struct rec *r, const struct lf_event *ev)
  * (kvm: the guest computed since its last exit, or an interrupt went in since), a
  * landmark goes first, so that replay delivers this event exactly there.
  */
-static void append_at_stop(struct rec *r, struct vmm_machine *m, const struct lf_event *ev)
+static void append_at_stop_to(struct rec *r, struct vmm_machine *m, const struct lf_event *ev,
+			      bool only)
 {
 	struct vmm_landmark lm;
 	int rc = r->err ? 0 : vmm_machine_landmark(m, &lm);
@@ -69,9 +78,14 @@ static void append_at_stop(struct rec *r, struct vmm_machine *m, const struct lf
 		l.landmark.regs = lm.regs;
 		l.landmark.mem = lm.mem;
 		l.landmark.pages = lm.pages;
-		append_raw(r, &l);
+		append_to(r, &l, only);
 	}
-	append_raw(r, ev);
+	append_to(r, ev, only);
+}
+
+static void append_at_stop(struct rec *r, struct vmm_machine *m, const struct lf_event *ev)
+{
+	append_at_stop_to(r, m, ev, false);
 }
 
 static int report(struct rec *r)
@@ -79,8 +93,8 @@ static int report(struct rec *r)
 	return r->err ? vmm_fail(-r->err, "%s", r->errmsg) : 0;
 }
 
-/* Log a state check at the current position. */
-static void log_hash(struct rec *r, struct vmm_machine *m, bool with_mem)
+/* Log a state check at the current position (only: in the log, not the tee). */
+static void log_hash_to(struct rec *r, struct vmm_machine *m, bool with_mem, bool only)
 {
 	struct lf_event ev = {.kind = LF_EV_HASH, .pos = vmm_machine_pos(m)};
 	ev.hash.flags = LF_HASH_REGS | LF_HASH_OUT;
@@ -100,7 +114,24 @@ static void log_hash(struct rec *r, struct vmm_machine *m, bool with_mem)
 	}
 	ev.hash.out = r->out_hash;
 	ev.hash.out_bytes = r->out_bytes;
-	append_at_stop(r, m, &ev);
+	append_at_stop_to(r, m, &ev, only);
+}
+
+static void log_hash(struct rec *r, struct vmm_machine *m, bool with_mem)
+{
+	log_hash_to(r, m, with_mem, false);
+}
+
+/* Flush the log (and the tee unless only). */
+static void flush_to(struct rec *r, bool only)
+{
+	if (r->err)
+		return;
+	int lrc = lf_writer_flush(r->cfg.writer);
+	if (lrc >= 0 && r->cfg.tee && !only)
+		lrc = lf_writer_flush(r->cfg.tee);
+	if (lrc < 0)
+		note_lf_error(r, lrc);
 }
 
 /* At a stop: a state hash when one is due (by position; memory by host time). */
@@ -122,6 +153,8 @@ static void tick(struct rec *r)
 	if (r->err)
 		return;
 	int lrc = lf_writer_tick(r->cfg.writer);
+	if (lrc >= 0 && r->cfg.tee)
+		lrc = lf_writer_tick(r->cfg.tee);
 	if (lrc < 0)
 		note_lf_error(r, lrc);
 }
@@ -153,11 +186,8 @@ static int rec_idle(void *opaque, struct vmm_machine *m)
 	 * (asking the inner clock directly: this is the host's business, not the guest's). */
 	uint64_t d = vmm_timer_next_deadline(m);
 	uint64_t now = r->cfg.inner->clock_read(r->cfg.inner_opaque, m);
-	if (!r->err && (d == UINT64_MAX || d > now + 100000000ull)) {
-		int lrc = lf_writer_flush(r->cfg.writer);
-		if (lrc < 0)
-			note_lf_error(r, lrc);
-	}
+	if (d == UINT64_MAX || d > now + 100000000ull)
+		flush_to(r, false);
 	int rc = r->cfg.inner->idle(r->cfg.inner_opaque, m);
 	tick(r);
 	return r->err ? report(r) : rc;
@@ -260,6 +290,8 @@ int rec_finish(struct rec *r, struct vmm_machine *m, const struct vmm_stop *stop
 	append_at_stop(r, m, &ev);
 	if (!r->err) {
 		int lrc = lf_writer_finish(r->cfg.writer);
+		if (lrc >= 0 && r->cfg.tee)
+			lrc = lf_writer_finish(r->cfg.tee);
 		if (lrc < 0)
 			note_lf_error(r, lrc);
 	}
@@ -268,17 +300,13 @@ int rec_finish(struct rec *r, struct vmm_machine *m, const struct vmm_stop *stop
 
 void rec_flush(struct rec *r)
 {
-	if (r->err)
-		return;
-	int lrc = lf_writer_flush(r->cfg.writer);
-	if (lrc < 0)
-		note_lf_error(r, lrc);
+	flush_to(r, false);
 }
 
 void rec_mark(struct rec *r, struct vmm_machine *m)
 {
-	log_hash(r, m, false);
-	rec_flush(r);
+	log_hash_to(r, m, false, true);
+	flush_to(r, true);
 }
 
 int rec_error(const struct rec *r)

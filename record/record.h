@@ -20,6 +20,11 @@ struct rec_config {
 	const struct vmm_input_ops *inner; /* what really supplies the inputs */
 	void *inner_opaque;
 	struct lf_writer *writer;          /* where events go (owned by the caller) */
+	/* A second log that gets every event too, or NULL: an ft side's --log file, which
+	 * outlives the stream's log (a new one starts at each join), so that the file is one
+	 * log of the whole run. rec_mark's state checks and flushes are the stream's alone;
+	 * rec_flush, rec_finish and a write error apply to both (owned by the caller). */
+	struct lf_writer *tee;
 	/* A state hash (registers and output) every this many positions (0: 1 << 25). */
 	uint64_t hash_every;
 	/* Include a hash of all guest RAM when this many ms have passed since the last
@@ -54,7 +59,8 @@ void rec_flush(struct rec *r);
 
 /*
  * A progress marker for a log that is streamed (an ft primary's): log a state check
- * (registers and output) at the current stop and write out every event held in memory,
+ * (registers and output) at the current stop and write out every event held in memory
+ * (of the writer, not the tee),
  * so that a reader that has everything written so far knows that no event before the
  * current position is still to come. Call at a stop of the vCPU (an input poll). A
  * failure is kept as rec_error().

@@ -37,6 +37,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -70,10 +71,14 @@ static void usage_ft(FILE *f)
 		"                       live); default stdio\n"
 		"  --timeout SECONDS    silence after which the other side is lost (default 1;\n"
 		"                       a closed connection is noticed at once)\n"
-		"  --log FILE           also keep the stream as a log file (the primary's is a\n"
-		"                       whole log; a backup's is cut where its primary died)\n"
+		"  --log FILE           also keep a log file of the whole run, across failovers\n"
+		"                       and joins ('rewind replay FILE'; not with --join)\n"
 		"  --listen HOST:PORT   primary: answer `rewind ft status` and joins here;\n"
 		"                       backup: the stream's port (and status)\n"
+		"  --precopy-rounds N   when a backup joins (this side as the primary): copy RAM\n"
+		"                       while the guest runs, then the pages it wrote meanwhile,\n"
+		"                       at most N rounds in all (default 10; 1: one copy, then\n"
+		"                       the pause sends every page written during it)\n"
 		"Backup only:\n"
 		"  --join HOST:PORT     re-protect a running primary that lost its backup (its\n"
 		"                       --listen): it sends its machine state, then its log\n"
@@ -82,6 +87,8 @@ static void usage_ft(FILE *f)
 		"  --connect-for SEC    how long to keep trying the backup (default 10)\n"
 		"  --mem SIZE           guest RAM (default 128M)\n"
 		"  --append TEXT        guest command line\n"
+		"  --initrd FILE        an initial ramdisk, as 'rewind record --initrd' (the\n"
+		"                       stream carries it: the backup needs no copy)\n"
 		"  --marker-ms MS       a progress marker this often (default 5)\n"
 		"  --out-buffer BYTES   output held for the backup's ack before the guest waits\n"
 		"                       (default 64K)\n"
@@ -89,6 +96,8 @@ static void usage_ft(FILE *f)
 		"rewind console prints the guest's output from whichever side is live, going on\n"
 		"from where it was after a failover, and sends what it reads from stdin (until\n"
 		"its end, or Ctrl-] on a terminal) as typed input; --no-input only watches.\n"
+		"After the end of input it prints on until the output has been quiet for 1 s\n"
+		"(or the guest's output ends), so that the answer to the input is shown.\n"
 		"\n"
 		"Exit status: as 'rewind record' (the guest's own status when it exits, see\n"
 		"'rewind --help'), and 14: this side lost the arbiter (the other one runs the\n"
@@ -249,15 +258,16 @@ static void side_out(struct side *s, const uint8_t *b, size_t n)
 	pthread_mutex_unlock(&s->out_mu);
 }
 
-/* This side serves the guest's console from now on. */
-/* The guest ended: clients get the rest of the output and are told it ended. */
+/* The guest ended: clients get the rest of the output and are told it ended; they have
+ * a few seconds to read it before the console stops. */
 static void side_end(struct side *s)
 {
 	if (!s->con)
 		return;
 	ft_console_end(s->con);
-	struct timespec ts = {0, 300 * 1000 * 1000}; /* the last output and BYE go out */
-	nanosleep(&ts, NULL);
+	if (!ft_console_drain(s->con, 5000))
+		fprintf(stderr, "%s: ft %s: a console client did not read the end of the output "
+				"within 5 s; it is cut off\n", prog, s->role);
 	ft_console_stop(s->con);
 	s->con = NULL;
 }
@@ -415,6 +425,27 @@ static void status_text(struct side *s, char *buf, size_t cap)
 	}
 }
 
+/* Connections of the --listen port being served (each on a thread of its own, so that a
+ * silent or slow one, or a join that copies RAM, holds up nobody else), and the most. */
+#define STATUS_CONNS_MAX 16
+static atomic_int g_status_conns;
+
+struct status_conn {
+	struct side *s;
+	int fd;
+};
+
+static void status_serve(struct side *s, int fd);
+
+static void *status_conn_main(void *arg)
+{
+	struct status_conn sc = *(struct status_conn *)arg;
+	free(arg);
+	status_serve(sc.s, sc.fd);
+	atomic_fetch_sub(&g_status_conns, 1);
+	return NULL;
+}
+
 static void *status_main(void *arg)
 {
 	struct side *s = arg;
@@ -425,37 +456,60 @@ static void *status_main(void *arg)
 				continue;
 			return NULL;
 		}
-		struct ft_chan *c;
-		char err[256];
-		if (ft_chan_open(fd, &s->key, FT_CHAN_ACCEPTOR, FT_PURPOSE, 2000, &c, err,
-				 sizeof(err)) < 0) {
-			fprintf(stderr, "%s: ft %s: refused a connection: %s\n", prog, s->role, err);
-			continue;
+		struct status_conn *sc = malloc(sizeof(*sc));
+		pthread_t t;
+		pthread_attr_t at;
+		bool started = false;
+		if (sc && atomic_fetch_add(&g_status_conns, 1) < STATUS_CONNS_MAX &&
+		    pthread_attr_init(&at) == 0) {
+			*sc = (struct status_conn){s, fd};
+			pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+			started = pthread_create(&t, &at, status_conn_main, sc) == 0;
+			pthread_attr_destroy(&at);
 		}
-		uint8_t type = 0, b[64];
-		size_t n;
-		int got = ft_chan_recv(c, &type, b, sizeof(b), &n, 2000);
-		if (got == 1 && type == FT_MSG_STATUS) {
-			char text[1024];
-			status_text(s, text, sizeof(text));
-			(void)ft_chan_send(c, FT_MSG_STATUS_OK, text, strlen(text));
-		} else if (got == 1 && type == FT_MSG_JOIN && s->fp) {
-			struct ft_link link;
-			ft_link_chan(&link, c);
-			if (ft_primary_join(s->fp, &link, err, sizeof(err)) == 0)
-				continue; /* the channel is the stream now */
-			fprintf(stderr, "%s: ft primary: refused a backup's join: %s\n", prog, err);
-			(void)ft_chan_send(c, FT_MSG_REFUSED, err, strlen(err));
-		} else if (got == 1 && type == FT_MSG_JOIN) {
-			(void)ft_chan_send(c, FT_MSG_REFUSED, "this is not a primary", 21);
-		} else if (type == FT_MSG_HELLO) {
-			fprintf(stderr, "%s: ft %s: refused a second stream (this side has its pair)\n",
-				prog, s->role);
-			static const char busy[] = "it follows another primary already";
-			(void)ft_chan_send(c, FT_MSG_REFUSED, busy, sizeof(busy) - 1);
+		if (!started) { /* too many at once (or no memory): this one is closed */
+			if (sc)
+				atomic_fetch_sub(&g_status_conns, 1);
+			free(sc);
+			close(fd);
 		}
-		ft_chan_close(c);
 	}
+}
+
+/* One connection of the --listen port: the handshake, then a status request, a join, or
+ * a stream hello that is refused. */
+static void status_serve(struct side *s, int fd)
+{
+	struct ft_chan *c;
+	char err[256];
+	if (ft_chan_open(fd, &s->key, FT_CHAN_ACCEPTOR, FT_PURPOSE, 2000, &c, err,
+			 sizeof(err)) < 0) {
+		fprintf(stderr, "%s: ft %s: refused a connection: %s\n", prog, s->role, err);
+		return;
+	}
+	uint8_t type = 0, b[64];
+	size_t n;
+	int got = ft_chan_recv(c, &type, b, sizeof(b), &n, 2000);
+	if (got == 1 && type == FT_MSG_STATUS) {
+		char text[1024];
+		status_text(s, text, sizeof(text));
+		(void)ft_chan_send(c, FT_MSG_STATUS_OK, text, strlen(text));
+	} else if (got == 1 && type == FT_MSG_JOIN && s->fp) {
+		struct ft_link link;
+		ft_link_chan(&link, c);
+		if (ft_primary_join(s->fp, &link, err, sizeof(err)) == 0)
+			return; /* the channel is the stream now */
+		fprintf(stderr, "%s: ft primary: refused a backup's join: %s\n", prog, err);
+		(void)ft_chan_send(c, FT_MSG_REFUSED, err, strlen(err));
+	} else if (got == 1 && type == FT_MSG_JOIN) {
+		(void)ft_chan_send(c, FT_MSG_REFUSED, "this is not a primary", 21);
+	} else if (type == FT_MSG_HELLO) {
+		fprintf(stderr, "%s: ft %s: refused a second stream (this side has its pair)\n",
+			prog, s->role);
+		static const char busy[] = "it follows another primary already";
+		(void)ft_chan_send(c, FT_MSG_REFUSED, busy, sizeof(busy) - 1);
+	}
+	ft_chan_close(c);
 }
 
 static void status_start(struct side *s)
@@ -519,9 +573,12 @@ static int cmd_ft_status(int argc, char **argv)
 
 /* ---- options --------------------------------------------------------------------------- */
 
+/* Pre-copy rounds of a join, at most (--precopy-rounds). */
+#define JOIN_ROUNDS_MAX 64
+
 struct ft_opts {
-	const char *key, *arbiter, *serial, *log, *listen, *backup, *mem, *append, *join;
-	unsigned timeout_ms, marker_ms, connect_s;
+	const char *key, *arbiter, *serial, *log, *listen, *backup, *mem, *append, *join, *initrd;
+	unsigned timeout_ms, marker_ms, connect_s, precopy_rounds;
 	uint64_t out_buffer;
 };
 
@@ -538,7 +595,8 @@ static unsigned parse_uint(const char *opt, const char *v, unsigned lo, unsigned
 static void parse_ft_opts(int argc, char **argv, bool primary, struct ft_opts *o)
 {
 	*o = (struct ft_opts){.serial = "stdio", .mem = "128M", .timeout_ms = 1000,
-			      .marker_ms = 5, .connect_s = 10, .out_buffer = 64u << 10};
+			      .marker_ms = 5, .connect_s = 10, .out_buffer = 64u << 10,
+			      .precopy_rounds = 10};
 	static const struct option lo[] = {
 		{"key", required_argument, NULL, 'k'},      {"arbiter", required_argument, NULL, 'a'},
 		{"serial", required_argument, NULL, 's'},   {"log", required_argument, NULL, 'l'},
@@ -547,12 +605,13 @@ static void parse_ft_opts(int argc, char **argv, bool primary, struct ft_opts *o
 		{"timeout", required_argument, NULL, 't'},  {"marker-ms", required_argument, NULL, 'M'},
 		{"connect-for", required_argument, NULL, 'C'},
 		{"out-buffer", required_argument, NULL, 'O'}, {"help", no_argument, NULL, 'h'},
-		{"join", required_argument, NULL, 'J'},
+		{"join", required_argument, NULL, 'J'},     {"initrd", required_argument, NULL, 'R'},
+		{"precopy-rounds", required_argument, NULL, 'P'},
 		{NULL, 0, NULL, 0}};
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
-		if (!primary && strchr("BmAMCO", c))
+		if (!primary && strchr("BmAMCOR", c))
 			die_line(EXIT_USAGE, "ft backup: %s is an option of 'rewind ft primary'",
 				 argv[optind - 1]);
 		switch (c) {
@@ -570,6 +629,7 @@ static void parse_ft_opts(int argc, char **argv, bool primary, struct ft_opts *o
 			break;
 		case 'm': o->mem = optarg; break;
 		case 'A': o->append = optarg; break;
+		case 'R': o->initrd = optarg; break;
 		case 't': {
 			char *end;
 			errno = 0;
@@ -582,6 +642,9 @@ static void parse_ft_opts(int argc, char **argv, bool primary, struct ft_opts *o
 		}
 		case 'M': o->marker_ms = parse_uint("--marker-ms", optarg, 1, 1000); break;
 		case 'C': o->connect_s = parse_uint("--connect-for", optarg, 0, 86400); break;
+		case 'P':
+			o->precopy_rounds = parse_uint("--precopy-rounds", optarg, 1, JOIN_ROUNDS_MAX);
+			break;
 		case 'O':
 			if (vmm_parse_size(optarg, &o->out_buffer) < 0 || o->out_buffer < 256 ||
 			    o->out_buffer > (64u << 20))
@@ -604,6 +667,10 @@ static void parse_ft_opts(int argc, char **argv, bool primary, struct ft_opts *o
 	if (primary && !o->backup)
 		die_line(EXIT_USAGE, "ft primary: --backup HOST:PORT is required (where 'rewind ft "
 				     "backup --listen' waits)");
+	if (!primary && o->join && o->log)
+		die_line(EXIT_USAGE, "ft backup: --log with --join: a joining backup starts from the "
+				     "primary's machine state, which no log file can start from (keep "
+				     "the log on the primary: its --log holds the whole run)");
 	if (!primary && !o->listen && !o->join)
 		die_line(EXIT_USAGE, "ft backup: --listen HOST:PORT (where the primary connects) or "
 				     "--join HOST:PORT (a running primary's --listen) is required");
@@ -654,6 +721,10 @@ struct pri_log {
 	struct vmm_live *live;
 	struct lf_writer *w, *old_w; /* the current log's writer; the one before a join */
 	struct rec *rec, *old_rec;
+	/* --log: the file's own writer, every recorder's tee (NULL: none) */
+	struct lf_writer *tee;
+	struct lf_io tee_io;
+	struct lf_io_fd tee_fd;
 	unsigned marker_ms, timeout_ms;
 	/* the join in progress: RAM copied by a thread while the guest runs, then the pages
 	 * written meanwhile, the devices and the vCPU while it stands still */
@@ -662,12 +733,22 @@ struct pri_log {
 	pthread_t copier;
 	bool copier_on;
 	int copy_rc;
-	uint64_t *dirty;
+	uint64_t *dirty;   /* pages written since the last look (vmm_machine_track) */
+	uint64_t *sending; /* the copier's pages in a round after the first */
+	size_t words;
 	bool tracked;
+	unsigned round, max_rounds; /* copy rounds while the guest runs: done, at most */
+	uint64_t round_pages[JOIN_ROUNDS_MAX]; /* pages each round sent */
+	uint64_t round_dirty;                  /* pages written during the last round */
 	uint64_t t0, t_pause, ram_bytes, sent_bytes, dirty_pages;
 };
 
-#define STATE_PIECE (1u << 20)
+/* A piece of RAM whose worst lz4 output (incompressible pages) still fits one message. */
+#define STATE_PIECE (128u << 10)
+_Static_assert(STATE_PIECE / 255 + STATE_PIECE + 16 + 20 <= FT_MSG_MAX, "a STATE piece must fit");
+/* Pre-copy: rounds while the guest runs stop when the pages written during the last one
+ * are this few (256 KiB), or no fewer than the round before wrote, or at --precopy-rounds. */
+#define JOIN_SMALL_PAGES 64
 #define STATE_HDR 20 /* u64 RAM size, u64 offset, u32 length; then lz4, or nothing: zeros */
 
 /* One piece of RAM [off, off + n) to the joining backup. */
@@ -690,61 +771,50 @@ static int send_ram(struct pri_log *pl, const uint8_t *ram, uint64_t size, uint6
 	return pl->link->ops->send(pl->link->opaque, FT_MSG_STATE, z, STATE_HDR + (size_t)k);
 }
 
-/* The copier: all of RAM, while the guest runs (what it writes meanwhile goes again). */
+/* Send the pages set in bits (all of RAM where bits is NULL), runs of them at most a piece
+ * each; counts them in *pages. */
+static int send_pages(struct pri_log *pl, const uint8_t *ram, uint64_t size,
+		      const uint64_t *bits, uint64_t *pages)
+{
+	int bound = LZ4_compressBound(STATE_PIECE);
+	uint8_t *z = malloc(STATE_HDR + (size_t)bound);
+	if (!z)
+		return -1;
+	uint64_t n = size / 4096;
+	int rc = 0;
+	for (uint64_t pg = 0; rc == 0 && pg < n;) {
+		if (bits && !(bits[pg / 64] >> (pg % 64) & 1)) {
+			pg++;
+			continue;
+		}
+		uint64_t first = pg;
+		while (pg < n && pg - first < STATE_PIECE / 4096 &&
+		       (!bits || (bits[pg / 64] >> (pg % 64) & 1)))
+			pg++;
+		*pages += pg - first;
+		rc = send_ram(pl, ram, size, first * 4096, (size_t)((pg - first) * 4096), z, bound);
+	}
+	free(z);
+	return rc;
+}
+
+/* The copier: one round while the guest runs: all of RAM, then the pages written during
+ * the round before (what it writes meanwhile goes in the next round, or in the pause). */
 static void *copier_main(void *arg)
 {
 	struct side *s = arg;
 	struct pri_log *pl = s->log;
-	const uint8_t *ram = vmm_machine_ram(pl->m);
-	uint64_t size = vmm_machine_ram_size(pl->m);
-	int bound = LZ4_compressBound(STATE_PIECE);
-	uint8_t *z = malloc(STATE_HDR + (size_t)bound);
-	int rc = z ? 0 : -1;
-	for (uint64_t off = 0; rc == 0 && off < size; off += STATE_PIECE)
-		rc = send_ram(pl, ram, size, off,
-			      size - off < STATE_PIECE ? (size_t)(size - off) : STATE_PIECE, z, bound);
-	free(z);
-	pl->copy_rc = rc;
+	uint64_t pages = 0;
+	pl->copy_rc = send_pages(pl, vmm_machine_ram(pl->m), vmm_machine_ram_size(pl->m),
+				 pl->round ? pl->sending : NULL, &pages);
+	pl->round_pages[pl->round < JOIN_ROUNDS_MAX ? pl->round : JOIN_ROUNDS_MAX - 1] = pages;
 	ft_primary_join_copied(s->fp);
 	return NULL;
 }
 
-/* HELLO with the next generation; start watching which pages the guest writes; copy RAM. */
-static int join_begin(void *opaque, struct vmm_machine *m, const struct ft_link *link)
+static int copier_start(struct side *s)
 {
-	struct side *s = opaque;
 	struct pri_log *pl = s->log;
-	pl->t0 = ft_now_ns();
-	pl->m = m;
-	pl->link = link;
-	pl->sent_bytes = pl->dirty_pages = 0;
-	pl->ram_bytes = vmm_machine_ram_size(m);
-	/* Whatever the old log holds goes out now (to --log only: no backup listens). */
-	if (lf_writer_flush(pl->w) < 0)
-		return -1;
-	char err[256];
-	struct ft_hello h = {.generation = s->generation + 1, .marker_ms = pl->marker_ms,
-			     .timeout_ms = pl->timeout_ms};
-	memcpy(h.pair_id, s->pair_id, sizeof(h.pair_id));
-	if (ft_hello_send(link, &h, 5000, err, sizeof(err)) < 0) {
-		fprintf(stderr, "%s: ft primary: a backup's join failed: %s\n", prog, err);
-		return -1;
-	}
-	size_t words = (size_t)((pl->ram_bytes / 4096 + 63) / 64);
-	free(pl->dirty);
-	pl->dirty = calloc(words ? words : 1, sizeof(*pl->dirty));
-	if (!pl->dirty)
-		return -1;
-	struct vmm_track t = {.dirty = pl->dirty};
-	/* Where the backend cannot tell written pages, the whole copy waits for the stop. */
-	pl->tracked = vmm_machine_track(m, &t) == 0;
-	free(t.code);
-	pl->copy_rc = 0;
-	pl->copier_on = false;
-	if (!pl->tracked) {
-		ft_primary_join_copied(s->fp);
-		return 0;
-	}
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
@@ -756,13 +826,62 @@ static int join_begin(void *opaque, struct vmm_machine *m, const struct ft_link 
 	return 0;
 }
 
-/* The guest stands still: the pages written since the copy began (all of RAM where they
- * are not known), then the devices and the vCPU, and where the output stands. */
+/* HELLO with the next generation; start watching which pages the guest writes; copy RAM. */
+static int join_begin(void *opaque, struct vmm_machine *m, const struct ft_link *link)
+{
+	struct side *s = opaque;
+	struct pri_log *pl = s->log;
+	pl->t0 = ft_now_ns();
+	pl->m = m;
+	pl->link = link;
+	pl->sent_bytes = pl->dirty_pages = 0;
+	pl->round = 0;
+	memset(pl->round_pages, 0, sizeof(pl->round_pages));
+	pl->ram_bytes = vmm_machine_ram_size(m);
+	char err[256];
+	struct ft_hello h = {.generation = s->generation + 1, .marker_ms = pl->marker_ms,
+			     .timeout_ms = pl->timeout_ms};
+	memcpy(h.pair_id, s->pair_id, sizeof(h.pair_id));
+	if (ft_hello_send(link, &h, 5000, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s: ft primary: a backup's join failed: %s\n", prog, err);
+		return -1;
+	}
+	pl->words = (size_t)((pl->ram_bytes / 4096 + 63) / 64);
+	free(pl->dirty);
+	free(pl->sending);
+	pl->dirty = calloc(pl->words ? pl->words : 1, sizeof(*pl->dirty));
+	pl->sending = calloc(pl->words ? pl->words : 1, sizeof(*pl->sending));
+	if (!pl->dirty || !pl->sending)
+		return -1;
+	struct vmm_track t = {.dirty = pl->dirty};
+	/* Where the backend cannot tell written pages, the whole copy waits for the stop. */
+	pl->tracked = vmm_machine_track(m, &t) == 0;
+	free(t.code);
+	pl->copy_rc = 0;
+	pl->copier_on = false;
+	if (!pl->tracked) {
+		ft_primary_join_copied(s->fp);
+		return 0;
+	}
+	return copier_start(s);
+}
+
+static uint64_t count_bits(const uint64_t *b, size_t words)
+{
+	uint64_t n = 0;
+	for (size_t i = 0; i < words; i++)
+		n += (uint64_t)__builtin_popcountll(b[i]);
+	return n;
+}
+
+/* At a stop after a copy round: another round while the guest runs (1), or the guest
+ * stands still for the pages written since the last round (all of RAM where they are not
+ * known), then the devices and the vCPU, and where the output stands (0). */
 static int join_end(void *opaque, struct vmm_machine *m, const struct ft_link *link)
 {
 	struct side *s = opaque;
 	struct pri_log *pl = s->log;
-	pl->t_pause = ft_now_ns();
+	uint64_t t_stop = ft_now_ns();
 	if (pl->copier_on) {
 		pthread_join(pl->copier, NULL);
 		pl->copier_on = false;
@@ -770,32 +889,36 @@ static int join_end(void *opaque, struct vmm_machine *m, const struct ft_link *l
 	if (pl->copy_rc < 0)
 		goto fail;
 	const uint8_t *ram = vmm_machine_ram(m);
-	uint64_t size = vmm_machine_ram_size(m), pages = size / 4096;
-	int bound = LZ4_compressBound(STATE_PIECE);
-	uint8_t *z = malloc(STATE_HDR + (size_t)bound);
-	if (!z)
-		goto fail;
+	uint64_t size = vmm_machine_ram_size(m);
 	int rc = 0;
 	if (pl->tracked) {
 		struct vmm_track t = {.dirty = pl->dirty};
 		rc = vmm_machine_track(m, &t);
 		free(t.code);
-	}
-	/* Runs of written pages (every page when untracked), at most a piece each. */
-	for (uint64_t pg = 0; rc == 0 && pg < pages;) {
-		bool d = !pl->tracked || (pl->dirty[pg / 64] >> (pg % 64) & 1);
-		if (!d) {
-			pg++;
-			continue;
+		if (rc < 0)
+			goto fail;
+		/*
+		 * Another round while the guest runs, as long as the pages written during the
+		 * last one are many (more than JOIN_SMALL_PAGES), fewer than the round before
+		 * wrote (the copy gains on the guest), and the rounds are not used up.
+		 */
+		uint64_t d = count_bits(pl->dirty, pl->words);
+		uint64_t before = pl->round ? pl->round_dirty : UINT64_MAX;
+		pl->round_dirty = d;
+		if (d > JOIN_SMALL_PAGES && d < before && pl->round + 1 < pl->max_rounds &&
+		    pl->round + 1 < JOIN_ROUNDS_MAX) {
+			uint64_t *tmp = pl->sending;
+			pl->sending = pl->dirty;
+			pl->dirty = tmp;
+			memset(pl->dirty, 0, pl->words * sizeof(*pl->dirty));
+			pl->round++;
+			return copier_start(s) < 0 ? -1 : 1;
 		}
-		uint64_t first = pg;
-		while (pg < pages && pg - first < STATE_PIECE / 4096 &&
-		       (!pl->tracked || (pl->dirty[pg / 64] >> (pg % 64) & 1)))
-			pg++;
-		pl->dirty_pages += pg - first;
-		rc = send_ram(pl, ram, size, first * 4096, (size_t)((pg - first) * 4096), z, bound);
 	}
-	free(z);
+	pl->t_pause = t_stop;
+	uint64_t pages = 0;
+	rc = send_pages(pl, ram, size, pl->tracked ? pl->dirty : NULL, &pages);
+	pl->dirty_pages = pages;
 	if (rc < 0)
 		goto fail;
 	void *snap;
@@ -852,7 +975,8 @@ static int join_log(void *opaque, struct vmm_machine *m, struct rec **out)
 	uint64_t oh, ob;
 	rec_output(pl->rec, &oh, &ob);
 	struct rec_config rcc = {.inner = &vmm_live_input_ops, .inner_opaque = pl->live,
-				 .writer = w, .resume = true, .out_hash = oh, .out_bytes = ob};
+				 .writer = w, .tee = pl->tee, .resume = true, .out_hash = oh,
+				 .out_bytes = ob};
 	struct rec *r;
 	if (rec_create(&rcc, &r) < 0) {
 		lf_writer_free(w);
@@ -864,12 +988,20 @@ static int join_log(void *opaque, struct vmm_machine *m, struct rec **out)
 	pl->rec = r;
 	*out = r;
 	uint64_t now = ft_now_ns();
+	char rounds[200] = "";
+	size_t rl = 0;
+	for (unsigned i = 1; pl->tracked && i <= pl->round && rl + 24 < sizeof(rounds); i++)
+		rl += (size_t)snprintf(rounds + rl, sizeof(rounds) - rl, "%s%" PRIu64,
+				       i > 1 ? ", " : "", pl->round_pages[i]);
 	fprintf(stderr,
 		"%s: ft primary: a backup joined (generation %" PRIu64 "): protected again; the "
-		"guest paused %.1f ms for its state (%" PRIu64 " pages written during the copy "
-		"sent again; %.1f MB of RAM, %.1f MB sent in %.0f ms)\n",
+		"guest paused %.1f ms for its state (%" PRIu64 " pages written since the last "
+		"copy round sent then; %u rounds while it ran%s%s; %.1f MB of RAM, %.1f MB sent "
+		"in %.0f ms)\n",
 		prog, s->generation, (now - pl->t_pause) / 1e6, pl->dirty_pages,
-		pl->ram_bytes / 1e6, pl->sent_bytes / 1e6, (now - pl->t0) / 1e6);
+		pl->tracked ? pl->round + 1 : 0, rl ? ", pages sent again by rounds 2 on: " : "",
+		rounds, pl->ram_bytes / 1e6, pl->sent_bytes / 1e6,
+		(now - pl->t0) / 1e6);
 	return 0;
 }
 
@@ -896,6 +1028,24 @@ static int cmd_ft_primary(int argc, char **argv)
 	if (rc < 0)
 		die_line(rc == -VMM_ENOMEM ? EXIT_HOST : EXIT_BADINPUT, "%s: %s", path,
 			 vmm_errdetail());
+	void *initrd = NULL;
+	size_t initrd_len = 0;
+	if (o.initrd) {
+		/* As record does: larger than RAM cannot fit; the loader says so for what is
+		 * merely too big for the RAM above the kernel. */
+		struct stat sb;
+		if (stat(o.initrd, &sb) == 0 && S_ISREG(sb.st_mode) && (uint64_t)sb.st_size > mem)
+			die_line(EXIT_BADINPUT,
+				 "--initrd %s: %lld bytes do not fit in the guest's %" PRIu64
+				 " bytes of RAM: give it more memory (--mem)",
+				 o.initrd, (long long)sb.st_size, mem);
+		rc = vmm_read_file(o.initrd, mem, &initrd, &initrd_len);
+		if (rc < 0)
+			die_line(rc == -VMM_ENOMEM ? EXIT_HOST : EXIT_BADINPUT, "--initrd: %s",
+				 vmm_errdetail());
+		if (initrd_len == 0)
+			die_line(EXIT_BADINPUT, "--initrd %s: the file is empty", o.initrd);
+	}
 	uint8_t rnd[8];
 	if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd))
 		die_line(EXIT_HOST, "ft primary: no random bytes for the pair id");
@@ -933,9 +1083,10 @@ static int cmd_ft_primary(int argc, char **argv)
 	s.log = &pl;
 	pl.marker_ms = o.marker_ms;
 	pl.timeout_ms = o.timeout_ms;
+	pl.max_rounds = o.precopy_rounds;
 	struct ft_primary_config pc = {.link = link, .marker_ms = o.marker_ms,
 				       .timeout_ms = o.timeout_ms, .out_cap = o.out_buffer,
-				       .log_fd = log_fd, .input = s.in, .release = release_cb,
+				       .input = s.in, .release = release_cb,
 				       .claim = claim_cb, .join_begin = join_begin,
 				       .join_end = join_end, .join_log = join_log, .opaque = &s};
 	struct ft_primary *fp;
@@ -950,7 +1101,9 @@ static int cmd_ft_primary(int argc, char **argv)
 	pl.hd = (struct lf_header){.tool = "rewind " REWIND_VERSION " ft", .config = config,
 				   .cmdline = o.append ? o.append : "", .image_path = path,
 				   .image_hash = lf_hash64(elf, elf_len), .image_len = elf_len,
-				   .image = elf};
+				   .image = elf, .initrd_path = o.initrd,
+				   .initrd_hash = initrd ? lf_hash64(initrd, initrd_len) : 0,
+				   .initrd_len = initrd_len, .initrd = initrd};
 	struct timespec rt;
 	clock_gettime(CLOCK_REALTIME, &rt);
 	pl.hd.created_ns = (uint64_t)rt.tv_sec * 1000000000ull + (uint64_t)rt.tv_nsec;
@@ -958,12 +1111,20 @@ static int cmd_ft_primary(int argc, char **argv)
 	rc = lf_writer_open(&pl.io, &pl.hd, &pl.wc, &pl.w);
 	if (rc < 0)
 		die_lf(rc, "ft primary: starting the stream");
+	if (log_fd >= 0) {
+		/* The file's own log, fed the same events: it goes on across joins. */
+		lf_io_fd_init(&pl.tee_io, &pl.tee_fd, log_fd);
+		struct lf_writer_config fwc = {.codec = LF_CODEC_ZSTD};
+		rc = lf_writer_open(&pl.tee_io, &pl.hd, &fwc, &pl.tee);
+		if (rc < 0)
+			die_lf(rc, o.log);
+	}
 	struct vmm_live_config lc = {.in_fd = ft_input_fd(s.in)};
 	if (vmm_live_create(&lc, &pl.live) < 0)
 		die_line(EXIT_HOST, "ft primary: %s", vmm_errdetail());
 	struct vmm_live *live = pl.live;
 	struct rec_config rcc = {.inner = &vmm_live_input_ops, .inner_opaque = live,
-				 .writer = pl.w};
+				 .writer = pl.w, .tee = pl.tee};
 	if (rec_create(&rcc, &pl.rec) < 0)
 		die_line(EXIT_HOST, "ft primary: no memory");
 	ft_primary_set_rec(fp, pl.rec);
@@ -973,8 +1134,10 @@ static int cmd_ft_primary(int argc, char **argv)
 	struct vmm_machine *m;
 	if (vmm_machine_create(&cfg, &m) < 0)
 		die_line(EXIT_HOST, "ft primary: creating the machine: %s", vmm_errdetail());
-	if (vmm_machine_load(m, elf, elf_len, o.append) < 0)
-		die_line(EXIT_BADINPUT, "%s: %s", path, vmm_errdetail());
+	if (vmm_machine_load_initrd(m, elf, elf_len, o.append, initrd, initrd_len) < 0)
+		die_line(EXIT_BADINPUT, "%s: %s",
+			 o.initrd && !strncmp(vmm_errdetail(), "initrd", 6) ? o.initrd : path,
+			 vmm_errdetail());
 	if (vmm_live_start(live, m) < 0 || ft_primary_start(fp, m) < 0)
 		die_line(EXIT_HOST, "ft primary: starting threads: %s", vmm_errdetail());
 	s.fp = fp;
@@ -1224,7 +1387,13 @@ static int cmd_ft_backup(int argc, char **argv)
 		free(js.ram);
 		free(js.snap);
 		js.ram = js.snap = NULL;
-	} else if (vmm_machine_load(m, hd->image, hd->image_len, hd->cmdline) < 0) {
+	} else if (hd->initrd_len && !hd->initrd) {
+		die_line(EXIT_BADINPUT, "ft backup: the stream's header names an initrd but does not "
+					"carry it");
+	} else if (vmm_machine_load_initrd(m, hd->image, hd->image_len, hd->cmdline, hd->initrd,
+					   (size_t)hd->initrd_len) < 0) {
+		/* The image and initrd as a replay loads them (a joined backup gets them with
+		 * the primary's RAM instead). */
 		die_line(EXIT_BADINPUT, "ft backup: the stream's image: %s", vmm_errdetail());
 	}
 
@@ -1243,13 +1412,18 @@ static int cmd_ft_backup(int argc, char **argv)
 		struct vmm_live_config lc = {.in_fd = ft_input_fd(s.in),
 					     .clock_floor_ns = last_clock};
 		static struct pri_log pl;
+		/* --log goes on: the events received, then those of the live guest. */
+		if (ft_backup_log(fb, &pl.tee, err, sizeof(err)) < 0)
+			fprintf(stderr, "%s: ft backup: --log %s: %s; the log stops here\n", prog,
+				o.log, err);
 		if (vmm_live_create(&lc, &pl.live) < 0)
 			die_line(EXIT_HOST, "ft backup: %s", vmm_errdetail());
 		s.log = &pl;
 		pl.marker_ms = 5;
 		pl.timeout_ms = o.timeout_ms;
+		pl.max_rounds = o.precopy_rounds;
 		struct ft_primary_config pc = {.alone = true, .marker_ms = 5,
-					       .timeout_ms = o.timeout_ms, .log_fd = -1,
+					       .timeout_ms = o.timeout_ms,
 					       .input = s.in, .release = release_cb,
 					       .claim = claim_cb, .join_begin = join_begin,
 					       .join_end = join_end, .join_log = join_log,
@@ -1266,8 +1440,8 @@ static int cmd_ft_backup(int argc, char **argv)
 		struct rpl_mark mk;
 		rpl_mark(rpl, &mk);
 		struct rec_config rcc = {.inner = &vmm_live_input_ops, .inner_opaque = pl.live,
-					 .writer = pl.w, .resume = true, .out_hash = mk.out_hash,
-					 .out_bytes = mk.out_bytes};
+					 .writer = pl.w, .tee = pl.tee, .resume = true,
+					 .out_hash = mk.out_hash, .out_bytes = mk.out_bytes};
 		if (rec_create(&rcc, &pl.rec) < 0)
 			die_line(EXIT_HOST, "ft backup: no memory");
 		ft_primary_set_rec(fp, pl.rec);
@@ -1294,6 +1468,8 @@ static int cmd_ft_backup(int argc, char **argv)
 		if (ft_primary_finish(fp) == FT_LOSER)
 			exit(EXIT_ARBITER);
 		side_end(&s);
+		if (log_fd >= 0 && close(log_fd) < 0)
+			die_line(EXIT_HOST, "--log %s: %s", o.log, strerror(errno));
 		return stop_status(m, &stop);
 	}
 	struct rpl_divergence d;
@@ -1303,6 +1479,11 @@ static int cmd_ft_backup(int argc, char **argv)
 		(void)ft_backup_wait(fb, 2 * o.timeout_ms);
 		fprintf(stderr, "%s: ft backup: the primary's run ended at position %" PRIu64
 				"; the replay matched\n", prog, stop.pos);
+		struct lf_writer *lw;
+		if (ft_backup_log(fb, &lw, err, sizeof(err)) < 0)
+			fprintf(stderr, "%s: ft backup: --log %s: %s\n", prog, o.log, err);
+		if (lw) /* (the primary hung up before its END: the file is cut there) */
+			lf_writer_free(lw);
 		side_end(&s);
 		return stop_status(m, &stop);
 	}

@@ -17,6 +17,7 @@
  * concurrent send/recv in both directions.
  */
 #include "ft/chan.h"
+#include "ft/ft.h"
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -1122,4 +1123,41 @@ Test(chan, no_sigpipe)
 	cr_expect_eq(rc, -1);
 	cr_expect(strstr(ft_chan_error(c), "closed"), "%s", ft_chan_error(c));
 	ft_chan_close(c);
+}
+
+/* The stream's link over a channel (ft_link_chan): a link killed with a reason is dead
+ * with that reason, on the thread that was waiting in recv too (a bare shutdown of the
+ * socket made it "the peer closed the connection", which sent readers of the log after
+ * the wrong side). */
+struct blocked_link {
+	struct ft_link l;
+	int rc;
+};
+
+static void *blocked_link_recv(void *arg)
+{
+	struct blocked_link *b = arg;
+	uint8_t type, buf[16];
+	size_t len;
+	b->rc = b->l.ops->recv(b->l.opaque, &type, buf, sizeof buf, &len, 10000);
+	return NULL;
+}
+
+Test(chan, link_shut_says_why)
+{
+	struct ft_chan *c, *a;
+	chan_pair(&c, &a, "ft");
+	struct blocked_link b = {.rc = 99};
+	ft_link_chan(&b.l, a);
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, blocked_link_recv, &b), 0);
+	struct timespec ts = {0, 100 * 1000 * 1000};
+	nanosleep(&ts, NULL);
+	b.l.ops->shut(b.l.opaque, "no word from the backup for 1003 ms");
+	pthread_join(t, NULL);
+	cr_expect_eq(b.rc, -1);
+	cr_expect_str_eq(b.l.ops->error(b.l.opaque), "no word from the backup for 1003 ms");
+	cr_expect_eq(b.l.ops->send(b.l.opaque, 5, "x", 1), -1);
+	ft_chan_close(c);
+	ft_chan_close(a);
 }

@@ -1338,3 +1338,66 @@ Test(console, a_server_that_would_skip_output_stops_the_client, .timeout = 30)
 	close(l.lfd);
 	client_free(&cl);
 }
+
+/* A client that reads slowly (it is busy for 700 ms) when the guest ends: ft_console_drain
+ * waits until it has read the rest and BYE and closed, so the stop that follows cuts
+ * nobody (the side used to sleep 300 ms and stop). */
+struct slow_reader {
+	int port;
+	uint64_t got;
+	uint32_t bye;
+};
+
+static void *slow_reader_main(void *arg)
+{
+	struct slow_reader *r = arg;
+	struct ft_con_welcome w;
+	struct ft_chan *ch = raw_connect(r->port, &key_a, 0, 0, &w);
+	uint8_t *buf = malloc(FT_CON_MAX_RECORD), type;
+	size_t len;
+
+	nap(700);
+	while (ft_chan_recv(ch, &type, buf, FT_CON_MAX_RECORD, &len, 10000) == 1) {
+		if (type == FT_CON_OUTPUT) {
+			check_stream(buf + 8, le64(buf), len - 8);
+			r->got = le64(buf) + len - 8;
+		} else if (type == FT_CON_BYE) {
+			uint64_t end;
+
+			cr_assert_eq(ft_con_bye_decode(buf, len, &r->bye, &end), 0);
+			break;
+		}
+	}
+	free(buf);
+	ft_chan_close(ch);
+	return NULL;
+}
+
+Test(console, drain_waits_for_a_slow_client_to_read_the_end, .timeout = 30)
+{
+	struct slow_reader r = {0};
+	struct core k;
+	struct ft_console *s;
+	pthread_t t;
+
+	core_init(&k);
+	s = server(&r.port, &key_a, 4u << 20, true, &k);
+	cr_assert_eq(pthread_create(&t, NULL, slow_reader_main, &r), 0);
+	nap(100); /* it is connected and busy */
+	publish_stream(s, 0, 3u << 20);
+	ft_console_end(s);
+	uint64_t t0 = ms_now();
+	cr_assert(ft_console_drain(s, 10000), "drain gave up");
+	cr_assert_geq(ms_now() - t0, 400, "drain did not wait for the reader");
+	ft_console_stop(s);
+	pthread_join(t, NULL);
+	cr_assert_eq(r.got, 3u << 20, "the reader got %llu bytes", (unsigned long long)r.got);
+	cr_assert_eq(r.bye, FT_CON_BYE_END);
+	/* Nothing connected: at once. */
+	s = server(&r.port, &key_a, 0, true, &k);
+	ft_console_end(s);
+	t0 = ms_now();
+	cr_assert(ft_console_drain(s, 10000));
+	cr_assert_lt(ms_now() - t0, 100);
+	ft_console_stop(s);
+}

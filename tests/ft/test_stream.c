@@ -105,9 +105,12 @@ static const char *t_error(void *o)
 	return ((struct tlink *)o)->err;
 }
 
-static void t_shut(void *o)
+static void t_shut(void *o, const char *why)
 {
-	shutdown(((struct tlink *)o)->fd, SHUT_RDWR);
+	struct tlink *l = o;
+	if (!l->err[0])
+		snprintf(l->err, sizeof(l->err), "%s", why);
+	shutdown(l->fd, SHUT_RDWR);
 }
 
 static const struct ft_link_ops tlink_ops = {t_send, t_recv, t_error, t_shut};
@@ -171,7 +174,7 @@ static void kill_primary(struct pair *p)
 		atomic_store(&p->pl.mute, true); /* nothing more reaches the backup */
 		return;
 	}
-	t_shut(&p->pl); /* the process died: its socket closes */
+	t_shut(&p->pl, "killed"); /* the process died: its socket closes */
 	vmm_live_request_stop(p->plive);
 }
 
@@ -208,7 +211,6 @@ static void *primary_main(void *arg)
 				       .marker_ms = 5,
 				       .timeout_ms = p->timeout_ms,
 				       .out_cap = 4096,
-				       .log_fd = -1,
 				       .release = on_release,
 				       .claim = pclaim,
 				       .opaque = p};

@@ -645,10 +645,28 @@ Test(ft, console_input_once_across_failover, .timeout = 120)
  * survivor runs on alone, a new backup joins it with --join (machine state, then the
  * log), then the survivor dies: the joined backup goes live and the client's transcript
  * is still the guest's whole output. */
-static void join_case(bool primary_first)
+struct join_guest {
+	const char *guest, *cmdline;
+	const char *initrd; /* contents of an initrd for --initrd, or NULL */
+	void (*check)(const char *out);
+};
+
+static void check_ticker400(const char *out)
+{
+	check_ticker(out, 400);
+}
+
+static void join_case_with(bool primary_first, const struct join_guest *g)
 {
 	struct ft_env e;
 	env_init(&e);
+	h_guest_path(g->guest, e.guest, sizeof(e.guest));
+	char rd[128];
+	snprintf(rd, sizeof(rd), "%s/initrd.cpio", e.dir);
+	if (g->initrd) {
+		FILE *f = fopen(rd, "w");
+		cr_assert(f && fputs(g->initrd, f) >= 0 && fclose(f) == 0);
+	}
 	int pcon = free_port(), bcon = free_port(), b2con = free_port(), plisten = free_port();
 	char ps[40], bs[40], b2s[40], addrs[120], pl[40], join[40];
 	snprintf(ps, sizeof(ps), "tcp:127.0.0.1:%d", pcon);
@@ -664,7 +682,12 @@ static void join_case(bool primary_first)
 	snprintf(backup, sizeof(backup), "127.0.0.1:%d", e.port);
 	char *pargv[] = {e.rewind, "ft", "primary", "--backup", backup, "--listen", pl, "--key",
 			 e.key, "--arbiter", e.arb, "--timeout", TIMEOUT_S, "--serial", ps,
-			 "--mem", "16M", "--append", "lines=400 hz=200", e.guest, NULL};
+			 "--mem", "16M", "--append", (char *)g->cmdline, e.guest, NULL, NULL, NULL};
+	if (g->initrd) {
+		pargv[19] = "--initrd";
+		pargv[20] = rd;
+		pargv[21] = e.guest;
+	}
 	struct h_opts po = {.timeout_s = 90};
 	h_start(pargv, &po, &p);
 	/* The survivor's port, where the new backup joins: the primary's --listen, or the
@@ -702,12 +725,19 @@ static void join_case(bool primary_first)
 	cr_assert(strstr(b2r.err, "went live at position"), "%s", b2r.err);
 	cr_assert_eq(b2r.status, 1, "%s", b2r.err);
 	cr_assert_eq(cr.status, 0, "console: %s", cr.err);
-	check_ticker(cr.out, 400);
+	g->check(cr.out);
 	h_free(&fr);
 	h_free(&sr);
 	h_free(&b2r);
 	h_free(&cr);
 	env_free(&e);
+}
+
+static void join_case(bool primary_first)
+{
+	static const struct join_guest ticker = {"ticker", "lines=400 hz=200", NULL,
+						 check_ticker400};
+	join_case_with(primary_first, &ticker);
 }
 
 Test(ft, join_a_primary_then_failover, .timeout = 180)
@@ -718,4 +748,296 @@ Test(ft, join_a_primary_then_failover, .timeout = 180)
 Test(ft, join_a_backup_that_went_live_then_failover, .timeout = 180)
 {
 	join_case(true);
+}
+
+/* guests/initrd with rounds=400: the module it found, then 400 rounds that hash it again,
+ * each the same hash. */
+static const char initrd_text[] = "070701 the pair's initrd\nmore bytes of it\n";
+
+static void check_initrd400(const char *out)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (size_t i = 0; i < sizeof(initrd_text) - 1; i++)
+		h = (h ^ (uint8_t)initrd_text[i]) * 0x100000001b3ull;
+	char want[200];
+	snprintf(want, sizeof(want),
+		 "modules: 1\nmodule 0: paddr 0xfff000 size %zu cmdline_paddr 0x0\n"
+		 "  fnv1a64 %016llx head \"070701 the pair's initrd\"\n",
+		 sizeof(initrd_text) - 1, (unsigned long long)h);
+	size_t wl = strlen(want);
+	cr_assert_eq(strncmp(out, want, wl), 0, "the guest did not find its module:\n%s", out);
+	const char *s = out + wl;
+	for (int i = 0; i < 400; i++) {
+		snprintf(want, sizeof(want), "round %06d fnv1a64 %016llx\n", i,
+			 (unsigned long long)h);
+		cr_assert_eq(strncmp(s, want, strlen(want)), 0, "round %d: %.60s", i, s);
+		s += strlen(want);
+	}
+	cr_assert_str_eq(s, "");
+}
+
+/* --initrd on the primary: the backup loads the module from the stream's header as a
+ * replay does (its replay would diverge at the guest's first line otherwise), goes live
+ * and the guest reads its module on; a backup that joins it gets the module with the RAM,
+ * goes live in turn, and the guest still reads the same bytes. */
+Test(ft, initrd_through_failover_and_join, .timeout = 180)
+{
+	static const struct join_guest g = {"initrd", "rounds=400", initrd_text,
+					    check_initrd400};
+	join_case_with(true, &g);
+}
+
+/* `rewind replay` of an ft side's --log file: the guest's whole output, matched. */
+static void replay_matches(struct ft_env *e, const char *log, const char *out)
+{
+	char *rargv[] = {e->rewind, "replay", (char *)log, NULL};
+	struct h_run rr;
+	h_run(rargv, NULL, &rr);
+	cr_assert_eq(rr.status, 1, "replay of %s: %s", log, rr.err);
+	cr_assert(strstr(rr.err, ": matched"), "%s", rr.err);
+	cr_assert_str_eq(rr.out, out, "the replay of %s shows other output", log);
+	h_free(&rr);
+}
+
+/* A backup that joins the survivor at join and is killed some ms after it joined (or
+ * follows to the end: kill false). */
+static void join_and(struct ft_env *e, const char *join, bool kill, struct h_proc *b)
+{
+	char *argv[] = {e->rewind, "ft", "backup", "--join", (char *)join, "--key", e->key,
+			"--arbiter", e->arb, "--timeout", TIMEOUT_S, NULL};
+	struct h_opts o = {.timeout_s = 90};
+	if (kill) {
+		o.sig = SIGKILL;
+		o.sig_after = "joined the primary";
+		o.sig_delay_ms = 300;
+	}
+	h_start(argv, &o, b);
+}
+
+/* --log keeps one log of the whole run: on a primary whose backup dies and is replaced
+ * twice (the stream starts a new log at each join; the file goes on), and on a backup that
+ * went live and was joined (the events it received, then those of its live guest). */
+Test(ft, log_is_one_log_across_joins, .timeout = 240)
+{
+	struct ft_env e;
+	env_init(&e);
+	char plog[128], blog[128], pl[40], backup[40];
+	snprintf(plog, sizeof(plog), "%s/primary.rwl", e.dir);
+	snprintf(blog, sizeof(blog), "%s/backup.rwl", e.dir);
+	snprintf(pl, sizeof(pl), "127.0.0.1:%d", free_port());
+	snprintf(backup, sizeof(backup), "127.0.0.1:%d", e.port);
+	/* The primary, joined twice, to the end. */
+	struct h_proc b1, p, b2, b3;
+	start_backup(&e, e.port, e.key, TIMEOUT_S, &b1);
+	char *pargv[] = {e.rewind, "ft", "primary", "--backup", backup, "--listen", pl, "--key",
+			 e.key, "--arbiter", e.arb, "--timeout", TIMEOUT_S, "--mem", "16M",
+			 "--log", plog, "--append", "lines=400 hz=200", e.guest, NULL};
+	struct h_opts po = {.timeout_s = 90};
+	h_start(pargv, &po, &p);
+	struct h_run r1, r2, r3, pr;
+	b1.o.sig = SIGKILL;
+	b1.o.sig_after = "following pair";
+	b1.o.sig_delay_ms = 300;
+	h_wait(&b1, &r1);
+	cr_assert_eq(r1.termsig, SIGKILL, "%s", r1.err);
+	usleep(300 * 1000);
+	join_and(&e, pl, true, &b2);
+	h_wait(&b2, &r2);
+	cr_assert_eq(r2.termsig, SIGKILL, "%s", r2.err);
+	usleep(300 * 1000);
+	join_and(&e, pl, false, &b3);
+	h_wait(&p, &pr);
+	h_wait(&b3, &r3);
+	cr_assert_eq(pr.status, 1, "primary: %s", pr.err);
+	check_ticker(pr.out, 400);
+	cr_assert(strstr(pr.err, "joined (generation 2)") && strstr(pr.err, "joined (generation 3)"),
+		  "the primary was not joined twice: %s", pr.err);
+	cr_assert_eq(r3.status, 1, "last backup: %s", r3.err);
+	cr_assert(strstr(r3.err, "the replay matched"), "%s", r3.err);
+	replay_matches(&e, plog, pr.out);
+	h_free(&r1);
+	h_free(&r2);
+	h_free(&r3);
+	h_free(&pr);
+
+	/* A backup with --log goes live and is joined; it runs to the end. */
+	e.port = free_port();
+	snprintf(backup, sizeof(backup), "127.0.0.1:%d", e.port);
+	char *bargv[] = {e.rewind, "ft", "backup", "--listen", backup, "--key", e.key, "--arbiter",
+			 e.arb, "--timeout", TIMEOUT_S, "--log", blog, NULL};
+	struct h_opts bo = {.timeout_s = 90};
+	h_start(bargv, &bo, &b1);
+	char *p2argv[] = {e.rewind, "ft", "primary", "--backup", backup, "--key", e.key,
+			  "--arbiter", e.arb, "--timeout", TIMEOUT_S, "--mem", "16M", "--append",
+			  "lines=400 hz=200", e.guest, NULL};
+	po.sig = SIGKILL;
+	po.sig_after = "streaming to the backup";
+	po.sig_delay_ms = 500;
+	h_start(p2argv, &po, &p);
+	h_wait(&p, &pr);
+	cr_assert_eq(pr.termsig, SIGKILL, "%s", pr.err);
+	usleep(300 * 1000);
+	join_and(&e, backup, false, &b2);
+	h_wait(&b1, &r1);
+	h_wait(&b2, &r2);
+	cr_assert_eq(r1.status, 1, "backup: %s", r1.err);
+	cr_assert(strstr(r1.err, "went live at position"), "%s", r1.err);
+	cr_assert(strstr(r1.err, "joined (generation 2)"), "%s", r1.err);
+	check_ticker(r1.out, 400);
+	cr_assert_eq(r2.status, 1, "joined backup: %s", r2.err);
+	replay_matches(&e, blog, r1.out);
+	h_free(&r1);
+	h_free(&r2);
+	h_free(&pr);
+	/* A joining backup cannot keep a log: it starts from a state. */
+	char *jl[] = {e.rewind, "ft", "backup", "--join", pl, "--key", e.key, "--arbiter", e.arb,
+		      "--log", blog, NULL};
+	h_run(jl, NULL, &r1);
+	cr_assert_eq(r1.status, 2, "%s", r1.err);
+	cr_assert_eq(h_lines(r1.err), 1, "%s", r1.err);
+	h_free(&r1);
+	env_free(&e);
+}
+
+/* A join while the guest writes much of its RAM (guests/dirty: 16 MiB swept at 16 pages a
+ * tick): the copy goes round after round while the guest runs (the first round's writes
+ * are thousands of pages), the pause sends what the last round left, and the joined
+ * backup's replay matches to the end (the guest prints sums of what it reads back, so a
+ * page the copy missed or left stale would diverge). */
+Test(ft, join_copies_in_rounds, .timeout = 180)
+{
+	struct ft_env e;
+	env_init(&e);
+	h_guest_path("dirty", e.guest, sizeof(e.guest));
+	char pl[40];
+	snprintf(pl, sizeof(pl), "127.0.0.1:%d", free_port());
+	struct h_proc b1, p, b2;
+	start_backup(&e, e.port, e.key, TIMEOUT_S, &b1);
+	char backup[40];
+	snprintf(backup, sizeof(backup), "127.0.0.1:%d", e.port);
+	char *pargv[] = {e.rewind, "ft", "primary", "--backup", backup, "--listen", pl, "--key",
+			 e.key, "--arbiter", e.arb, "--timeout", TIMEOUT_S, "--mem", "64M",
+			 "--append", "mb=16 lines=40", e.guest, NULL};
+	struct h_opts po = {.timeout_s = 90};
+	h_start(pargv, &po, &p);
+	struct h_run r1, r2, pr;
+	b1.o.sig = SIGKILL;
+	b1.o.sig_after = "following pair";
+	b1.o.sig_delay_ms = 300;
+	h_wait(&b1, &r1);
+	cr_assert_eq(r1.termsig, SIGKILL, "%s", r1.err);
+	usleep(300 * 1000);
+	join_and(&e, pl, false, &b2);
+	h_wait(&p, &pr);
+	h_wait(&b2, &r2);
+	cr_assert_eq(pr.status, 1, "primary: %s", pr.err);
+	cr_assert(strstr(pr.out, "dirty: done, 40 lines\n"), "%s", pr.out);
+	const char *j = strstr(pr.err, "protected again; the guest paused");
+	cr_assert(j, "%s", pr.err);
+	const char *rw = strstr(j, " rounds while it ran");
+	cr_assert(rw, "%s", j);
+	const char *num = rw;
+	while (num > j && num[-1] >= '0' && num[-1] <= '9')
+		num--;
+	cr_assert_geq(atoi(num), 2, "one copy round only: %s", j);
+	cr_assert_eq(r2.status, 1, "joined backup: %s", r2.err);
+	cr_assert(strstr(r2.err, "the replay matched"), "%s", r2.err);
+	h_free(&r1);
+	h_free(&r2);
+	h_free(&pr);
+	env_free(&e);
+}
+
+/* `echo cmd | rewind console ...`: input ends at once and is taken as soon as it is in the
+ * guest's UART, but the guest's answer comes after (here it works a while before it echoes
+ * each byte; then the output rule holds the answer for the backup's ack): the console
+ * prints on until its output has been quiet for a second, so the answer is there, then
+ * exits 0. */
+Test(ft, console_waits_for_the_answer_after_input_ends, .timeout = 120)
+{
+	struct ft_env e;
+	env_init(&e);
+	h_guest_path("echo", e.guest, sizeof(e.guest));
+	int pcon = free_port();
+	char ps[40];
+	snprintf(ps, sizeof(ps), "tcp:127.0.0.1:%d", pcon);
+	struct h_proc b, p, c;
+	start_backup(&e, e.port, e.key, TIMEOUT_S, &b);
+	struct h_opts o = {.timeout_s = 60};
+	start_primary_serial(&e, e.port, e.key, TIMEOUT_S, "spin=3000000", ps, &o, &p);
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "printf 'hello-there\\n' | '%s' console --key '%s' 127.0.0.1:%d",
+		 e.rewind, e.key, pcon);
+	char *cargv[] = {"sh", "-c", cmd, NULL};
+	struct h_opts co = {.timeout_s = 30};
+	struct h_run cr, pr, br;
+	h_start(cargv, &co, &c);
+	h_wait(&c, &cr);
+	kill(p.pid, SIGKILL);
+	h_wait(&p, &pr);
+	kill(b.pid, SIGKILL);
+	h_wait(&b, &br);
+	cr_assert_eq(cr.status, 0, "console: %s", cr.err);
+	cr_assert_str_eq(cr.out, "echo: type; byte 113 quits\nhello-there\n", "console: %s",
+			 cr.err);
+	h_free(&cr);
+	h_free(&pr);
+	h_free(&br);
+	env_free(&e);
+}
+
+/* A client that connects to the --listen port and says nothing (or a join that takes its
+ * time) holds up nobody else: `ft status` answers at once, not after that client's 2 s
+ * handshake timeout. */
+Test(ft, status_not_held_up_by_a_silent_client, .timeout = 120)
+{
+	struct ft_env e;
+	env_init(&e);
+	int sport = free_port();
+	char listen[32];
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", sport);
+	struct h_proc b, p;
+	start_backup(&e, e.port, e.key, TIMEOUT_S, &b);
+	char backup[32];
+	snprintf(backup, sizeof(backup), "127.0.0.1:%d", e.port);
+	char *pargv[] = {e.rewind, "ft", "primary", "--backup", backup, "--listen", listen,
+			 "--key", e.key, "--arbiter", e.arb, "--timeout", TIMEOUT_S, "--append",
+			 "lines=600 hz=200", e.guest, NULL};
+	struct h_opts o = {.timeout_s = 60};
+	h_start(pargv, &o, &p);
+	char *sargv[] = {e.rewind, "ft", "status", "--key", e.key, listen, NULL};
+	struct h_run sr = {0};
+	for (int i = 0; i < 50; i++) { /* the primary listens */
+		usleep(100 * 1000);
+		h_run(sargv, NULL, &sr);
+		if (sr.status == 0)
+			break;
+		h_free(&sr);
+	}
+	cr_assert_eq(sr.status, 0, "ft status never answered: %s", sr.err);
+	h_free(&sr);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)sport),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int silent[3];
+	for (int i = 0; i < 3; i++) {
+		silent[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		cr_assert(connect(silent[i], (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	}
+	usleep(100 * 1000);
+	double t0 = h_now();
+	h_run(sargv, NULL, &sr);
+	double took = h_now() - t0;
+	cr_assert_eq(sr.status, 0, "%s", sr.err);
+	cr_assert(strstr(sr.out, "role: primary\n"), "%s", sr.out);
+	cr_assert_lt(took, 1.5, "ft status took %.2f s behind silent clients", took);
+	h_free(&sr);
+	for (int i = 0; i < 3; i++)
+		close(silent[i]);
+	struct h_run pr, br;
+	h_wait(&p, &pr);
+	h_wait(&b, &br);
+	cr_assert_eq(pr.status, 1, "%s", pr.err);
+	h_free(&pr);
+	h_free(&br);
+	env_free(&e);
 }
