@@ -765,7 +765,7 @@ Test(linux, boot_records_and_replays, .timeout = 3 * BOOT_TIMEOUT_S + 20)
 /*
  * The boot with Unicorn's translation buffer made small (REWIND_TCG_BUFFER=4M, a test
  * knob: docs/emu-backend.md, "The translation buffer"), so that it fills and is flushed
- * a dozen times on the way to the panic, between blocks Linux runs chained: recorded on
+ * some 35 times on the way to the panic, between blocks Linux runs chained: recorded on
  * the host clock, it ends at the panic (it crashed at the first fill before emu made
  * Unicorn's first region allocation), and replays exactly with the default buffer, which
  * the boot never fills.
