@@ -50,6 +50,12 @@
  * until - 1 (Unicorn 2.1.1 drops translations there). */
 #define EXIT_PAGE (UINT64_MAX & ~0xfffull)
 
+/* Unicorn's translation (code) buffer: docs/emu-backend.md, "The translation buffer".
+ * REWIND_TCG_BUFFER (a test knob) sets another size, within Unicorn's own limits. */
+#define EMU_TCG_BUFFER (32ull << 20)
+#define EMU_TCG_BUFFER_MIN (1ull << 20)
+#define EMU_TCG_BUFFER_MAX (1ull << 30)
+
 /* Page states for write tracking (pg_state). */
 enum { PG_PLAIN, PG_CODE, PG_HOT };
 
@@ -1999,13 +2005,36 @@ static int emu_create(struct vmm_machine *m, struct vmm_cpu **out)
 	c->ilimit = UINT64_MAX;
 	c->bits = 32;
 	c->calib = calibrate();
+	uint64_t tcg_size = EMU_TCG_BUFFER;
+	const char *knob = getenv("REWIND_TCG_BUFFER");
+	if (knob && (vmm_parse_size(knob, &tcg_size) < 0 || tcg_size < EMU_TCG_BUFFER_MIN ||
+		     tcg_size > EMU_TCG_BUFFER_MAX)) {
+		emu_destroy(c);
+		return vmm_fail(VMM_EINVAL, "REWIND_TCG_BUFFER=%s: not a size from 1M to 1G", knob);
+	}
 	e = uc_open(UC_ARCH_X86, UC_MODE_64, &c->uc);
 	if (e != UC_ERR_OK) {
 		free(c);
 		return uc_fail(e, "uc_open");
 	}
+	/* Set before the engine initialises (the TLB mode below does that). */
+	if ((e = uc_ctl_set_tcg_buffer_size(c->uc, (uint32_t)tcg_size)) != UC_ERR_OK) {
+		rc = uc_fail(e, "translation buffer size");
+		goto fail;
+	}
 	if ((e = uc_ctl_tlb_mode(c->uc, UC_TLB_VIRTUAL)) != UC_ERR_OK) {
 		rc = uc_fail(e, "TLB mode");
+		goto fail;
+	}
+	/* Unicorn 2.1.1 never makes the code buffer's first region allocation (QEMU does it
+	 * per vCPU thread, in tcg_register_thread, which Unicorn left out): the first time
+	 * the buffer fills, TCG "allocates" that same region again instead of flushing,
+	 * zeroing every live translated block (their code and their TranslationBlock
+	 * structs), and the next chained jump crashes. One flush here makes that allocation,
+	 * so that every later fill takes TCG's own path: flush, then leave the block loop
+	 * and translate again. It zeroes the buffer once, which is why it is not 1 GiB. */
+	if ((e = uc_ctl_flush_tb(c->uc)) != UC_ERR_OK) {
+		rc = uc_fail(e, "translation buffer");
 		goto fail;
 	}
 	if ((e = uc_mem_map_ptr(c->uc, 0, c->ram_size, UC_PROT_ALL, c->ram)) != UC_ERR_OK) {
@@ -2136,8 +2165,8 @@ static int emu_reset_pvh(struct vmm_cpu *c, uint32_t entry, uint32_t start_info)
 		return uc_fail(e, "PVH entry trampoline");
 	/* Drop every translation of guest RAM (the trampoline's were made without the block
 	 * hook; a previous run's may describe other code). Not uc_ctl_flush_tb: Unicorn
-	 * 2.1.1's tb_flush memsets its whole 1 GiB code buffer, which costs 1-3 s and 1 GiB
-	 * of resident memory per reset. Paging is off here, so addresses are physical. */
+	 * 2.1.1's tb_flush memsets its whole code buffer (EMU_TCG_BUFFER) and everything
+	 * must be translated again. Paging is off here, so addresses are physical. */
 	uc_ctl_remove_cache(c->uc, 0, c->ram_size);
 	all_dirty(c); /* the loader wrote RAM: check every cached decode once */
 	wreg(c, UC_X86_REG_RSP, 0);
@@ -2719,7 +2748,7 @@ static int emu_load(struct vmm_cpu *c, const void *blob, size_t len)
 	 * checked against RAM at its block's next execution, and a block whose code changed
 	 * loses its translations there (block_hook): that catches every stale translation,
 	 * since each translated block gets its decode at its first execution. Not
-	 * uc_ctl_flush_tb: it memsets Unicorn's whole 1 GiB code buffer, ~0.3 s a restore.
+	 * uc_ctl_flush_tb: it memsets Unicorn's whole code buffer at every restore.
 	 */
 	memset(c->pg_wr, 0, c->npages);
 	all_dirty(c);

@@ -762,6 +762,60 @@ Test(linux, boot_records_and_replays, .timeout = 3 * BOOT_TIMEOUT_S + 20)
 	h_free(&rpl);
 }
 
+/*
+ * The boot with Unicorn's translation buffer made small (REWIND_TCG_BUFFER=4M, a test
+ * knob: docs/emu-backend.md, "The translation buffer"), so that it fills and is flushed
+ * some 35 times on the way to the panic, between blocks Linux runs chained: recorded on
+ * the host clock, it ends at the panic (it crashed at the first fill before emu made
+ * Unicorn's first region allocation), and replays exactly with the default buffer, which
+ * the boot never fills.
+ */
+Test(linux, boot_with_a_small_translation_buffer_replays, .timeout = 3 * BOOT_TIMEOUT_S + 20)
+{
+	char kernel[4096], rewind[4096], log[512];
+	if (!have_kernel(kernel, sizeof(kernel)))
+		cr_skip_test("no Linux kernel: run 'make linux' to fetch Debian's kernel");
+	h_rewind_path(rewind, sizeof(rewind));
+	cr_assert(access(rewind, X_OK) == 0, "%s missing: run make first", rewind);
+	take_turn();
+	const char *tmp = getenv("TMPDIR");
+	snprintf(log, sizeof(log), "%s/rewind-test-%d-linux-tcg.rwl", tmp && *tmp ? tmp : "/tmp",
+		 (int)getpid());
+	cr_assert(setenv("REWIND_TCG_BUFFER", "4M", 1) == 0);
+	char *rec_argv[] = {rewind,	"record",	  "--backend", "emu",  "--hash-every",
+			    "1048576", "-o",		  log,	       "--append", CMDLINE,
+			    kernel,	NULL};
+	struct h_opts o = {.timeout_s = BOOT_TIMEOUT_S};
+	struct h_run rec;
+	h_run(rec_argv, &o, &rec);
+	cr_log_info("linux: recorded the boot with a 4 MiB translation buffer in %.2f s wall",
+		    rec.secs);
+	cr_assert(!rec.timed_out, "recorder killed after %d s; stderr:\n%s", BOOT_TIMEOUT_S,
+		  rec.err);
+	cr_assert_eq(rec.status, STATUS_RESET, "record exit status %d (signal %d); stderr:\n%s",
+		     rec.status, rec.termsig, rec.err);
+	cr_expect(strstr(rec.out, "Kernel panic - not syncing: VFS: Unable to mount root fs"),
+		  "the boot did not reach the root fs panic");
+	cr_assert(unsetenv("REWIND_TCG_BUFFER") == 0);
+	char *rpl_argv[] = {rewind, "replay", log, NULL};
+	struct h_run rpl;
+	h_run(rpl_argv, &o, &rpl);
+	cr_log_info("linux: replayed it with the default buffer in %.2f s wall", rpl.secs);
+	cr_assert(!rpl.timed_out, "replay killed after %d s; stderr:\n%s", BOOT_TIMEOUT_S,
+		  rpl.err);
+	bool matched = strstr(rpl.err, ": matched\n") != NULL;
+	cr_expect(matched, "the replay did not match (log kept in %s):\n%s", log, rpl.err);
+	cr_expect_eq(rpl.status, rec.status, "replay status %d, recorded %d", rpl.status,
+		     rec.status);
+	cr_expect(rpl.len == rec.len && memcmp(rpl.out, rec.out, rec.len) == 0,
+		  "the replay printed %zu bytes, the recording %zu (or other bytes)", rpl.len,
+		  rec.len);
+	if (matched)
+		unlink(log);
+	h_free(&rec);
+	h_free(&rpl);
+}
+
 /* ---- the initramfs (make linux: tools/mkinitrd.sh) ---------------------------------- */
 
 #define MARKER "rewind-initramfs: ready"

@@ -192,6 +192,16 @@ Test(qemu_boot, patch, .timeout = TIMEOUT_S + 10)
 	done(&r);
 }
 
+/* Much new code at the same addresses, round after round: both run the current one. */
+Test(qemu_boot, jit, .timeout = TIMEOUT_S + 10)
+{
+	struct h_run r;
+	run_guest("jit", "", NULL, NULL, &r);
+	expect_line(&r, "jit: rounds=4 pages=256 blocks=64 calls=3 sum=ebef2aceffe0d0b7 bad=0\n");
+	expect_status(&r, 1);
+	done(&r);
+}
+
 Test(qemu_boot, remap, .timeout = TIMEOUT_S + 10)
 {
 	struct h_run r;

@@ -246,6 +246,30 @@ Test(run, smc_runs_the_code_it_writes, .timeout = TIMEOUT_S + 10)
 	h_free(&r);
 }
 
+/*
+ * Code written and run until Unicorn's translation buffer, made 1 MiB by the test knob
+ * REWIND_TCG_BUFFER, has filled and been flushed many times (docs/emu-backend.md, "The
+ * translation buffer"): the run ends as on QEMU. A knob that is not a size from 1M to 1G
+ * is refused in one line, as a usage error.
+ */
+Test(run, jit_fills_a_small_translation_buffer, .timeout = TIMEOUT_S + 10)
+{
+	struct h_run r;
+	cr_assert(setenv("REWIND_TCG_BUFFER", "1M", 1) == 0);
+	RW(&r, NULL, "run", "--backend", "emu", guest("jit"));
+	expect_out_is(&r, "jit: rounds=4 pages=256 blocks=64 calls=3 sum=ebef2aceffe0d0b7 bad=0\n");
+	expect_status(&r, 1);
+	h_free(&r);
+	static const char *const bad[] = {"12x", "512K", "2G", ""};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cr_assert(setenv("REWIND_TCG_BUFFER", bad[i], 1) == 0);
+		RW(&r, NULL, "run", "--backend", "emu", guest("jit"));
+		REFUSED(&r, 2, "REWIND_TCG_BUFFER", "not a size from 1M to 1G");
+		h_free(&r);
+	}
+	unsetenv("REWIND_TCG_BUFFER");
+}
+
 /* A virtual page mapped to one physical page, then to another. */
 Test(run, remap_moves_a_virtual_page, .timeout = TIMEOUT_S + 10)
 {
