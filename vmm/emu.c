@@ -2014,7 +2014,8 @@ static int emu_create(struct vmm_machine *m, struct vmm_cpu **out)
 	}
 	e = uc_open(UC_ARCH_X86, UC_MODE_64, &c->uc);
 	if (e != UC_ERR_OK) {
-		free(c);
+		c->uc = NULL;
+		emu_destroy(c);
 		return uc_fail(e, "uc_open");
 	}
 	/* Set before the engine initialises (the TLB mode below does that). */
