@@ -11,6 +11,7 @@
  * line.
  */
 #include "tests/integration/harness.h"
+#include "tests/integration/gdbscript.h"
 #include "tests/integration/rw.h"
 
 #include "logfmt/log.h"
@@ -58,42 +59,9 @@ static void replay_matches(const struct h_run *rec, const char *log, unsigned lo
 /* Run `rewind debug LOG -- -batch -nx -x SCRIPT`. */
 static void debug_script(const char *log, const char *script, struct h_run *r)
 {
-	char path[512];
-	snprintf(path, sizeof(path), "%s", scratch("x-script.gdb"));
-	write_file(path, script, strlen(script));
-	struct h_opts o = {.timeout_s = X_TIMEOUT_S, .merge = true};
-	RW(r, &o, "debug", log, "--", "-batch", "-nx", "-x", path);
-	cr_assert_eq(r->status, 0, "rewind debug ended with %d\nstdout:\n%s\nstderr:\n%s",
-		     r->status, r->out, r->err);
+	gdb_batch(log, script, "x-script.gdb", X_TIMEOUT_S, r);
 	cr_expect_eq(occurrences(r->out, "diverged"), 0, "the replay diverged:\n%s", r->out);
 }
-
-/* The text after "TAG K " on the line that starts with it; NULL if none. */
-static const char *tagged(const char *out, char tag, int k, char *buf, size_t cap)
-{
-	char want[32];
-	snprintf(want, sizeof(want), "%c %d ", tag, k);
-	for (const char *p = out; p; p = strchr(p, '\n')) {
-		if (*p == '\n')
-			p++;
-		if (!strncmp(p, want, strlen(want))) {
-			const char *e = strchr(p, '\n');
-			size_t n = e ? (size_t)(e - p) : strlen(p);
-			n -= strlen(want);
-			if (n >= cap)
-				n = cap - 1;
-			memcpy(buf, p + strlen(want), n);
-			buf[n] = 0;
-			return buf;
-		}
-	}
-	return NULL;
-}
-
-#define REGS_FMT                                                                          \
-	"\"%%lx %%lx %%lx %%lx %%lx %%lx %%lx %%lx %%lx %%lx %%lx %%lx %%lx %%lx %%lx %%lx " \
-	"%%lx %%x\\n\", $pc, $rsp, $rax, $rbx, $rcx, $rdx, $rsi, $rdi, $rbp, $r8, $r9, $r10, " \
-	"$r11, $r12, $r13, $r14, $r15, $eflags"
 
 /* Step N instructions from the third tick's handler, then back: the same states. */
 static void retrace(const char *log, const char *handler)
