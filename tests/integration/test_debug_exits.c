@@ -15,6 +15,7 @@
 #include "tests/integration/rw.h"
 
 #include "logfmt/log.h"
+#include "tests/integration/logedit.h"
 
 #include <fcntl.h>
 
@@ -281,34 +282,20 @@ static void old_kvm_log(const char *from, const char *to)
 {
 	int in = open(from, O_RDONLY);
 	cr_assert(in >= 0);
-	struct lf_io io_in, io_out;
-	struct lf_io_fd fin, fout;
-	lf_io_fd_init(&io_in, &fin, in);
+	struct lf_io io;
+	struct lf_io_fd f;
+	lf_io_fd_init(&io, &f, in);
 	struct lf_reader *r;
-	cr_assert_eq(lf_reader_open(&io_in, &r), 0, "%s", lf_errdetail());
-	struct lf_header h = *lf_reader_header(r);
+	cr_assert_eq(lf_reader_open(&io, &r), 0, "%s", lf_errdetail());
 	char config[512];
-	const char *mem = strstr(h.config, "mem=");
+	const char *mem = strstr(lf_reader_header(r)->config, "mem=");
 	cr_assert(mem);
-	snprintf(config, sizeof(config), "machine=rewind-pc-2\nbackend=kvm\npositions=exits\n%.*s",
+	snprintf(config, sizeof(config),
+		 "machine=rewind-pc-2\nbackend=kvm\npositions=exits\n%.*s\nclock=real\n",
 		 (int)strcspn(mem, "\n"), mem);
-	strcat(config, "\nclock=real\n");
-	h.config = config;
-	int out = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	cr_assert(out >= 0);
-	lf_io_fd_init(&io_out, &fout, out);
-	struct lf_writer *w;
-	cr_assert_eq(lf_writer_open(&io_out, &h, NULL, &w), 0, "%s", lf_errdetail());
-	struct lf_event ev;
-	int rc;
-	while ((rc = lf_reader_next(r, &ev)) == 1)
-		cr_assert_eq(lf_writer_append(w, &ev), 0);
-	cr_assert_eq(rc, 0);
-	cr_assert_eq(lf_writer_finish(w), 0);
-	lf_writer_free(w);
 	lf_reader_free(r);
 	close(in);
-	close(out);
+	log_rewrite_header(from, to, config, NULL);
 }
 
 Test(debug_exits, a_kvm_log_without_the_arch_digest_is_refused_on_emu, .timeout = X_TIMEOUT_S)

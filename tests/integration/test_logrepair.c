@@ -12,6 +12,7 @@
 #include "tests/integration/rw.h"
 
 #include "logfmt/log.h"
+#include "tests/integration/logedit.h"
 
 #include <fcntl.h>
 #include <inttypes.h>
@@ -225,38 +226,6 @@ Test(logrepair, repair_counts_dropped_and_appended_bytes, .timeout = 4 * TIMEOUT
 	unlink(log);
 }
 
-/* Copy a log with another config and command line (a header with a good CRC). */
-static void rewrite_header(const char *in_path, const char *out_path, const char *config,
-			   const char *cmdline)
-{
-	int in = open(in_path, O_RDONLY);
-	int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	cr_assert(in >= 0 && out >= 0);
-	struct lf_io_fd fi, fo;
-	struct lf_io ii, oo;
-	lf_io_fd_init(&ii, &fi, in);
-	lf_io_fd_init(&oo, &fo, out);
-	struct lf_reader *r;
-	cr_assert_eq(lf_reader_open(&ii, &r), 0);
-	struct lf_header h = *lf_reader_header(r);
-	if (config)
-		h.config = config;
-	if (cmdline)
-		h.cmdline = cmdline;
-	struct lf_writer *w;
-	cr_assert_eq(lf_writer_open(&oo, &h, NULL, &w), 0);
-	struct lf_event ev;
-	int rc;
-	while ((rc = lf_reader_next(r, &ev)) == 1)
-		cr_assert_eq(lf_writer_append(w, &ev), 0);
-	cr_assert_eq(rc, 0);
-	cr_assert_eq(lf_writer_finish(w), 0);
-	lf_writer_free(w);
-	lf_reader_free(r);
-	close(in);
-	close(out);
-}
-
 /*
  * Anything read from a log is bad input: a backend it names that does not exist, a
  * command line over the limit, a config with CR LF line endings. Status 4, one line
@@ -271,7 +240,7 @@ Test(logrepair, values_from_the_log_are_bad_input, .timeout = 3 * TIMEOUT_S)
 	expect_status(&r, 1);
 	h_free(&r);
 
-	rewrite_header(log, bad,
+	log_rewrite_header(log, bad,
 		       "machine=rewind-pc-2\nbackend=xyz\npositions=instructions\nmem=134217728\n"
 		       "clock=real\n",
 		       NULL);
@@ -283,13 +252,13 @@ Test(logrepair, values_from_the_log_are_bad_input, .timeout = 3 * TIMEOUT_S)
 	char *longline = malloc(5001);
 	memset(longline, 'a', 5000);
 	longline[5000] = 0;
-	rewrite_header(log, bad, NULL, longline);
+	log_rewrite_header(log, bad, NULL, longline);
 	free(longline);
 	RW(&r, NULL, "replay", bad);
 	REFUSED(&r, 4, bad, "command line", "5000 bytes");
 	h_free(&r);
 
-	rewrite_header(log, bad,
+	log_rewrite_header(log, bad,
 		       "machine=rewind-pc-2\r\nbackend=emu\r\npositions=instructions\r\n"
 		       "mem=134217728\r\nclock=real\r\n",
 		       NULL);
@@ -303,7 +272,7 @@ Test(logrepair, values_from_the_log_are_bad_input, .timeout = 3 * TIMEOUT_S)
 	h_free(&r);
 
 	/* A control byte in the model: escaped as \xNN. */
-	rewrite_header(log, bad,
+	log_rewrite_header(log, bad,
 		       "machine=rewind-pc-2\x1b[2J\nbackend=emu\npositions=instructions\n"
 		       "mem=134217728\nclock=real\n",
 		       NULL);
