@@ -150,6 +150,9 @@ struct ft_primary_config {
 	struct ft_link link;       /* to the backup, HELLO already exchanged (unused if alone) */
 	bool alone;                /* start without a backup (one went live): joins only */
 	unsigned marker_ms;        /* a progress marker this often (0: 5 ms) */
+	/* Positions count exits (kvm, or emu counting them): a due marker waits for the next
+	 * exit, where it needs no landmark, unless output waits for it (docs/ft.md). */
+	bool exits;
 	unsigned timeout_ms;       /* silence that means the backup is lost (0: 1000) */
 	size_t out_cap;            /* output bytes buffered before the guest waits (0: 64 KiB) */
 	/* (--log is a second writer of the recorders, rec_config.tee: the stream's log

@@ -59,7 +59,7 @@ int ft_hello_send(const struct ft_link *l, const struct ft_hello *h, int timeout
 int ft_hello_take(const struct ft_link *l, struct ft_hello *h, int timeout_ms, char *err,
 		  size_t errlen)
 {
-	uint8_t b[HELLO_FIXED + FT_PAIR_ID_MAX + 1], type;
+	uint8_t b[HELLO_FIXED + FT_PAIR_ID_MAX + 1 + 256], type; /* (room for a REFUSED text) */
 	size_t n;
 	int rc = l->ops->recv(l->opaque, &type, b, sizeof(b), &n, timeout_ms);
 	if (rc <= 0) {

@@ -53,6 +53,8 @@ struct ft_primary {
 
 	/* vCPU thread only */
 	uint64_t last_mark_ns, last_mark_pos;
+	uint64_t exit_wait;    /* exits: a run bounded to one exit for a marker began here */
+	uint64_t exit_wait_ns; /* ... at this host time */
 
 	/* A join handed over by ft_primary_join (mu) */
 	enum { J_NONE, J_PENDING, J_COPYING, J_FINAL } join;
@@ -186,7 +188,19 @@ static int push_out(struct ft_primary *p, uint8_t byte, uint64_t pos)
 
 /* ---- the input ops ------------------------------------------------------------------- */
 
-/* A progress marker at this stop when one is due (force: whenever the position moved). */
+/* Is a marker due by time? */
+static bool mark_due(const struct ft_primary *p, uint64_t now)
+{
+	return now - p->last_mark_ns >= (uint64_t)p->cfg.marker_ms * 1000000u;
+}
+
+/*
+ * A progress marker at this stop when one is due (force: whenever the position moved).
+ * Where positions count exits, a marker at a stop that is not right after an exit (a
+ * kick) needs a landmark, which the backup finds only by running to it through every
+ * pass of the loop the guest was in; so a due marker waits for the next exit (the run
+ * is bounded to one, pri_run_budget) unless output waits for it.
+ */
 static void maybe_mark(struct ft_primary *p, struct vmm_machine *m, bool force)
 {
 	if (!atomic_load(&p->linked))
@@ -195,8 +209,19 @@ static void maybe_mark(struct ft_primary *p, struct vmm_machine *m, bool force)
 	vmm_pos_t pos = vmm_machine_pos(m);
 	if (pos == p->last_mark_pos)
 		return;
-	if (!force && now - p->last_mark_ns < (uint64_t)p->cfg.marker_ms * 1000000u)
+	if (!force && !mark_due(p, now))
 		return;
+	if (!force && p->cfg.exits && !(p->exit_wait != UINT64_MAX && pos > p->exit_wait)) {
+		/* Not right after an exit: only output that waited a whole marker interval
+		 * more for an exit (the guest computes without one) takes a landmark. */
+		pthread_mutex_lock(&p->mu);
+		bool waiting = p->on > 0;
+		pthread_mutex_unlock(&p->mu);
+		if (!waiting || p->exit_wait == UINT64_MAX ||
+		    now - p->exit_wait_ns < (uint64_t)p->cfg.marker_ms * 1000000u)
+			return;
+	}
+	p->exit_wait = UINT64_MAX;
 	rec_mark(p->rec, m);
 	uint8_t b[16];
 	ft_put64(b, pos);
@@ -263,7 +288,17 @@ static int pri_idle(void *opaque, struct vmm_machine *m)
 static uint64_t pri_run_budget(void *opaque, struct vmm_machine *m)
 {
 	struct ft_primary *p = opaque;
-	return rec_input_ops.run_budget(p->rec, m);
+	uint64_t b = rec_input_ops.run_budget(p->rec, m);
+	/* Exits: a marker is due, so the run stops right after the next exit, where the
+	 * position alone names the point (maybe_mark). */
+	if (p->cfg.exits && atomic_load(&p->linked) && mark_due(p, ft_now_ns())) {
+		if (p->exit_wait == UINT64_MAX) {
+			p->exit_wait = vmm_machine_pos(m);
+			p->exit_wait_ns = ft_now_ns();
+		}
+		b = 1;
+	}
+	return b;
 }
 
 static void pri_timers_changed(void *opaque, struct vmm_machine *m)
@@ -482,6 +517,7 @@ int ft_primary_create(const struct ft_primary_config *cfg, struct ft_primary **o
 	p->alone = cfg->alone;
 	atomic_store(&p->last_heard, ft_now_ns());
 	p->last_mark_pos = UINT64_MAX;
+	p->exit_wait = UINT64_MAX;
 	*out = p;
 	return 0;
 }

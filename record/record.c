@@ -78,7 +78,10 @@ static void append_at_stop_to(struct rec *r, struct vmm_machine *m, const struct
 		l.landmark.regs = lm.regs;
 		l.landmark.mem = lm.mem;
 		l.landmark.pages = lm.pages;
-		append_to(r, &l, only);
+		/* Into the tee too, even before an event that is the stream's alone (a
+		 * marker's state check): taking it named this point and started a new page
+		 * set, so the tee's next landmark is correct only after this one. */
+		append_to(r, &l, false);
 	}
 	append_to(r, ev, only);
 }

@@ -18,6 +18,7 @@
 #include "replay/replay.h"
 #include "vmm/live.h"
 #include "vmm/loader.h"
+#include "vmm/cpu.h"
 #include "vmm/machine.h"
 #include "vmm/vmm.h"
 
@@ -40,8 +41,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-extern const struct vmm_cpu_ops emu_cpu_ops;
 
 /* The channel purpose of the pair's port (stream, status). */
 #define FT_PURPOSE "ft"
@@ -82,6 +81,10 @@ static void usage_ft(FILE *f)
 		"Backup only:\n"
 		"  --join HOST:PORT     re-protect a running primary that lost its backup (its\n"
 		"                       --listen): it sends its machine state, then its log\n"
+		"  --backend kvm|emu    replay on this backend (default: the stream's; a stream\n"
+		"                       whose positions count exits replays on emu too). With\n"
+		"                       --join it must be the primary's: its machine state is\n"
+		"                       that backend's\n"
 		"Primary only:\n"
 		"  --backup HOST:PORT   where the backup listens (tried for --connect-for seconds)\n"
 		"  --connect-for SEC    how long to keep trying the backup (default 10)\n"
@@ -89,6 +92,13 @@ static void usage_ft(FILE *f)
 		"  --append TEXT        guest command line\n"
 		"  --initrd FILE        an initial ramdisk, as 'rewind record --initrd' (the\n"
 		"                       stream carries it: the backup needs no copy)\n"
+		"  --backend emu|kvm|auto  where the guest runs (default emu: it records every\n"
+		"                       guest exactly). kvm counts exits, places events between\n"
+		"                       them by landmarks and leaves RDTSC out of the log\n"
+		"  --positions instructions|exits\n"
+		"                       what positions count on emu (default instructions);\n"
+		"                       exits: as kvm counts them, with landmarks, as 'rewind\n"
+		"                       record --positions exits'\n"
 		"  --marker-ms MS       a progress marker this often (default 5)\n"
 		"  --out-buffer BYTES   output held for the backup's ack before the guest waits\n"
 		"                       (default 64K)\n"
@@ -215,6 +225,7 @@ struct side {
 	struct ft_backup *fb;
 	struct ft_input *in; /* typed input from console clients */
 	struct pri_log *log; /* primary: what a join needs */
+	const char *backend; /* the backend the guest runs on (a join must restore there) */
 	atomic_int state; /* 0 protected/following, 1 alone, 2 loser */
 };
 
@@ -397,7 +408,8 @@ static void status_text(struct side *s, char *buf, size_t cap)
 				    : "protected";
 	} else if (s->fb) {
 		ft_backup_stats(s->fb, &st);
-		what = state == 1 ? "live (the primary was lost; arbiter won), unprotected"
+		what = state == 1 ? "catching up (the primary was lost; arbiter won): replaying "
+				    "what it received, then it goes live"
 		       : state == 2 ? "stopping (lost the arbiter)"
 				    : "following";
 	} else {
@@ -494,6 +506,22 @@ static void status_serve(struct side *s, int fd)
 		char text[1024];
 		status_text(s, text, sizeof(text));
 		(void)ft_chan_send(c, FT_MSG_STATUS_OK, text, strlen(text));
+	} else if (got == 1 && type == FT_MSG_JOIN && s->fp && n > 0 && s->backend &&
+		   (n != strlen(s->backend) || memcmp(b, s->backend, n))) {
+		/* The joining backup says which backend it runs (JOIN's body; none: it takes
+		 * the primary's): the machine state restores on this one only. */
+		char why[256];
+		snprintf(why, sizeof(why),
+			 "this primary runs its guest on %s, and a joining backup restores its "
+			 "machine state, which is %s's: join with --backend %s (or without "
+			 "--backend)",
+			 s->backend, s->backend, s->backend);
+		char asked[sizeof(b) + 1], vis[96];
+		memcpy(asked, b, n);
+		asked[n] = 0;
+		fprintf(stderr, "%s: ft primary: refused a backup's join on %s: %s\n", prog,
+			cli_visible(asked, vis, sizeof(vis)), why);
+		(void)ft_chan_send(c, FT_MSG_REFUSED, why, strlen(why));
 	} else if (got == 1 && type == FT_MSG_JOIN && s->fp) {
 		struct ft_link link;
 		ft_link_chan(&link, c);
@@ -573,11 +601,20 @@ static int cmd_ft_status(int argc, char **argv)
 
 /* ---- options --------------------------------------------------------------------------- */
 
+/*
+ * Progress markers' default interval (--marker-ms), whatever positions count: where they
+ * count exits a marker waits for the next exit, so it rarely needs a landmark (ft.h's
+ * exits; docs/ft.md, "Backends", has what that costs the backup, measured).
+ */
+#define FT_MARKER_MS 5
+
 /* Pre-copy rounds of a join, at most (--precopy-rounds). */
 #define JOIN_ROUNDS_MAX 64
 
 struct ft_opts {
 	const char *key, *arbiter, *serial, *log, *listen, *backup, *mem, *append, *join, *initrd;
+	const char *backend; /* --backend (NULL: primary emu, backup the stream's) */
+	bool exits, positions_given; /* --positions (primary) */
 	unsigned timeout_ms, marker_ms, connect_s, precopy_rounds;
 	uint64_t out_buffer;
 };
@@ -595,7 +632,7 @@ static unsigned parse_uint(const char *opt, const char *v, unsigned lo, unsigned
 static void parse_ft_opts(int argc, char **argv, bool primary, struct ft_opts *o)
 {
 	*o = (struct ft_opts){.serial = "stdio", .mem = "128M", .timeout_ms = 1000,
-			      .marker_ms = 5, .connect_s = 10, .out_buffer = 64u << 10,
+			      .marker_ms = FT_MARKER_MS, .connect_s = 10, .out_buffer = 64u << 10,
 			      .precopy_rounds = 10};
 	static const struct option lo[] = {
 		{"key", required_argument, NULL, 'k'},      {"arbiter", required_argument, NULL, 'a'},
@@ -607,11 +644,12 @@ static void parse_ft_opts(int argc, char **argv, bool primary, struct ft_opts *o
 		{"out-buffer", required_argument, NULL, 'O'}, {"help", no_argument, NULL, 'h'},
 		{"join", required_argument, NULL, 'J'},     {"initrd", required_argument, NULL, 'R'},
 		{"precopy-rounds", required_argument, NULL, 'P'},
+		{"backend", required_argument, NULL, 'b'},  {"positions", required_argument, NULL, 'X'},
 		{NULL, 0, NULL, 0}};
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
-		if (!primary && strchr("BmAMCOR", c))
+		if (!primary && strchr("BmAMCORX", c))
 			die_line(EXIT_USAGE, "ft backup: %s is an option of 'rewind ft primary'",
 				 argv[optind - 1]);
 		switch (c) {
@@ -640,7 +678,28 @@ static void parse_ft_opts(int argc, char **argv, bool primary, struct ft_opts *o
 			o->timeout_ms = (unsigned)(v * 1000 + 0.5);
 			break;
 		}
-		case 'M': o->marker_ms = parse_uint("--marker-ms", optarg, 1, 1000); break;
+		case 'M':
+			o->marker_ms = parse_uint("--marker-ms", optarg, 1, 1000);
+			break;
+		case 'b':
+			if (!strcmp(optarg, "help")) {
+				cli_print_backend_help();
+				exit(0);
+			}
+			if (primary ? strcmp(optarg, "emu") && strcmp(optarg, "kvm") &&
+					      strcmp(optarg, "auto")
+				    : strcmp(optarg, "emu") && strcmp(optarg, "kvm"))
+				die_line(EXIT_USAGE, "--backend %s: expected %s", optarg,
+					 primary ? "emu, kvm, auto or help" : "kvm or emu");
+			o->backend = optarg;
+			break;
+		case 'X':
+			if (strcmp(optarg, "exits") && strcmp(optarg, "instructions"))
+				die_line(EXIT_USAGE, "--positions %s: expected instructions or exits",
+					 optarg);
+			o->exits = !strcmp(optarg, "exits");
+			o->positions_given = true;
+			break;
 		case 'C': o->connect_s = parse_uint("--connect-for", optarg, 0, 86400); break;
 		case 'P':
 			o->precopy_rounds = parse_uint("--precopy-rounds", optarg, 1, JOIN_ROUNDS_MAX);
@@ -1017,6 +1076,15 @@ static int cmd_ft_primary(int argc, char **argv)
 	if (vmm_parse_size(o.mem, &mem) < 0 || mem < VMM_MEM_MIN || mem > VMM_MEM_MAX ||
 	    (mem & 0xfff))
 		die_line(EXIT_USAGE, "--mem %s: expected a multiple of 4K from 2M to 64G", o.mem);
+	/* The backend, what positions count, the log's config line and the machine's
+	 * portable flags: decided as `rewind record` decides them (machcfg.c), before
+	 * anything else (no /dev/kvm: one line, status 10). */
+	const struct vmm_cpu_ops *backend = cli_pick_backend(o.backend ? o.backend : "emu");
+	bool exits = cli_record_exits(backend, o.positions_given, o.exits);
+	static char config[256];
+	unsigned portable = cli_record_machine(backend, exits, mem, "real", config,
+					       sizeof(config));
+	s.backend = backend->name;
 	side_keys(&s, o.key, o.arbiter);
 	s.timeout_ms = o.timeout_ms;
 	char err[256];
@@ -1084,7 +1152,7 @@ static int cmd_ft_primary(int argc, char **argv)
 	pl.marker_ms = o.marker_ms;
 	pl.timeout_ms = o.timeout_ms;
 	pl.max_rounds = o.precopy_rounds;
-	struct ft_primary_config pc = {.link = link, .marker_ms = o.marker_ms,
+	struct ft_primary_config pc = {.link = link, .marker_ms = o.marker_ms, .exits = exits,
 				       .timeout_ms = o.timeout_ms, .out_cap = o.out_buffer,
 				       .input = s.in, .release = release_cb,
 				       .claim = claim_cb, .join_begin = join_begin,
@@ -1093,11 +1161,6 @@ static int cmd_ft_primary(int argc, char **argv)
 	if (ft_primary_create(&pc, &fp) < 0)
 		die_line(EXIT_HOST, "ft primary: no memory");
 	ft_primary_io(fp, &pl.io);
-	static char config[256];
-	snprintf(config, sizeof(config),
-		 "machine=rewind-pc-2\nbackend=emu\npositions=instructions\nmem=%" PRIu64
-		 "\nclock=real\n",
-		 mem);
 	pl.hd = (struct lf_header){.tool = "rewind " REWIND_VERSION " ft", .config = config,
 				   .cmdline = o.append ? o.append : "", .image_path = path,
 				   .image_hash = lf_hash64(elf, elf_len), .image_len = elf_len,
@@ -1128,11 +1191,11 @@ static int cmd_ft_primary(int argc, char **argv)
 	if (rec_create(&rcc, &pl.rec) < 0)
 		die_line(EXIT_HOST, "ft primary: no memory");
 	ft_primary_set_rec(fp, pl.rec);
-	struct vmm_config cfg = {.mem_size = mem, .backend = &emu_cpu_ops,
+	struct vmm_config cfg = {.mem_size = mem, .backend = backend,
 				 .input = &ft_primary_input_ops, .input_opaque = fp,
 				 .tap = &ft_primary_input_tap, .tap_opaque = fp};
 	struct vmm_machine *m;
-	if (vmm_machine_create(&cfg, &m) < 0)
+	if (vmm_machine_create(&cfg, &m) < 0 || vmm_machine_set_portable(m, portable) < 0)
 		die_line(EXIT_HOST, "ft primary: creating the machine: %s", vmm_errdetail());
 	if (vmm_machine_load_initrd(m, elf, elf_len, o.append, initrd, initrd_len) < 0)
 		die_line(EXIT_BADINPUT, "%s: %s",
@@ -1146,8 +1209,11 @@ static int cmd_ft_primary(int argc, char **argv)
 	signal(SIGINT, on_sig);
 	signal(SIGTERM, on_sig);
 	signal(SIGPIPE, SIG_IGN);
-	fprintf(stderr, "%s: ft primary: pair %s: streaming to the backup at %s\n", prog,
-		s.pair_id, o.backup);
+	fprintf(stderr,
+		"%s: ft primary: pair %s: streaming to the backup at %s (backend %s, positions "
+		"count %s, a marker every %u ms)\n",
+		prog, s.pair_id, o.backup, backend->name, exits ? "exits" : "instructions",
+		o.marker_ms);
 
 	struct vmm_stop stop;
 	rc = vmm_machine_run(m, &stop);
@@ -1177,22 +1243,6 @@ static int cmd_ft_primary(int argc, char **argv)
 }
 
 /* ---- backup -------------------------------------------------------------------------------- */
-
-static bool config_value(const char *config, const char *key, char *buf, size_t cap)
-{
-	size_t kl = strlen(key);
-	for (const char *p = config; p && *p;) {
-		const char *nl = strchr(p, '\n');
-		size_t len = nl ? (size_t)(nl - p) : strlen(p);
-		if (len > kl && !strncmp(p, key, kl) && p[kl] == '=' && len - kl - 1 < cap) {
-			memcpy(buf, p + kl + 1, len - kl - 1);
-			buf[len - kl - 1] = 0;
-			return true;
-		}
-		p = nl ? nl + 1 : NULL;
-	}
-	return false;
-}
 
 /* A joining backup: the primary's RAM, its devices and vCPU, and where its output stood. */
 struct join_state {
@@ -1295,7 +1345,9 @@ static int cmd_ft_backup(int argc, char **argv)
 			die_line(EXIT_BADINPUT, "ft backup --join %s: %s", o.join, err);
 		ft_link_chan(&link, ch);
 		uint64_t t0 = ft_now_ns();
-		if (ft_chan_send(ch, FT_MSG_JOIN, NULL, 0) < 0 ||
+		/* JOIN says which backend this backup runs, if it was told (--backend): the
+		 * primary refuses at once where its machine state is another backend's. */
+		if (ft_chan_send(ch, FT_MSG_JOIN, o.backend, o.backend ? strlen(o.backend) : 0) < 0 ||
 		    ft_hello_take(&link, &h, 30000, err, sizeof(err)) < 0)
 			die_line(EXIT_BADINPUT, "ft backup --join %s: %s", o.join, err);
 		join_receive(&link, &js);
@@ -1355,12 +1407,24 @@ static int cmd_ft_backup(int argc, char **argv)
 		die_lf(rc, "ft backup: the stream's header");
 	}
 	const struct lf_header *hd = lf_reader_header(r);
-	char v[64];
-	uint64_t mem = 0;
-	if (!config_value(hd->config, "mem", v, sizeof(v)) || vmm_parse_size(v, &mem) < 0 ||
-	    !config_value(hd->config, "positions", v, sizeof(v)) || strcmp(v, "instructions"))
-		die_line(EXIT_BADINPUT, "ft backup: the stream's machine is not one this backup "
-					"replays (emu, positions in instructions)");
+	/* The machine that replays the stream, decided as `rewind replay` decides it
+	 * (machcfg.c): the stream's backend, or the one asked for where it can replay it
+	 * (an exit-counted stream on emu). */
+	struct cli_replay_machine rm;
+	int mst = cli_replay_machine(hd->config, "ft backup: the stream", o.backend, false, &rm,
+				     err, sizeof(err));
+	if (mst)
+		die_line(mst, "%s", err);
+	uint64_t mem = rm.mem;
+	if (js.done && strcmp(rm.backend->name, rm.bname))
+		die_line(EXIT_USAGE, "ft backup --join: the primary runs its guest on %s, and its "
+				     "machine state restores there only: join with --backend %s",
+			 rm.bname, rm.bname);
+	if (rm.backend == &kvm_cpu_ops && (rc = kvm_cpu_ops.probe()) < 0)
+		cli_kvm_unusable(rc, rm.asked ? "--backend kvm"
+					      : "ft backup: the stream's guest runs on kvm; "
+						"replaying it needs kvm");
+	s.backend = rm.backend->name;
 	if (!hd->image)
 		die_line(EXIT_BADINPUT, "ft backup: the stream carries no guest image");
 	struct rpl_config rpc = {.reader = r, .out = replay_out_cb, .out_opaque = &s,
@@ -1369,12 +1433,15 @@ static int cmd_ft_backup(int argc, char **argv)
 	struct rpl *rpl;
 	if (rpl_create(&rpc, &rpl) < 0)
 		die_line(EXIT_HOST, "ft backup: no memory");
-	struct vmm_config cfg = {.mem_size = mem, .backend = &emu_cpu_ops,
+	struct vmm_config cfg = {.mem_size = mem, .backend = rm.backend,
 				 .input = &ft_backup_input_ops, .input_opaque = fb,
 				 .tap = &ft_backup_input_tap, .tap_opaque = fb};
 	struct vmm_machine *m;
-	if (vmm_machine_create(&cfg, &m) < 0)
+	if (vmm_machine_create(&cfg, &m) < 0 || vmm_machine_set_portable(m, rm.portable) < 0)
 		die_line(EXIT_HOST, "ft backup: creating the machine: %s", vmm_errdetail());
+	fprintf(stderr, "%s: ft backup: replaying on %s (the stream's guest runs on %s; "
+			"positions count %s)\n",
+		prog, rm.backend->name, rm.bname, rm.positions);
 	ft_backup_attach(fb, rpl, m);
 	if (js.done) {
 		if (js.ram_size != vmm_machine_ram_size(m))
@@ -1419,10 +1486,13 @@ static int cmd_ft_backup(int argc, char **argv)
 		if (vmm_live_create(&lc, &pl.live) < 0)
 			die_line(EXIT_HOST, "ft backup: %s", vmm_errdetail());
 		s.log = &pl;
-		pl.marker_ms = 5;
+		/* It records on in the stream's position kind (an emu backup of an exit-counted
+		 * stream counts exits on, with landmarks), with markers as a primary would. */
+		pl.marker_ms = FT_MARKER_MS;
 		pl.timeout_ms = o.timeout_ms;
 		pl.max_rounds = o.precopy_rounds;
-		struct ft_primary_config pc = {.alone = true, .marker_ms = 5,
+		struct ft_primary_config pc = {.alone = true, .marker_ms = pl.marker_ms,
+					       .exits = rm.exits,
 					       .timeout_ms = o.timeout_ms,
 					       .input = s.in, .release = release_cb,
 					       .claim = claim_cb, .join_begin = join_begin,
@@ -1433,6 +1503,12 @@ static int cmd_ft_backup(int argc, char **argv)
 			die_line(EXIT_HOST, "ft backup: no memory");
 		ft_primary_io(fp, &pl.io);
 		pl.hd = *hd;
+		/* The header of the logs it starts when joined names the backend it runs on now
+		 * (a kvm stream followed on emu goes on on emu): a joining backup reads it. */
+		static char live_config[256];
+		(void)cli_record_machine(rm.backend, rm.exits, mem, "real", live_config,
+					 sizeof(live_config));
+		pl.hd.config = live_config;
 		pl.wc = (struct lf_writer_config){.codec = LF_CODEC_LZ4};
 		/* (no backup yet: this log goes nowhere; a join starts a new one) */
 		if (lf_writer_open(&pl.io, &pl.hd, &pl.wc, &pl.w) < 0)

@@ -34,13 +34,6 @@
 
 const char *prog = "rewind";
 
-/*
- * The machine model a log is recorded on: bump when anything the guest sees changes (a
- * device's behaviour, the CPU's CPUID, the entry state). 2: one CPUID table for both
- * backends without CX16, GDTR {0x1000, 0x17} and IDTR {0, 0} at entry.
- */
-#define MACHINE_MODEL "rewind-pc-2"
-
 static void usage_main(FILE *f)
 {
 	fprintf(f,
@@ -269,26 +262,7 @@ void die_lf(int err, const char *what)
 /* Map a vmm error code to rewind's exit status. */
 static int status_for(int err)
 {
-	switch (-err) {
-	case VMM_EINVAL:
-		return EXIT_USAGE;
-	case VMM_ENOENT:
-	case VMM_EBADELF:
-	case VMM_ENOPVH:
-	case VMM_ELAYOUT:
-	case VMM_ESTATE:
-		return EXIT_BADINPUT;
-	case VMM_ENOMEM:
-	case VMM_EIO:
-	case VMM_ENOKVM:
-		return EXIT_HOST;
-	case VMM_EGUEST:
-		return EXIT_RESET;
-	case VMM_EINPUT:
-		return EXIT_DIVERGED;
-	default:
-		return EXIT_INTERNAL;
-	}
+	return cli_status_for(err);
 }
 
 /* One line: "rewind: WHAT: DETAIL" (WHAT left out when the detail already starts with it). */
@@ -330,58 +304,6 @@ struct common_opts {
 	bool exits; /* --positions exits */
 	bool positions_given;
 };
-
-/*
- * --backend auto: kvm only where KVM runs guest code in hardware and /dev/kvm opens.
- * A /dev/kvm that opens is not enough: software KVM (PVM) runs a CPU-bound guest hundreds
- * of times slower than emu. The reason goes to why.
- */
-static const struct vmm_cpu_ops *auto_backend(struct vmm_hostkvm *host, char *why, size_t cap)
-{
-	*host = vmm_hostkvm_detect();
-	if (host->kind != VMM_HOSTKVM_HARDWARE) {
-		snprintf(why, cap, "%s", host->why);
-		return &emu_cpu_ops;
-	}
-	if (kvm_cpu_ops.probe() < 0) {
-		snprintf(why, cap, "hardware KVM (%s), but %s", host->name, vmm_errdetail());
-		return &emu_cpu_ops;
-	}
-	snprintf(why, cap, "%s", host->why);
-	return &kvm_cpu_ops;
-}
-
-/* --backend help: the host's KVM kind and auto's choice, on stdout; bench/run.sh reads
- * the first line's kind. */
-static void print_backend_help(void)
-{
-	struct vmm_hostkvm h;
-	char why[768];
-	const struct vmm_cpu_ops *b = auto_backend(&h, why, sizeof(why));
-	printf("host kvm: %s (%s)\n"
-	       "auto picks: %s (%s)\n",
-	       h.name, h.why, b->name, why);
-}
-
-static const struct vmm_cpu_ops *pick_backend(const char *name)
-{
-	if (!strcmp(name, "emu"))
-		return &emu_cpu_ops;
-	if (!strcmp(name, "kvm")) {
-		int rc = kvm_cpu_ops.probe();
-		if (rc < 0)
-			fail(rc, "--backend kvm");
-		return &kvm_cpu_ops;
-	}
-	if (!strcmp(name, "auto")) {
-		struct vmm_hostkvm h;
-		char why[768];
-		const struct vmm_cpu_ops *b = auto_backend(&h, why, sizeof(why));
-		fprintf(stderr, "%s: backend %s (auto: %s)\n", prog, b->name, why);
-		return b;
-	}
-	die_line(EXIT_USAGE, "--backend %s: expected kvm, emu, auto or help", name);
-}
 
 /* --gdb or --clock virtual: emu (kvm was refused already); auto says so, as it always
  * says which. */
@@ -572,7 +494,7 @@ static void parse_machine_opts(int argc, char **argv, bool record, struct common
 		switch (c) {
 		case 'b':
 			if (!strcmp(optarg, "help")) {
-				print_backend_help();
+				cli_print_backend_help();
 				exit(0);
 			}
 			o->backend = optarg;
@@ -677,19 +599,6 @@ static void refuse_to_clobber(const char *path)
 			 "-o %s: the file exists and is not a rewind log; not overwriting it "
 			 "(remove it or choose another path)",
 			 path);
-}
-
-/* The machine config a log carries: what replay must rebuild. exits: positions count
- * exits (always on kvm; on emu with --positions exits). */
-static void machine_config_text(char *buf, size_t cap, const struct vmm_cpu_ops *backend,
-				bool exits, uint64_t mem, const char *clock)
-{
-	/* digest=arch: landmarks and hashes use the digest emu computes alike, so the log
-	 * replays on emu too (docs/kvm-backend.md, "Portable logs"). */
-	snprintf(buf, cap,
-		 "machine=%s\nbackend=%s\npositions=%s\nmem=%" PRIu64 "\nclock=%s\n%s",
-		 MACHINE_MODEL, backend->name, exits ? "exits" : "instructions", mem, clock,
-		 exits ? "digest=arch\n" : "");
 }
 
 /* After a failed recording: what of the log can still be used. */
@@ -865,17 +774,13 @@ static int cmd_run_or_record(int argc, char **argv, bool record)
 
 	const struct vmm_cpu_ops *backend = vclock  ? pick_emu_backend(o.backend, "--clock virtual")
 					    : o.gdb ? pick_emu_backend(o.backend, "--gdb")
-						    : pick_backend(o.backend);
-	if (record && backend == &kvm_cpu_ops && o.positions_given && !o.exits)
-		die_line(EXIT_USAGE, "--positions instructions: the kvm backend counts exits "
-				     "only (it has no instruction count)");
-	bool exits = record && (backend == &kvm_cpu_ops || o.exits);
-	if (record && backend == &kvm_cpu_ops)
-		fprintf(stderr,
-			"%s: recording on kvm, whose log leaves out RDTSC (stock KVM cannot trap "
-			"it): a guest that reads the TSC may diverge on replay (docs/kvm-backend.md); "
-			"--backend emu records every guest exactly\n",
-			prog);
+						    : cli_pick_backend(o.backend);
+	bool exits = record && cli_record_exits(backend, o.positions_given, o.exits);
+	/* The log's machine config and the machine's portable flags: one decision, shared
+	 * with `rewind ft primary` (machcfg.c). */
+	char config[256];
+	unsigned portable = cli_record_machine(backend, exits, mem, o.clock, config,
+					       sizeof(config));
 
 	struct vmm_live_config lc = {.in_fd = con.in_fd,
 				     .escape = con.escape,
@@ -906,8 +811,6 @@ static int cmd_run_or_record(int argc, char **argv, bool record)
 			die_line(EXIT_HOST, "cannot create the log %s: %s", o.output,
 				 strerror(errno));
 		lf_io_fd_init(&io, &iofd, log_fd);
-		char config[256];
-		machine_config_text(config, sizeof(config), backend, exits, mem, o.clock);
 		struct lf_header h = {.created_ns = wall_ns(),
 				      .tool = "rewind " REWIND_VERSION,
 				      .config = config,
@@ -944,10 +847,6 @@ static int cmd_run_or_record(int argc, char **argv, bool record)
 	rc = vmm_machine_create(&cfg, &m);
 	if (rc < 0)
 		fail(rc, "creating the machine");
-	/* kvm counts exits by nature; emu does so on request, as kvm would (vmm/emu.c). */
-	unsigned portable = !exits ? 0
-			    : backend == &kvm_cpu_ops ? VMM_PORT_DIGEST
-						      : VMM_PORT_DIGEST | VMM_PORT_EXITS;
 	if ((rc = vmm_machine_set_portable(m, portable)) < 0)
 		fail(rc, "creating the machine");
 	rc = vmm_machine_load_initrd(m, elf, elf_len, o.append, initrd, initrd_len);
@@ -1038,26 +937,6 @@ static int cmd_run_or_record(int argc, char **argv, bool record)
 }
 
 /* ---- replay ---------------------------------------------------------------------------- */
-
-/* The value of KEY in a config text of key=value lines, copied into buf; false if absent. */
-static bool config_get(const char *config, const char *key, char *buf, size_t cap)
-{
-	size_t kl = strlen(key);
-	for (const char *p = config; p && *p;) {
-		const char *nl = strchr(p, '\n');
-		size_t len = nl ? (size_t)(nl - p) : strlen(p);
-		if (len > kl && !strncmp(p, key, kl) && p[kl] == '=') {
-			size_t vl = len - kl - 1;
-			if (vl >= cap)
-				return false;
-			memcpy(buf, p + kl + 1, vl);
-			buf[vl] = 0;
-			return true;
-		}
-		p = nl ? nl + 1 : NULL;
-	}
-	return false;
-}
 
 static void print_divergence(struct vmm_machine *m, const struct rpl_divergence *d)
 {
@@ -1189,79 +1068,33 @@ static int cmd_replay(int argc, char **argv, bool debug)
 			prog, log_path, ri.index_problem);
 
 	/* The machine it was recorded on. Everything here comes from the log: a value that
-	 * does not fit is bad input (status 4), shown with its invisible bytes escaped. */
-	char model[64], bname[16], positions[16], memtxt[32], v1[8192];
-	static const char *const keys[] = {"machine", "backend", "positions", "mem"};
-	char *const vals[] = {model, bname, positions, memtxt};
-	const size_t caps[] = {sizeof(model), sizeof(bname), sizeof(positions), sizeof(memtxt)};
-	for (int i = 0; i < 4; i++)
-		if (!config_get(h->config, keys[i], vals[i], caps[i]))
-			die_line(EXIT_BADINPUT,
-				 "%s: the machine config in the log has no usable '%s=' line",
-				 log_path, keys[i]);
-	if (strcmp(model, MACHINE_MODEL))
-		die_line(EXIT_BADINPUT,
-			 "%s: recorded on machine model %s; this rewind replays %s only "
-			 "(replay it with the rewind that recorded it)",
-			 log_path, cli_visible(model, v1, sizeof(v1)), MACHINE_MODEL);
-	char *end;
-	errno = 0;
-	uint64_t mem = strtoull(memtxt, &end, 10);
-	if (errno || *end || memtxt[0] < '0' || memtxt[0] > '9' || mem < VMM_MEM_MIN ||
-	    mem > VMM_MEM_MAX || (mem & 0xfff))
-		die_line(EXIT_BADINPUT, "%s: bad memory size \"%s\" in the log", log_path,
-			 cli_visible(memtxt, v1, sizeof(v1)));
-	if (strcmp(bname, "emu") && strcmp(bname, "kvm"))
-		die_line(EXIT_BADINPUT,
-			 "%s: the log names backend \"%s\" (expected kvm or emu): the log is "
-			 "damaged or not from this rewind",
-			 log_path, cli_visible(bname, v1, sizeof(v1)));
+	 * does not fit is bad input (status 4), shown with its invisible bytes escaped. The
+	 * decision is shared with `rewind ft backup` (machcfg.c). */
+	char v1[8192];
 	if (strlen(h->cmdline) > VMM_CMDLINE_MAX)
 		die_line(EXIT_BADINPUT,
 			 "%s: the command line in the log is %zu bytes, longer than %u: the log "
 			 "is damaged or not from this rewind",
 			 log_path, strlen(h->cmdline), VMM_CMDLINE_MAX);
-	bool asked = backend_name != NULL; /* --backend given, not taken from the log */
-	if (!asked) /* time travel replays on emu, whatever the log was recorded on */
-		backend_name = gdb ? "emu" : bname;
-	const struct vmm_cpu_ops *backend = NULL;
-	if (!strcmp(backend_name, "emu"))
-		backend = &emu_cpu_ops;
-	else if (!strcmp(backend_name, "kvm"))
-		backend = &kvm_cpu_ops;
-	else
-		die_line(EXIT_USAGE, "--backend %s: expected kvm or emu", backend_name);
-	/* Whether the positions fit comes first: it does not depend on this host. */
-	const char *want_pos = backend == &kvm_cpu_ops ? "exits" : "instructions";
-	char digest[16];
-	bool arch = config_get(h->config, "digest", digest, sizeof(digest));
-	if (arch && strcmp(digest, "arch"))
-		die_line(EXIT_BADINPUT, "%s: unknown register digest '%s' in the log", log_path,
-			 digest);
-	/* A kvm log with the architectural digest replays on emu, counting exits. */
-	bool exits_on_emu = backend == &emu_cpu_ops && !strcmp(positions, "exits");
-	unsigned portable = (arch ? VMM_PORT_DIGEST : 0) | (exits_on_emu ? VMM_PORT_EXITS : 0) |
-			    (exits_on_emu && !strcmp(bname, "emu") ? VMM_PORT_OWN_FLAGS : 0);
-	if (exits_on_emu && !arch)
-		die_line(EXIT_BADINPUT,
-			 "%s: recorded on kvm by an older rewind, whose landmarks and state hashes "
-			 "cover registers only kvm fills alike: it replays on kvm only (--backend "
-			 "kvm)",
-			 log_path);
-	if (!exits_on_emu && strcmp(positions, want_pos))
-		die_line(EXIT_BADINPUT,
-			 "%s: its positions count %s (recorded on %s); the %s backend counts %s, "
-			 "and converting them is not supported yet",
-			 log_path, cli_visible(positions, v1, sizeof(v1)), bname, backend->name,
-			 want_pos);
+	struct cli_replay_machine rm;
+	char why[1024];
+	int mst = cli_replay_machine(h->config, log_path, backend_name, gdb, &rm, why,
+				     sizeof(why));
+	if (mst)
+		die_line(mst, "%s", why);
+	const struct vmm_cpu_ops *backend = rm.backend;
+	bool asked = rm.asked, exits_on_emu = rm.exits_on_emu;
+	unsigned portable = rm.portable;
+	uint64_t mem = rm.mem;
+	const char *positions = rm.positions;
 	/* Before the kvm probe: on a host without KVM the first thing to learn is that
 	 * time travel could not use kvm anyway. */
 	if (gdb && backend != &emu_cpu_ops)
 		die_line(EXIT_USAGE, "time-travel debugging needs --backend emu (the kvm "
 				     "backend has no checkpoints yet)");
 	if (backend == &kvm_cpu_ops && (rc = kvm_cpu_ops.probe()) < 0)
-		fail(rc, asked ? "--backend kvm"
-			       : "this log was recorded on kvm; replaying it needs kvm");
+		cli_kvm_unusable(rc, asked ? "--backend kvm"
+					   : "this log was recorded on kvm; replaying it needs kvm");
 
 	/* The image: embedded, or from its path (or --image), with the recorded hash. */
 	const void *image = h->image;
