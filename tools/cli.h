@@ -67,6 +67,9 @@ bool cli_record_exits(const struct vmm_cpu_ops *backend, bool positions_given, b
  * clock) into config, and the VMM_PORT_* flags its machine gets before the image loads. */
 unsigned cli_record_machine(const struct vmm_cpu_ops *backend, bool exits, uint64_t mem,
 			    const char *clock, char *config, size_t cap);
+/* --initrd PATH read for a guest with mem bytes of RAM (record, ft primary): a file larger
+ * than RAM, unreadable or empty ends in one line, status 4 (10 when out of memory). */
+void cli_read_initrd(const char *path, uint64_t mem, void **buf, size_t *len);
 /* The value of KEY in a config text of key=value lines, copied into buf; false if absent. */
 bool cli_config_get(const char *config, const char *key, char *buf, size_t cap);
 

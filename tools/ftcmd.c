@@ -1098,22 +1098,8 @@ static int cmd_ft_primary(int argc, char **argv)
 			 vmm_errdetail());
 	void *initrd = NULL;
 	size_t initrd_len = 0;
-	if (o.initrd) {
-		/* As record does: larger than RAM cannot fit; the loader says so for what is
-		 * merely too big for the RAM above the kernel. */
-		struct stat sb;
-		if (stat(o.initrd, &sb) == 0 && S_ISREG(sb.st_mode) && (uint64_t)sb.st_size > mem)
-			die_line(EXIT_BADINPUT,
-				 "--initrd %s: %lld bytes do not fit in the guest's %" PRIu64
-				 " bytes of RAM: give it more memory (--mem)",
-				 o.initrd, (long long)sb.st_size, mem);
-		rc = vmm_read_file(o.initrd, mem, &initrd, &initrd_len);
-		if (rc < 0)
-			die_line(rc == -VMM_ENOMEM ? EXIT_HOST : EXIT_BADINPUT, "--initrd: %s",
-				 vmm_errdetail());
-		if (initrd_len == 0)
-			die_line(EXIT_BADINPUT, "--initrd %s: the file is empty", o.initrd);
-	}
+	if (o.initrd)
+		cli_read_initrd(o.initrd, mem, &initrd, &initrd_len);
 	uint8_t rnd[8];
 	if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd))
 		die_line(EXIT_HOST, "ft primary: no random bytes for the pair id");

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /*
  * The machine model a log is recorded on: bump when anything the guest sees changes (a
@@ -238,4 +239,22 @@ int cli_replay_machine(const char *config, const char *what, const char *backend
 	}
 	rm->exits = !strcmp(rm->positions, "exits");
 	return 0;
+}
+
+void cli_read_initrd(const char *path, uint64_t mem, void **buf, size_t *len)
+{
+	/* Larger than RAM cannot fit; the loader says so for what is merely too big for the
+	 * RAM above the kernel. */
+	struct stat st;
+	if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size > mem)
+		die_line(EXIT_BADINPUT,
+			 "--initrd %s: %lld bytes do not fit in the guest's %" PRIu64
+			 " bytes of RAM: give it more memory (--mem)",
+			 path, (long long)st.st_size, mem);
+	int rc = vmm_read_file(path, mem, buf, len);
+	if (rc < 0)
+		die_line(rc == -VMM_ENOMEM ? EXIT_HOST : EXIT_BADINPUT, "--initrd: %s",
+			 vmm_errdetail());
+	if (*len == 0)
+		die_line(EXIT_BADINPUT, "--initrd %s: the file is empty", path);
 }

@@ -755,22 +755,8 @@ static int cmd_run_or_record(int argc, char **argv, bool record)
 		fail_with(rc == -VMM_ENOMEM ? EXIT_HOST : EXIT_BADINPUT, rc, path);
 	void *initrd = NULL;
 	size_t initrd_len = 0;
-	if (o.initrd) {
-		/* Larger than RAM cannot fit; the loader says so for what is merely too big
-		 * for the RAM above the kernel. */
-		struct stat st;
-		if (stat(o.initrd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size > mem)
-			die_line(EXIT_BADINPUT,
-				 "--initrd %s: %lld bytes do not fit in the guest's %" PRIu64
-				 " bytes of RAM: give it more memory (--mem)",
-				 o.initrd, (long long)st.st_size, mem);
-		rc = vmm_read_file(o.initrd, mem, &initrd, &initrd_len);
-		if (rc < 0)
-			die_line(rc == -VMM_ENOMEM ? EXIT_HOST : EXIT_BADINPUT, "--initrd: %s",
-				 vmm_errdetail());
-		if (initrd_len == 0)
-			die_line(EXIT_BADINPUT, "--initrd %s: the file is empty", o.initrd);
-	}
+	if (o.initrd)
+		cli_read_initrd(o.initrd, mem, &initrd, &initrd_len);
 
 	const struct vmm_cpu_ops *backend = vclock  ? pick_emu_backend(o.backend, "--clock virtual")
 					    : o.gdb ? pick_emu_backend(o.backend, "--gdb")
