@@ -14,6 +14,7 @@
  * primary prints released output, the backup prints the whole output when it goes live).
  */
 #include "harness.h"
+#include "tests/integration/ftpair.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -28,17 +29,6 @@ struct ft_env {
 	char rewind[256], guest[256];
 	int port;
 };
-
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	cr_assert(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
-	socklen_t l = sizeof(a);
-	cr_assert(getsockname(fd, (struct sockaddr *)&a, &l) == 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
 
 static void env_init(struct ft_env *e)
 {
@@ -97,25 +87,6 @@ static void start_primary(struct ft_env *e, int port, const char *key, const cha
 			  const char *cmdline, const struct h_opts *o, struct h_proc *p)
 {
 	start_primary_serial(e, port, key, timeout, cmdline, "stdio", o, p);
-}
-
-/* The ticker's whole output for lines= n: numbered lines in order, then its done line. */
-static void check_ticker(const char *out, long long lines)
-{
-	const char *s = strchr(out, '\n');
-	cr_assert(s, "no output: %s", out);
-	s++;
-	for (long long i = 0; i < lines; i++) {
-		char want[32];
-		snprintf(want, sizeof(want), "%06lld ", i);
-		cr_assert_eq(strncmp(s, want, 7), 0, "line %lld is not next: %.40s", i, s);
-		s = strchr(s, '\n');
-		cr_assert(s);
-		s++;
-	}
-	char done[64];
-	snprintf(done, sizeof(done), "ticker: done, %lld lines\n", lines);
-	cr_assert_str_eq(s, done);
 }
 
 Test(ft, usage_and_key_errors, .timeout = 60)

@@ -18,6 +18,7 @@
  * its odd lines halt.
  */
 #include "harness.h"
+#include "tests/integration/ftpair.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -43,17 +44,6 @@ struct env {
 	char rewind[256], guest[256];
 	const struct variant *v;
 };
-
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	cr_assert(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
-	socklen_t l = sizeof(a);
-	cr_assert(getsockname(fd, (struct sockaddr *)&a, &l) == 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
 
 /* false: the variant cannot run here (the caller skips, saying why). */
 static bool env_init(struct env *e, const struct variant *v)
@@ -155,25 +145,6 @@ static void start_primary(struct env *e, int port, const char *listen, const cha
 		add(&x, e->v->primary[i]);
 	add(&x, e->guest);
 	h_start(x.v, o, p);
-}
-
-/* The ticker's whole output for lines= n: numbered lines in order, then its done line. */
-static void check_ticker(const char *out, long long lines)
-{
-	const char *s = strchr(out, '\n');
-	cr_assert(s, "no output: %s", out);
-	s++;
-	for (long long i = 0; i < lines; i++) {
-		char want[32];
-		snprintf(want, sizeof(want), "%06lld ", i);
-		cr_assert_eq(strncmp(s, want, 7), 0, "line %lld is not next: %.40s", i, s);
-		s = strchr(s, '\n');
-		cr_assert(s);
-		s++;
-	}
-	char done[64];
-	snprintf(done, sizeof(done), "ticker: done, %lld lines\n", lines);
-	cr_assert_str_eq(s, done);
 }
 
 /* What the backup says it replays on: the variant's backend, counting exits. */
