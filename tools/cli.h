@@ -67,6 +67,9 @@ bool cli_record_exits(const struct vmm_cpu_ops *backend, bool positions_given, b
  * clock) into config, and the VMM_PORT_* flags its machine gets before the image loads. */
 unsigned cli_record_machine(const struct vmm_cpu_ops *backend, bool exits, uint64_t mem,
 			    const char *clock, char *config, size_t cap);
+/* --positions ARG (record, ft primary): true for exits, false for instructions; anything
+ * else ends in one line, status 2. */
+bool cli_parse_positions(const char *arg);
 /* --initrd PATH read for a guest with mem bytes of RAM (record, ft primary): a file larger
  * than RAM, unreadable or empty ends in one line, status 4 (10 when out of memory). */
 void cli_read_initrd(const char *path, uint64_t mem, void **buf, size_t *len);

@@ -694,10 +694,7 @@ static void parse_ft_opts(int argc, char **argv, bool primary, struct ft_opts *o
 			o->backend = optarg;
 			break;
 		case 'X':
-			if (strcmp(optarg, "exits") && strcmp(optarg, "instructions"))
-				die_line(EXIT_USAGE, "--positions %s: expected instructions or exits",
-					 optarg);
-			o->exits = !strcmp(optarg, "exits");
+			o->exits = cli_parse_positions(optarg);
 			o->positions_given = true;
 			break;
 		case 'C': o->connect_s = parse_uint("--connect-for", optarg, 0, 86400); break;

@@ -258,3 +258,10 @@ void cli_read_initrd(const char *path, uint64_t mem, void **buf, size_t *len)
 	if (*len == 0)
 		die_line(EXIT_BADINPUT, "--initrd %s: the file is empty", path);
 }
+
+bool cli_parse_positions(const char *arg)
+{
+	if (strcmp(arg, "exits") && strcmp(arg, "instructions"))
+		die_line(EXIT_USAGE, "--positions %s: expected instructions or exits", arg);
+	return !strcmp(arg, "exits");
+}

@@ -534,10 +534,7 @@ static void parse_machine_opts(int argc, char **argv, bool record, struct common
 			o->output = optarg;
 			break;
 		case 'X':
-			if (strcmp(optarg, "exits") && strcmp(optarg, "instructions"))
-				die_line(EXIT_USAGE, "--positions %s: expected instructions or exits",
-					 optarg);
-			o->exits = !strcmp(optarg, "exits");
+			o->exits = cli_parse_positions(optarg);
 			o->positions_given = true;
 			break;
 		case 'z':
