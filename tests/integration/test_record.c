@@ -833,22 +833,24 @@ Test(record, full_disk_is_reported, .timeout = TIMEOUT_S)
  * kvm-backend.md, "Landmarks"). race computes between ticks without an exit: a landmark
  * whose registers match no pass is searched until the watchdog gives up.
  */
-static void record_race_on_kvm(struct rr *x, const char *logname)
+static void record_race_counting_exits(struct rr *x, const char *logname, bool kvm)
 {
 	snprintf(x->log, sizeof(x->log), "%s", scratch(logname));
 	struct h_opts o = {.timeout_s = TIMEOUT_S};
-	RW(&x->rec, &o, "record", "--backend", "kvm", "-o", x->log, "--append", "ticks=20",
-	   guest("race"));
+	if (kvm)
+		RW(&x->rec, &o, "record", "--backend", "kvm", "-o", x->log, "--append",
+		   "ticks=20", guest("race"));
+	else
+		RW(&x->rec, &o, "record", "--backend", "emu", "--positions", "exits", "-o",
+		   x->log, "--append", "ticks=20", guest("race"));
 	expect_status(&x->rec, 1);
 	memset(&x->rpl, 0, sizeof(x->rpl));
 }
 
-Test(record, unreachable_landmark_is_a_divergence_not_a_hang, .timeout = 2 * TIMEOUT_S)
+static void unreachable_landmark(bool kvm)
 {
-	if (!h_have_kvm())
-		cr_skip_test("no /dev/kvm here: kvm landmarks not run");
 	struct rr x;
-	record_race_on_kvm(&x, "lm-race.rwl");
+	record_race_counting_exits(&x, "lm-race.rwl", kvm);
 	const char *bad = scratch("lm-altered.rwl");
 	uint64_t pos = alter_log(x.log, bad, LF_EV_LANDMARK);
 	struct h_run r;
@@ -866,16 +868,27 @@ Test(record, unreachable_landmark_is_a_divergence_not_a_hang, .timeout = 2 * TIM
 	rr_done(&x);
 }
 
+Test(record, unreachable_landmark_is_a_divergence_not_a_hang, .timeout = 2 * TIMEOUT_S)
+{
+	if (!h_have_kvm())
+		cr_skip_test("no /dev/kvm here: kvm landmarks not run");
+	unreachable_landmark(true);
+}
+
+/* The same search on emu, in an exit-counted log emu recorded: every host runs it. */
+Test(record, unreachable_landmark_on_emu_is_a_divergence_not_a_hang, .timeout = 2 * TIMEOUT_S)
+{
+	unreachable_landmark(false);
+}
+
 /*
  * A landmark moved one exit earlier than where it was taken: the search runs into that
  * exit first, which it must report as leaving the position, not cross.
  */
-Test(record, landmark_behind_an_exit_is_a_divergence, .timeout = 2 * TIMEOUT_S)
+static void landmark_behind_an_exit(bool kvm)
 {
-	if (!h_have_kvm())
-		cr_skip_test("no /dev/kvm here: kvm landmarks not run");
 	struct rr x;
-	record_race_on_kvm(&x, "lm-race2.rwl");
+	record_race_counting_exits(&x, "lm-race2.rwl", kvm);
 	int in = open(x.log, O_RDONLY);
 	cr_assert(in >= 0);
 	struct lf_io io_in, io_out;
@@ -919,6 +932,18 @@ Test(record, landmark_behind_an_exit_is_a_divergence, .timeout = 2 * TIMEOUT_S)
 	h_free(&p);
 	unlink(bad);
 	rr_done(&x);
+}
+
+Test(record, landmark_behind_an_exit_is_a_divergence, .timeout = 2 * TIMEOUT_S)
+{
+	if (!h_have_kvm())
+		cr_skip_test("no /dev/kvm here: kvm landmarks not run");
+	landmark_behind_an_exit(true);
+}
+
+Test(record, landmark_behind_an_exit_on_emu_is_a_divergence, .timeout = 2 * TIMEOUT_S)
+{
+	landmark_behind_an_exit(false);
 }
 
 Test(record, stall_timeout_is_checked, .timeout = TIMEOUT_S)
