@@ -97,16 +97,14 @@ static int report(struct rec *r)
 }
 
 /* Log a state check at the current position (only: in the log, not the tee). */
-static void log_hash_to(struct rec *r, struct vmm_machine *m, bool with_mem, bool only)
+/* A state hash of what (LF_HASH_REGS, LF_HASH_MEM; the output always) to the log, and to
+ * the tee unless only. */
+static void log_hash_to(struct rec *r, struct vmm_machine *m, uint32_t what, bool only)
 {
 	struct lf_event ev = {.kind = LF_EV_HASH, .pos = vmm_machine_pos(m)};
-	ev.hash.flags = LF_HASH_REGS | LF_HASH_OUT;
-	uint64_t *mem = NULL;
-	if (with_mem) {
-		ev.hash.flags |= LF_HASH_MEM;
-		mem = &ev.hash.mem;
-	}
-	int rc = vmm_machine_hash(m, &ev.hash.regs, mem);
+	ev.hash.flags = LF_HASH_OUT | (what & (LF_HASH_REGS | LF_HASH_MEM));
+	int rc = vmm_machine_hash(m, (what & LF_HASH_REGS) ? &ev.hash.regs : NULL,
+				  (what & LF_HASH_MEM) ? &ev.hash.mem : NULL);
 	if (rc < 0) {
 		if (!r->err) {
 			r->err = rc;
@@ -122,7 +120,7 @@ static void log_hash_to(struct rec *r, struct vmm_machine *m, bool with_mem, boo
 
 static void log_hash(struct rec *r, struct vmm_machine *m, bool with_mem)
 {
-	log_hash_to(r, m, with_mem, false);
+	log_hash_to(r, m, LF_HASH_REGS | (with_mem ? LF_HASH_MEM : 0), false);
 }
 
 /* Flush the log (and the tee unless only). */
@@ -285,7 +283,9 @@ int rec_create(const struct rec_config *cfg, struct rec **out)
 
 int rec_finish(struct rec *r, struct vmm_machine *m, const struct vmm_stop *stop)
 {
-	log_hash(r, m, true);
+	/* (No registers where the backend lost them at a triple fault: KVM on AMD.) */
+	bool regs = !(stop->reason == VMM_STOP_TRIPLE_FAULT && stop->regs_lost);
+	log_hash_to(r, m, LF_HASH_MEM | (regs ? LF_HASH_REGS : 0), false);
 	struct lf_event ev = {.kind = LF_EV_END, .pos = stop->pos};
 	ev.end.reason = stop->reason;
 	ev.end.value = stop->reason == VMM_STOP_TRIPLE_FAULT ? (uint64_t)stop->vector
@@ -308,7 +308,7 @@ void rec_flush(struct rec *r)
 
 void rec_mark(struct rec *r, struct vmm_machine *m)
 {
-	log_hash_to(r, m, false, true);
+	log_hash_to(r, m, LF_HASH_REGS, true);
 	flush_to(r, true);
 }
 

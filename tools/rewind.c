@@ -411,7 +411,12 @@ static int report_stop(struct vmm_machine *m, const struct vmm_stop *stop, bool 
 		fprintf(stderr,
 			"%s: triple fault at position %llu (exception %d could not be delivered)\n",
 			prog, (unsigned long long)stop->pos, stop->vector);
-		dump_regs(m);
+		if (stop->regs_lost)
+			fprintf(stderr, "  (no registers: KVM reset the vCPU when it reported the "
+					"triple fault, as it does on AMD; record the run and replay it "
+					"with --backend emu to see them)\n");
+		else
+			dump_regs(m);
 		return EXIT_RESET;
 	case VMM_STOP_HALTED:
 		fprintf(stderr,

@@ -131,8 +131,11 @@ struct vmm_seek_stats {
 
 struct vmm_exit {
 	enum vmm_exit_reason reason;
-	/* For VMM_EXIT_SHUTDOWN: the vector of the exception that could not be delivered. */
+	/* For VMM_EXIT_SHUTDOWN: the vector of the exception that could not be delivered
+	 * (-1: the backend does not know), and whether the vCPU's registers at the fault are
+	 * lost (KVM on AMD resets the vCPU before it reports a shutdown). */
 	int vector;
+	bool regs_lost;
 	/* For VMM_EXIT_WATCH: the guest-virtual address accessed and how. */
 	uint64_t addr;
 	enum vmm_access access;

@@ -170,6 +170,23 @@ static int kvm_get_both(struct vmm_cpu *cpu, struct kvm_regs *r, struct kvm_sreg
 	return 0;
 }
 
+/*
+ * After KVM_EXIT_SHUTDOWN: did KVM reset the vCPU? On AMD it does so before it reports the
+ * shutdown (the VMCB is undefined after one), so the registers at the fault are gone and
+ * the vCPU sits at the reset vector, in real mode at CS base 0xffff0000, RIP 0xfff0: a
+ * state a PVH guest never runs in. Intel's KVM leaves the registers as they were.
+ */
+static int kvm_shutdown_reset(struct vmm_cpu *cpu, bool *reset)
+{
+	struct kvm_regs r;
+	struct kvm_sregs s;
+	int err = kvm_get_both(cpu, &r, &s);
+	if (err)
+		return err;
+	*reset = !(s.cr0 & 1) && s.cs.base == 0xffff0000ull && r.rip == 0xfff0;
+	return 0;
+}
+
 static void kvm_pos_inc(struct vmm_cpu *cpu)
 {
 	/* Only the vCPU thread writes pos; other threads may read it. */
@@ -1290,6 +1307,7 @@ static int kvm_run(struct vmm_cpu *cpu, uint64_t budget, struct vmm_exit *exit)
 		case KVM_EXIT_SHUTDOWN:
 			exit->reason = VMM_EXIT_SHUTDOWN;
 			exit->vector = -1; /* KVM does not say which exception it was */
+			err = kvm_shutdown_reset(cpu, &exit->regs_lost);
 			goto out;
 		case KVM_EXIT_INTERNAL_ERROR: {
 			/* An instruction the host's KVM could not emulate, completed here: no

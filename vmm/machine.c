@@ -372,6 +372,7 @@ static int run_loop(struct vmm_machine *m, vmm_pos_t until, bool by_insn,
 		case VMM_EXIT_SHUTDOWN:
 			stop->reason = VMM_STOP_TRIPLE_FAULT;
 			stop->vector = ex.vector;
+			stop->regs_lost = ex.regs_lost;
 			stop->pos = vmm_machine_pos(m);
 			return 0;
 		case VMM_EXIT_BREAK:

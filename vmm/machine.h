@@ -39,7 +39,10 @@ enum vmm_stop_reason {
 struct vmm_stop {
 	enum vmm_stop_reason reason;
 	uint32_t exit_value; /* VMM_STOP_DEBUG_EXIT: the value V written */
-	int vector;          /* VMM_STOP_TRIPLE_FAULT: the exception that was not delivered */
+	int vector;          /* VMM_STOP_TRIPLE_FAULT: the exception that was not delivered
+			      * (-1: not known) */
+	bool regs_lost;      /* VMM_STOP_TRIPLE_FAULT: the registers at the fault are gone
+			      * (KVM on AMD resets the vCPU at a shutdown) */
 	vmm_pos_t pos;       /* where it stopped */
 	uint64_t addr;       /* VMM_STOP_WATCH: the guest-virtual address accessed */
 	enum vmm_access access; /* VMM_STOP_WATCH: read or write */

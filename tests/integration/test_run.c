@@ -331,8 +331,16 @@ static void crash_on(const char *backend)
 	expect_out(&r, "crash: page fault at 0xdead0000000 (error 0x0, rip 0x");
 	expect_out(&r, "crash: triple fault next\n");
 	expect_err(&r, "triple fault");
-	expect_err(&r, "RIP=");
-	expect_err(&r, "CR2=00000dead0000000");
+	/* KVM on AMD resets the vCPU before it reports the shutdown: no registers to show,
+	 * and it is said. */
+	if (!strcmp(backend, "kvm") && !strcmp(vmm_hostkvm_detect().name, "hardware-svm")) {
+		expect_err(&r, "(no registers: KVM reset the vCPU when it reported the triple "
+			       "fault, as it does on AMD;");
+		cr_expect(!strstr(r.err, "RIP="), "registers of a reset vCPU shown:\n%s", r.err);
+	} else {
+		expect_err(&r, "RIP=");
+		expect_err(&r, "CR2=00000dead0000000");
+	}
 	/* The INT3 whose delivery fails. emu delivers it, and so does rewind on a
 	 * software-nested KVM, which cannot; hardware KVM does not say which it was. */
 	if (strcmp(backend, "kvm") || vmm_hostkvm_detect().kind == VMM_HOSTKVM_SOFTWARE)
@@ -351,6 +359,19 @@ Test(run, crash_triple_faults_on_kvm, .timeout = TIMEOUT_S + 10)
 	if (!h_have_kvm())
 		cr_skip_test("no /dev/kvm: crash on kvm not run");
 	crash_on("kvm");
+	/* Recorded on kvm, the crash replays on emu to the same end, registers and all,
+	 * whether or not kvm knew the exception or kept the registers. */
+	const char *log = scratch("crash-kvm.rwl");
+	struct h_run r;
+	RW(&r, NULL, "record", "--backend", "kvm", "-o", log, guest("crash"));
+	expect_status(&r, 6);
+	h_free(&r);
+	RW(&r, NULL, "replay", "--backend", "emu", log);
+	expect_err(&r, "CR2=00000dead0000000");
+	expect_err(&r, "(exception 3 could not be delivered)");
+	expect_status(&r, 6);
+	h_free(&r);
+	unlink(log);
 }
 
 Test(run, spew_line_count, .timeout = TIMEOUT_S + 10)
