@@ -131,11 +131,14 @@ long_entry:
 	.section .data
 	.p2align 4
 	.globl g_gdt
+	/* Every descriptor is marked accessed already, so that loading it writes nothing:
+	 * CPUs differ in whether a far jump sets the bit (QEMU TCG, and so KVM nested in
+	 * it, does not; hardware and emu do), and a recording must not depend on that. */
 g_gdt:
 	.quad 0                     /* 0x00 null */
-	.quad 0x00af9a000000ffff    /* 0x08 64-bit code */
-	.quad 0x00cf92000000ffff    /* 0x10 data */
-	.quad 0x00cf9a000000ffff    /* 0x18 32-bit code */
+	.quad 0x00af9b000000ffff    /* 0x08 64-bit code */
+	.quad 0x00cf93000000ffff    /* 0x10 data */
+	.quad 0x00cf9b000000ffff    /* 0x18 32-bit code */
 	.quad 0, 0                  /* 0x20 TSS (16 bytes), filled in by g_idt_init */
 g_gdt_end:
 	.p2align 3
