@@ -1745,6 +1745,11 @@ static int deliver_or_shutdown(struct vmm_cpu *c, int vec, bool has_err, uint32_
 	if (dr > 0) {
 		exit->reason = VMM_EXIT_SHUTDOWN;
 		exit->vector = sv;
+		if (c->xmode) { /* an exit kvm counts, at a point it names */
+			c->xcount++;
+			c->xexact = true;
+			c->xlast = "a triple fault";
+		}
 	}
 	return dr;
 }

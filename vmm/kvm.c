@@ -1305,6 +1305,9 @@ static int kvm_run(struct vmm_cpu *cpu, uint64_t budget, struct vmm_exit *exit)
 			break;
 		}
 		case KVM_EXIT_SHUTDOWN:
+			/* A triple fault counts as the exit it is: the run's end then has a
+			 * position of its own, after the guest's last port access. */
+			kvm_pos_inc(cpu);
 			exit->reason = VMM_EXIT_SHUTDOWN;
 			exit->vector = -1; /* KVM does not say which exception it was */
 			err = kvm_shutdown_reset(cpu, &exit->regs_lost);
@@ -1317,6 +1320,7 @@ static int kvm_run(struct vmm_cpu *cpu, uint64_t budget, struct vmm_exit *exit)
 			if (err)
 				goto out;
 			if (sv >= 0) {
+				kvm_pos_inc(cpu); /* counted as KVM's own shutdown exit is */
 				exit->reason = VMM_EXIT_SHUTDOWN;
 				exit->vector = sv;
 				goto out;

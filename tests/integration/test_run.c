@@ -354,6 +354,29 @@ Test(run, crash_triple_faults_with_register_dump, .timeout = TIMEOUT_S + 10)
 	crash_on("emu");
 }
 
+/*
+ * Counting exits, the triple fault is an exit of its own: the final state hash and the
+ * end come after the guest's last port access (the same count), and a replay checks
+ * them at the fault, not at that access.
+ */
+Test(run, crash_recorded_counting_exits_replays_to_the_fault, .timeout = TIMEOUT_S + 10)
+{
+	const char *log = scratch("crash-exits.rwl");
+	struct h_run r;
+	RW(&r, NULL, "record", "--backend", "emu", "--positions", "exits", "-o", log,
+	   guest("crash"));
+	expect_status(&r, 6);
+	expect_err(&r, "triple fault at position 321 (exception 3 could not be delivered)");
+	h_free(&r);
+	RW(&r, NULL, "replay", log);
+	expect_status(&r, 6);
+	expect_err(&r, "triple fault at position 321 (exception 3 could not be delivered)");
+	expect_err(&r, "CR2=00000dead0000000");
+	expect_err(&r, ": matched");
+	h_free(&r);
+	unlink(log);
+}
+
 Test(run, crash_triple_faults_on_kvm, .timeout = TIMEOUT_S + 10)
 {
 	if (!h_have_kvm())
