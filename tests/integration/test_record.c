@@ -318,17 +318,7 @@ Test(record, on_kvm_says_what_the_log_leaves_out, .timeout = 2 * TIMEOUT_S)
 		  "the first line does not say what kvm leaves out:\n%s", r.err);
 	h_free(&r);
 
-	/* Time travel needs emu: a kvm log is refused by debug in one line, before gdb. */
-	RW(&r, NULL, "debug", log);
-	REFUSED(&r, 2, "recorded on kvm", "emu, the default of 'rewind record'");
-	h_free(&r);
-	RW(&r, NULL, "replay", "--gdb", ":0", log);
-	REFUSED(&r, 2, "recorded on kvm");
-	h_free(&r);
-	/* ... also on emu, which replays it but cannot yet travel back in it. */
-	RW(&r, NULL, "replay", "--backend", "emu", "--gdb", ":0", log);
-	REFUSED(&r, 2, "recorded on kvm", "rewind replay --backend emu");
-	h_free(&r);
+	/* (Time travel in a kvm log runs on emu: tests/integration/test_debug_exits.c.) */
 	unlink(log);
 }
 
