@@ -88,6 +88,7 @@ cat >"$ir/init" <<EOF
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 exec </dev/console >/dev/console 2>&1
 for m in $(tr '\n' ' ' <"$dir/mods/order"); do insmod /m/\$m || echo "nested-kvm: insmod \$m failed"; done
+ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up # loopback: gdb, the ft pair
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 hostroot /mnt || poweroff -f
 mount -t proc proc /mnt/proc; mount -t sysfs sys /mnt/sys; mount -t devtmpfs dev /mnt/dev
 mount -t tmpfs tmp /mnt/tmp; mkdir -p /mnt/dev/pts /mnt/dev/shm
