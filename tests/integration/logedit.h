@@ -11,10 +11,16 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-/* Copy a log with another config and/or command line (NULL: as it was), its header with a
- * good CRC and every event as it was. */
-static inline void log_rewrite_header(const char *in_path, const char *out_path,
-				      const char *config, const char *cmdline)
+/* A change to one event as a log is copied (log_copy_edit): ev may be changed in place. */
+typedef void log_edit_fn(struct lf_event *ev, void *opaque);
+
+/*
+ * Copy a log through logfmt's reader and writer (so every CRC is good), with another
+ * config and/or command line (NULL: as it was), every event passed through edit first
+ * (NULL: as it was).
+ */
+static inline void log_copy_edit(const char *in_path, const char *out_path, const char *config,
+				 const char *cmdline, log_edit_fn *edit, void *opaque)
 {
 	int in = open(in_path, O_RDONLY);
 	int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -24,24 +30,34 @@ static inline void log_rewrite_header(const char *in_path, const char *out_path,
 	lf_io_fd_init(&ii, &fi, in);
 	lf_io_fd_init(&oo, &fo, out);
 	struct lf_reader *r;
-	cr_assert_eq(lf_reader_open(&ii, &r), 0);
+	cr_assert_eq(lf_reader_open(&ii, &r), 0, "%s", lf_errdetail());
 	struct lf_header h = *lf_reader_header(r);
 	if (config)
 		h.config = config;
 	if (cmdline)
 		h.cmdline = cmdline;
 	struct lf_writer *w;
-	cr_assert_eq(lf_writer_open(&oo, &h, NULL, &w), 0);
+	cr_assert_eq(lf_writer_open(&oo, &h, NULL, &w), 0, "%s", lf_errdetail());
 	struct lf_event ev;
 	int rc;
-	while ((rc = lf_reader_next(r, &ev)) == 1)
-		cr_assert_eq(lf_writer_append(w, &ev), 0);
+	while ((rc = lf_reader_next(r, &ev)) == 1) {
+		if (edit)
+			edit(&ev, opaque);
+		cr_assert_eq(lf_writer_append(w, &ev), 0, "%s", lf_errdetail());
+	}
 	cr_assert_eq(rc, 0);
 	cr_assert_eq(lf_writer_finish(w), 0);
 	lf_writer_free(w);
 	lf_reader_free(r);
 	close(in);
 	close(out);
+}
+
+/* Copy a log with another config and/or command line (NULL: as it was). */
+static inline void log_rewrite_header(const char *in_path, const char *out_path,
+				      const char *config, const char *cmdline)
+{
+	log_copy_edit(in_path, out_path, config, cmdline, NULL, NULL);
 }
 
 #endif

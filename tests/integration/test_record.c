@@ -7,6 +7,7 @@
  * line; SIGINT, SIGKILL and a full disk while recording leave a log that replays.
  */
 #include "tests/integration/harness.h"
+#include "tests/integration/logedit.h"
 #include "tests/integration/rw.h"
 
 #include "logfmt/log.h"
@@ -457,53 +458,41 @@ static uint64_t lone_timer_pos(const char *log)
  * memory, and its memory hash; for a landmark, its register hash), with valid CRCs: what
  * a bug in a device, or a wrong log, looks like to replay.
  */
+struct alter {
+	unsigned kind;
+	uint64_t timer_pos, altered;
+	uint8_t buf[LF_INPUT_MAX];
+};
+
+static void alter_one(struct lf_event *ev, void *opaque)
+{
+	struct alter *a = opaque;
+	unsigned kind = a->kind;
+	if (ev->kind != kind || a->altered != UINT64_MAX ||
+	    (kind == LF_EV_TIMER && ev->pos != a->timer_pos) ||
+	    (kind == LF_EV_HASH && !(ev->hash.flags & LF_HASH_MEM)))
+		return;
+	a->altered = ev->pos;
+	if (kind == LF_EV_INPUT) {
+		memcpy(a->buf, ev->input.data, ev->input.len);
+		a->buf[0] ^= 0x20; /* another letter */
+		ev->input.data = a->buf;
+	} else if (kind == LF_EV_TIMER) {
+		ev->timer = ev->timer ? 0 : 1; /* another device's timer */
+	} else if (kind == LF_EV_HASH) {
+		ev->hash.mem ^= 1;
+	} else if (kind == LF_EV_LANDMARK) {
+		ev->landmark.regs ^= 1;
+	}
+}
+
 static uint64_t alter_log(const char *from, const char *to, unsigned kind)
 {
-	uint64_t timer_pos = kind == LF_EV_TIMER ? lone_timer_pos(from) : UINT64_MAX;
-	int in = open(from, O_RDONLY);
-	cr_assert(in >= 0);
-	struct lf_io io_in, io_out;
-	struct lf_io_fd fin, fout;
-	lf_io_fd_init(&io_in, &fin, in);
-	struct lf_reader *r;
-	cr_assert_eq(lf_reader_open(&io_in, &r), 0, "%s", lf_errdetail());
-	int out = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	cr_assert(out >= 0);
-	lf_io_fd_init(&io_out, &fout, out);
-	struct lf_writer *w;
-	cr_assert_eq(lf_writer_open(&io_out, lf_reader_header(r), NULL, &w), 0, "%s",
-		     lf_errdetail());
-	struct lf_event ev;
-	uint64_t altered = UINT64_MAX;
-	uint8_t buf[LF_INPUT_MAX];
-	int rc;
-	while ((rc = lf_reader_next(r, &ev)) == 1) {
-		if (ev.kind == kind && altered == UINT64_MAX &&
-		    (kind != LF_EV_TIMER || ev.pos == timer_pos) &&
-		    (kind != LF_EV_HASH || (ev.hash.flags & LF_HASH_MEM))) {
-			altered = ev.pos;
-			if (kind == LF_EV_INPUT) {
-				memcpy(buf, ev.input.data, ev.input.len);
-				buf[0] ^= 0x20; /* another letter */
-				ev.input.data = buf;
-			} else if (kind == LF_EV_TIMER) {
-				ev.timer = ev.timer ? 0 : 1; /* another device's timer */
-			} else if (kind == LF_EV_HASH) {
-				ev.hash.mem ^= 1;
-			} else if (kind == LF_EV_LANDMARK) {
-				ev.landmark.regs ^= 1;
-			}
-		}
-		cr_assert_eq(lf_writer_append(w, &ev), 0);
-	}
-	cr_assert_eq(rc, 0);
-	cr_assert_eq(lf_writer_finish(w), 0);
-	lf_writer_free(w);
-	lf_reader_free(r);
-	close(in);
-	close(out);
-	cr_assert_neq(altered, UINT64_MAX, "no event of kind %u to alter", kind);
-	return altered;
+	struct alter a = {.kind = kind, .altered = UINT64_MAX,
+			  .timer_pos = kind == LF_EV_TIMER ? lone_timer_pos(from) : UINT64_MAX};
+	log_copy_edit(from, to, NULL, NULL, alter_one, &a);
+	cr_assert_neq(a.altered, UINT64_MAX, "no event of kind %u to alter", kind);
+	return a.altered;
 }
 
 Test(record, altered_input_is_a_divergence, .timeout = 2 * TIMEOUT_S)
@@ -875,41 +864,29 @@ Test(record, unreachable_landmark_on_emu_is_a_divergence_not_a_hang, .timeout = 
  * A landmark moved one exit earlier than where it was taken: the search runs into that
  * exit first, which it must report as leaving the position, not cross.
  */
+/* The first landmark not at the same position as the event before it, one exit earlier. */
+struct move_landmark {
+	uint64_t prev, moved;
+};
+
+static void move_first_landmark(struct lf_event *ev, void *opaque)
+{
+	struct move_landmark *m = opaque;
+	if (ev->kind == LF_EV_LANDMARK && m->moved == UINT64_MAX && ev->pos > m->prev) {
+		ev->pos--;
+		m->moved = ev->pos;
+	}
+	m->prev = ev->pos;
+}
+
 static void landmark_behind_an_exit(bool kvm)
 {
 	struct rr x;
 	record_race_counting_exits(&x, "lm-race2.rwl", kvm);
-	int in = open(x.log, O_RDONLY);
-	cr_assert(in >= 0);
-	struct lf_io io_in, io_out;
-	struct lf_io_fd fin, fout;
-	lf_io_fd_init(&io_in, &fin, in);
-	struct lf_reader *r;
-	cr_assert_eq(lf_reader_open(&io_in, &r), 0, "%s", lf_errdetail());
 	const char *bad = scratch("lm-moved.rwl");
-	int out = open(bad, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	cr_assert(out >= 0);
-	lf_io_fd_init(&io_out, &fout, out);
-	struct lf_writer *w;
-	cr_assert_eq(lf_writer_open(&io_out, lf_reader_header(r), NULL, &w), 0, "%s",
-		     lf_errdetail());
-	struct lf_event ev;
-	uint64_t prev = 0, moved = UINT64_MAX;
-	int rc;
-	while ((rc = lf_reader_next(r, &ev)) == 1) {
-		if (ev.kind == LF_EV_LANDMARK && moved == UINT64_MAX && ev.pos > prev) {
-			ev.pos--;
-			moved = ev.pos;
-		}
-		prev = ev.pos;
-		cr_assert_eq(lf_writer_append(w, &ev), 0, "%s", lf_errdetail());
-	}
-	cr_assert_eq(rc, 0);
-	cr_assert_eq(lf_writer_finish(w), 0);
-	lf_writer_free(w);
-	lf_reader_free(r);
-	close(in);
-	close(out);
+	struct move_landmark mv = {.moved = UINT64_MAX};
+	log_copy_edit(x.log, bad, NULL, NULL, move_first_landmark, &mv);
+	uint64_t moved = mv.moved;
 	cr_assert_neq(moved, UINT64_MAX, "no landmark to move in:\n%s", x.rec.err);
 	struct h_run p;
 	RW(&p, NULL, "replay", "--stall-timeout", "10", bad);
